@@ -1,0 +1,155 @@
+//! Depth maps typed by what their values mean.
+
+use std::marker::PhantomData;
+
+use crate::error::{Error, Result};
+
+/// What the values of a [`DepthMap`] mean.
+pub trait ValueKind: Copy + std::fmt::Debug + Default + Send + Sync + 'static {
+    /// Short name used in messages and file metadata.
+    const NAME: &'static str;
+}
+
+/// Affine-invariant inverse depth, as predicted by relative models: larger is closer, and
+/// `1 / depth = s * disparity + t` holds only for an unknown scale `s` and shift `t`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Disparity;
+
+/// Metric depth along the optical axis (z), in metres.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metres;
+
+impl ValueKind for Disparity {
+    const NAME: &'static str = "disparity";
+}
+
+impl ValueKind for Metres {
+    const NAME: &'static str = "metres";
+}
+
+/// A dense `width x height` map of `f32` values, row-major, whose meaning is `K`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepthMap<K: ValueKind> {
+    width: u32,
+    height: u32,
+    data: Vec<f32>,
+    kind: PhantomData<K>,
+}
+
+impl<K: ValueKind> DepthMap<K> {
+    /// Wraps row-major values.
+    ///
+    /// # Errors
+    /// When `data.len() != width * height`.
+    pub fn new(width: u32, height: u32, data: Vec<f32>) -> Result<Self> {
+        let expected = width as usize * height as usize;
+        if data.len() != expected {
+            return Err(Error::Size {
+                what: K::NAME,
+                width,
+                height,
+                expected,
+                actual: data.len(),
+            });
+        }
+        Ok(Self {
+            width,
+            height,
+            data,
+            kind: PhantomData,
+        })
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Row-major values.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Consumes the map, returning its row-major values.
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// The value at column `x`, row `y`.
+    ///
+    /// # Panics
+    /// When `(x, y)` lies outside the map.
+    pub fn get(&self, x: u32, y: u32) -> f32 {
+        assert!(x < self.width && y < self.height, "pixel outside the map");
+        self.data[y as usize * self.width as usize + x as usize]
+    }
+
+    /// Smallest and largest finite values, `None` when there are none.
+    pub fn finite_range(&self) -> Option<(f32, f32)> {
+        self.data
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(None, |acc, v| match acc {
+                None => Some((v, v)),
+                Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+            })
+    }
+}
+
+/// What a depth model returns for one image: disparity for relative models, metres for
+/// metric ones.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prediction {
+    Disparity(DepthMap<Disparity>),
+    Metric(DepthMap<Metres>),
+}
+
+impl Prediction {
+    pub fn width(&self) -> u32 {
+        match self {
+            Self::Disparity(d) => d.width(),
+            Self::Metric(d) => d.width(),
+        }
+    }
+
+    pub fn height(&self) -> u32 {
+        match self {
+            Self::Disparity(d) => d.height(),
+            Self::Metric(d) => d.height(),
+        }
+    }
+
+    /// Raw row-major values, whatever they mean.
+    pub fn values(&self) -> &[f32] {
+        match self {
+            Self::Disparity(d) => d.data(),
+            Self::Metric(d) => d.data(),
+        }
+    }
+
+    /// `"disparity"` or `"metres"`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Disparity(_) => Disparity::NAME,
+            Self::Metric(_) => Metres::NAME,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_is_checked() {
+        assert!(DepthMap::<Metres>::new(3, 2, vec![0.0; 5]).is_err());
+        let map = DepthMap::<Metres>::new(3, 2, (0..6).map(|v| v as f32).collect())
+            .expect("6 values for 3 x 2");
+        assert_eq!(map.get(2, 1), 5.0);
+        assert_eq!(map.finite_range(), Some((0.0, 5.0)));
+    }
+}

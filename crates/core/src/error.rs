@@ -1,0 +1,23 @@
+//! The error type of `anydepth-core`.
+
+use std::path::PathBuf;
+
+/// Errors of `anydepth-core`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A buffer's length does not match the dimensions given with it.
+    #[error("{what}: expected {expected} values for {width} x {height}, got {actual}")]
+    Size {
+        what: &'static str,
+        width: u32,
+        height: u32,
+        expected: usize,
+        actual: usize,
+    },
+    /// An image could not be read or decoded.
+    #[error("cannot read image: {reason}: {}", path.display())]
+    Image { reason: String, path: PathBuf },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

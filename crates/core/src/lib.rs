@@ -1,0 +1,20 @@
+//! Shared types of anydepth: decoded photos and typed depth maps.
+//!
+//! Depth maps carry what their values mean in their type, so affine-invariant disparity
+//! (what relative Depth Anything models predict) can never be used as metric depth without
+//! an explicit conversion.
+//!
+//! ```
+//! use anydepth_core::{DepthMap, Disparity};
+//!
+//! let disparity = DepthMap::<Disparity>::new(2, 1, vec![0.5, 1.0]).expect("2 x 1 values");
+//! assert_eq!(disparity.get(1, 0), 1.0);
+//! ```
+
+pub mod depth;
+pub mod error;
+pub mod image;
+
+pub use depth::{DepthMap, Disparity, Metres, Prediction, ValueKind};
+pub use error::{Error, Result};
+pub use image::{load_image, RgbImage};

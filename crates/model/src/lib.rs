@@ -1,0 +1,1 @@
+//! Depth Anything V1/V2 on LibTorch.

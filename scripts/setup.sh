@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Sets up everything anydepth needs to build and test, in the project directory:
+#   .venv/            Python virtual environment with torch 2.11.0 (its libtorch is what tch links)
+#   .venv/torch       symlink to the venv's torch package (LIBTORCH in .cargo/config.toml)
+# Idempotent: a second run checks versions and returns in a few seconds.
+#
+#   scripts/setup.sh            runtime + reference packages (tests, benchmarks)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.11.0
+VENV=.venv
+PY=${PYTHON:-python3}
+STAMP="$VENV/.anydepth-setup-v1"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+if ! command -v "$PY" >/dev/null 2>&1; then
+  say "python3 not found; installing it with apt-get"
+  apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  say "cargo not found: install Rust first (https://rustup.rs), then run this script again"
+  exit 1
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtual environment $VENV"
+  "$PY" -m venv "$VENV" || {
+    say "python3 -m venv failed; installing python3-venv with apt-get"
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    "$PY" -m venv "$VENV"
+  }
+fi
+
+if [ ! -f "$STAMP" ]; then
+  say "installing torch==$TORCH_VERSION and the reference packages (about a minute, once)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -r scripts/requirements.txt
+  # The official Depth Anything V2 code, repackaged unchanged; its own pins are too strict.
+  "$VENV/bin/python" -m pip install -q --no-deps jkp-depth-anything-v2==$(cat scripts/jkp-version.txt)
+  touch "$STAMP"
+fi
+
+site=$("$VENV/bin/python" - <<'PY'
+import sysconfig; print(sysconfig.get_paths()["purelib"])
+PY
+)
+if [ ! -e "$VENV/torch" ] || [ "$(readlink "$VENV/torch")" != "$site/torch" ]; then
+  ln -sfn "$site/torch" "$VENV/torch"
+fi
+have=$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')
+case "$have" in
+  "$TORCH_VERSION"*) ;;
+  *) say "expected torch $TORCH_VERSION in $VENV, found $have: remove $VENV and run again"; exit 1 ;;
+esac
+say "ready: torch $have at $VENV/torch"
