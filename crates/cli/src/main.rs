@@ -1,1 +1,5 @@
+mod colormap;
+mod colormap_data;
+mod output;
+
 fn main() {}

@@ -1,0 +1,687 @@
+//! Writing depth maps to disk: raw values (`.npy`, `.pfm`), normalised 16-bit PNG, and
+//! colour images like the official Depth Anything `run.py`.
+//!
+//! Every write is atomic: the bytes go to a temporary file in the target directory, which
+//! is flushed, synced and then renamed over the final path, so a crash or an error never
+//! leaves a half-written file there. Existing files are only replaced with `force`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anydepth_core::RgbImage;
+use anyhow::{bail, ensure, Context, Result};
+use clap::ValueEnum;
+use image::codecs::png::PngEncoder;
+use image::{ImageBuffer, Luma, Rgb};
+
+use crate::colormap::{finite_range, Colormap};
+
+/// Width in pixels of the white gap between the photo and the depth colours in
+/// [`Format::SideBySide`], as in the official `run.py`.
+pub const SIDE_BY_SIDE_GAP_PX: u32 = 50;
+
+/// What to write for each depth map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Format {
+    /// The raw `f32` values as a NumPy `.npy` array of shape `(height, width)`.
+    #[value(name = "npy")]
+    Npy,
+    /// Min-max normalised to a 16-bit greyscale PNG (`0` = min, `65535` = max).
+    #[value(name = "png16")]
+    Png16,
+    /// The raw `f32` values as a little-endian greyscale PFM (`Pf`).
+    #[value(name = "pfm")]
+    Pfm,
+    /// An 8-bit RGB PNG coloured with the chosen colormap.
+    #[value(name = "color")]
+    Color,
+    /// The input photo, a 50 px white gap and the coloured depth, side by side (8-bit PNG).
+    #[value(name = "side-by-side")]
+    SideBySide,
+}
+
+impl Format {
+    /// What follows the input's file stem in the output's file name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Npy => ".npy",
+            Self::Png16 => "_depth16.png",
+            Self::Pfm => ".pfm",
+            Self::Color => "_depth.png",
+            Self::SideBySide => "_side.png",
+        }
+    }
+}
+
+/// The file `format` writes for the input named `stem` into `out_dir`:
+/// `<stem>.npy`, `<stem>_depth16.png`, `<stem>.pfm`, `<stem>_depth.png` or `<stem>_side.png`.
+pub fn output_path(out_dir: &Path, stem: &str, format: Format) -> PathBuf {
+    out_dir.join(format!("{stem}{}", format.suffix()))
+}
+
+/// Writes one depth map (`width x height` row-major `values`) to `path` as `format`,
+/// atomically.
+///
+/// `image` is the photo the map was predicted from; only [`Format::SideBySide`] needs it
+/// and it must have the map's size. `colormap` is used by [`Format::Color`] and
+/// [`Format::SideBySide`]. Missing parent directories are created.
+///
+/// # Errors
+/// When `values.len() != width * height`, when side-by-side output lacks a photo of the
+/// map's size, when `path` exists and `force` is false (the file is left untouched), or on
+/// any I/O or encoding failure (nothing is left at `path` then).
+// The argument list is the one the CLI asked for; each argument is a distinct input.
+#[allow(clippy::too_many_arguments)]
+pub fn write_output(
+    path: &Path,
+    format: Format,
+    values: &[f32],
+    width: u32,
+    height: u32,
+    image: Option<&RgbImage>,
+    colormap: Colormap,
+    force: bool,
+) -> Result<()> {
+    let pixels = width as usize * height as usize;
+    ensure!(
+        values.len() == pixels,
+        "depth map has {} values, expected {width} x {height} = {pixels}",
+        values.len()
+    );
+    if !force && path.exists() {
+        bail!(
+            "refusing to overwrite an existing output (pass --force to replace it): {}",
+            path.display()
+        );
+    }
+    let bytes = encode(format, values, width, height, image, colormap)?;
+    write_atomically(path, &bytes, force)
+}
+
+/// Encodes a (validated) map into the bytes of a `format` file.
+fn encode(
+    format: Format,
+    values: &[f32],
+    width: u32,
+    height: u32,
+    image: Option<&RgbImage>,
+    colormap: Colormap,
+) -> Result<Vec<u8>> {
+    match format {
+        Format::Npy => Ok(encode_npy(values, width, height)),
+        Format::Pfm => Ok(encode_pfm(values, width, height)),
+        Format::Png16 => {
+            let buffer: ImageBuffer<Luma<u16>, _> =
+                ImageBuffer::from_raw(width, height, normalize_to_u16(values))
+                    .context("16-bit buffer size mismatch")?;
+            encode_png(&buffer)
+        }
+        Format::Color => {
+            let buffer: ImageBuffer<Rgb<u8>, _> =
+                ImageBuffer::from_raw(width, height, colormap.apply(values))
+                    .context("colour buffer size mismatch")?;
+            encode_png(&buffer)
+        }
+        Format::SideBySide => {
+            let Some(image) = image else {
+                bail!("side-by-side output needs the input image");
+            };
+            ensure!(
+                (image.width, image.height) == (width, height),
+                "input image is {} x {} but the depth map is {width} x {height}",
+                image.width,
+                image.height
+            );
+            let buffer = side_by_side(image, &colormap.apply(values))?;
+            encode_png(&buffer)
+        }
+    }
+}
+
+/// PNG bytes of an image buffer.
+fn encode_png<P>(buffer: &ImageBuffer<P, Vec<P::Subpixel>>) -> Result<Vec<u8>>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+{
+    let mut bytes = Vec::new();
+    buffer
+        .write_with_encoder(PngEncoder::new(&mut bytes))
+        .context("cannot encode PNG")?;
+    Ok(bytes)
+}
+
+/// NumPy format 1.0: magic, version, little-endian `u16` header length, a Python dict
+/// literal padded with spaces and ending in `\n` so the data starts at a multiple of 64
+/// bytes (as `np.save` does), then the `<f4` values in C order.
+fn encode_npy(values: &[f32], width: u32, height: u32) -> Vec<u8> {
+    const MAGIC: &[u8] = b"\x93NUMPY\x01\x00";
+    let dict =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
+    // magic (8) + header length (2) + dict + padding + '\n'
+    let unpadded = MAGIC.len() + 2 + dict.len() + 1;
+    let padding = unpadded.next_multiple_of(64) - unpadded;
+    let header = format!("{dict}{}\n", " ".repeat(padding));
+    // A two-number shape is far below the 65535-byte limit of format 1.0.
+    let header_len = u16::try_from(header.len()).unwrap_or(u16::MAX);
+
+    let mut bytes = Vec::with_capacity(MAGIC.len() + 2 + header.len() + 4 * values.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&header_len.to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes
+}
+
+/// Greyscale PFM: `Pf`, size, a negative scale for little-endian, then rows from the
+/// bottom of the image to the top.
+fn encode_pfm(values: &[f32], width: u32, height: u32) -> Vec<u8> {
+    let header = format!("Pf\n{width} {height}\n-1.0\n");
+    let mut bytes = Vec::with_capacity(header.len() + 4 * values.len());
+    bytes.extend_from_slice(header.as_bytes());
+    // `max(1)` keeps `rchunks` valid for a 0-wide map, which has no values anyway.
+    for row in values.rchunks(width.max(1) as usize) {
+        for v in row {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    bytes
+}
+
+/// `round((v - min) / (max - min) * 65535)` over the finite range; non-finite values and
+/// constant maps give 0.
+fn normalize_to_u16(values: &[f32]) -> Vec<u16> {
+    let Some((lo, hi)) = finite_range(values).filter(|(lo, hi)| hi > lo) else {
+        return vec![0; values.len()];
+    };
+    let (lo, span) = (f64::from(lo), f64::from(hi) - f64::from(lo));
+    values
+        .iter()
+        .map(|&v| {
+            if v.is_finite() {
+                ((f64::from(v) - lo) / span * 65535.0).round() as u16
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+/// The photo (rounded to 8 bits), a white gap and the coloured depth, left to right.
+fn side_by_side(image: &RgbImage, depth_rgb: &[u8]) -> Result<ImageBuffer<Rgb<u8>, Vec<u8>>> {
+    let (w, h) = (image.width as usize, image.height as usize);
+    let gap = SIDE_BY_SIDE_GAP_PX as usize;
+    ensure!(
+        image.data.len() == w * h * 3 && depth_rgb.len() == w * h * 3,
+        "image and depth colours must both hold {w} x {h} RGB pixels"
+    );
+    let out_w = 2 * w + gap;
+    let mut out = Vec::with_capacity(out_w * h * 3);
+    for (photo_row, depth_row) in image
+        .data
+        .chunks_exact(w.max(1) * 3)
+        .zip(depth_rgb.chunks_exact(w.max(1) * 3))
+    {
+        out.extend(
+            photo_row
+                .iter()
+                .map(|&c| (c * 255.0).round().clamp(0.0, 255.0) as u8),
+        );
+        out.extend(std::iter::repeat_n(255u8, gap * 3));
+        out.extend_from_slice(depth_row);
+    }
+    if w == 0 {
+        // No rows came out of `chunks_exact` on empty data: the result is all gap.
+        out = vec![255; out_w * h * 3];
+    }
+    let out_w = u32::try_from(out_w).context("side-by-side image too wide")?;
+    ImageBuffer::from_raw(out_w, image.height, out).context("side-by-side buffer size mismatch")
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it to `path`.
+/// Without `force` the rename fails rather than replace a file that appeared meanwhile.
+fn write_atomically(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".anydepth-").suffix(".tmp");
+    // Temporary files are created 0600; ask for 0666 so the result gets the usual
+    // umask-filtered permissions of a new file.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut temp = builder
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+
+    temp.write_all(bytes)
+        .and_then(|()| temp.flush())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    temp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot sync {}", path.display()))?;
+
+    if force {
+        temp.persist(path)
+    } else {
+        temp.persist_noclobber(path)
+    }
+    .map_err(|e| e.error)
+    .with_context(|| {
+        let hint = if force {
+            ""
+        } else {
+            " (pass --force to replace an existing file)"
+        };
+        format!(
+            "cannot move the finished file into place{hint}: {}",
+            path.display()
+        )
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 3 x 2 map whose values name their position: row * 10 + column.
+    fn positional() -> Vec<f32> {
+        vec![0.0, 1.0, 2.0, 10.0, 11.0, 12.0]
+    }
+
+    /// Parses a `.npy` file written by `encode_npy`, independently of it: returns the
+    /// header dict text, the shape and the values.
+    fn parse_npy(bytes: &[u8]) -> (String, (usize, usize), Vec<f32>) {
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        let data_start = 10 + header_len;
+        assert_eq!(data_start % 64, 0, "data must start 64-byte aligned");
+        let header = std::str::from_utf8(&bytes[10..data_start]).expect("ASCII header");
+        assert!(header.ends_with('\n'));
+        let shape_text = header
+            .split("'shape': (")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .expect("shape in header");
+        let dims: Vec<usize> = shape_text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().expect("integer dimension"))
+            .collect();
+        assert_eq!(dims.len(), 2);
+        let values: Vec<f32> = bytes[data_start..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(values.len(), dims[0] * dims[1]);
+        (header.trim_end().to_owned(), (dims[0], dims[1]), values)
+    }
+
+    fn write(dir: &Path, format: Format, values: &[f32], w: u32, h: u32) -> PathBuf {
+        let path = output_path(dir, "img", format);
+        write_output(
+            &path,
+            format,
+            values,
+            w,
+            h,
+            None,
+            Colormap::SpectralR,
+            false,
+        )
+        .expect("write succeeds");
+        path
+    }
+
+    #[test]
+    fn output_names() {
+        let dir = Path::new("out");
+        let names: Vec<PathBuf> = Format::value_variants()
+            .iter()
+            .map(|&f| output_path(dir, "photo", f))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "out/photo.npy",
+                "out/photo_depth16.png",
+                "out/photo.pfm",
+                "out/photo_depth.png",
+                "out/photo_side.png"
+            ]
+            .map(PathBuf::from)
+        );
+        let cli: Vec<String> = Format::value_variants()
+            .iter()
+            .filter_map(|f| f.to_possible_value())
+            .map(|p| p.get_name().to_owned())
+            .collect();
+        assert_eq!(cli, ["npy", "png16", "pfm", "color", "side-by-side"]);
+    }
+
+    #[test]
+    fn npy_round_trip_and_exact_header() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let values = vec![0.0, -1.5, f32::NAN, 1e-30, f32::INFINITY, 3.25];
+        let path = write(dir.path(), Format::Npy, &values, 3, 2);
+        let bytes = fs::read(&path).expect("read npy");
+        let (header, shape, read) = parse_npy(&bytes);
+        // What numpy 1.x/2.x `np.save` writes for a float32 C-order (2, 3) array.
+        assert_eq!(
+            header,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
+        );
+        assert_eq!(shape, (2, 3));
+        assert_eq!(bytes.len(), 128 + 6 * 4);
+        // Bit-exact, NaN included.
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&read), bits(&values));
+    }
+
+    /// numpy loads our file and saves the same array to identical bytes; it also
+    /// reproduces [`crate::colormap::normalize_to_indices`] with the official app's
+    /// expression. Skips when the project venv is missing.
+    #[test]
+    fn npy_matches_numpy() {
+        let python = Path::new("/work/main/.venv/bin/python");
+        if !python.exists() {
+            eprintln!("skipping npy_matches_numpy: {} not found", python.display());
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Irregular values so float32 rounding in the normalisation matters.
+        let (w, h) = (7u32, 5u32);
+        let values: Vec<f32> = (0..w * h)
+            .map(|i| ((i as f32 * 0.731).sin() * 3.7 + (i as f32) / 9.0).exp() - 1.3)
+            .collect();
+        let path = write(dir.path(), Format::Npy, &values, w, h);
+        let script = r#"
+import sys, io, numpy as np
+d = np.load(sys.argv[1])
+assert d.dtype == np.float32 and d.shape == (5, 7) and d.flags.c_contiguous
+buf = io.BytesIO(); np.save(buf, d)
+assert buf.getvalue() == open(sys.argv[1], 'rb').read(), 'bytes differ from np.save'
+v = ((d - d.min()) / (d.max() - d.min()) * 255.0).astype(np.uint8)
+print(' '.join(str(x) for x in v.ravel()))
+print(' '.join(repr(float(x)) for x in d.ravel()))
+"#;
+        let out = std::process::Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .arg(&path)
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).expect("utf-8");
+        let mut lines = stdout.lines();
+        let indices: Vec<u8> = lines
+            .next()
+            .expect("indices line")
+            .split(' ')
+            .map(|s| s.parse().expect("u8"))
+            .collect();
+        let loaded: Vec<f32> = lines
+            .next()
+            .expect("values line")
+            .split(' ')
+            .map(|s| s.parse::<f64>().expect("float") as f32)
+            .collect();
+        assert_eq!(loaded, values);
+        assert_eq!(indices, crate::colormap::normalize_to_indices(&values));
+    }
+
+    #[test]
+    fn pfm_layout_is_bottom_row_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(dir.path(), Format::Pfm, &positional(), 3, 2);
+        let bytes = fs::read(&path).expect("read pfm");
+        let header = b"Pf\n3 2\n-1.0\n";
+        assert_eq!(&bytes[..header.len()], header);
+        let read: Vec<f32> = bytes[header.len()..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        // The bottom row (10, 11, 12) comes first.
+        assert_eq!(read, [10.0, 11.0, 12.0, 0.0, 1.0, 2.0]);
+    }
+
+    /// OpenCV's PFM reader (which flips rows back) sees the map the right way up.
+    /// Skips when the project venv is missing.
+    #[test]
+    fn pfm_matches_opencv() {
+        let python = Path::new("/work/main/.venv/bin/python");
+        if !python.exists() {
+            eprintln!(
+                "skipping pfm_matches_opencv: {} not found",
+                python.display()
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(dir.path(), Format::Pfm, &positional(), 3, 2);
+        let script = "import sys, cv2; d = cv2.imread(sys.argv[1], cv2.IMREAD_UNCHANGED); \
+                      print(d.dtype, d.shape, d.ravel().tolist())";
+        let out = std::process::Command::new(python)
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "float32 (2, 3) [0.0, 1.0, 2.0, 10.0, 11.0, 12.0]"
+        );
+    }
+
+    #[test]
+    fn png16_spans_full_range() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let values = [5.0, f32::NAN, -3.0, 1.0, 5.0, f32::NEG_INFINITY];
+        let path = write(dir.path(), Format::Png16, &values, 3, 2);
+        let img = image::open(&path).expect("decode png16").into_luma16();
+        assert_eq!(img.dimensions(), (3, 2));
+        // (1 - -3) / 8 * 65535 = 32767.5, rounded half away from zero.
+        assert_eq!(img.into_raw(), [65535, 0, 0, 32768, 65535, 0]);
+    }
+
+    #[test]
+    fn color_png_uses_the_colormap() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = output_path(dir.path(), "img", Format::Color);
+        write_output(
+            &path,
+            Format::Color,
+            &[0.0, 2.0],
+            2,
+            1,
+            None,
+            Colormap::Turbo,
+            false,
+        )
+        .expect("write color");
+        let img = image::open(&path).expect("decode color");
+        assert_eq!(img.color(), image::ColorType::Rgb8);
+        assert_eq!(img.into_rgb8().into_raw(), [48, 18, 59, 122, 4, 2]);
+    }
+
+    #[test]
+    fn constant_and_nan_maps_write_without_panic() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (i, values) in [[7.0f32; 4], [f32::NAN; 4]].iter().enumerate() {
+            for &format in Format::value_variants() {
+                let path = output_path(dir.path(), &format!("m{i}"), format);
+                let photo = RgbImage::new(2, 2, vec![0.5; 12]).expect("photo");
+                write_output(
+                    &path,
+                    format,
+                    values,
+                    2,
+                    2,
+                    Some(&photo),
+                    Colormap::Gray,
+                    false,
+                )
+                .expect("write succeeds");
+            }
+            let png16 = image::open(output_path(dir.path(), &format!("m{i}"), Format::Png16))
+                .expect("decode")
+                .into_luma16();
+            assert!(png16.into_raw().iter().all(|&v| v == 0));
+        }
+    }
+
+    #[test]
+    fn empty_maps_do_not_panic() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (w, h) in [(0, 0), (0, 3), (3, 0)] {
+            let photo = RgbImage::new(w, h, Vec::new()).expect("empty photo");
+            for &format in Format::value_variants() {
+                let path = output_path(dir.path(), &format!("e{w}x{h}"), format);
+                // PNG cannot hold an empty image, so some formats fail: with an error.
+                let _ = write_output(&path, format, &[], w, h, Some(&photo), Colormap::Gray, true);
+            }
+        }
+    }
+
+    #[test]
+    fn side_by_side_layout() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (w, h) = (4u32, 3u32);
+        let photo = RgbImage::new(w, h, vec![0.2; (w * h * 3) as usize]).expect("photo");
+        let values: Vec<f32> = (0..w * h).map(|i| i as f32).collect();
+        let path = output_path(dir.path(), "img", Format::SideBySide);
+        write_output(
+            &path,
+            Format::SideBySide,
+            &values,
+            w,
+            h,
+            Some(&photo),
+            Colormap::SpectralR,
+            false,
+        )
+        .expect("write side-by-side");
+        let img = image::open(&path).expect("decode").into_rgb8();
+        assert_eq!(img.dimensions(), (2 * w + SIDE_BY_SIDE_GAP_PX, h));
+        // 0.2 * 255 = 51.
+        assert_eq!(img.get_pixel(0, 0).0, [51, 51, 51]);
+        assert_eq!(img.get_pixel(w, 1).0, [255, 255, 255]);
+        assert_eq!(
+            img.get_pixel(w + SIDE_BY_SIDE_GAP_PX - 1, 2).0,
+            [255, 255, 255]
+        );
+        // First depth pixel is the minimum, last the maximum.
+        assert_eq!(img.get_pixel(w + SIDE_BY_SIDE_GAP_PX, 0).0, [94, 79, 162]);
+        assert_eq!(
+            img.get_pixel(2 * w + SIDE_BY_SIDE_GAP_PX - 1, h - 1).0,
+            [158, 1, 66]
+        );
+
+        // Missing or mis-sized photos are errors.
+        let other = output_path(dir.path(), "other", Format::SideBySide);
+        let small = RgbImage::new(1, 1, vec![0.0; 3]).expect("photo");
+        for photo in [None, Some(&small)] {
+            let result = write_output(
+                &other,
+                Format::SideBySide,
+                &values,
+                w,
+                h,
+                photo,
+                Colormap::Gray,
+                false,
+            );
+            assert!(result.is_err());
+        }
+        assert!(!other.exists());
+    }
+
+    #[test]
+    fn refuses_to_overwrite_without_force() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = output_path(dir.path(), "img", Format::Npy);
+        fs::write(&path, b"precious").expect("seed file");
+        let err = write_output(
+            &path,
+            Format::Npy,
+            &[1.0],
+            1,
+            1,
+            None,
+            Colormap::Gray,
+            false,
+        )
+        .expect_err("must refuse");
+        let message = format!("{err:#}");
+        assert!(message.contains("--force"), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert_eq!(fs::read(&path).expect("read back"), b"precious");
+        // No temporary file is left behind either.
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 1);
+
+        write_output(&path, Format::Npy, &[1.0], 1, 1, None, Colormap::Gray, true)
+            .expect("force replaces");
+        let (_, shape, values) = parse_npy(&fs::read(&path).expect("read back"));
+        assert_eq!((shape, values), ((1, 1), vec![1.0]));
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
+
+    #[test]
+    fn size_mismatch_is_an_error_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nested = dir.path().join("a/b");
+        for &format in Format::value_variants() {
+            let path = output_path(&nested, "img", format);
+            let result = write_output(&path, format, &[1.0; 5], 3, 2, None, Colormap::Gray, true);
+            assert!(result.is_err(), "{format:?}");
+            assert!(!path.exists());
+        }
+    }
+
+    #[test]
+    fn creates_missing_directories() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nested = dir.path().join("x/y/z");
+        let path = write(&nested, Format::Pfm, &positional(), 3, 2);
+        assert!(path.is_file());
+        assert_eq!(fs::read_dir(&nested).expect("list").count(), 1);
+    }
+
+    /// The final file has the permissions of an ordinary new file (`0666 & !umask`), not
+    /// the `0600` of a temporary file. Linux only: the umask is read from `/proc`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn written_files_get_umask_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let Some(umask) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        else {
+            eprintln!("skipping: no Umask line in /proc/self/status");
+            return;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(dir.path(), Format::Npy, &[1.0], 1, 1);
+        let mode = fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !umask, "{mode:o}");
+    }
+}
