@@ -1,0 +1,243 @@
+//! The DINOv2 vision transformer encoder, as in the official Depth Anything code.
+//!
+//! Variable paths follow the official checkpoints (`patch_embed.proj`, `blocks.N.attn.qkv`,
+//! `blocks.N.ls1.gamma`, ...).
+
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use crate::config::{Ffn, VitConfig};
+
+fn zeros() -> nn::Init {
+    nn::Init::Const(0.0)
+}
+
+fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
+    nn::linear(
+        p,
+        in_dim,
+        out_dim,
+        nn::LinearConfig {
+            ws_init: zeros(),
+            bs_init: Some(zeros()),
+            bias: true,
+        },
+    )
+}
+
+fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
+    nn::layer_norm(
+        p,
+        vec![dim],
+        nn::LayerNormConfig {
+            eps,
+            ..Default::default()
+        },
+    )
+}
+
+/// Multi-head self-attention with a fused `qkv` projection.
+#[derive(Debug)]
+struct Attention {
+    qkv: nn::Linear,
+    proj: nn::Linear,
+    num_heads: i64,
+}
+
+impl Attention {
+    fn new(p: nn::Path, cfg: &VitConfig) -> Self {
+        let d = cfg.embed_dim;
+        Self {
+            qkv: linear(&p / "qkv", d, 3 * d),
+            proj: linear(&p / "proj", d, d),
+            num_heads: cfg.num_heads,
+        }
+    }
+}
+
+impl Module for Attention {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let (b, n, c) = x.size3().unwrap_or((0, 0, 0));
+        let head_dim = c / self.num_heads;
+        let qkv = x
+            .apply(&self.qkv)
+            .reshape([b, n, 3, self.num_heads, head_dim])
+            .permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        // Fused attention (flash / memory-efficient kernels where the device has them);
+        // the default scale is 1/sqrt(head_dim), as in the reference.
+        let out = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            /* is_causal= */ false,
+            None,
+            /* enable_gqa= */ false,
+        );
+        out.transpose(1, 2).reshape([b, n, c]).apply(&self.proj)
+    }
+}
+
+/// The feed-forward block: GELU MLP or fused SwiGLU.
+#[derive(Debug)]
+enum FeedForward {
+    Mlp { fc1: nn::Linear, fc2: nn::Linear },
+    SwiGlu { w12: nn::Linear, w3: nn::Linear },
+}
+
+impl FeedForward {
+    fn new(p: nn::Path, cfg: &VitConfig) -> Self {
+        let (d, h) = (cfg.embed_dim, cfg.hidden_dim());
+        match cfg.ffn {
+            Ffn::Mlp => Self::Mlp {
+                fc1: linear(&p / "fc1", d, h),
+                fc2: linear(&p / "fc2", h, d),
+            },
+            Ffn::SwiGlu => Self::SwiGlu {
+                w12: linear(&p / "w12", d, 2 * h),
+                w3: linear(&p / "w3", h, d),
+            },
+        }
+    }
+}
+
+impl Module for FeedForward {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match self {
+            Self::Mlp { fc1, fc2 } => x.apply(fc1).gelu("none").apply(fc2),
+            Self::SwiGlu { w12, w3 } => {
+                let x12 = x.apply(w12);
+                let halves = x12.chunk(2, -1);
+                (halves[0].silu() * &halves[1]).apply(w3)
+            }
+        }
+    }
+}
+
+/// Pre-norm transformer block with LayerScale.
+#[derive(Debug)]
+struct Block {
+    norm1: nn::LayerNorm,
+    attn: Attention,
+    ls1: Tensor,
+    norm2: nn::LayerNorm,
+    mlp: FeedForward,
+    ls2: Tensor,
+}
+
+impl Block {
+    fn new(p: nn::Path, cfg: &VitConfig) -> Self {
+        let d = cfg.embed_dim;
+        Self {
+            norm1: layer_norm(&p / "norm1", d, cfg.layer_norm_eps),
+            attn: Attention::new(&p / "attn", cfg),
+            ls1: (&p / "ls1").var("gamma", &[d], zeros()),
+            norm2: layer_norm(&p / "norm2", d, cfg.layer_norm_eps),
+            mlp: FeedForward::new(&p / "mlp", cfg),
+            ls2: (&p / "ls2").var("gamma", &[d], zeros()),
+        }
+    }
+}
+
+impl Module for Block {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let x = x + x.apply(&self.norm1).apply(&self.attn) * &self.ls1;
+        &x + x.apply(&self.norm2).apply(&self.mlp) * &self.ls2
+    }
+}
+
+/// DINOv2 ViT/14 without register tokens.
+#[derive(Debug)]
+pub struct DinoV2 {
+    cfg: VitConfig,
+    patch_embed: nn::Conv2D,
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    blocks: Vec<Block>,
+    norm: nn::LayerNorm,
+}
+
+impl DinoV2 {
+    /// Builds the encoder under `p` (the official checkpoints use `pretrained`).
+    pub fn new(p: nn::Path, cfg: &VitConfig) -> Self {
+        let d = cfg.embed_dim;
+        let patch_embed = nn::conv2d(
+            &p / "patch_embed" / "proj",
+            3,
+            d,
+            cfg.patch_size,
+            nn::ConvConfig {
+                stride: cfg.patch_size,
+                ws_init: zeros(),
+                bs_init: zeros(),
+                ..Default::default()
+            },
+        );
+        let positions = cfg.pos_grid * cfg.pos_grid + 1;
+        // Present in the checkpoints, used only for masked pre-training.
+        let _mask_token = p.var("mask_token", &[1, d], zeros());
+        let blocks_path = &p / "blocks";
+        Self {
+            cfg: *cfg,
+            patch_embed,
+            cls_token: p.var("cls_token", &[1, 1, d], zeros()),
+            pos_embed: p.var("pos_embed", &[1, positions, d], zeros()),
+            blocks: (0..cfg.depth)
+                .map(|i| Block::new(&blocks_path / i, cfg))
+                .collect(),
+            norm: layer_norm(&p / "norm", d, cfg.layer_norm_eps),
+        }
+    }
+
+    /// The position embedding for a `grid_h x grid_w` patch grid, interpolated bicubically
+    /// with DINOv2's scale factors `(grid + offset) / 37`, in fp32 like the reference.
+    fn pos_embed_for(&self, grid_h: i64, grid_w: i64, kind: Kind) -> Tensor {
+        let n = self.cfg.pos_grid;
+        if grid_h == n && grid_w == n {
+            return self.pos_embed.shallow_clone();
+        }
+        let d = self.cfg.embed_dim;
+        let pos = self.pos_embed.to_kind(Kind::Float);
+        let cls = pos.narrow(1, 0, 1);
+        let patch = pos
+            .narrow(1, 1, n * n)
+            .reshape([1, n, n, d])
+            .permute([0, 3, 1, 2]);
+        // Python computes float(grid + 0.1) / sqrt(N) and PyTorch maps source coordinates
+        // with 1/scale, so pass the scales, not just the output size.
+        let sqrt_n = (n as f64 * n as f64).sqrt();
+        let scale_h = (grid_h as f64 + self.cfg.interpolate_offset) / sqrt_n;
+        let scale_w = (grid_w as f64 + self.cfg.interpolate_offset) / sqrt_n;
+        let patch = patch
+            .upsample_bicubic2d(
+                [grid_h, grid_w],
+                /* align_corners= */ false,
+                scale_h,
+                scale_w,
+            )
+            .permute([0, 2, 3, 1])
+            .reshape([1, grid_h * grid_w, d]);
+        Tensor::cat(&[cls, patch], 1).to_kind(kind)
+    }
+
+    /// Outputs of the blocks in `layers` (0-based), normalised, class token dropped:
+    /// each `(b, grid_h * grid_w, embed_dim)`.
+    pub fn intermediate_layers(&self, x: &Tensor, layers: &[usize]) -> Vec<Tensor> {
+        let (b, _c, h, w) = x.size4().unwrap_or((0, 0, 0, 0));
+        let (grid_h, grid_w) = (h / self.cfg.patch_size, w / self.cfg.patch_size);
+        let tokens = x.apply(&self.patch_embed).flatten(2, 3).transpose(1, 2);
+        let cls = self.cls_token.expand([b, -1, -1], false);
+        let mut x = Tensor::cat(&[cls, tokens], 1) + self.pos_embed_for(grid_h, grid_w, x.kind());
+        let last = layers.iter().copied().max().unwrap_or(0);
+        let mut outputs = Vec::with_capacity(layers.len());
+        for (i, block) in self.blocks.iter().enumerate().take(last + 1) {
+            x = x.apply(block);
+            if layers.contains(&i) {
+                outputs.push(x.apply(&self.norm).narrow(1, 1, grid_h * grid_w));
+            }
+        }
+        outputs
+    }
+}

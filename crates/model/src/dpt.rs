@@ -1,0 +1,221 @@
+//! The DPT head of Depth Anything: reassemble four token maps into a feature pyramid,
+//! fuse it top-down, and regress one value per pixel.
+//!
+//! Variable paths follow the official checkpoints (`projects.N`, `resize_layers.N`,
+//! `scratch.refinenetN.resConfUnitM.convK`, `scratch.output_conv2.2`, ...).
+
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+use crate::config::{DptConfig, Head};
+
+fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
+    nn::conv2d(
+        p,
+        c_in,
+        c_out,
+        k,
+        nn::ConvConfig {
+            stride,
+            padding: k / 2,
+            bias,
+            ws_init: nn::Init::Const(0.0),
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        },
+    )
+}
+
+fn conv_transpose(p: nn::Path, c: i64, k: i64) -> nn::ConvTranspose2D {
+    nn::conv_transpose2d(
+        p,
+        c,
+        c,
+        k,
+        nn::ConvTransposeConfig {
+            stride: k,
+            ws_init: nn::Init::Const(0.0),
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        },
+    )
+}
+
+fn resize_bilinear_aligned(x: &Tensor, h: i64, w: i64) -> Tensor {
+    x.upsample_bilinear2d([h, w], /* align_corners= */ true, None, None)
+}
+
+/// How one level of tokens is brought to its pyramid resolution.
+#[derive(Debug)]
+enum Resize {
+    Up(nn::ConvTranspose2D),
+    Same,
+    Down(nn::Conv2D),
+}
+
+impl Module for Resize {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match self {
+            Self::Up(layer) => x.apply(layer),
+            Self::Same => x.shallow_clone(),
+            Self::Down(layer) => x.apply(layer),
+        }
+    }
+}
+
+/// Pre-activation residual unit: `x + conv2(relu(conv1(relu(x))))`.
+#[derive(Debug)]
+struct ResidualConvUnit {
+    conv1: nn::Conv2D,
+    conv2: nn::Conv2D,
+}
+
+impl ResidualConvUnit {
+    fn new(p: nn::Path, features: i64) -> Self {
+        Self {
+            conv1: conv(&p / "conv1", features, features, 3, 1, true),
+            conv2: conv(&p / "conv2", features, features, 3, 1, true),
+        }
+    }
+}
+
+impl Module for ResidualConvUnit {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.relu().apply(&self.conv1).relu().apply(&self.conv2) + x
+    }
+}
+
+/// Feature fusion block: merge the skip connection, refine, upsample, project.
+#[derive(Debug)]
+struct FusionBlock {
+    res_conf_unit1: ResidualConvUnit,
+    res_conf_unit2: ResidualConvUnit,
+    out_conv: nn::Conv2D,
+}
+
+impl FusionBlock {
+    fn new(p: nn::Path, features: i64) -> Self {
+        Self {
+            res_conf_unit1: ResidualConvUnit::new(&p / "resConfUnit1", features),
+            res_conf_unit2: ResidualConvUnit::new(&p / "resConfUnit2", features),
+            out_conv: conv(&p / "out_conv", features, features, 1, 1, true),
+        }
+    }
+
+    /// Fuses `x` with the optional `skip`, then resizes to `(h, w)` (bilinear,
+    /// corners aligned) and projects.
+    fn forward(&self, x: &Tensor, skip: Option<&Tensor>, (h, w): (i64, i64)) -> Tensor {
+        let x = match skip {
+            Some(skip) => x + skip.apply(&self.res_conf_unit1),
+            None => x.shallow_clone(),
+        };
+        let x = x.apply(&self.res_conf_unit2);
+        resize_bilinear_aligned(&x, h, w).apply(&self.out_conv)
+    }
+}
+
+/// The DPT head.
+#[derive(Debug)]
+pub struct DptHead {
+    projects: Vec<nn::Conv2D>,
+    resize_layers: Vec<Resize>,
+    layer_rn: Vec<nn::Conv2D>,
+    refinenets: Vec<FusionBlock>,
+    output_conv1: nn::Conv2D,
+    output_conv2_0: nn::Conv2D,
+    output_conv2_2: nn::Conv2D,
+    head: Head,
+    patch_size: i64,
+}
+
+impl DptHead {
+    /// Builds the head under `p` (the official checkpoints use `depth_head`).
+    pub fn new(p: nn::Path, cfg: &DptConfig, head: Head, patch_size: i64) -> Self {
+        let oc = cfg.out_channels;
+        let f = cfg.features;
+        let projects = &p / "projects";
+        let resize = &p / "resize_layers";
+        let scratch = &p / "scratch";
+        Self {
+            projects: (0..4)
+                .map(|i| conv(&projects / i, cfg.in_channels, oc[i], 1, 1, true))
+                .collect(),
+            resize_layers: vec![
+                Resize::Up(conv_transpose(&resize / 0, oc[0], 4)),
+                Resize::Up(conv_transpose(&resize / 1, oc[1], 2)),
+                Resize::Same,
+                Resize::Down(conv(&resize / 3, oc[3], oc[3], 3, 2, true)),
+            ],
+            layer_rn: (0..4)
+                .map(|i| {
+                    let name = format!("layer{}_rn", i + 1);
+                    conv(&scratch / name.as_str(), oc[i], f, 3, 1, false)
+                })
+                .collect(),
+            refinenets: (0..4)
+                .map(|i| FusionBlock::new(&scratch / format!("refinenet{}", i + 1).as_str(), f))
+                .collect(),
+            output_conv1: conv(&scratch / "output_conv1", f, f / 2, 3, 1, true),
+            output_conv2_0: conv(
+                &scratch / "output_conv2" / 0,
+                f / 2,
+                cfg.head_features,
+                3,
+                1,
+                true,
+            ),
+            output_conv2_2: conv(
+                &scratch / "output_conv2" / 2,
+                cfg.head_features,
+                1,
+                1,
+                1,
+                true,
+            ),
+            head,
+            patch_size,
+        }
+    }
+
+    /// Regresses `(b, 14 * grid_h, 14 * grid_w)` values from four token maps of shape
+    /// `(b, grid_h * grid_w, c)`.
+    pub fn forward(&self, tokens: &[Tensor], grid_h: i64, grid_w: i64) -> Tensor {
+        let levels: Vec<Tensor> = tokens
+            .iter()
+            .zip(&self.projects)
+            .zip(&self.resize_layers)
+            .zip(&self.layer_rn)
+            .map(|(((t, project), resize), rn)| {
+                let (b, _n, c) = t.size3().unwrap_or((0, 0, 0));
+                t.permute([0, 2, 1])
+                    .reshape([b, c, grid_h, grid_w])
+                    .apply(project)
+                    .apply(resize)
+                    .apply(rn)
+            })
+            .collect();
+        let size = |t: &Tensor| {
+            let s = t.size();
+            (s[2], s[3])
+        };
+        let [l1, l2, l3, l4] = [&levels[0], &levels[1], &levels[2], &levels[3]];
+        let path4 = self.refinenets[3].forward(l4, None, size(l3));
+        let path3 = self.refinenets[2].forward(&path4, Some(l3), size(l2));
+        let path2 = self.refinenets[1].forward(&path3, Some(l2), size(l1));
+        let (h1, w1) = size(l1);
+        let path1 = self.refinenets[0].forward(&path2, Some(l1), (2 * h1, 2 * w1));
+
+        let out = path1.apply(&self.output_conv1);
+        let out = resize_bilinear_aligned(&out, grid_h * self.patch_size, grid_w * self.patch_size);
+        let out = out
+            .apply(&self.output_conv2_0)
+            .relu()
+            .apply(&self.output_conv2_2);
+        let out = match self.head {
+            // ReLU in output_conv2, then once more in the model's forward: idempotent.
+            Head::Relative => out.relu(),
+            Head::Metric { max_depth_m } => out.sigmoid() * max_depth_m,
+        };
+        out.squeeze_dim(1)
+    }
+}

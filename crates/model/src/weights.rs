@@ -1,0 +1,462 @@
+//! Reading checkpoints: official `.pth` state dicts and Hugging Face safetensors.
+//!
+//! Both are brought to the official tensor names (`pretrained.*`, `depth_head.*`), the model
+//! size is recognised from the tensors, and the release (V1/V2) and head (relative/metric)
+//! come from `config.json` beside a safetensors file, from the file name of a `.pth`
+//! (`depth_anything_vits14.pth` is V1, `..._metric_hypersim_...` is metric indoor), or from
+//! the caller.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use tch::Tensor;
+
+use crate::config::{Encoder, Head, Version};
+use crate::error::{Error, Result};
+
+/// What a checkpoint says about the model it holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CheckpointHints {
+    pub version: Option<Version>,
+    pub head: Option<Head>,
+}
+
+/// Tensors of a checkpoint under official names, with what was recognised.
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub encoder: Encoder,
+    pub hints: CheckpointHints,
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+impl Checkpoint {
+    /// Reads a `.pth`/`.pt` (PyTorch zip) or `.safetensors` file.
+    ///
+    /// # Errors
+    /// When the file cannot be read, is of neither format, or holds no ViT encoder.
+    pub fn read(path: &Path) -> Result<Self> {
+        let checkpoint_err = |reason: String| Error::Checkpoint {
+            reason,
+            path: path.to_path_buf(),
+        };
+        let meta = std::fs::metadata(path).map_err(|e| checkpoint_err(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(checkpoint_err("not a file".into()));
+        }
+        if meta.len() == 0 {
+            return Err(checkpoint_err("empty file".into()));
+        }
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let (raw, mut hints) = if ext == "safetensors" {
+            let raw = Tensor::read_safetensors(path).map_err(|e| checkpoint_err(e.to_string()))?;
+            (raw, hints_from_hf_config(path)?)
+        } else {
+            let raw = crate::pth::read_state_dict(path).map_err(|e| {
+                checkpoint_err(format!(
+                    "not a PyTorch state_dict saved with torch.save, nor safetensors: {e}"
+                ))
+            })?;
+            (raw, CheckpointHints::default())
+        };
+        let name_hints = hints_from_file_name(path);
+        hints.version = hints.version.or(name_hints.version);
+        hints.head = hints.head.or(name_hints.head);
+        Self::from_tensors(path, raw, hints)
+    }
+
+    /// A checkpoint from named tensors in either layout; `path` only labels errors.
+    ///
+    /// # Errors
+    /// When the tensors hold no recognisable ViT encoder.
+    pub fn from_tensors(
+        path: &Path,
+        raw: Vec<(String, Tensor)>,
+        hints: CheckpointHints,
+    ) -> Result<Self> {
+        let unknown = |reason: String| Error::UnknownModel {
+            reason,
+            path: path.to_path_buf(),
+        };
+        let tensors = to_official_names(raw).map_err(unknown)?;
+        let encoder = recognise_encoder(&tensors).map_err(unknown)?;
+        tracing::debug!(
+            path = %path.display(),
+            encoder = encoder.name(),
+            tensors = tensors.len(),
+            "read checkpoint"
+        );
+        Ok(Self {
+            path: path.to_path_buf(),
+            encoder,
+            hints,
+            tensors,
+        })
+    }
+
+    /// Copies the tensors into `variables` (a model's named variables), after
+    /// [`Checkpoint::verify`].
+    ///
+    /// # Errors
+    /// As [`Checkpoint::verify`], or when libtorch cannot copy.
+    pub fn copy_into(&self, variables: &HashMap<String, Tensor>, model: &str) -> Result<()> {
+        self.verify(variables, model)?;
+        tch::no_grad(|| -> Result<()> {
+            for (name, src) in &self.tensors {
+                if let Some(var) = variables.get(name) {
+                    let mut var = var.shallow_clone();
+                    var.f_copy_(src)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Checks that the tensors' names and shapes are exactly the model's `variables`.
+    ///
+    /// # Errors
+    /// [`Error::TensorMismatch`] naming every missing, unexpected and mis-shaped tensor.
+    pub fn verify(&self, variables: &HashMap<String, Tensor>, model: &str) -> Result<()> {
+        let missing: Vec<&String> = variables
+            .keys()
+            .filter(|k| !self.tensors.contains_key(*k))
+            .collect();
+        let unexpected: Vec<&String> = self
+            .tensors
+            .keys()
+            .filter(|k| !variables.contains_key(*k))
+            .collect();
+        let mis_shaped: Vec<String> = self
+            .tensors
+            .iter()
+            .filter_map(|(name, t)| {
+                let var = variables.get(name)?;
+                (var.size() != t.size())
+                    .then(|| format!("{name}: file {:?}, model {:?}", t.size(), var.size()))
+            })
+            .collect();
+        if !missing.is_empty() || !unexpected.is_empty() || !mis_shaped.is_empty() {
+            let mut details = String::new();
+            let mut list = |title: &str, mut items: Vec<String>| {
+                if items.is_empty() {
+                    return;
+                }
+                items.sort();
+                details.push_str(&format!("\n  {} {title}:", items.len()));
+                for item in items.iter().take(12) {
+                    details.push_str(&format!("\n    {item}"));
+                }
+                if items.len() > 12 {
+                    details.push_str(&format!("\n    ... and {} more", items.len() - 12));
+                }
+            };
+            list("missing tensors", missing.into_iter().cloned().collect());
+            list(
+                "unexpected tensors",
+                unexpected.into_iter().cloned().collect(),
+            );
+            list("tensors of the wrong shape", mis_shaped);
+            return Err(Error::TensorMismatch {
+                model: model.to_string(),
+                details,
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The model size from the width of the position embedding and the number of blocks.
+fn recognise_encoder(tensors: &BTreeMap<String, Tensor>) -> std::result::Result<Encoder, String> {
+    let pos = tensors
+        .get("pretrained.pos_embed")
+        .ok_or("no position embedding (`pretrained.pos_embed` / `backbone.embeddings.position_embeddings`)")?;
+    let dim = *pos
+        .size()
+        .last()
+        .ok_or("position embedding has no dimensions")?;
+    let encoder = Encoder::from_embed_dim(dim)
+        .ok_or_else(|| format!("embedding width {dim} is none of 384, 768, 1024, 1536"))?;
+    let blocks = tensors
+        .keys()
+        .filter_map(|k| k.strip_prefix("pretrained.blocks."))
+        .filter_map(|k| k.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |m| m + 1);
+    let expected = encoder.vit().depth;
+    if blocks != expected {
+        return Err(format!(
+            "embedding width {dim} means {encoder} with {expected} blocks, but the file has {blocks}"
+        ));
+    }
+    Ok(encoder)
+}
+
+/// Version and head from a file name as the released files are named.
+pub fn hints_from_file_name(path: &Path) -> CheckpointHints {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let head = if name.contains("hypersim") || name.contains("indoor") {
+        Some(Head::INDOOR)
+    } else if name.contains("vkitti") || name.contains("outdoor") {
+        Some(Head::OUTDOOR)
+    } else {
+        None
+    };
+    let version = if name.contains("v2") {
+        Some(Version::V2)
+    } else if name.starts_with("depth_anything_vit") || name.contains("v1") {
+        Some(Version::V1)
+    } else {
+        None
+    };
+    CheckpointHints { version, head }
+}
+
+/// Version and head from the `config.json` that Hugging Face keeps beside the weights.
+fn hints_from_hf_config(weights: &Path) -> Result<CheckpointHints> {
+    let Some(config_path) = weights.parent().map(|d| d.join("config.json")) else {
+        return Ok(CheckpointHints::default());
+    };
+    if !config_path.is_file() {
+        return Ok(CheckpointHints::default());
+    }
+    let bad = |reason: String| Error::Checkpoint {
+        reason,
+        path: config_path.clone(),
+    };
+    let text = std::fs::read_to_string(&config_path).map_err(|e| bad(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let mut hints = CheckpointHints::default();
+    // V2 feeds the head from blocks spread over the depth, V1 from the last four.
+    let backbone = &json["backbone_config"];
+    if let (Some(indices), Some(depth)) = (
+        backbone["out_indices"].as_array(),
+        backbone["num_hidden_layers"].as_u64(),
+    ) {
+        let indices: Vec<u64> = indices.iter().filter_map(|v| v.as_u64()).collect();
+        let last_four: Vec<u64> = (depth - 3..=depth).collect();
+        hints.version = Some(if indices == last_four {
+            Version::V1
+        } else {
+            Version::V2
+        });
+    }
+    match json["depth_estimation_type"].as_str() {
+        Some("metric") => {
+            let max_depth_m = json["max_depth"].as_f64().unwrap_or(1.0);
+            hints.head = Some(Head::Metric { max_depth_m });
+        }
+        Some("relative") | None => hints.head = Some(Head::Relative),
+        Some(other) => return Err(bad(format!("unknown depth_estimation_type {other:?}"))),
+    }
+    Ok(hints)
+}
+
+/// Renames tensors to the official layout; Hugging Face names are translated and the
+/// separate query/key/value projections fused into `qkv`.
+fn to_official_names(
+    raw: Vec<(String, Tensor)>,
+) -> std::result::Result<BTreeMap<String, Tensor>, String> {
+    let raw: Vec<(String, Tensor)> = raw
+        .into_iter()
+        .map(|(k, t)| {
+            (
+                k.strip_prefix("module.").map(str::to_string).unwrap_or(k),
+                t,
+            )
+        })
+        .collect();
+    let is_hf = raw.iter().any(|(k, _)| k.starts_with("backbone."));
+    if !is_hf {
+        return Ok(raw.into_iter().collect());
+    }
+    let mut out = BTreeMap::new();
+    let mut qkv: BTreeMap<(String, &'static str), [Option<Tensor>; 3]> = BTreeMap::new();
+    for (name, tensor) in raw {
+        if let Some((block, part, which)) = split_hf_qkv(&name) {
+            let slot = qkv.entry((block, which)).or_default();
+            slot[part] = Some(tensor);
+            continue;
+        }
+        out.insert(hf_to_official(&name), tensor);
+    }
+    for ((block, which), parts) in qkv {
+        match parts {
+            [Some(q), Some(k), Some(v)] => {
+                out.insert(
+                    format!("pretrained.blocks.{block}.attn.qkv.{which}"),
+                    Tensor::cat(&[q, k, v], 0),
+                );
+            }
+            _ => {
+                return Err(format!(
+                    "layer {block}: query, key and value {which} are not all present"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `backbone.encoder.layer.N.attention.attention.{query,key,value}.{weight,bias}`.
+fn split_hf_qkv(name: &str) -> Option<(String, usize, &'static str)> {
+    let rest = name.strip_prefix("backbone.encoder.layer.")?;
+    let (block, rest) = rest.split_once('.')?;
+    let rest = rest.strip_prefix("attention.attention.")?;
+    let (proj, which) = rest.split_once('.')?;
+    let part = match proj {
+        "query" => 0,
+        "key" => 1,
+        "value" => 2,
+        _ => return None,
+    };
+    let which = match which {
+        "weight" => "weight",
+        "bias" => "bias",
+        _ => return None,
+    };
+    Some((block.to_string(), part, which))
+}
+
+/// One Hugging Face name in the official layout; unknown names pass through unchanged
+/// (and are then reported as unexpected).
+fn hf_to_official(name: &str) -> String {
+    const FIXED: [(&str, &str); 6] = [
+        ("backbone.embeddings.cls_token", "pretrained.cls_token"),
+        ("backbone.embeddings.mask_token", "pretrained.mask_token"),
+        (
+            "backbone.embeddings.position_embeddings",
+            "pretrained.pos_embed",
+        ),
+        (
+            "backbone.embeddings.patch_embeddings.projection.",
+            "pretrained.patch_embed.proj.",
+        ),
+        ("backbone.layernorm.", "pretrained.norm."),
+        ("head.conv1.", "depth_head.scratch.output_conv1."),
+    ];
+    for (hf, official) in FIXED {
+        if let Some(rest) = name.strip_prefix(hf) {
+            return format!("{official}{rest}");
+        }
+    }
+    if let Some(rest) = name.strip_prefix("head.conv2.") {
+        return format!("depth_head.scratch.output_conv2.0.{rest}");
+    }
+    if let Some(rest) = name.strip_prefix("head.conv3.") {
+        return format!("depth_head.scratch.output_conv2.2.{rest}");
+    }
+    if let Some(rest) = name.strip_prefix("backbone.encoder.layer.") {
+        if let Some((block, rest)) = rest.split_once('.') {
+            let rest = [
+                ("attention.output.dense.", "attn.proj."),
+                ("layer_scale1.lambda1", "ls1.gamma"),
+                ("layer_scale2.lambda1", "ls2.gamma"),
+                ("mlp.weights_in.", "mlp.w12."),
+                ("mlp.weights_out.", "mlp.w3."),
+            ]
+            .iter()
+            .find_map(|(hf, official)| rest.strip_prefix(hf).map(|r| format!("{official}{r}")))
+            .unwrap_or_else(|| rest.to_string());
+            return format!("pretrained.blocks.{block}.{rest}");
+        }
+    }
+    if let Some(rest) = name.strip_prefix("neck.reassemble_stage.layers.") {
+        if let Some((i, rest)) = rest.split_once('.') {
+            if let Some(r) = rest.strip_prefix("projection.") {
+                return format!("depth_head.projects.{i}.{r}");
+            }
+            if let Some(r) = rest.strip_prefix("resize.") {
+                return format!("depth_head.resize_layers.{i}.{r}");
+            }
+        }
+    }
+    if let Some(rest) = name.strip_prefix("neck.convs.") {
+        if let Some((i, r)) = rest.split_once('.') {
+            if let Ok(i) = i.parse::<usize>() {
+                return format!("depth_head.scratch.layer{}_rn.{r}", i + 1);
+            }
+        }
+    }
+    if let Some(rest) = name.strip_prefix("neck.fusion_stage.layers.") {
+        if let Some((i, rest)) = rest.split_once('.') {
+            // Hugging Face fuses from the deepest level: its layer 0 is refinenet4.
+            if let Ok(i) = i.parse::<usize>() {
+                if i < 4 {
+                    let rest = [
+                        ("projection.", "out_conv."),
+                        ("residual_layer1.convolution1.", "resConfUnit1.conv1."),
+                        ("residual_layer1.convolution2.", "resConfUnit1.conv2."),
+                        ("residual_layer2.convolution1.", "resConfUnit2.conv1."),
+                        ("residual_layer2.convolution2.", "resConfUnit2.conv2."),
+                    ]
+                    .iter()
+                    .find_map(|(hf, official)| {
+                        rest.strip_prefix(hf).map(|r| format!("{official}{r}"))
+                    })
+                    .unwrap_or_else(|| rest.to_string());
+                    return format!("depth_head.scratch.refinenet{}.{rest}", 4 - i);
+                }
+            }
+        }
+    }
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hugging_face_names_map_to_official_ones() {
+        let cases = [
+            (
+                "backbone.embeddings.position_embeddings",
+                "pretrained.pos_embed",
+            ),
+            (
+                "backbone.encoder.layer.3.layer_scale2.lambda1",
+                "pretrained.blocks.3.ls2.gamma",
+            ),
+            (
+                "backbone.encoder.layer.0.mlp.weights_in.weight",
+                "pretrained.blocks.0.mlp.w12.weight",
+            ),
+            (
+                "neck.fusion_stage.layers.0.residual_layer1.convolution2.bias",
+                "depth_head.scratch.refinenet4.resConfUnit1.conv2.bias",
+            ),
+            ("neck.convs.2.weight", "depth_head.scratch.layer3_rn.weight"),
+            (
+                "neck.reassemble_stage.layers.3.resize.weight",
+                "depth_head.resize_layers.3.weight",
+            ),
+            ("head.conv3.bias", "depth_head.scratch.output_conv2.2.bias"),
+        ];
+        for (hf, official) in cases {
+            assert_eq!(hf_to_official(hf), official, "{hf}");
+        }
+    }
+
+    #[test]
+    fn file_names_tell_version_and_head() {
+        let h = hints_from_file_name(Path::new("x/depth_anything_vits14.pth"));
+        assert_eq!(h.version, Some(Version::V1));
+        let h = hints_from_file_name(Path::new("depth_anything_v2_metric_vkitti_vitl.pth"));
+        assert_eq!(
+            (h.version, h.head),
+            (Some(Version::V2), Some(Head::OUTDOOR))
+        );
+        let h = hints_from_file_name(Path::new("depth_anything_v2_vitb.pth"));
+        assert_eq!((h.version, h.head), (Some(Version::V2), None));
+    }
+}

@@ -1,0 +1,167 @@
+//! Whole-pipeline parity with the official Depth Anything code, on CPU in fp32.
+//!
+//! `scripts/reference/make_references.py` writes random-weight checkpoints in the official
+//! `.pth` layout (V2-S, V2-B) and the Hugging Face safetensors layout (V1-S, V2-S metric),
+//! and the official `infer_image` output for photos of two aspects, a tiny odd-sized image
+//! and a second input size. Here the same files go through anydepth: decoding, the
+//! preprocessing, the network and the resize back must give the reference's depth within
+//! 1e-4 of its range (fp32 accumulation order differs between implementations), and the
+//! preprocessed tensor must match the official `image2tensor`.
+
+mod common;
+
+use std::path::PathBuf;
+
+use anydepth_core::{load_image, Prediction};
+use anydepth_model::weights::Checkpoint;
+use anydepth_model::{
+    DepthEstimator, DeviceChoice, EstimatorOptions, Head, ModelConfig, ModelSpec, Precision,
+    Version,
+};
+
+const DEPTH_TOLERANCE: f32 = 1e-4; // of the reference's range
+const INPUT_TOLERANCE: f32 = 1e-5; // normalised pixel values, |x| < 3
+
+#[test]
+fn whole_pipeline_matches_the_official_code() {
+    let Some(dir) = common::reference_dir() else {
+        return;
+    };
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest readable"),
+    )
+    .expect("manifest is JSON");
+    let cases = manifest["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 4, "expected four model cases");
+    let mut worst = 0.0f32;
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let weights = dir.join(case["weights"].as_str().expect("weights"));
+        let checkpoint = Checkpoint::read(&weights).expect("checkpoint loads");
+        // The version and head must be recognised from the file (name or config.json).
+        let version = match case["version"].as_str() {
+            Some("v1") => Version::V1,
+            _ => Version::V2,
+        };
+        let head = case["metric_max_depth"]
+            .as_f64()
+            .map_or(Head::Relative, |m| Head::Metric { max_depth_m: m });
+        assert_eq!(
+            checkpoint.hints.version.unwrap_or(Version::V2),
+            version,
+            "{name}"
+        );
+        assert_eq!(
+            checkpoint.hints.head.unwrap_or(Head::Relative),
+            head,
+            "{name}"
+        );
+        let config = ModelConfig::new(version, checkpoint.encoder, head);
+
+        for image_case in case["images"].as_array().expect("images") {
+            let image_path = PathBuf::from(image_case["image"].as_str().expect("image"));
+            let input_size = image_case["input_size"].as_u64().expect("input size") as u32;
+            let range = image_case["range"].as_f64().expect("range") as f32;
+            let positive = image_case["positive"].as_f64().expect("positive");
+            // A reference that is flat or clipped to zero could not catch a bug.
+            assert!(
+                positive > 0.9 && range > 0.0,
+                "{name}: degenerate reference"
+            );
+
+            let options = EstimatorOptions {
+                device: DeviceChoice::Cpu,
+                precision: Precision::Fp32,
+                input_size,
+                batch_size: 1,
+            };
+            let estimator =
+                DepthEstimator::from_parts(&checkpoint, config, options).expect("model builds");
+            let image = load_image(&image_path).expect("image decodes");
+
+            let input_ref = dir.join(image_case["input"].as_str().expect("input"));
+            if input_ref.is_file() {
+                let (shape, expected) = common::read_npy_f32(&input_ref);
+                let ours = estimator.preprocess(&image).expect("preprocess");
+                assert_eq!(
+                    shape,
+                    vec![3, ours.height as usize, ours.width as usize],
+                    "{name} {}: input shape",
+                    image_path.display()
+                );
+                let err = common::max_abs_diff(&ours.data, &expected);
+                eprintln!(
+                    "input  {:<45} @ {input_size}: max abs error {err:.2e}",
+                    short(&image_path)
+                );
+                assert!(err < INPUT_TOLERANCE, "preprocessed input differs by {err}");
+            }
+
+            let prediction = estimator.predict(&image).expect("inference");
+            match (&prediction, head) {
+                (Prediction::Disparity(_), Head::Relative)
+                | (Prediction::Metric(_), Head::Metric { .. }) => {}
+                _ => panic!("{name}: prediction has the wrong type"),
+            }
+            let (shape, expected) =
+                common::read_npy_f32(&dir.join(image_case["depth"].as_str().expect("depth")));
+            assert_eq!(
+                shape,
+                vec![prediction.height() as usize, prediction.width() as usize],
+                "{name}: output at the input's resolution"
+            );
+            let err = common::max_abs_diff(prediction.values(), &expected) / range;
+            worst = worst.max(err);
+            eprintln!(
+                "{name:<22} {:<45} @ {input_size}: max error {err:.2e} of range",
+                short(&image_path)
+            );
+            assert!(
+                err < DEPTH_TOLERANCE,
+                "{name} {}: max error {err:.3e} of the range exceeds {DEPTH_TOLERANCE:e}",
+                image_path.display()
+            );
+        }
+    }
+    eprintln!("worst whole-pipeline error: {worst:.2e} of range");
+}
+
+#[test]
+fn batches_give_the_same_depth_as_single_images() {
+    let Some(dir) = common::reference_dir() else {
+        return;
+    };
+    let weights = dir.join("v2-vits/depth_anything_v2_vits.pth");
+    let load = |batch_size| {
+        DepthEstimator::from_checkpoint(
+            &weights,
+            ModelSpec::default(),
+            EstimatorOptions {
+                device: DeviceChoice::Cpu,
+                batch_size,
+                ..Default::default()
+            },
+        )
+        .expect("model loads")
+    };
+    let odd = load_image(&dir.join("odd_45x31.png")).expect("odd image");
+    let mut flipped = odd.clone();
+    flipped.data.reverse();
+    let small = anydepth_core::RgbImage::new(30, 20, vec![0.25; 30 * 20 * 3]).expect("image");
+    // Same network input size for the first three (518 x 742), another for the last.
+    let images = vec![odd.clone(), flipped, odd, small];
+    let batched = load(3).predict_batch(&images).expect("batched");
+    let single = load(1);
+    for (image, b) in images.iter().zip(&batched) {
+        let s = single.predict(image).expect("single");
+        let err = common::max_abs_diff(s.values(), b.values());
+        let range = s.values().iter().fold(0.0f32, |m, v| m.max(*v));
+        assert!(err <= 1e-5 * range.max(1e-6), "batched differs by {err}");
+    }
+}
+
+fn short(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
