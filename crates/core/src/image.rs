@@ -230,6 +230,11 @@ impl BufRead for NoEofReader<'_> {
     }
 }
 
+/// The largest JPEG we decode (2^27 pixels, e.g. 13 000 x 10 000), so that a corrupt or
+/// hostile header cannot make us allocate gigabytes (the other formats are limited by
+/// the `image` crate's default limits).
+const MAX_JPEG_PIXELS: u64 = 1 << 27;
+
 /// Decodes a JPEG with libjpeg-turbo's algorithms (what OpenCV uses).
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
     let jpeg_error = |e: std::io::Error| format!("invalid JPEG: {e}");
@@ -241,6 +246,12 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
     ) {
         // libjpeg cannot convert CMYK to RGB; these are rare (print workflows).
         return decode_with_image_crate(bytes, ImageFormat::Jpeg);
+    }
+    let (width, height) = decompress.size();
+    if width as u64 * height as u64 > MAX_JPEG_PIXELS {
+        return Err(format!(
+            "the JPEG is {width} x {height} pixels, more than {MAX_JPEG_PIXELS} allowed"
+        ));
     }
     let mut started = decompress.rgb().map_err(jpeg_error)?;
     let (width, height) = (started.width(), started.height());
@@ -409,9 +420,14 @@ mod tests {
     #[test]
     fn all_layouts_and_depths_decode_to_rgb() {
         let (w, h) = (3u32, 2u32);
-        let v8 = |x: u32, y: u32| (x * 40 + y * 100) as u8;
-        let v16 = |x: u32, y: u32| (x * 10_000 + y * 30_000) as u16;
-        let cases: Vec<(DynamicImage, Box<dyn Fn(u32, u32) -> [f32; 3]>)> = vec![
+        fn v8(x: u32, y: u32) -> u8 {
+            (x * 40 + y * 100) as u8
+        }
+        fn v16(x: u32, y: u32) -> u16 {
+            (x * 10_000 + y * 30_000) as u16
+        }
+        type Expected = Box<dyn Fn(u32, u32) -> [f32; 3]>;
+        let cases: Vec<(DynamicImage, Expected)> = vec![
             (
                 DynamicImage::ImageLuma8(ImageBuffer::from_fn(w, h, |x, y| Luma([v8(x, y)]))),
                 Box::new(|x, y| [f32::from(v8(x, y)) / 255.0; 3]),

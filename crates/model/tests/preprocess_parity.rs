@@ -8,8 +8,9 @@
 //!
 //! Tolerance 1e-5: the decoded pixels are byte-identical to `cv2.imread` (libjpeg-turbo
 //! for JPEG) and the resize reproduces OpenCV's float64 `INTER_CUBIC` arithmetic, so the
-//! only expected difference is float32 rounding. Measured: max abs difference 0 on
-//! every image (2026-11, opencv-python 5.0.0, torch 2.11).
+//! only expected difference is float32 rounding. Measured: max abs difference 0 (all
+//! values bit-identical) on every case here, and on all nine photos of the data folder
+//! when checked once (opencv-python 5.0.0, torch 2.11).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
