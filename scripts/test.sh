@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the whole test suite, as CI does.
+#   1. scripts/setup.sh: torch 2.11.0 and the reference packages in .venv (once)
+#   2. reference checkpoints and outputs from the official code into .cache/reference
+#      (once; reused while scripts/reference/make_references.py keeps its VERSION)
+#   3. cargo test, with missing references or data treated as failures
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+.venv/bin/python scripts/reference/make_references.py
+export ANYDEPTH_REQUIRE_REFERENCES=1
+cargo test --workspace "$@"
