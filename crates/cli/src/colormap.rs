@@ -12,6 +12,8 @@
 
 use std::fmt;
 
+use anydepth_core::depth::finite_range;
+
 use clap::ValueEnum;
 
 use crate::colormap_data;
@@ -82,18 +84,6 @@ impl fmt::Display for Colormap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// Smallest and largest finite values, `None` when there are none.
-pub fn finite_range(values: &[f32]) -> Option<(f32, f32)> {
-    values
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(None, |acc, v| match acc {
-            None => Some((v, v)),
-            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-        })
 }
 
 /// Min-max normalises `values` to `u8` exactly as the official app does:

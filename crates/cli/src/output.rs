@@ -15,7 +15,9 @@ use clap::ValueEnum;
 use image::codecs::png::PngEncoder;
 use image::{ImageBuffer, Luma, Rgb};
 
-use crate::colormap::{finite_range, Colormap};
+use anydepth_core::depth::finite_range;
+
+use crate::colormap::Colormap;
 
 /// Width in pixels of the white gap between the photo and the depth colours in
 /// [`Format::SideBySide`], as in the official `run.py`.
@@ -109,7 +111,10 @@ fn encode(
     colormap: Colormap,
 ) -> Result<Vec<u8>> {
     match format {
-        Format::Npy => Ok(encode_npy(values, width, height)),
+        Format::Npy => Ok(anydepth_core::npy::encode_f32(
+            values,
+            &[height as usize, width as usize],
+        )),
         Format::Pfm => Ok(encode_pfm(values, width, height)),
         Format::Png16 => {
             let buffer: ImageBuffer<Luma<u16>, _> =
@@ -150,30 +155,6 @@ where
         .write_with_encoder(PngEncoder::new(&mut bytes))
         .context("cannot encode PNG")?;
     Ok(bytes)
-}
-
-/// NumPy format 1.0: magic, version, little-endian `u16` header length, a Python dict
-/// literal padded with spaces and ending in `\n` so the data starts at a multiple of 64
-/// bytes (as `np.save` does), then the `<f4` values in C order.
-fn encode_npy(values: &[f32], width: u32, height: u32) -> Vec<u8> {
-    const MAGIC: &[u8] = b"\x93NUMPY\x01\x00";
-    let dict =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
-    // magic (8) + header length (2) + dict + padding + '\n'
-    let unpadded = MAGIC.len() + 2 + dict.len() + 1;
-    let padding = unpadded.next_multiple_of(64) - unpadded;
-    let header = format!("{dict}{}\n", " ".repeat(padding));
-    // A two-number shape is far below the 65535-byte limit of format 1.0.
-    let header_len = u16::try_from(header.len()).unwrap_or(u16::MAX);
-
-    let mut bytes = Vec::with_capacity(MAGIC.len() + 2 + header.len() + 4 * values.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&header_len.to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    bytes
 }
 
 /// Greyscale PFM: `Pf`, size, a negative scale for little-endian, then rows from the

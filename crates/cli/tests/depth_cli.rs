@@ -120,45 +120,6 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-/// Reads a little-endian float32 `.npy` (C order): (shape, values).
-fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(
-        &bytes[..6],
-        b"\x93NUMPY",
-        "not an npy file: {}",
-        path.display()
-    );
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-    };
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).expect("ascii header");
-    assert!(header.contains("'descr': '<f4'"), "not float32: {header}");
-    assert!(
-        header.contains("'fortran_order': False"),
-        "not C order: {header}"
-    );
-    let shape: Vec<usize> = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .expect("shape in header")
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().expect("dimension"))
-        .collect();
-    let values: Vec<f32> = bytes[start + header_len..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    assert_eq!(values.len(), shape.iter().product::<usize>(), "npy size");
-    (shape, values)
-}
-
 /// Smaller than the trained 518 so the network runs fast on CPU.
 const FAST: [&str; 4] = ["--device", "cpu", "--input-size", "140"];
 
@@ -572,4 +533,9 @@ fn v1_safetensors_checkpoint_runs() {
     assert_eq!(shape, [28, 36]);
     assert!(values.iter().all(|v| v.is_finite()), "non-finite depth");
     assert!(values.iter().any(|&v| v != values[0]), "constant depth map");
+}
+
+/// Reads a `.npy` written by the code under test or the reference scripts.
+fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    anydepth_core::npy::read_f32(path).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -89,15 +89,20 @@ impl<K: ValueKind> DepthMap<K> {
 
     /// Smallest and largest finite values, `None` when there are none.
     pub fn finite_range(&self) -> Option<(f32, f32)> {
-        self.data
-            .iter()
-            .copied()
-            .filter(|v| v.is_finite())
-            .fold(None, |acc, v| match acc {
-                None => Some((v, v)),
-                Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-            })
+        finite_range(&self.data)
     }
+}
+
+/// Smallest and largest finite values of `values`, `None` when there are none.
+pub fn finite_range(values: &[f32]) -> Option<(f32, f32)> {
+    values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+        })
 }
 
 /// What a depth model returns for one image: disparity for relative models, metres for

@@ -14,6 +14,12 @@ pub enum Error {
         expected: usize,
         actual: usize,
     },
+    /// Bytes are not of the expected file format.
+    #[error("invalid {what} data: {reason}")]
+    Format { what: &'static str, reason: String },
+    /// A file could not be read.
+    #[error("{reason}: {}", path.display())]
+    Io { reason: String, path: PathBuf },
     /// An image could not be read or decoded.
     #[error("cannot read image: {reason}: {}", path.display())]
     Image { reason: String, path: PathBuf },

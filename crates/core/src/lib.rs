@@ -14,6 +14,7 @@
 pub mod depth;
 pub mod error;
 pub mod image;
+pub mod npy;
 
 pub use depth::{DepthMap, Disparity, Metres, Prediction, ValueKind};
 pub use error::{Error, Result};

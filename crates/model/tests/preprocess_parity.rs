@@ -107,37 +107,6 @@ fn noise(n: usize, seed: u32) -> Vec<u8> {
 
 // ---------------------------------------------------------------- minimal NPY reader
 
-/// Reads a little-endian float32 `.npy` file: (shape, values).
-fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).expect("reference .npy written");
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "not an npy file");
-    let (header_len, header_start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-    };
-    let header =
-        std::str::from_utf8(&bytes[header_start..header_start + header_len]).expect("ASCII header");
-    assert!(header.contains("'descr': '<f4'"), "not float32: {header}");
-    assert!(header.contains("'fortran_order': False"), "{header}");
-    let shape_start = header.find("'shape': (").expect("shape") + "'shape': (".len();
-    let shape_end = shape_start + header[shape_start..].find(')').expect("shape end");
-    let shape: Vec<usize> = header[shape_start..shape_end]
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().expect("dimension"))
-        .collect();
-    let values: Vec<f32> = bytes[header_start + header_len..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    assert_eq!(values.len(), shape.iter().product::<usize>());
-    (shape, values)
-}
-
 // ---------------------------------------------------------------- the test
 
 #[test]
@@ -232,4 +201,9 @@ fn preprocess_matches_official_image2tensor() {
             "{name} at {size}: max abs difference {max_diff} >= {TOLERANCE}"
         );
     }
+}
+
+/// Reads a `.npy` written by the code under test or the reference scripts.
+fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    anydepth_core::npy::read_f32(path).unwrap_or_else(|e| panic!("{e}"))
 }

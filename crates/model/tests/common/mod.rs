@@ -35,44 +35,9 @@ pub fn reference_dir() -> Option<PathBuf> {
     }
 }
 
-/// Reads a little-endian float32 `.npy` (C order): (shape, values).
+/// Reads a `.npy` written by the reference scripts.
 pub fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(
-        &bytes[..6],
-        b"\x93NUMPY",
-        "not an npy file: {}",
-        path.display()
-    );
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-    };
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).expect("ascii header");
-    assert!(header.contains("'descr': '<f4'"), "not float32: {header}");
-    assert!(
-        header.contains("'fortran_order': False"),
-        "not C order: {header}"
-    );
-    let shape_str = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .expect("shape in header");
-    let shape: Vec<usize> = shape_str
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().expect("dimension"))
-        .collect();
-    let values: Vec<f32> = bytes[start + header_len..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    assert_eq!(values.len(), shape.iter().product::<usize>(), "npy size");
-    (shape, values)
+    anydepth_core::npy::read_f32(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Largest absolute difference.
