@@ -1,0 +1,13 @@
+//! Geometry of anydepth: from depth maps and cameras to point clouds and meshes.
+//!
+//! No libtorch here: everything works on depth from a model or from a sensor.
+//! Points are `nalgebra::Point3<f32>` in camera or world coordinates (metres, x right,
+//! y down, z forward for camera coordinates); meshes are vertices plus `[u32; 3]` faces.
+
+pub mod cloud;
+pub mod error;
+pub mod mesh;
+
+pub use cloud::PointCloud;
+pub use error::{Error, Result};
+pub use mesh::TriangleMesh;
