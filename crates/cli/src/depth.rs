@@ -50,6 +50,22 @@ pub enum PrecisionArg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceArg(DeviceChoice);
 
+impl DeviceArg {
+    pub fn choice(self) -> DeviceChoice {
+        self.0
+    }
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Fp16 => Precision::Fp16,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        }
+    }
+}
+
 impl FromStr for DeviceArg {
     type Err = String;
 
@@ -193,11 +209,7 @@ fn plan(args: &DepthArgs) -> Result<Plan> {
         spec,
         options: EstimatorOptions {
             device: args.device.0,
-            precision: match args.precision {
-                PrecisionArg::Fp32 => Precision::Fp32,
-                PrecisionArg::Fp16 => Precision::Fp16,
-                PrecisionArg::Bf16 => Precision::Bf16,
-            },
+            precision: args.precision.into(),
             input_size: args.input_size,
             batch_size: args.batch,
         },

@@ -3,6 +3,7 @@
 //! A thin binary: arguments are validated into a plan before any work starts, the work is
 //! done by the library crates, and errors are printed once with their chain of causes.
 
+mod bench;
 mod colormap;
 mod colormap_data;
 mod depth;
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Estimate depth for photos, folders or globs and write depth maps.
     Depth(depth::DepthArgs),
+    /// Time the network and the whole pipeline (latency, throughput).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Depth(args) => depth::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

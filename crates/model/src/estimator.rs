@@ -199,6 +199,16 @@ impl DepthEstimator {
         &self.options
     }
 
+    /// The network, for callers that prepare input tensors themselves (benchmarks).
+    pub fn network(&self) -> &DepthAnything {
+        &self.model
+    }
+
+    /// The tensor kind of the weights and activations.
+    pub fn kind(&self) -> Kind {
+        self.options.precision.kind()
+    }
+
     /// The network input for `image`, exactly as the official `image2tensor` makes it.
     ///
     /// # Errors
