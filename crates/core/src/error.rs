@@ -23,6 +23,17 @@ pub enum Error {
     /// An image could not be read or decoded.
     #[error("cannot read image: {reason}: {}", path.display())]
     Image { reason: String, path: PathBuf },
+    /// A file was read but its content is not valid `what`.
+    #[error("invalid {what}: {reason}: {}", path.display())]
+    FileFormat {
+        what: &'static str,
+        reason: String,
+        path: PathBuf,
+    },
+    /// Camera intrinsics that cannot describe a pinhole camera (non-positive or non-finite
+    /// focal length, zero image size, field of view outside (0, 180) degrees, ...).
+    #[error("invalid camera intrinsics: {0}")]
+    Intrinsics(String),
 }
 
 /// `Result` with [`Error`].

@@ -11,11 +11,13 @@
 //! assert_eq!(disparity.get(1, 0), 1.0);
 //! ```
 
+pub mod camera;
 pub mod depth;
 pub mod error;
 pub mod image;
 pub mod npy;
 
+pub use camera::Intrinsics;
 pub use depth::{DepthMap, Disparity, Metres, Prediction, ValueKind};
 pub use error::{Error, Result};
 pub use image::{load_image, RgbImage};
