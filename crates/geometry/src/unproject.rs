@@ -1,0 +1,344 @@
+//! Depth maps to point clouds: pinhole unprojection.
+//!
+//! A pixel `(u, v)` (column, row; pixel centres at integer coordinates) with depth `z`
+//! (metres along the optical axis) becomes the camera-space point
+//! `x = (u - cx) * z / fx`, `y = (v - cy) * z / fy`, `z` — Open3D's convention
+//! (`create_from_depth_image`), with x right, y down and z forward.
+//!
+//! ```
+//! use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+//!
+//! // A 2 x 2 depth map one metre away; the last pixel has no depth.
+//! let depth = [1.0, 1.0, 1.0, f32::NAN];
+//! let camera = PinholeIntrinsics { fx: 1.0, fy: 1.0, cx: 0.5, cy: 0.5 };
+//! let cloud = unproject(&depth, 2, 2, &camera, &UnprojectOptions::default(), None).unwrap();
+//! assert_eq!(cloud.len(), 3);
+//! assert_eq!(cloud.points[0], nalgebra::Point3::new(-0.5, -0.5, 1.0));
+//! ```
+
+use nalgebra::{Isometry3, Point3};
+use rayon::prelude::*;
+
+use crate::{Error, PointCloud, Result};
+
+/// Pinhole intrinsics in pixels, the part of a camera model unprojection needs.
+///
+/// Kept local so this crate does not wait on `anydepth_core`'s camera type; converting
+/// from it is a field-by-field copy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PinholeIntrinsics {
+    pub fx: f64,
+    pub fy: f64,
+    pub cx: f64,
+    pub cy: f64,
+}
+
+impl PinholeIntrinsics {
+    /// Checks that the focal lengths are positive and finite and the principal point finite.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] otherwise.
+    pub fn validate(&self) -> Result<()> {
+        let Self { fx, fy, cx, cy } = *self;
+        if !(fx.is_finite() && fx > 0.0 && fy.is_finite() && fy > 0.0) {
+            return Err(Error::Invalid(format!(
+                "focal lengths must be positive and finite, got fx = {fx}, fy = {fy}"
+            )));
+        }
+        if !(cx.is_finite() && cy.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "principal point must be finite, got cx = {cx}, cy = {cy}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What to keep and where to put it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnprojectOptions {
+    /// Pixels nearer than this (metres) are dropped. Depth `<= 0` is always dropped.
+    pub min_depth_m: f32,
+    /// Pixels farther than this (metres) are dropped.
+    pub max_depth_m: f32,
+    /// Keep every `stride`-th column of every `stride`-th row, starting at pixel (0, 0).
+    pub stride: usize,
+    /// When set, points come out in world coordinates:
+    /// `p_in_world = world_from_camera * p_in_camera`.
+    pub world_from_camera: Option<Isometry3<f32>>,
+}
+
+impl Default for UnprojectOptions {
+    /// Every pixel with a finite, positive depth, in camera coordinates.
+    fn default() -> Self {
+        Self {
+            min_depth_m: 0.0,
+            max_depth_m: f32::INFINITY,
+            stride: 1,
+            world_from_camera: None,
+        }
+    }
+}
+
+/// Unprojects a row-major `width x height` metric depth map into a point cloud.
+///
+/// Pixels whose depth is non-finite, `<= 0`, below `min_depth_m` or above
+/// `max_depth_m` are skipped. Points come out in row-major pixel order whatever the
+/// thread count. With `color` (interleaved RGB8, `width * height * 3` bytes) each
+/// point gets its pixel's colour.
+///
+/// # Errors
+/// [`Error::Invalid`] when `depth` or `color` do not match `width x height`, the
+/// intrinsics are not positive and finite, the depth range is NaN or `stride` is 0.
+///
+/// # Performance
+/// Rows are processed in parallel with rayon; per-column and per-row ray factors are
+/// computed once.
+pub fn unproject(
+    depth: &[f32],
+    width: u32,
+    height: u32,
+    camera: &PinholeIntrinsics,
+    options: &UnprojectOptions,
+    color: Option<&[u8]>,
+) -> Result<PointCloud> {
+    let (w, h) = (width as usize, height as usize);
+    let pixels = w
+        .checked_mul(h)
+        .ok_or_else(|| Error::Invalid(format!("{width} x {height} is too many pixels")))?;
+    if depth.len() != pixels {
+        return Err(Error::Invalid(format!(
+            "depth map has {} values, expected {width} x {height} = {pixels}",
+            depth.len()
+        )));
+    }
+    if let Some(color) = color {
+        if color.len() != pixels * 3 {
+            return Err(Error::Invalid(format!(
+                "colour image has {} bytes, expected {width} x {height} x 3 = {}",
+                color.len(),
+                pixels * 3
+            )));
+        }
+    }
+    camera.validate()?;
+    if options.stride == 0 {
+        return Err(Error::Invalid("stride must be at least 1".into()));
+    }
+    if options.min_depth_m.is_nan() || options.max_depth_m.is_nan() {
+        return Err(Error::Invalid(format!(
+            "depth range must not be NaN, got {} .. {} m",
+            options.min_depth_m, options.max_depth_m
+        )));
+    }
+
+    let stride = options.stride;
+    // x = (u - cx) / fx * z; computed in f64 once per column, then used in f32.
+    let x_per_z: Vec<(usize, f32)> = (0..w)
+        .step_by(stride)
+        .map(|u| (u, ((u as f64 - camera.cx) / camera.fx) as f32))
+        .collect();
+    let (min_m, max_m) = (options.min_depth_m, options.max_depth_m);
+    let keep = |z: f32| z.is_finite() && z > 0.0 && z >= min_m && z <= max_m;
+
+    // Per kept row: its points and (with `color`) their colours.
+    type Row = (Vec<Point3<f32>>, Vec<[u8; 3]>);
+    let rows: Vec<Row> = (0..h)
+        .into_par_iter()
+        .step_by(stride)
+        .map(|v| {
+            let y_per_z = ((v as f64 - camera.cy) / camera.fy) as f32;
+            let row = &depth[v * w..(v + 1) * w];
+            let mut points = Vec::with_capacity(x_per_z.len());
+            let mut colors = Vec::new();
+            for &(u, x_per_z) in &x_per_z {
+                let z = row[u];
+                if !keep(z) {
+                    continue;
+                }
+                let p_in_camera = Point3::new(x_per_z * z, y_per_z * z, z);
+                points.push(match &options.world_from_camera {
+                    Some(world_from_camera) => world_from_camera * p_in_camera,
+                    None => p_in_camera,
+                });
+                if let Some(color) = color {
+                    let o = (v * w + u) * 3;
+                    colors.push([color[o], color[o + 1], color[o + 2]]);
+                }
+            }
+            (points, colors)
+        })
+        .collect();
+
+    let total = rows.iter().map(|(p, _)| p.len()).sum();
+    let mut points = Vec::with_capacity(total);
+    let mut colors = Vec::with_capacity(if color.is_some() { total } else { 0 });
+    for (p, c) in rows {
+        points.extend(p);
+        colors.extend(c);
+    }
+    tracing::debug!(
+        width,
+        height,
+        stride,
+        points = total,
+        "unprojected depth map"
+    );
+    Ok(PointCloud {
+        points,
+        colors: color.map(|_| colors),
+        normals: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::{Translation3, UnitQuaternion, Vector3};
+
+    /// Depth of the plane `n . p = d` along the ray of pixel (u, v), analytically.
+    fn plane_depth(camera: &PinholeIntrinsics, n: Vector3<f64>, d: f64, u: f64, v: f64) -> f64 {
+        let ray = Vector3::new(
+            (u - camera.cx) / camera.fx,
+            (v - camera.cy) / camera.fy,
+            1.0,
+        );
+        d / n.dot(&ray)
+    }
+
+    #[test]
+    fn tilted_plane_points_lie_on_the_plane_and_count_is_exact() -> Result<()> {
+        let (w, h) = (64u32, 48u32);
+        // A wide field of view so the tilted plane spans a range of depths.
+        let camera = PinholeIntrinsics {
+            fx: 40.0,
+            fy: 38.0,
+            cx: 31.5,
+            cy: 23.5,
+        };
+        let n = Vector3::new(0.2, -0.3, 1.0).normalize();
+        let d = 2.0;
+        let mut depth = Vec::new();
+        let mut expected_count = 0;
+        let options = UnprojectOptions {
+            min_depth_m: 1.9,
+            max_depth_m: 2.6,
+            ..Default::default()
+        };
+        for v in 0..h {
+            for u in 0..w {
+                let mut z = plane_depth(&camera, n, d, u as f64, v as f64) as f32;
+                // Plant invalid pixels on a fixed pattern.
+                match (u * 7 + v * 13) % 17 {
+                    0 => z = f32::NAN,
+                    1 => z = 0.0,
+                    2 => z = -1.0,
+                    3 => z = f32::INFINITY,
+                    _ => {}
+                }
+                if z.is_finite() && (1.9..=2.6).contains(&z) {
+                    expected_count += 1;
+                }
+                depth.push(z);
+            }
+        }
+        let cloud = unproject(&depth, w, h, &camera, &options, None)?;
+        assert_eq!(cloud.len(), expected_count);
+        // Some pixels are cut by the depth range, not only by the planted invalid ones.
+        assert!(
+            expected_count > 1500 && expected_count < 2700,
+            "{expected_count}"
+        );
+        for p in &cloud.points {
+            let p = p.cast::<f64>();
+            // f32 points of about 2 m: a few ulps.
+            assert!((n.dot(&p.coords) - d).abs() < 1e-5, "{p:?} off the plane");
+        }
+        // Row-major order: v (from y) never decreases.
+        for pair in cloud.points.windows(2) {
+            let v0 = pair[0].y / pair[0].z * camera.fy as f32 + camera.cy as f32;
+            let v1 = pair[1].y / pair[1].z * camera.fy as f32 + camera.cy as f32;
+            assert!(v1 >= v0 - 1e-3);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn pixel_maps_by_open3d_convention_with_colour_stride_and_pose() -> Result<()> {
+        let (w, h) = (5u32, 4u32);
+        let depth: Vec<f32> = (0..w * h).map(|i| 1.0 + i as f32 * 0.25).collect();
+        let color: Vec<u8> = (0..w * h * 3).map(|i| i as u8).collect();
+        let camera = PinholeIntrinsics {
+            fx: 2.0,
+            fy: 4.0,
+            cx: 1.5,
+            cy: 0.5,
+        };
+        let world_from_camera = Isometry3::from_parts(
+            Translation3::new(1.0, -2.0, 3.0),
+            UnitQuaternion::from_euler_angles(0.1, 0.2, 0.3),
+        );
+        let options = UnprojectOptions {
+            stride: 2,
+            world_from_camera: Some(world_from_camera),
+            ..Default::default()
+        };
+        let cloud = unproject(&depth, w, h, &camera, &options, Some(&color))?;
+        let mut expected_points = Vec::new();
+        let mut expected_colors = Vec::new();
+        for v in (0..h as usize).step_by(2) {
+            for u in (0..w as usize).step_by(2) {
+                let i = v * w as usize + u;
+                let z = f64::from(depth[i]);
+                let p_in_camera = Point3::new(
+                    (u as f64 - camera.cx) * z / camera.fx,
+                    (v as f64 - camera.cy) * z / camera.fy,
+                    z,
+                );
+                expected_points.push(world_from_camera.cast::<f64>() * p_in_camera);
+                expected_colors.push([color[3 * i], color[3 * i + 1], color[3 * i + 2]]);
+            }
+        }
+        assert_eq!(cloud.len(), 6);
+        assert_eq!(cloud.colors, Some(expected_colors));
+        for (p, e) in cloud.points.iter().zip(&expected_points) {
+            assert!((p.cast::<f64>() - e).norm() < 1e-5, "{p:?} != {e:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let depth = [1.0f32; 6];
+        let ok = PinholeIntrinsics {
+            fx: 1.0,
+            fy: 1.0,
+            cx: 0.0,
+            cy: 0.0,
+        };
+        let opts = UnprojectOptions::default();
+        assert!(unproject(&depth, 3, 2, &ok, &opts, None).is_ok());
+        assert!(unproject(&depth, 4, 2, &ok, &opts, None).is_err());
+        assert!(unproject(&depth, 3, 2, &ok, &opts, Some(&[0u8; 17])).is_err());
+        for bad in [
+            PinholeIntrinsics { fx: 0.0, ..ok },
+            PinholeIntrinsics { fy: -1.0, ..ok },
+            PinholeIntrinsics { fx: f64::NAN, ..ok },
+            PinholeIntrinsics {
+                fy: f64::INFINITY,
+                ..ok
+            },
+            PinholeIntrinsics { cx: f64::NAN, ..ok },
+        ] {
+            assert!(
+                unproject(&depth, 3, 2, &bad, &opts, None).is_err(),
+                "{bad:?}"
+            );
+        }
+        let zero_stride = UnprojectOptions {
+            stride: 0,
+            ..Default::default()
+        };
+        assert!(unproject(&depth, 3, 2, &ok, &zero_stride, None).is_err());
+    }
+}
