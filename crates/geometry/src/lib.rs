@@ -4,9 +4,13 @@
 //! Points are `nalgebra::Point3<f32>` in camera or world coordinates (metres, x right,
 //! y down, z forward for camera coordinates); meshes are vertices plus `[u32; 3]` faces.
 
+pub mod align;
 pub mod cloud;
 pub mod error;
+pub mod filter;
 pub mod mesh;
+pub mod normals;
+pub mod unproject;
 
 pub use cloud::PointCloud;
 pub use error::{Error, Result};
