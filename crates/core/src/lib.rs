@@ -13,6 +13,7 @@
 
 pub mod camera;
 pub mod depth;
+pub mod depth_io;
 pub mod error;
 pub mod image;
 pub mod npy;
