@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION=2.11.0
 VENV=.venv
 PY=${PYTHON:-python3}
-STAMP="$VENV/.anydepth-setup-v1"
+STAMP="$VENV/.anydepth-setup"
+want=$(cat scripts/requirements.txt scripts/jkp-version.txt | sha256sum | cut -d' ' -f1)
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -33,13 +34,19 @@ if [ ! -x "$VENV/bin/python" ]; then
   }
 fi
 
-if [ ! -f "$STAMP" ]; then
+# Open3D (a reference in the geometry tests) needs libusb to import.
+if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
+  say "installing libusb-1.0-0 with apt-get (needed by the open3d package)"
+  apt-get update -qq && apt-get install -y -qq libusb-1.0-0 libgomp1 libgl1 >/dev/null
+fi
+
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   say "installing torch==$TORCH_VERSION and the reference packages (about a minute, once)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -r scripts/requirements.txt
   # The official Depth Anything V2 code, repackaged unchanged; its own pins are too strict.
   "$VENV/bin/python" -m pip install -q --no-deps jkp-depth-anything-v2==$(cat scripts/jkp-version.txt)
-  touch "$STAMP"
+  echo "$want" > "$STAMP"
 fi
 
 site=$("$VENV/bin/python" - <<'PY'
