@@ -1,0 +1,136 @@
+//! Unprojection of real RGB-D frames equals Open3D's `create_from_rgbd_image` point for
+//! point: same count and order, positions within 1e-5 m (both compute in f32 from the
+//! same 16-bit depth; they differ by rounding only), colours within one 8-bit level (the
+//! JPEG decoders may differ by one).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anydepth_core::depth_io::read_depth_values;
+use anydepth_core::load_image;
+use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn data() -> PathBuf {
+    std::env::var_os("ANYDEPTH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+}
+
+fn skip(what: &str) {
+    assert!(
+        std::env::var("ANYDEPTH_REQUIRE_REFERENCES").as_deref() != Ok("1"),
+        "{what}"
+    );
+    eprintln!("skipping: {what}");
+}
+
+fn check_frame(color: &Path, depth: &Path, scale: f64, camera: PinholeIntrinsics) {
+    let python = root().join(".venv/bin/python");
+    if !python.exists() || !depth.exists() {
+        skip(&format!(
+            "need {} and {}",
+            python.display(),
+            depth.display()
+        ));
+        return;
+    }
+    let importable = Command::new(&python)
+        .args(["-c", "import open3d"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        skip("open3d is not importable (scripts/setup.sh installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let prefix = dir.path().join("o3d");
+    let status = Command::new(&python)
+        .arg(root().join("scripts/reference/open3d_cloud.py"))
+        .arg(color)
+        .arg(depth)
+        .arg(scale.to_string())
+        .args([camera.fx, camera.fy, camera.cx, camera.cy].map(|v| v.to_string()))
+        .arg(&prefix)
+        .status()
+        .expect("python runs");
+    assert!(status.success(), "the Open3D reference script failed");
+    let (shape, expected) =
+        anydepth_core::npy::read_f32(&prefix.with_extension("points.npy")).expect("points");
+    let (_, expected_colors) =
+        anydepth_core::npy::read_f32(&prefix.with_extension("colors.npy")).expect("colors");
+
+    let (w, h, values) = read_depth_values(depth, scale).expect("depth");
+    let image = load_image(color).expect("colour");
+    let rgb: Vec<u8> = image
+        .data
+        .iter()
+        .map(|v| (v * 255.0).round() as u8)
+        .collect();
+    let cloud = unproject(
+        &values,
+        w,
+        h,
+        &camera,
+        &UnprojectOptions::default(),
+        Some(&rgb),
+    )
+    .expect("unproject");
+
+    assert_eq!(shape[0], cloud.len(), "{}: point count", depth.display());
+    let mut worst = 0f32;
+    for (i, p) in cloud.points.iter().enumerate() {
+        for (a, b) in [p.x, p.y, p.z].iter().zip(&expected[3 * i..3 * i + 3]) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    let colors = cloud.colors.as_ref().expect("colours");
+    let worst_color = colors
+        .iter()
+        .flatten()
+        .zip(&expected_colors)
+        .map(|(&a, &b)| (a as f32 - b * 255.0).abs())
+        .fold(0f32, f32::max);
+    eprintln!(
+        "{}: {} points, max position difference {worst:.2e} m, max colour difference {worst_color}",
+        depth.display(),
+        cloud.len()
+    );
+    assert!(worst < 1e-5, "positions differ by {worst} m");
+    assert!(worst_color <= 1.0, "colours differ by {worst_color}");
+}
+
+#[test]
+fn redwood_frame_matches_open3d() {
+    let d = data().join("redwood-livingroom");
+    check_frame(
+        &d.join("color/00000.jpg"),
+        &d.join("depth/00000.png"),
+        1000.0,
+        PinholeIntrinsics {
+            fx: 525.0,
+            fy: 525.0,
+            cx: 319.5,
+            cy: 239.5,
+        },
+    );
+}
+
+#[test]
+fn kinect_pgm_frame_matches_open3d() {
+    let d = data().join("kinect-office");
+    check_frame(
+        &d.join("color/1.png"),
+        &d.join("depth/1.pgm"),
+        1000.0,
+        PinholeIntrinsics {
+            fx: 518.0,
+            fy: 519.0,
+            cx: 325.5,
+            cy: 253.5,
+        },
+    );
+}
