@@ -83,6 +83,105 @@ impl FromStr for DeviceArg {
     }
 }
 
+/// Which depth model to run, and where: shared by every command that runs one.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Encoder size; with --weights it must match the file.
+    #[arg(long, value_enum)]
+    pub model: Option<ModelArg>,
+
+    /// Depth Anything release [default: v2, or what the weights file says].
+    #[arg(long, value_enum)]
+    pub version: Option<VersionArg>,
+
+    /// Use a metric model: depth in metres instead of relative disparity.
+    #[arg(long, value_enum)]
+    pub metric: Option<MetricArg>,
+
+    /// Checkpoint file (.pth or .safetensors); without it the released model is
+    /// downloaded once from the Hugging Face hub into its cache.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+
+    /// auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceArg,
+
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: PrecisionArg,
+
+    /// Shorter side of the network input, rounded to a multiple of 14; larger sharpens.
+    #[arg(long, default_value_t = 518, value_name = "N")]
+    pub input_size: u32,
+}
+
+impl ModelArgs {
+    /// The model the arguments ask for; `metric_max_depth_m` overrides the metric head's
+    /// range (and asks for a metric head when `--metric` is absent).
+    pub fn spec(&self, metric_max_depth_m: Option<f64>) -> Result<ModelSpec> {
+        if self.input_size < 14 {
+            bail!("--input-size must be at least 14 (the patch size); 518 as trained");
+        }
+        if let Some(m) = metric_max_depth_m {
+            if !(m.is_finite() && m > 0.0) {
+                bail!("--max-depth must be a positive number of metres, got {m}");
+            }
+        }
+        if self.metric.is_some() && self.version == Some(VersionArg::V1) {
+            bail!(
+                "Depth Anything V1 has no metric models here (its metric models are ZoeDepth networks)"
+            );
+        }
+        let head = match (self.metric, metric_max_depth_m) {
+            (Some(MetricArg::Indoor), m) => Some(Head::Metric {
+                max_depth_m: m.unwrap_or(20.0),
+            }),
+            (Some(MetricArg::Outdoor), m) => Some(Head::Metric {
+                max_depth_m: m.unwrap_or(80.0),
+            }),
+            (None, Some(m)) => Some(Head::Metric { max_depth_m: m }),
+            (None, None) => None,
+        };
+        Ok(ModelSpec {
+            encoder: self.model.map(encoder_of),
+            version: self.version.map(|v| match v {
+                VersionArg::V1 => Version::V1,
+                VersionArg::V2 => Version::V2,
+            }),
+            head,
+        })
+    }
+
+    pub fn options(&self, batch_size: usize) -> EstimatorOptions {
+        EstimatorOptions {
+            device: self.device.0,
+            precision: self.precision.into(),
+            input_size: self.input_size,
+            batch_size,
+        }
+    }
+
+    /// Resolves the weights (file or hub) and loads the model.
+    pub fn load(
+        &self,
+        metric_max_depth_m: Option<f64>,
+        batch_size: usize,
+        quiet: bool,
+    ) -> Result<(DepthEstimator, PathBuf)> {
+        let spec = self.spec(metric_max_depth_m)?;
+        let weights = resolve_weights(self, metric_max_depth_m.is_some(), quiet)?;
+        let estimator = DepthEstimator::from_checkpoint(&weights, spec, self.options(batch_size))
+            .context("cannot load the model")?;
+        tracing::info!(
+            "{} on {:?} from {}",
+            estimator.config().describe(),
+            estimator.device(),
+            weights.display()
+        );
+        Ok((estimator, weights))
+    }
+}
+
 /// Arguments of `anydepth depth`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -99,41 +198,16 @@ pub struct DepthArgs {
     #[arg(short, long, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// Encoder size; with --weights it must match the file.
-    #[arg(long, value_enum)]
-    pub model: Option<ModelArg>,
-
-    /// Depth Anything release [default: v2, or what the weights file says].
-    #[arg(long, value_enum)]
-    pub version: Option<VersionArg>,
-
-    /// Use a metric model: depth in metres instead of relative disparity.
-    #[arg(long, value_enum)]
-    pub metric: Option<MetricArg>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 
     /// Largest depth of a metric model, in metres [default: 20 indoor, 80 outdoor].
     #[arg(long, value_name = "M")]
     pub max_depth: Option<f64>,
 
-    /// Checkpoint file (.pth or .safetensors); without it the released model is
-    /// downloaded once from the Hugging Face hub into its cache.
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-
-    /// auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceArg,
-
-    #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: PrecisionArg,
-
     /// Images per forward pass (images of the same network input size run together).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub batch: usize,
-
-    /// Shorter side of the network input, rounded to a multiple of 14; larger sharpens.
-    #[arg(long, default_value_t = 518, value_name = "N")]
-    pub input_size: u32,
 
     /// Outputs to write, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "npy,color")]
@@ -155,8 +229,6 @@ pub struct DepthArgs {
 /// What the arguments ask for, validated.
 struct Plan {
     files: Vec<PathBuf>,
-    spec: ModelSpec,
-    options: EstimatorOptions,
     formats: Vec<Format>,
 }
 
@@ -164,55 +236,19 @@ fn plan(args: &DepthArgs) -> Result<Plan> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if args.input_size < 14 {
-        bail!("--input-size must be at least 14 (the patch size); 518 as trained");
-    }
-    if let Some(m) = args.max_depth {
-        if !(m.is_finite() && m > 0.0) {
-            bail!("--max-depth must be a positive number of metres, got {m}");
-        }
-    }
+    // Checked here, before any work, though the model is loaded later.
+    args.model.spec(args.max_depth)?;
     let mut formats = args.formats.clone();
     formats.dedup();
     if formats.is_empty() {
         bail!("--formats lists nothing to write");
     }
-    let head = match (args.metric, args.max_depth) {
-        (Some(MetricArg::Indoor), m) => Some(Head::Metric {
-            max_depth_m: m.unwrap_or(20.0),
-        }),
-        (Some(MetricArg::Outdoor), m) => Some(Head::Metric {
-            max_depth_m: m.unwrap_or(80.0),
-        }),
-        (None, Some(m)) => Some(Head::Metric { max_depth_m: m }),
-        (None, None) => None,
-    };
-    if args.metric.is_some() && args.version == Some(VersionArg::V1) {
-        bail!(
-            "Depth Anything V1 has no metric models here (its metric models are ZoeDepth networks)"
-        );
-    }
-    let spec = ModelSpec {
-        encoder: args.model.map(encoder_of),
-        version: args.version.map(|v| match v {
-            VersionArg::V1 => Version::V1,
-            VersionArg::V2 => Version::V2,
-        }),
-        head,
-    };
     let inputs = inputs::expand(&args.inputs)?;
     for file in &inputs.ignored {
         tracing::info!("not an image by its extension, ignored: {}", file.display());
     }
     Ok(Plan {
         files: inputs.files,
-        spec,
-        options: EstimatorOptions {
-            device: args.device.0,
-            precision: args.precision.into(),
-            input_size: args.input_size,
-            batch_size: args.batch,
-        },
         formats,
     })
 }
@@ -227,7 +263,7 @@ fn encoder_of(m: ModelArg) -> Encoder {
 }
 
 /// The weights file: the one given, or the released model from the hub cache.
-fn resolve_weights(args: &DepthArgs, quiet: bool) -> Result<PathBuf> {
+fn resolve_weights(args: &ModelArgs, custom_max_depth: bool, quiet: bool) -> Result<PathBuf> {
     if let Some(path) = &args.weights {
         if !path.is_file() {
             bail!("weights file not found: {}", path.display());
@@ -247,7 +283,7 @@ fn resolve_weights(args: &DepthArgs, quiet: bool) -> Result<PathBuf> {
     let kind = match args.metric {
         Some(MetricArg::Indoor) => HubKind::MetricIndoor,
         Some(MetricArg::Outdoor) => HubKind::MetricOutdoor,
-        None if args.max_depth.is_some() => {
+        None if custom_max_depth => {
             bail!("--max-depth without --metric needs a metric checkpoint: pass --weights FILE or --metric indoor|outdoor")
         }
         None => HubKind::Relative,
@@ -315,15 +351,7 @@ pub fn run(args: DepthArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let weights = resolve_weights(&args, args.quiet)?;
-    let estimator = DepthEstimator::from_checkpoint(&weights, plan.spec, plan.options)
-        .context("cannot load the model")?;
-    tracing::info!(
-        "{} on {:?} from {}",
-        estimator.config().describe(),
-        estimator.device(),
-        weights.display()
-    );
+    let (estimator, _weights) = args.model.load(args.max_depth, args.batch, args.quiet)?;
 
     let bar = if args.quiet || todo.len() < 2 {
         ProgressBar::hidden()
@@ -336,7 +364,7 @@ pub fn run(args: DepthArgs) -> Result<ExitCode> {
     );
     let mut failures: Vec<(PathBuf, String)> = Vec::new();
     let mut written = 0usize;
-    for chunk in todo.chunks(plan.options.batch_size) {
+    for chunk in todo.chunks(args.batch) {
         let mut images: Vec<(PathBuf, RgbImage)> = Vec::new();
         for file in chunk {
             bar.set_message(inputs::stem(file));
