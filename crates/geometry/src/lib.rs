@@ -8,6 +8,8 @@ pub mod align;
 pub mod cloud;
 pub mod error;
 pub mod filter;
+pub mod grid_mesh;
+pub mod io;
 pub mod mesh;
 pub mod normals;
 pub mod unproject;
