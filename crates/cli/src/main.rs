@@ -4,11 +4,13 @@
 //! done by the library crates, and errors are printed once with their chain of causes.
 
 mod bench;
+mod cloud;
 mod colormap;
 mod colormap_data;
 mod depth;
 mod inputs;
 mod output;
+mod scene;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,10 @@ struct Cli {
 enum Command {
     /// Estimate depth for photos, folders or globs and write depth maps.
     Depth(depth::DepthArgs),
+    /// Turn one photo or depth map into a point cloud (PLY).
+    Cloud(cloud::CloudArgs),
+    /// Turn one photo or depth map into a mesh (PLY), cut at depth discontinuities.
+    Mesh(cloud::MeshArgs),
     /// Time the network and the whole pipeline (latency, throughput).
     Bench(bench::BenchArgs),
 }
@@ -39,6 +45,8 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Depth(args) => depth::run(args),
+        Command::Cloud(args) => cloud::run_cloud(args),
+        Command::Mesh(args) => cloud::run_mesh(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

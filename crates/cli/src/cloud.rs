@@ -1,0 +1,191 @@
+//! `anydepth cloud` and `anydepth mesh`: one view to a point cloud or a mesh.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anydepth_geometry::filter::{remove_statistical_outliers, voxel_downsample};
+use anydepth_geometry::grid_mesh::{mesh_from_depth, GridMeshOptions};
+use anydepth_geometry::io::ply::{self, PlyEncoding};
+use anydepth_geometry::normals::estimate_normals;
+use anydepth_geometry::unproject::{unproject, UnprojectOptions};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use nalgebra::Point3;
+
+use crate::scene::{self, SceneArgs};
+
+/// Arguments of `anydepth cloud`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  anydepth cloud room.jpg --metric indoor -o room.ply
+  anydepth cloud --depth depth/00000.png --color color/00000.jpg --depth-scale 1000 \\
+      --intrinsics 525,525,319.5,239.5 --voxel-size 0.01 -o frame.ply
+  anydepth cloud photo.jpg --align-depth lidar.png --align-depth-scale 256 -o scene.ply")]
+pub struct CloudArgs {
+    #[command(flatten)]
+    pub scene: SceneArgs,
+
+    /// Output PLY file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Average points into voxels of this size, in metres.
+    #[arg(long, value_name = "M")]
+    pub voxel_size: Option<f32>,
+
+    /// Remove statistical outliers (20 neighbours, 2 standard deviations).
+    #[arg(long)]
+    pub remove_outliers: bool,
+
+    /// Estimate normals (20 neighbours), oriented toward the camera.
+    #[arg(long)]
+    pub normals: bool,
+
+    /// Write ASCII PLY instead of binary.
+    #[arg(long)]
+    pub ascii: bool,
+
+    /// Replace an existing output.
+    #[arg(long)]
+    pub force: bool,
+
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `anydepth mesh`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  anydepth mesh room.jpg --metric indoor -o room.ply
+  anydepth mesh --depth depth.npy --color photo.jpg --fov 60 --stride 2 -o scene.ply")]
+pub struct MeshArgs {
+    #[command(flatten)]
+    pub scene: SceneArgs,
+
+    /// Output PLY file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Use every N-th pixel.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub stride: usize,
+
+    /// Cut triangles whose largest depth exceeds their smallest by more than this
+    /// fraction (depth discontinuities).
+    #[arg(long, value_name = "FRACTION")]
+    pub max_jump: Option<f32>,
+
+    #[arg(long)]
+    pub ascii: bool,
+
+    #[arg(long)]
+    pub force: bool,
+
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn check_output(path: &std::path::Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        bail!(
+            "refusing to overwrite an existing output (pass --force to replace it): {}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn encoding(ascii: bool) -> PlyEncoding {
+    if ascii {
+        PlyEncoding::Ascii
+    } else {
+        PlyEncoding::BinaryLittleEndian
+    }
+}
+
+/// Runs `anydepth cloud`.
+pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
+    check_output(&args.output, args.force)?;
+    if let Some(v) = args.voxel_size {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("--voxel-size must be a positive number of metres, got {v}");
+        }
+    }
+    let scene = scene::load(&args.scene, args.quiet)?;
+    let options = UnprojectOptions {
+        max_depth_m: args.scene.max_depth.unwrap_or(f32::INFINITY),
+        ..Default::default()
+    };
+    let mut cloud = unproject(
+        scene.depth.data(),
+        scene.depth.width(),
+        scene.depth.height(),
+        &scene.pinhole(),
+        &options,
+        scene.color.as_deref(),
+    )?;
+    if cloud.is_empty() {
+        bail!("no valid depth within range: the cloud would be empty");
+    }
+    if args.remove_outliers {
+        cloud = remove_statistical_outliers(&cloud, 20, 2.0)?.0;
+    }
+    if let Some(v) = args.voxel_size {
+        cloud = voxel_downsample(&cloud, v)?;
+    }
+    if args.normals {
+        estimate_normals(&mut cloud, 20, Point3::origin())?;
+    }
+    ply::write_point_cloud(&args.output, &cloud, encoding(args.ascii))
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    if !args.quiet {
+        eprintln!(
+            "{} points written to {}",
+            cloud.len(),
+            args.output.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `anydepth mesh`.
+pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
+    check_output(&args.output, args.force)?;
+    let scene = scene::load(&args.scene, args.quiet)?;
+    let mut options = GridMeshOptions {
+        stride: args.stride,
+        ..Default::default()
+    };
+    if let Some(jump) = args.max_jump {
+        options.max_relative_jump = jump;
+    }
+    let mut depth = scene.depth.data().to_vec();
+    if let Some(max_m) = args.scene.max_depth {
+        depth
+            .iter_mut()
+            .filter(|d| **d > max_m)
+            .for_each(|d| *d = f32::NAN);
+    }
+    let mesh = mesh_from_depth(
+        &depth,
+        scene.depth.width(),
+        scene.depth.height(),
+        &scene.pinhole(),
+        &options,
+        scene.color.as_deref(),
+    )?;
+    if mesh.faces.is_empty() {
+        bail!("no triangles: the depth map has no valid 2x2 blocks within range");
+    }
+    ply::write_mesh(&args.output, &mesh, encoding(args.ascii))
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    if !args.quiet {
+        eprintln!(
+            "{} vertices, {} triangles written to {}",
+            mesh.vertices.len(),
+            mesh.faces.len(),
+            args.output.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

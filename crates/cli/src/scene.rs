@@ -1,0 +1,290 @@
+//! One view in metres: metric depth, its colours and its camera, from a photo (the depth
+//! engine runs) or from a depth file, with disparity turned into metres where needed.
+
+use std::path::{Path, PathBuf};
+
+use anydepth_core::camera::Intrinsics;
+use anydepth_core::depth_io::read_depth_values;
+use anydepth_core::{load_image, DepthMap, Disparity, Metres, Prediction};
+use anydepth_geometry::align::{self, Affine, PixelDepth, Sampling};
+use anydepth_geometry::unproject::PinholeIntrinsics;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::depth::ModelArgs;
+
+/// Where depth, colour and the camera come from.
+#[derive(Debug, Args)]
+pub struct SceneArgs {
+    /// A photo: its depth comes from the depth engine (use --metric, or align it).
+    #[arg(value_name = "PHOTO", conflicts_with = "depth")]
+    pub photo: Option<PathBuf>,
+
+    /// An existing depth file instead of a photo: 16-bit PNG or PGM (see --depth-scale),
+    /// .npy or .pfm (metres, or disparity with --disparity).
+    #[arg(long, value_name = "FILE")]
+    pub depth: Option<PathBuf>,
+
+    /// Units per metre of --depth [default: 1000 for images, 1 for .npy/.pfm].
+    #[arg(long, value_name = "S")]
+    pub depth_scale: Option<f64>,
+
+    /// Colours for --depth (same size).
+    #[arg(long, value_name = "FILE")]
+    pub color: Option<PathBuf>,
+
+    /// Camera as fx,fy,cx,cy in pixels (pixel centres at integer coordinates).
+    #[arg(
+        long,
+        value_name = "FX,FY,CX,CY",
+        value_delimiter = ',',
+        conflicts_with = "fov"
+    )]
+    pub intrinsics: Option<Vec<f64>>,
+
+    /// Camera from a horizontal field of view in degrees (across the longer side).
+    #[arg(long, value_name = "DEG")]
+    pub fov: Option<f64>,
+
+    /// --depth holds disparity (inverse depth up to scale and shift), not metres.
+    #[arg(long)]
+    pub disparity: bool,
+
+    /// Metric depth to fit disparity to: a depth image/.npy (dense or sparse, 0 = none)
+    /// or a CSV of `u,v,metres` lines; one point fits the scale only.
+    #[arg(long, value_name = "FILE", conflicts_with = "scale")]
+    pub align_depth: Option<PathBuf>,
+
+    /// Units per metre of --align-depth [default: 1000 for images, 1 otherwise].
+    #[arg(long, value_name = "S")]
+    pub align_depth_scale: Option<f64>,
+
+    /// Explicit disparity to metres: 1/depth = scale * disparity + shift.
+    #[arg(long, requires = "shift", allow_negative_numbers = true)]
+    pub scale: Option<f64>,
+
+    #[arg(long, requires = "scale", allow_negative_numbers = true)]
+    pub shift: Option<f64>,
+
+    /// Drop points farther than this, in metres.
+    #[arg(long, value_name = "M")]
+    pub max_depth: Option<f32>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// A view ready for geometry.
+pub struct Scene {
+    pub depth: DepthMap<Metres>,
+    /// RGB8, interleaved, same size as `depth`.
+    pub color: Option<Vec<u8>>,
+    pub camera: Intrinsics,
+}
+
+impl Scene {
+    pub fn pinhole(&self) -> PinholeIntrinsics {
+        PinholeIntrinsics {
+            fx: self.camera.fx,
+            fy: self.camera.fy,
+            cx: self.camera.cx,
+            cy: self.camera.cy,
+        }
+    }
+}
+
+fn default_scale(path: &Path) -> f64 {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+    {
+        Some(e) if e == "npy" || e == "pfm" || e == "csv" => 1.0,
+        _ => 1000.0,
+    }
+}
+
+fn to_rgb8(image: &anydepth_core::RgbImage) -> Vec<u8> {
+    image
+        .data
+        .iter()
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+/// Builds the view the arguments describe; the depth engine runs only for a photo.
+pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
+    if let Some(m) = args.max_depth {
+        if !(m.is_finite() && m > 0.0) {
+            bail!("--max-depth must be a positive number of metres, got {m}");
+        }
+    }
+    let (values, color, color_path) = match (&args.photo, &args.depth) {
+        (Some(photo), None) => {
+            if args.color.is_some() {
+                bail!("--color goes with --depth; a photo gives its own colours");
+            }
+            let image = load_image(photo)?;
+            let (estimator, _) = args.model.load(None, 1, quiet)?;
+            let prediction = estimator.predict(&image)?;
+            (prediction, Some(to_rgb8(&image)), Some(photo.clone()))
+        }
+        (None, Some(depth)) => {
+            let scale = args.depth_scale.unwrap_or_else(|| default_scale(depth));
+            let (w, h, values) = read_depth_values(depth, scale)?;
+            let prediction = if args.disparity {
+                Prediction::Disparity(DepthMap::new(w, h, values)?)
+            } else {
+                Prediction::Metric(DepthMap::new(w, h, values)?)
+            };
+            let color = match &args.color {
+                Some(path) => {
+                    let image = load_image(path)?;
+                    if (image.width, image.height) != (w, h) {
+                        bail!(
+                            "colour image is {} x {} but the depth map is {w} x {h}: {}",
+                            image.width,
+                            image.height,
+                            path.display()
+                        );
+                    }
+                    Some(to_rgb8(&image))
+                }
+                None => None,
+            };
+            (prediction, color, args.color.clone())
+        }
+        (None, None) => bail!("give a photo, or an existing depth map with --depth FILE"),
+        (Some(_), Some(_)) => bail!("give either a photo or --depth, not both"),
+    };
+    let depth = match values {
+        Prediction::Metric(depth) => {
+            if args.align_depth.is_some() || args.scale.is_some() {
+                bail!(
+                    "the depth is already in metres: --align-depth and --scale apply to disparity"
+                );
+            }
+            depth
+        }
+        Prediction::Disparity(disparity) => {
+            let affine = fit_affine(args, &disparity)?;
+            tracing::info!(
+                scale = affine.scale,
+                shift = affine.shift,
+                "disparity to metres"
+            );
+            affine.apply_map(&disparity)?
+        }
+    };
+    if depth.finite_range().is_none_or(|(_, hi)| hi <= 0.0) {
+        bail!("the depth map holds no valid (positive) depth");
+    }
+    let (w, h) = (depth.width(), depth.height());
+    let camera = match (&args.intrinsics, args.fov) {
+        (Some(k), _) => match k[..] {
+            [fx, fy, cx, cy] => Intrinsics::new(fx, fy, cx, cy, w, h)?,
+            _ => bail!(
+                "--intrinsics takes four numbers fx,fy,cx,cy, got {}",
+                k.len()
+            ),
+        },
+        (None, Some(fov)) => Intrinsics::from_fov(w, h, fov)?,
+        (None, None) => {
+            let from_exif = match &color_path {
+                Some(path) => Intrinsics::from_exif_file(path, w, h).with_context(|| {
+                    format!("cannot read the camera from EXIF: {}", path.display())
+                })?,
+                None => None,
+            };
+            match from_exif {
+                Some(camera) => camera,
+                None => {
+                    let camera = Intrinsics::default_guess(w, h)?;
+                    if !quiet {
+                        eprintln!(
+                            "no camera given: assuming a {:.0} degree field of view (fx = {:.1} px); \
+                             pass --intrinsics or --fov for true scale",
+                            camera.fov_x_deg(),
+                            camera.fx
+                        );
+                    }
+                    camera
+                }
+            }
+        }
+    };
+    Ok(Scene {
+        depth,
+        color,
+        camera,
+    })
+}
+
+/// Scale and shift for disparity from --scale/--shift or --align-depth.
+fn fit_affine(args: &SceneArgs, disparity: &DepthMap<Disparity>) -> Result<Affine> {
+    if let (Some(scale), Some(shift)) = (args.scale, args.shift) {
+        return Ok(Affine { scale, shift });
+    }
+    let Some(path) = &args.align_depth else {
+        bail!(
+            "relative depth is disparity, not metres: pass --metric indoor|outdoor (a metric \
+             model), --align-depth FILE (metric depth to fit to) or --scale S --shift T"
+        );
+    };
+    let scale = args
+        .align_depth_scale
+        .unwrap_or_else(|| default_scale(path));
+    let is_csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let samples = if is_csv {
+        let points = read_points_csv(path, scale)?;
+        align::samples_from_points(disparity, &points, Sampling::Nearest)?
+    } else {
+        let (w, h, values) = read_depth_values(path, scale)?;
+        if (w, h) != (disparity.width(), disparity.height()) {
+            bail!(
+                "--align-depth is {w} x {h} but the depth map is {} x {}: {}",
+                disparity.width(),
+                disparity.height(),
+                path.display()
+            );
+        }
+        align::samples_from_dense(disparity, &DepthMap::new(w, h, values)?)?
+    };
+    let affine = if samples.len() == 1 {
+        align::fit_scale_only(&samples.disparity, &samples.depth_m)?
+    } else {
+        align::fit_robust(&samples.disparity, &samples.depth_m)?
+    };
+    Ok(affine)
+}
+
+/// `u,v,metres` per line (`#` comments and a header line allowed); metres divided by
+/// `units_per_metre`.
+fn read_points_csv(path: &Path, units_per_metre: f64) -> Result<Vec<PixelDepth>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut points = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let parsed: Option<Vec<f64>> = fields.iter().map(|f| f.parse().ok()).collect();
+        match parsed {
+            Some(v) if v.len() == 3 => points.push(PixelDepth {
+                u: v[0],
+                v: v[1],
+                depth_m: v[2] / units_per_metre,
+            }),
+            _ if i == 0 => continue, // header
+            _ => bail!("line {}: expected u,v,metres: {}", i + 1, path.display()),
+        }
+    }
+    if points.is_empty() {
+        bail!("no u,v,metres points in {}", path.display());
+    }
+    Ok(points)
+}
