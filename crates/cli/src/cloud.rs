@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anydepth_geometry::filter::{remove_statistical_outliers, voxel_downsample};
 use anydepth_geometry::grid_mesh::{mesh_from_depth, GridMeshOptions};
+use anydepth_geometry::io::obj;
 use anydepth_geometry::io::ply::{self, PlyEncoding};
 use anydepth_geometry::normals::estimate_normals;
 use anydepth_geometry::unproject::{unproject, UnprojectOptions};
@@ -62,7 +63,7 @@ pub struct MeshArgs {
     #[command(flatten)]
     pub scene: SceneArgs,
 
-    /// Output PLY file.
+    /// Output file: .ply (binary unless --ascii) or .obj (with vertex colours).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
 
@@ -177,8 +178,16 @@ pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
     if mesh.faces.is_empty() {
         bail!("no triangles: the depth map has no valid 2x2 blocks within range");
     }
-    ply::write_mesh(&args.output, &mesh, encoding(args.ascii))
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let is_obj = args
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("obj"));
+    if is_obj {
+        obj::write_obj(&args.output, &mesh)
+    } else {
+        ply::write_mesh(&args.output, &mesh, encoding(args.ascii))
+    }
+    .with_context(|| format!("cannot write {}", args.output.display()))?;
     if !args.quiet {
         eprintln!(
             "{} vertices, {} triangles written to {}",
