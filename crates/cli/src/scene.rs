@@ -66,6 +66,11 @@ pub struct SceneArgs {
     #[arg(long, requires = "scale", allow_negative_numbers = true)]
     pub shift: Option<f64>,
 
+    /// With disparity: drop pixels whose disparity is below this fraction of the largest
+    /// (sky and other "infinitely far" regions).
+    #[arg(long, default_value_t = 0.01, value_name = "FRACTION")]
+    pub sky_fraction: f32,
+
     /// Drop points farther than this, in metres.
     #[arg(long, value_name = "M")]
     pub max_depth: Option<f32>,
@@ -167,6 +172,13 @@ pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
             depth
         }
         Prediction::Disparity(disparity) => {
+            if !(0.0..1.0).contains(&args.sky_fraction) {
+                bail!(
+                    "--sky-fraction must be in [0, 1), got {}",
+                    args.sky_fraction
+                );
+            }
+            let disparity = mask_sky(disparity, args.sky_fraction)?;
             let affine = fit_affine(args, &disparity)?;
             tracing::info!(
                 scale = affine.scale,
@@ -218,6 +230,21 @@ pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
         color,
         camera,
     })
+}
+
+/// Marks disparity below `fraction` of the largest finite value as invalid (NaN).
+fn mask_sky(disparity: DepthMap<Disparity>, fraction: f32) -> Result<DepthMap<Disparity>> {
+    let Some((_, max)) = disparity.finite_range() else {
+        return Ok(disparity);
+    };
+    let threshold = max * fraction;
+    let (w, h) = (disparity.width(), disparity.height());
+    let values = disparity
+        .into_data()
+        .into_iter()
+        .map(|d| if d < threshold { f32::NAN } else { d })
+        .collect();
+    Ok(DepthMap::new(w, h, values)?)
 }
 
 /// Scale and shift for disparity from --scale/--shift or --align-depth.
