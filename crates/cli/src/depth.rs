@@ -365,11 +365,15 @@ pub fn run(args: DepthArgs) -> Result<ExitCode> {
     let mut failures: Vec<(PathBuf, String)> = Vec::new();
     let mut written = 0usize;
     for chunk in todo.chunks(args.batch) {
-        let mut images: Vec<(PathBuf, RgbImage)> = Vec::new();
+        let mut files: Vec<&PathBuf> = Vec::new();
+        let mut images: Vec<RgbImage> = Vec::new();
         for file in chunk {
             bar.set_message(inputs::stem(file));
             match load_image(file) {
-                Ok(img) => images.push((file.clone(), img)),
+                Ok(img) => {
+                    files.push(file);
+                    images.push(img);
+                }
                 Err(e) => {
                     failures.push((file.clone(), e.to_string()));
                     bar.inc(1);
@@ -379,19 +383,18 @@ pub fn run(args: DepthArgs) -> Result<ExitCode> {
         if images.is_empty() {
             continue;
         }
-        let decoded: Vec<RgbImage> = images.iter().map(|(_, img)| img.clone()).collect();
-        match estimator.predict_batch(&decoded) {
+        match estimator.predict_batch(&images) {
             Ok(predictions) => {
-                for ((file, image), prediction) in images.iter().zip(predictions) {
+                for ((file, image), prediction) in files.iter().zip(&images).zip(predictions) {
                     match write_all(out_dir, file, image, &prediction, &plan.formats, &args) {
                         Ok(()) => written += 1,
-                        Err(e) => failures.push((file.clone(), format!("{e:#}"))),
+                        Err(e) => failures.push(((*file).clone(), format!("{e:#}"))),
                     }
                     bar.inc(1);
                 }
             }
             Err(e) => {
-                for (file, _) in &images {
+                for file in files {
                     failures.push((file.clone(), e.to_string()));
                     bar.inc(1);
                 }
