@@ -26,7 +26,7 @@
 use nalgebra::{Point3, Vector3};
 use rayon::prelude::*;
 
-use crate::cloud::{Neighbours, PointIndex};
+use crate::cloud::PointIndex;
 use crate::{Error, PointCloud, Result};
 
 /// Integer voxel coordinates `floor(p / voxel_size_m)`, on a grid anchored at the origin.
@@ -187,12 +187,12 @@ pub fn remove_statistical_outliers(
     let mean_distances: Vec<f64> = cloud
         .points
         .par_iter()
-        .map_init(Neighbours::new, |found, p| {
-            index.nearest_into(p, k_neighbors + 1, found);
+        .map(|p| {
+            let found = index.nearest(p, k_neighbors + 1);
             // The point itself is at distance 0, the smallest possible, so dropping the
             // first of the sorted distances drops it (or an exact duplicate: same value).
-            let others = found.len() - 1;
-            found.iter().skip(1).map(|(_, d2)| d2.sqrt()).sum::<f64>() / others as f64
+            let others = &found[1..];
+            others.iter().map(|&(_, d2)| d2.sqrt()).sum::<f64>() / others.len() as f64
         })
         .collect();
     let mean = mean_distances.iter().sum::<f64>() / n as f64;

@@ -16,7 +16,7 @@
 use nalgebra::{Matrix3, Point3, SymmetricEigen, Vector3};
 use rayon::prelude::*;
 
-use crate::cloud::{Neighbours, PointIndex};
+use crate::cloud::PointIndex;
 use crate::{Error, PointCloud, Result};
 
 /// Sets `cloud.normals` to the unit normal of each point's neighbourhood, replacing any
@@ -60,22 +60,21 @@ pub fn estimate_normals(
     let points = &cloud.points;
     let normals: Vec<Vector3<f32>> = points
         .par_iter()
-        .map_init(
-            || (Neighbours::new(), Vec::with_capacity(k)),
-            |(found, neighbours), p| {
-                index.nearest_into(p, k, found);
-                neighbours.clear();
-                neighbours.extend(found.iter().map(|(i, _)| points[i].coords.cast::<f64>()));
-                let normal = plane_normal(neighbours);
-                let toward = (orient_toward - p).cast::<f64>();
-                let oriented = if normal.dot(&toward) < 0.0 {
-                    -normal
-                } else {
-                    normal
-                };
-                oriented.cast::<f32>()
-            },
-        )
+        .map(|p| {
+            let neighbours: Vec<Vector3<f64>> = index
+                .nearest(p, k)
+                .iter()
+                .map(|&(i, _)| points[i].coords.cast::<f64>())
+                .collect();
+            let normal = plane_normal(&neighbours);
+            let toward = (orient_toward - p).cast::<f64>();
+            let oriented = if normal.dot(&toward) < 0.0 {
+                -normal
+            } else {
+                normal
+            };
+            oriented.cast::<f32>()
+        })
         .collect();
     cloud.normals = Some(normals);
     Ok(())
