@@ -24,7 +24,7 @@
 
 use nalgebra::Point3;
 
-use crate::unproject::PinholeIntrinsics;
+use crate::unproject::{check_sizes, PinholeIntrinsics};
 use crate::{Error, Result, TriangleMesh};
 
 /// How to connect pixels and which triangles to drop.
@@ -110,23 +110,7 @@ pub fn mesh_from_depth(
     color: Option<&[u8]>,
 ) -> Result<TriangleMesh> {
     let (w, h) = (width as usize, height as usize);
-    let pixels = w
-        .checked_mul(h)
-        .ok_or_else(|| Error::Invalid(format!("{width} x {height} is too many pixels")))?;
-    if depth.len() != pixels {
-        return Err(Error::Invalid(format!(
-            "depth map has {} values, expected {width} x {height} = {pixels}",
-            depth.len()
-        )));
-    }
-    if let Some(color) = color {
-        if Some(color.len()) != pixels.checked_mul(3) {
-            return Err(Error::Invalid(format!(
-                "colour image has {} bytes, expected {width} x {height} x 3",
-                color.len(),
-            )));
-        }
-    }
+    check_sizes(depth, color, width, height)?;
     camera.validate()?;
     options.validate()?;
 

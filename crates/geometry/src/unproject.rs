@@ -80,6 +80,34 @@ impl Default for UnprojectOptions {
     }
 }
 
+/// Checks that `depth` has `width * height` values and `color`, when given, three bytes
+/// per pixel; returns the pixel count.
+pub(crate) fn check_sizes(
+    depth: &[f32],
+    color: Option<&[u8]>,
+    width: u32,
+    height: u32,
+) -> Result<usize> {
+    let pixels = (width as usize)
+        .checked_mul(height as usize)
+        .ok_or_else(|| Error::Invalid(format!("{width} x {height} is too many pixels")))?;
+    if depth.len() != pixels {
+        return Err(Error::Invalid(format!(
+            "depth map has {} values, expected {width} x {height} = {pixels}",
+            depth.len()
+        )));
+    }
+    if let Some(color) = color {
+        if Some(color.len()) != pixels.checked_mul(3) {
+            return Err(Error::Invalid(format!(
+                "colour image has {} bytes, expected {width} x {height} x 3",
+                color.len(),
+            )));
+        }
+    }
+    Ok(pixels)
+}
+
 /// Unprojects a row-major `width x height` metric depth map into a point cloud.
 ///
 /// Pixels whose depth is non-finite, `<= 0`, below `min_depth_m` or above
@@ -103,24 +131,7 @@ pub fn unproject(
     color: Option<&[u8]>,
 ) -> Result<PointCloud> {
     let (w, h) = (width as usize, height as usize);
-    let pixels = w
-        .checked_mul(h)
-        .ok_or_else(|| Error::Invalid(format!("{width} x {height} is too many pixels")))?;
-    if depth.len() != pixels {
-        return Err(Error::Invalid(format!(
-            "depth map has {} values, expected {width} x {height} = {pixels}",
-            depth.len()
-        )));
-    }
-    if let Some(color) = color {
-        if color.len() != pixels * 3 {
-            return Err(Error::Invalid(format!(
-                "colour image has {} bytes, expected {width} x {height} x 3 = {}",
-                color.len(),
-                pixels * 3
-            )));
-        }
-    }
+    check_sizes(depth, color, width, height)?;
     camera.validate()?;
     if options.stride == 0 {
         return Err(Error::Invalid("stride must be at least 1".into()));
