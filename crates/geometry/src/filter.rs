@@ -23,9 +23,6 @@
 //! assert_eq!(kept.len(), 2);
 //! ```
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use nalgebra::{Point3, Vector3};
 use rayon::prelude::*;
 
@@ -34,31 +31,6 @@ use crate::{Error, PointCloud, Result};
 
 /// Integer voxel coordinates `floor(p / voxel_size_m)`, on a grid anchored at the origin.
 type VoxelKey = [i64; 3];
-
-/// A fast hasher for voxel keys (multiply-rotate, as FxHash): SipHash dominates the
-/// running time otherwise, and keys are not attacker-controlled.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_i64(&mut self, v: i64) {
-        self.write_u64(v as u64);
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
 
 fn voxel_key(p: &Point3<f32>, voxel_size_m: f64) -> Option<VoxelKey> {
     // Beyond 2^62 voxels from the origin the key would not fit an i64.
@@ -98,71 +70,55 @@ pub fn voxel_downsample(cloud: &PointCloud, voxel_size_m: f32) -> Result<PointCl
     }
     cloud.validate()?;
     let voxel = f64::from(voxel_size_m);
-    let keys: Vec<VoxelKey> = cloud
+    let mut keyed: Vec<(VoxelKey, usize)> = cloud
         .points
         .par_iter()
-        .map(|p| voxel_key(p, voxel))
+        .enumerate()
+        .map(|(i, p)| voxel_key(p, voxel).map(|k| (k, i)))
         .collect::<Option<_>>()
         .ok_or_else(|| {
             Error::Invalid(format!(
                 "points too far from the origin for a {voxel_size_m} m voxel grid"
             ))
         })?;
+    // (key, index) pairs are unique, so an unstable sort is deterministic.
+    keyed.par_sort_unstable();
 
-    // One pass in point order accumulates every voxel (sums in f64, so the result does not
-    // depend on the thread count); only the occupied voxels are then sorted by key.
-    struct Acc {
-        key: VoxelKey,
-        count: u64,
-        sum: Vector3<f64>,
-        color_sum: [u64; 3],
-        normal_sum: Vector3<f64>,
-        first: usize,
-    }
-    let mut slots: HashMap<VoxelKey, usize, BuildHasherDefault<KeyHasher>> =
-        HashMap::with_capacity_and_hasher(cloud.len() / 4, Default::default());
-    let mut accs: Vec<Acc> = Vec::new();
-    for (i, (key, p)) in keys.iter().zip(&cloud.points).enumerate() {
-        let slot = *slots.entry(*key).or_insert_with(|| {
-            accs.push(Acc {
-                key: *key,
-                count: 0,
-                sum: Vector3::zeros(),
-                color_sum: [0; 3],
-                normal_sum: Vector3::zeros(),
-                first: i,
-            });
-            accs.len() - 1
-        });
-        let acc = &mut accs[slot];
-        acc.count += 1;
-        acc.sum += p.coords.cast::<f64>();
-        if let Some(colors) = &cloud.colors {
-            for (s, c) in acc.color_sum.iter_mut().zip(colors[i]) {
-                *s += u64::from(c);
-            }
-        }
-        if let Some(normals) = &cloud.normals {
-            acc.normal_sum += normals[i].cast::<f64>();
-        }
-    }
-    accs.par_sort_unstable_by_key(|a| a.key);
+    let mut starts: Vec<usize> = (0..keyed.len())
+        .filter(|&i| i == 0 || keyed[i].0 != keyed[i - 1].0)
+        .collect();
+    starts.push(keyed.len());
 
     type Voxel = (Point3<f32>, Option<[u8; 3]>, Option<Vector3<f32>>);
-    let voxels: Vec<Voxel> = accs
-        .par_iter()
-        .map(|acc| {
-            let n = acc.count;
-            let centroid = Point3::from((acc.sum / n as f64).cast::<f32>());
-            // Round half up: floor(sum / n + 1/2). The mean of u8 values fits u8.
-            let color = cloud
-                .colors
-                .as_ref()
-                .map(|_| acc.color_sum.map(|s| ((2 * s + n) / (2 * n)) as u8));
+    let voxels: Vec<Voxel> = starts
+        .par_windows(2)
+        .map(|run| {
+            let members = &keyed[run[0]..run[1]];
+            let n = members.len();
+            let mut sum = Vector3::<f64>::zeros();
+            for &(_, i) in members {
+                sum += cloud.points[i].coords.cast::<f64>();
+            }
+            let centroid = Point3::from((sum / n as f64).cast::<f32>());
+            let color = cloud.colors.as_ref().map(|colors| {
+                let mut sum = [0u64; 3];
+                for &(_, i) in members {
+                    for (s, c) in sum.iter_mut().zip(colors[i]) {
+                        *s += u64::from(c);
+                    }
+                }
+                let n = n as u64;
+                // Round half up: floor(sum / n + 1/2). The mean of u8 values fits u8.
+                sum.map(|s| ((2 * s + n) / (2 * n)) as u8)
+            });
             let normal = cloud.normals.as_ref().map(|normals| {
-                acc.normal_sum
-                    .try_normalize(1e-12)
-                    .map_or(normals[acc.first], |unit| unit.cast::<f32>())
+                let mut sum = Vector3::<f64>::zeros();
+                for &(_, i) in members {
+                    sum += normals[i].cast::<f64>();
+                }
+                let first = normals[members[0].1];
+                sum.try_normalize(1e-12)
+                    .map_or(first, |unit| unit.cast::<f32>())
             });
             (centroid, color, normal)
         })
