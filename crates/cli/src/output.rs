@@ -5,8 +5,6 @@
 //! is flushed, synced and then renamed over the final path, so a crash or an error never
 //! leaves a half-written file there. Existing files are only replaced with `force`.
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anydepth_core::RgbImage;
@@ -98,7 +96,13 @@ pub fn write_output(
         );
     }
     let bytes = encode(format, values, width, height, image, colormap)?;
-    write_atomically(path, &bytes, force)
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    }
+    Ok(anydepth_core::fs::write_atomically(path, force, |out| {
+        out.write_all(&bytes)
+    })?)
 }
 
 /// Encodes a (validated) map into the bytes of a `format` file.
@@ -222,56 +226,10 @@ fn side_by_side(image: &RgbImage, depth_rgb: &[u8]) -> Result<ImageBuffer<Rgb<u8
     ImageBuffer::from_raw(out_w, image.height, out).context("side-by-side buffer size mismatch")
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it to `path`.
-/// Without `force` the rename fails rather than replace a file that appeared meanwhile.
-fn write_atomically(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
-
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".anydepth-").suffix(".tmp");
-    // Temporary files are created 0600; ask for 0666 so the result gets the usual
-    // umask-filtered permissions of a new file.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let mut temp = builder
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-
-    temp.write_all(bytes)
-        .and_then(|()| temp.flush())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    temp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot sync {}", path.display()))?;
-
-    if force {
-        temp.persist(path)
-    } else {
-        temp.persist_noclobber(path)
-    }
-    .map_err(|e| e.error)
-    .with_context(|| {
-        let hint = if force {
-            ""
-        } else {
-            " (pass --force to replace an existing file)"
-        };
-        format!(
-            "cannot move the finished file into place{hint}: {}",
-            path.display()
-        )
-    })?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     /// A 3 x 2 map whose values name their position: row * 10 + column.
     fn positional() -> Vec<f32> {

@@ -15,6 +15,7 @@ pub mod camera;
 pub mod depth;
 pub mod depth_io;
 pub mod error;
+pub mod fs;
 pub mod image;
 pub mod npy;
 

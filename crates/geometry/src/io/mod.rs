@@ -23,42 +23,20 @@
 pub mod obj;
 pub mod ply;
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use crate::{Error, Result};
 
-/// Writes `path` atomically: `write` fills a buffered temporary file in the same
-/// directory, which then replaces `path`. On Unix the file gets mode 0644.
+/// [`anydepth_core::fs::write_atomically`], replacing `path`, with the error as ours.
 pub(crate) fn write_atomically(
     path: &Path,
-    write: impl FnOnce(&mut BufWriter<&mut std::fs::File>) -> io::Result<()>,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
-    let file_error = |reason: String| Error::File {
-        reason,
-        path: path.to_path_buf(),
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| file_error(format!("cannot create a temporary file beside it ({e})")))?;
-    // Temporary files are created private (0600); give the result the usual 0644.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        temp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| file_error(format!("cannot set the permissions of the file ({e})")))?;
-    }
-    {
-        let mut out = BufWriter::new(temp.as_file_mut());
-        write(&mut out)
-            .and_then(|()| out.flush())
-            .map_err(|e| file_error(format!("cannot write ({e})")))?;
-    }
-    temp.persist(path)
-        .map_err(|e| file_error(format!("cannot move the written file into place ({e})")))?;
-    Ok(())
+    anydepth_core::fs::write_atomically(path, /* overwrite= */ true, write).map_err(|e| {
+        Error::File {
+            reason: e.to_string(),
+            path: path.to_path_buf(),
+        }
+    })
 }

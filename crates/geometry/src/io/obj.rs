@@ -26,7 +26,6 @@
 //! assert!(text.contains("\nf 1 2 3\n"));
 //! ```
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::io::write_atomically;

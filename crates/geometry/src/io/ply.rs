@@ -301,8 +301,8 @@ fn build_ply(
 }
 
 fn write_ply(path: &Path, mut ply: Ply<Element>) -> Result<()> {
-    write_atomically(path, |out| {
-        Writer::new().write_ply(out, &mut ply)?;
+    write_atomically(path, |mut out| {
+        Writer::new().write_ply(&mut out, &mut ply)?;
         Ok(())
     })
 }
