@@ -25,8 +25,9 @@
 
 use nalgebra::{Point3, Vector3};
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
-use crate::cloud::PointIndex;
+use crate::neighbors::PointIndex;
 use crate::{Error, PointCloud, Result};
 
 /// Integer voxel coordinates `floor(p / voxel_size_m)`, on a grid anchored at the origin.
@@ -46,6 +47,92 @@ fn voxel_key(p: &Point3<f32>, voxel_size_m: f64) -> Option<VoxelKey> {
     Some(key)
 }
 
+/// Points summed by one task of [`voxel_downsample`]. Fixed, so that the order of the
+/// sums (and so the result, to the last bit) does not depend on the number of threads.
+const VOXEL_CHUNK: usize = 1 << 16;
+
+/// Running sums of the points of one voxel.
+#[derive(Clone)]
+struct VoxelSums {
+    position: [f64; 3],
+    color: [u64; 3],
+    normal: [f64; 3],
+    count: u64,
+    /// Index of the voxel's first point, in input order.
+    first: usize,
+}
+
+impl VoxelSums {
+    fn new(first: usize) -> Self {
+        Self {
+            position: [0.0; 3],
+            color: [0; 3],
+            normal: [0.0; 3],
+            count: 0,
+            first,
+        }
+    }
+
+    fn add_point(&mut self, cloud: &PointCloud, i: usize) {
+        for (s, c) in self.position.iter_mut().zip(cloud.points[i].coords.iter()) {
+            *s += f64::from(*c);
+        }
+        if let Some(colors) = &cloud.colors {
+            for (s, c) in self.color.iter_mut().zip(colors[i]) {
+                *s += u64::from(c);
+            }
+        }
+        if let Some(normals) = &cloud.normals {
+            for (s, c) in self.normal.iter_mut().zip(normals[i].iter()) {
+                *s += f64::from(*c);
+            }
+        }
+        self.count += 1;
+    }
+
+    fn merge(&mut self, other: &VoxelSums) {
+        for (s, o) in self.position.iter_mut().zip(other.position) {
+            *s += o;
+        }
+        for (s, o) in self.color.iter_mut().zip(other.color) {
+            *s += o;
+        }
+        for (s, o) in self.normal.iter_mut().zip(other.normal) {
+            *s += o;
+        }
+        self.count += other.count;
+        self.first = self.first.min(other.first);
+    }
+}
+
+/// The voxels of `range` of the cloud, in order of first appearance, with their keys.
+fn sum_voxels(
+    cloud: &PointCloud,
+    range: std::ops::Range<usize>,
+    voxel_size_m: f64,
+) -> Option<Vec<(VoxelKey, VoxelSums)>> {
+    // A depth map gives a few points per voxel at typical voxel sizes.
+    let expected = range.len() / 4;
+    let mut slots: FxHashMap<VoxelKey, usize> =
+        FxHashMap::with_capacity_and_hasher(expected, Default::default());
+    let mut voxels: Vec<(VoxelKey, VoxelSums)> = Vec::with_capacity(expected);
+    // Neighbouring points (pixels of a depth map) mostly share a voxel: remember the last.
+    let mut last: Option<(VoxelKey, usize)> = None;
+    for i in range {
+        let key = voxel_key(&cloud.points[i], voxel_size_m)?;
+        let slot = match last {
+            Some((k, slot)) if k == key => slot,
+            _ => *slots.entry(key).or_insert_with(|| {
+                voxels.push((key, VoxelSums::new(i)));
+                voxels.len() - 1
+            }),
+        };
+        last = Some((key, slot));
+        voxels[slot].1.add_point(cloud, i);
+    }
+    Some(voxels)
+}
+
 /// Replaces the points of each occupied voxel by their centroid.
 ///
 /// The grid is anchored at the origin (voxel `[i, j, k]` spans
@@ -53,15 +140,17 @@ fn voxel_key(p: &Point3<f32>, voxel_size_m: f64) -> Option<VoxelKey> {
 /// the cloud's minimum corner; the output therefore does not move when points are
 /// added far away. Colours are averaged and rounded to nearest (halves up); normals are
 /// averaged and renormalised (if they cancel out, the voxel's first normal is kept).
-/// Output voxels are sorted by key (x, then y, then z); sums run in input order, so the
-/// result is the same on every run.
+/// Output voxels are sorted by key (x, then y, then z). Sums are taken in `f64` over
+/// fixed chunks of the input, in input order, so the result is the same on every run
+/// and any number of threads.
 ///
 /// # Errors
 /// [`Error::Invalid`] for a voxel size that is not positive and finite, a cloud that
 /// fails [`PointCloud::validate`], or points too far out for the grid.
 ///
 /// # Performance
-/// Keys are computed and sorted in parallel, voxels averaged in parallel: O(n log n).
+/// One hashed pass per chunk of the input, chunks in parallel, then a sort of the
+/// chunks' occupied voxels only: O(n + v log v) for v voxels.
 pub fn voxel_downsample(cloud: &PointCloud, voxel_size_m: f32) -> Result<PointCloud> {
     if !(voxel_size_m.is_finite() && voxel_size_m > 0.0) {
         return Err(Error::Invalid(format!(
@@ -70,77 +159,74 @@ pub fn voxel_downsample(cloud: &PointCloud, voxel_size_m: f32) -> Result<PointCl
     }
     cloud.validate()?;
     let voxel = f64::from(voxel_size_m);
-    let mut keyed: Vec<(VoxelKey, usize)> = cloud
-        .points
-        .par_iter()
-        .enumerate()
-        .map(|(i, p)| voxel_key(p, voxel).map(|k| (k, i)))
+    let n = cloud.len();
+    let chunks: Vec<Vec<(VoxelKey, VoxelSums)>> = (0..n.div_ceil(VOXEL_CHUNK))
+        .into_par_iter()
+        .map(|c| sum_voxels(cloud, c * VOXEL_CHUNK..n.min((c + 1) * VOXEL_CHUNK), voxel))
         .collect::<Option<_>>()
         .ok_or_else(|| {
             Error::Invalid(format!(
                 "points too far from the origin for a {voxel_size_m} m voxel grid"
             ))
         })?;
-    // (key, index) pairs are unique, so an unstable sort is deterministic.
-    keyed.par_sort_unstable();
 
-    let mut starts: Vec<usize> = (0..keyed.len())
-        .filter(|&i| i == 0 || keyed[i].0 != keyed[i - 1].0)
-        .collect();
-    starts.push(keyed.len());
-
-    type Voxel = (Point3<f32>, Option<[u8; 3]>, Option<Vector3<f32>>);
-    let voxels: Vec<Voxel> = starts
-        .par_windows(2)
-        .map(|run| {
-            let members = &keyed[run[0]..run[1]];
-            let n = members.len();
-            let mut sum = Vector3::<f64>::zeros();
-            for &(_, i) in members {
-                sum += cloud.points[i].coords.cast::<f64>();
-            }
-            let centroid = Point3::from((sum / n as f64).cast::<f32>());
-            let color = cloud.colors.as_ref().map(|colors| {
-                let mut sum = [0u64; 3];
-                for &(_, i) in members {
-                    for (s, c) in sum.iter_mut().zip(colors[i]) {
-                        *s += u64::from(c);
-                    }
-                }
-                let n = n as u64;
-                // Round half up: floor(sum / n + 1/2). The mean of u8 values fits u8.
-                sum.map(|s| ((2 * s + n) / (2 * n)) as u8)
-            });
-            let normal = cloud.normals.as_ref().map(|normals| {
-                let mut sum = Vector3::<f64>::zeros();
-                for &(_, i) in members {
-                    sum += normals[i].cast::<f64>();
-                }
-                let first = normals[members[0].1];
-                sum.try_normalize(1e-12)
-                    .map_or(first, |unit| unit.cast::<f32>())
-            });
-            (centroid, color, normal)
+    // Merge each voxel's chunk sums in chunk order, taking the voxels in key order.
+    let mut order: Vec<(VoxelKey, u32, u32)> = chunks
+        .iter()
+        .enumerate()
+        .flat_map(|(c, voxels)| {
+            voxels
+                .iter()
+                .enumerate()
+                .map(move |(slot, (key, _))| (*key, c as u32, slot as u32))
         })
         .collect();
-
-    let (mut points, mut colors, mut normals) =
-        (Vec::with_capacity(voxels.len()), Vec::new(), Vec::new());
-    for (p, c, n) in voxels {
-        points.push(p);
-        colors.extend(c);
-        normals.extend(n);
+    order.par_sort_unstable();
+    let mut voxels: Vec<VoxelSums> = Vec::with_capacity(order.len());
+    let mut previous: Option<VoxelKey> = None;
+    for &(key, c, slot) in &order {
+        let sums = &chunks[c as usize][slot as usize].1;
+        match voxels.last_mut() {
+            Some(merged) if previous == Some(key) => merged.merge(sums),
+            _ => voxels.push(sums.clone()),
+        }
+        previous = Some(key);
     }
+
+    let points: Vec<Point3<f32>> = voxels
+        .iter()
+        .map(|v| {
+            let n = v.count as f64;
+            Point3::from(v.position.map(|s| (s / n) as f32))
+        })
+        .collect();
+    // Round half up: floor(sum / n + 1/2). The mean of u8 values fits u8.
+    let colors = cloud.colors.as_ref().map(|_| {
+        voxels
+            .iter()
+            .map(|v| v.color.map(|s| ((2 * s + v.count) / (2 * v.count)) as u8))
+            .collect()
+    });
+    let normals = cloud.normals.as_ref().map(|normals| {
+        voxels
+            .iter()
+            .map(|v| {
+                Vector3::from(v.normal)
+                    .try_normalize(1e-12)
+                    .map_or(normals[v.first], |unit| unit.cast::<f32>())
+            })
+            .collect()
+    });
     tracing::debug!(
-        input = cloud.len(),
+        input = n,
         output = points.len(),
         voxel_size_m,
         "voxel downsample"
     );
     Ok(PointCloud {
         points,
-        colors: cloud.colors.as_ref().map(|_| colors),
-        normals: cloud.normals.as_ref().map(|_| normals),
+        colors,
+        normals,
     })
 }
 
@@ -258,7 +344,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::cloud::{distance_squared, Lcg};
+    use crate::cloud::Lcg;
+    use crate::neighbors::distance_squared;
 
     fn random_cloud(seed: u64, n: usize, extent_m: f64) -> PointCloud {
         let mut rng = Lcg(seed);
@@ -328,6 +415,8 @@ mod tests {
             (1, 5000, 1.0, 0.1f32),
             (2, 3000, 3.0, 0.25),
             (3, 200, 0.5, 2.0),
+            // Several input chunks, most voxels spread over all of them.
+            (5, 3 * VOXEL_CHUNK + 123, 1.0, 0.2),
         ] {
             let cloud = random_cloud(seed, n, extent);
             let down = voxel_downsample(&cloud, voxel)?;

@@ -11,6 +11,7 @@ pub mod filter;
 pub mod grid_mesh;
 pub mod io;
 pub mod mesh;
+mod neighbors;
 pub mod normals;
 pub mod unproject;
 

@@ -16,7 +16,7 @@
 use nalgebra::{Matrix3, Point3, SymmetricEigen, Vector3};
 use rayon::prelude::*;
 
-use crate::cloud::PointIndex;
+use crate::neighbors::PointIndex;
 use crate::{Error, PointCloud, Result};
 
 /// Sets `cloud.normals` to the unit normal of each point's neighbourhood, replacing any
