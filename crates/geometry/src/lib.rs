@@ -10,9 +10,11 @@ pub mod error;
 pub mod filter;
 pub mod grid_mesh;
 pub mod io;
+pub mod marching_cubes;
 pub mod mesh;
 mod neighbors;
 pub mod normals;
+pub mod tsdf;
 pub mod unproject;
 
 pub use cloud::PointCloud;
