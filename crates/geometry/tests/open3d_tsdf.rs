@@ -1,0 +1,203 @@
+//! TSDF fusion of the Redwood living-room frames (accurate poses) against Open3D's
+//! `VoxelBlockGrid` with the same voxel size, truncation, depth limit and weight
+//! threshold, and against each frame's own depth.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anydepth_core::depth_io::read_depth_values;
+use anydepth_core::load_image;
+use anydepth_geometry::io::ply::read_mesh;
+use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
+use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+use kiddo::{ImmutableKdTree, SquaredEuclidean};
+use nalgebra::{Isometry3, Matrix3, Matrix4, Point3, Rotation3, Translation3, UnitQuaternion};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn data() -> PathBuf {
+    std::env::var_os("ANYDEPTH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+}
+
+fn skip(what: &str) {
+    assert!(
+        std::env::var("ANYDEPTH_REQUIRE_REFERENCES").as_deref() != Ok("1"),
+        "{what}"
+    );
+    eprintln!("skipping: {what}");
+}
+
+/// The 4x4 matrices of an Open3D `.log` trajectory (a metadata line, then 4 rows).
+fn read_log(path: &Path) -> Vec<Matrix4<f64>> {
+    let text = std::fs::read_to_string(path).expect("readable trajectory");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines
+        .chunks(5)
+        .map(|chunk| {
+            let values: Vec<f64> = chunk[1..]
+                .iter()
+                .flat_map(|l| {
+                    l.split_whitespace()
+                        .map(|v| v.parse::<f64>().expect("number"))
+                })
+                .collect();
+            Matrix4::from_row_slice(&values)
+        })
+        .collect()
+}
+
+fn isometry(m: &Matrix4<f64>) -> Isometry3<f64> {
+    let r: Matrix3<f64> = m.fixed_view::<3, 3>(0, 0).into_owned();
+    Isometry3::from_parts(
+        Translation3::new(m[(0, 3)], m[(1, 3)], m[(2, 3)]),
+        UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix(&r)),
+    )
+}
+
+/// Mean distance from each of `from` to its nearest point of `to`.
+fn mean_nearest(from: &[Point3<f32>], to: &[Point3<f32>]) -> f64 {
+    let coords: Vec<[f32; 3]> = to.iter().map(|p| [p.x, p.y, p.z]).collect();
+    let tree = ImmutableKdTree::<f32, 3>::new_from_slice(&coords).expect("tree");
+    let total: f64 = from
+        .iter()
+        .map(|p| {
+            let nearest = tree
+                .query(&[p.x, p.y, p.z])
+                .nearest_one::<SquaredEuclidean<f32>>()
+                .execute();
+            f64::from(nearest.distance).sqrt()
+        })
+        .sum();
+    total / from.len() as f64
+}
+
+#[test]
+fn redwood_fusion_matches_open3d_and_each_frame() {
+    let dir = data().join("redwood-livingroom");
+    let python = root().join(".venv/bin/python");
+    if !dir.join("odometry.log").exists() || !python.exists() {
+        skip(&format!("need {} and {}", dir.display(), python.display()));
+        return;
+    }
+    let importable = Command::new(&python)
+        .args(["-c", "import open3d"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        skip("open3d is not importable (scripts/setup.sh installs it)");
+        return;
+    }
+    let (voxel, trunc, depth_max, min_weight, scale) = (0.01f32, 0.04f32, 3.0f32, 1.0f32, 1000.0);
+    let camera = PinholeIntrinsics {
+        fx: 525.0,
+        fy: 525.0,
+        cx: 319.5,
+        cy: 239.5,
+    };
+    let matrices = read_log(&dir.join("odometry.log"));
+    let frames: Vec<(PathBuf, PathBuf)> = (0..5)
+        .map(|i| {
+            (
+                dir.join(format!("color/{i:05}.jpg")),
+                dir.join(format!("depth/{i:05}.png")),
+            )
+        })
+        .collect();
+    assert!(matrices.len() >= frames.len());
+
+    // Open3D.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let poses_txt = tmp.path().join("poses.txt");
+    let rows: Vec<String> = matrices
+        .iter()
+        .map(|m| {
+            m.transpose()
+                .iter()
+                .map(|v| format!("{v:.17e}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    std::fs::write(&poses_txt, rows.join("\n")).expect("write poses");
+    let reference = tmp.path().join("open3d.ply");
+    let mut command = Command::new(&python);
+    command
+        .arg(root().join("scripts/reference/open3d_tsdf.py"))
+        .arg(&reference)
+        .args([voxel, trunc, depth_max, min_weight].map(|v| v.to_string()))
+        .arg(scale.to_string())
+        .args([camera.fx, camera.fy, camera.cx, camera.cy].map(|v| v.to_string()))
+        .arg(&poses_txt);
+    for (color, depth) in &frames {
+        command.arg(color).arg(depth);
+    }
+    let status = command.status().expect("python runs");
+    assert!(status.success(), "the Open3D reference script failed");
+    let theirs = read_mesh(&reference).expect("Open3D's mesh reads back");
+
+    // Ours.
+    let mut volume = TsdfVolume::new(TsdfOptions {
+        voxel_size_m: voxel,
+        trunc_m: trunc,
+        max_depth_m: depth_max,
+        min_weight,
+    })
+    .expect("valid options");
+    let mut depths = Vec::new();
+    for ((color, depth), m) in frames.iter().zip(&matrices) {
+        let image = load_image(color).expect("colour");
+        let colors: Vec<[u8; 3]> = image
+            .data
+            .chunks_exact(3)
+            .map(|c| [c[0], c[1], c[2]].map(|v| v.round().clamp(0.0, 255.0) as u8))
+            .collect();
+        let (w, h, values) = read_depth_values(depth, scale).expect("depth");
+        volume
+            .integrate(
+                &values,
+                Some(&colors),
+                w as usize,
+                h as usize,
+                &camera,
+                &isometry(m),
+            )
+            .expect("integrates");
+        depths.push((w as usize, h as usize, values));
+    }
+    let ours = volume.extract_mesh().expect("extracts");
+
+    let a = mean_nearest(&ours.vertices, &theirs.vertices);
+    let b = mean_nearest(&theirs.vertices, &ours.vertices);
+    let chamfer = 0.5 * (a + b);
+    eprintln!(
+        "ours {} vertices, Open3D {}; mean nearest ours->Open3D {a:.5} m, Open3D->ours {b:.5} m",
+        ours.vertices.len(),
+        theirs.vertices.len()
+    );
+    assert!(
+        chamfer < 0.5 * f64::from(voxel),
+        "Chamfer distance {chamfer} m"
+    );
+
+    // Each frame's own surface points (within range) lie on the mesh.
+    for ((w, h, values), m) in depths.iter().zip(&matrices) {
+        let options = UnprojectOptions {
+            max_depth_m: depth_max,
+            stride: 4,
+            world_from_camera: Some(isometry(m).cast::<f32>()),
+            ..Default::default()
+        };
+        let seen =
+            unproject(values, *w as u32, *h as u32, &camera, &options, None).expect("unprojects");
+        let mean = mean_nearest(&seen.points, &ours.vertices);
+        eprintln!("frame: mean distance of its depth points to the mesh {mean:.5} m");
+        assert!(
+            mean < f64::from(voxel),
+            "frame's points are {mean} m from the mesh"
+        );
+    }
+}
