@@ -29,7 +29,7 @@ fn peak_rss_bytes() -> u64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 13 || (args.len() - 11) % 2 != 0 {
+    if args.len() < 13 || !(args.len() - 11).is_multiple_of(2) {
         return Err("usage: fuse OUT.ply VOXEL TRUNC DEPTH_MAX MIN_WEIGHT DEPTH_SCALE FX FY CX CY POSES COLOR DEPTH...".into());
     }
     let num = |i: usize| args[i].parse::<f64>();
