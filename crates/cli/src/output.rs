@@ -1,4 +1,4 @@
-//! Writing depth maps to disk: raw values (`.npy`, `.pfm`), normalised 16-bit PNG, and
+//! Writing depth maps to disk: raw values (`.npy`, `.pfm`, `.exr`), normalised 16-bit PNG, and
 //! colour images like the official Depth Anything `run.py`.
 //!
 //! Every write is atomic: the bytes go to a temporary file in the target directory, which
@@ -33,6 +33,9 @@ pub enum Format {
     /// The raw `f32` values as a little-endian greyscale PFM (`Pf`).
     #[value(name = "pfm")]
     Pfm,
+    /// The raw `f32` values as a single-channel (`Y`) OpenEXR image, ZIP compressed.
+    #[value(name = "exr")]
+    Exr,
     /// An 8-bit RGB PNG coloured with the chosen colormap.
     #[value(name = "color")]
     Color,
@@ -48,6 +51,7 @@ impl Format {
             Self::Npy => ".npy",
             Self::Png16 => "_depth16.png",
             Self::Pfm => ".pfm",
+            Self::Exr => ".exr",
             Self::Color => "_depth.png",
             Self::SideBySide => "_side.png",
         }
@@ -55,7 +59,8 @@ impl Format {
 }
 
 /// The file `format` writes for the input named `stem` into `out_dir`:
-/// `<stem>.npy`, `<stem>_depth16.png`, `<stem>.pfm`, `<stem>_depth.png` or `<stem>_side.png`.
+/// `<stem>.npy`, `<stem>_depth16.png`, `<stem>.pfm`, `<stem>.exr`, `<stem>_depth.png` or
+/// `<stem>_side.png`.
 pub fn output_path(out_dir: &Path, stem: &str, format: Format) -> PathBuf {
     out_dir.join(format!("{stem}{}", format.suffix()))
 }
@@ -120,6 +125,7 @@ fn encode(
             &[height as usize, width as usize],
         )),
         Format::Pfm => Ok(encode_pfm(values, width, height)),
+        Format::Exr => Ok(anydepth_core::openexr::encode_f32(values, width, height)?),
         Format::Png16 => {
             let buffer: ImageBuffer<Luma<u16>, _> =
                 ImageBuffer::from_raw(width, height, normalize_to_u16(values))
@@ -294,6 +300,7 @@ mod tests {
                 "out/photo.npy",
                 "out/photo_depth16.png",
                 "out/photo.pfm",
+                "out/photo.exr",
                 "out/photo_depth.png",
                 "out/photo_side.png"
             ]
@@ -304,7 +311,7 @@ mod tests {
             .filter_map(|f| f.to_possible_value())
             .map(|p| p.get_name().to_owned())
             .collect();
-        assert_eq!(cli, ["npy", "png16", "pfm", "color", "side-by-side"]);
+        assert_eq!(cli, ["npy", "png16", "pfm", "exr", "color", "side-by-side"]);
     }
 
     #[test]
@@ -426,6 +433,21 @@ print(' '.join(repr(float(x)) for x in d.ravel()))
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             "float32 (2, 3) [0.0, 1.0, 2.0, 10.0, 11.0, 12.0]"
+        );
+    }
+
+    #[test]
+    fn exr_round_trip_keeps_every_value() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let values = vec![0.0, -1.5, f32::NAN, 1e-30, f32::INFINITY, 3.25];
+        let path = write(dir.path(), Format::Exr, &values, 3, 2);
+        let (w, h, read) =
+            anydepth_core::depth_io::read_depth_values(&path, 1.0).expect("read exr");
+        assert_eq!((w, h), (3, 2));
+        assert!(read[2].is_nan());
+        assert_eq!(
+            [&read[..2], &read[3..]].concat(),
+            [&values[..2], &values[3..]].concat()
         );
     }
 

@@ -21,11 +21,12 @@ pub struct SceneArgs {
     pub photo: Option<PathBuf>,
 
     /// An existing depth file instead of a photo: 16-bit PNG or PGM (see --depth-scale),
-    /// .npy or .pfm (metres, or disparity with --disparity).
+    /// .npy, .pfm or .exr (metres, or disparity with --disparity; in an EXR the Z, depth,
+    /// Y or R channel).
     #[arg(long, value_name = "FILE")]
     pub depth: Option<PathBuf>,
 
-    /// Units per metre of --depth [default: 1000 for images, 1 for .npy/.pfm].
+    /// Units per metre of --depth [default: 1000 for images, 1 for .npy/.pfm/.exr].
     #[arg(long, value_name = "S")]
     pub depth_scale: Option<f64>,
 
@@ -50,8 +51,8 @@ pub struct SceneArgs {
     #[arg(long)]
     pub disparity: bool,
 
-    /// Metric depth to fit disparity to: a depth image/.npy (dense or sparse, 0 = none)
-    /// or a CSV of `u,v,metres` lines; one point fits the scale only.
+    /// Metric depth to fit disparity to: a depth image, .npy, .pfm or .exr (dense or
+    /// sparse, 0 = none) or a CSV of `u,v,metres` lines; one point fits the scale only.
     #[arg(long, value_name = "FILE", conflicts_with = "scale")]
     pub align_depth: Option<PathBuf>,
 
@@ -104,7 +105,7 @@ fn default_scale(path: &Path) -> f64 {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
     {
-        Some(e) if e == "npy" || e == "pfm" || e == "csv" => 1.0,
+        Some(e) if e == "npy" || e == "pfm" || e == "exr" || e == "csv" => 1.0,
         _ => 1000.0,
     }
 }

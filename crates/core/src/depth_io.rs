@@ -1,5 +1,6 @@
 //! Reading depth maps from files: 16-bit PNG or PGM with a scale (sensor depth), `.npy`
-//! (float or integer arrays, as `anydepth depth` writes them), and `.pfm`.
+//! (float or integer arrays, as `anydepth depth` writes them), `.pfm` and `.exr` (see
+//! [`crate::openexr`] for which channel is depth).
 //!
 //! ```no_run
 //! use anydepth_core::depth_io::read_depth_values;
@@ -13,6 +14,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::npy;
+use crate::openexr;
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Io {
@@ -22,9 +24,10 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 /// Reads a depth file into `(width, height, values / units_per_value)`. Images (16-bit or
-/// 8-bit PNG, PGM, TIFF) and integer `.npy` arrays are divided by `units_per_metre`; float
-/// `.npy` and `.pfm` values are taken as they are unless `units_per_metre` is not 1. Zero
-/// stays zero (no measurement).
+/// 8-bit PNG, PGM, TIFF) and integer `.npy` arrays are divided by `units_per_metre`; the
+/// float formats (float `.npy`, `.pfm`, `.exr`) are divided by it too, so they are taken as
+/// they are with `units_per_metre` 1. Zero stays zero; non-finite and negative values are
+/// kept as stored (both mean "no measurement" to the geometry).
 ///
 /// # Errors
 /// When the file cannot be read, is not a single-channel map, or the scale is not positive.
@@ -53,6 +56,7 @@ pub fn read_depth_values(path: &Path, units_per_metre: f64) -> Result<(u32, u32,
             (w as u32, h as u32, values)
         }
         "pfm" => read_pfm(path)?,
+        "exr" => openexr::read_depth(path)?,
         _ => {
             let img = image::open(path)
                 .map_err(|e| bad(path, format!("cannot read depth image: {e}")))?;

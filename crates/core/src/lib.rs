@@ -18,6 +18,7 @@ pub mod error;
 pub mod fs;
 pub mod image;
 pub mod npy;
+pub mod openexr;
 
 pub use camera::Intrinsics;
 pub use depth::{DepthMap, Disparity, Metres, Prediction, ValueKind};
