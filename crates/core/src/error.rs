@@ -30,6 +30,29 @@ pub enum Error {
         reason: String,
         path: PathBuf,
     },
+    /// A line of a text file (or a place in a JSON file) is not valid `what`; `line` counts
+    /// from 1.
+    #[error("invalid {what}, line {line}: {reason}: {}", path.display())]
+    FileLine {
+        what: &'static str,
+        line: usize,
+        reason: String,
+        path: PathBuf,
+    },
+    /// A trajectory holds fewer camera poses than there are frames to place.
+    #[error("{frames} frames but only {poses} camera poses in the trajectory: {}", path.display())]
+    TooFewPoses {
+        poses: usize,
+        frames: usize,
+        path: PathBuf,
+    },
+    /// No camera pose of a trajectory matches a frame (by timestamp or by name).
+    #[error("no camera pose for frame {frame}: {reason}: {}", path.display())]
+    NoPose {
+        frame: String,
+        reason: String,
+        path: PathBuf,
+    },
     /// Camera intrinsics that cannot describe a pinhole camera (non-positive or non-finite
     /// focal length, zero image size, field of view outside (0, 180) degrees, ...).
     #[error("invalid camera intrinsics: {0}")]

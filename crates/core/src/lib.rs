@@ -19,6 +19,7 @@ pub mod fs;
 pub mod image;
 pub mod npy;
 pub mod openexr;
+pub mod pose;
 
 pub use camera::Intrinsics;
 pub use depth::{DepthMap, Disparity, Metres, Prediction, ValueKind};
