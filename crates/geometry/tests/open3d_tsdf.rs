@@ -7,11 +7,12 @@ use std::process::Command;
 
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::load_image;
+use anydepth_core::pose::{read_trajectory, PoseFormat};
 use anydepth_geometry::io::ply::read_mesh;
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
 use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
 use kiddo::{ImmutableKdTree, SquaredEuclidean};
-use nalgebra::{Isometry3, Matrix3, Matrix4, Point3, Rotation3, Translation3, UnitQuaternion};
+use nalgebra::Point3;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -29,33 +30,6 @@ fn skip(what: &str) {
         "{what}"
     );
     eprintln!("skipping: {what}");
-}
-
-/// The 4x4 matrices of an Open3D `.log` trajectory (a metadata line, then 4 rows).
-fn read_log(path: &Path) -> Vec<Matrix4<f64>> {
-    let text = std::fs::read_to_string(path).expect("readable trajectory");
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines
-        .chunks(5)
-        .map(|chunk| {
-            let values: Vec<f64> = chunk[1..]
-                .iter()
-                .flat_map(|l| {
-                    l.split_whitespace()
-                        .map(|v| v.parse::<f64>().expect("number"))
-                })
-                .collect();
-            Matrix4::from_row_slice(&values)
-        })
-        .collect()
-}
-
-fn isometry(m: &Matrix4<f64>) -> Isometry3<f64> {
-    let r: Matrix3<f64> = m.fixed_view::<3, 3>(0, 0).into_owned();
-    Isometry3::from_parts(
-        Translation3::new(m[(0, 3)], m[(1, 3)], m[(2, 3)]),
-        UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix(&r)),
-    )
 }
 
 /// Mean distance from each of `from` to its nearest point of `to`.
@@ -98,7 +72,13 @@ fn redwood_fusion_matches_open3d_and_each_frame() {
         cx: 319.5,
         cy: 239.5,
     };
-    let matrices = read_log(&dir.join("odometry.log"));
+    let trajectory =
+        read_trajectory(&dir.join("odometry.log"), Some(PoseFormat::Log)).expect("poses");
+    let poses: Vec<_> = trajectory
+        .poses
+        .iter()
+        .map(|p| p.world_from_camera)
+        .collect();
     let frames: Vec<(PathBuf, PathBuf)> = (0..5)
         .map(|i| {
             (
@@ -107,15 +87,16 @@ fn redwood_fusion_matches_open3d_and_each_frame() {
             )
         })
         .collect();
-    assert!(matrices.len() >= frames.len());
+    assert!(poses.len() >= frames.len());
 
     // Open3D.
     let tmp = tempfile::tempdir().expect("temp dir");
     let poses_txt = tmp.path().join("poses.txt");
-    let rows: Vec<String> = matrices
+    let rows: Vec<String> = poses
         .iter()
-        .map(|m| {
-            m.transpose()
+        .map(|pose| {
+            pose.to_homogeneous()
+                .transpose()
                 .iter()
                 .map(|v| format!("{v:.17e}"))
                 .collect::<Vec<_>>()
@@ -148,7 +129,7 @@ fn redwood_fusion_matches_open3d_and_each_frame() {
     })
     .expect("valid options");
     let mut depths = Vec::new();
-    for ((color, depth), m) in frames.iter().zip(&matrices) {
+    for ((color, depth), pose) in frames.iter().zip(&poses) {
         let image = load_image(color).expect("colour");
         let colors: Vec<[u8; 3]> = image
             .data
@@ -163,7 +144,7 @@ fn redwood_fusion_matches_open3d_and_each_frame() {
                 w as usize,
                 h as usize,
                 &camera,
-                &isometry(m),
+                pose,
             )
             .expect("integrates");
         depths.push((w as usize, h as usize, values));
@@ -184,11 +165,11 @@ fn redwood_fusion_matches_open3d_and_each_frame() {
     );
 
     // Each frame's own surface points (within range) lie on the mesh.
-    for ((w, h, values), m) in depths.iter().zip(&matrices) {
+    for ((w, h, values), pose) in depths.iter().zip(&poses) {
         let options = UnprojectOptions {
             max_depth_m: depth_max,
             stride: 4,
-            world_from_camera: Some(isometry(m).cast::<f32>()),
+            world_from_camera: Some(pose.cast::<f32>()),
             ..Default::default()
         };
         let seen =
