@@ -296,6 +296,7 @@ impl TsdfVolume {
             camera.cx as f32,
             camera.cy as f32,
         );
+        let origin = pose.translation.vector;
         let found: FxHashSet<BlockKey> = (0..height)
             .into_par_iter()
             .fold(FxHashSet::default, |mut set, row| {
@@ -308,7 +309,6 @@ impl TsdfVolume {
                     // The ray through the pixel, per metre of depth, in world axes.
                     let ray = pose.rotation
                         * Vector3::new((col as f32 - cx) / fx, (row as f32 - cy) / fy, 1.0);
-                    let origin = pose.translation.vector;
                     let (near, far) = ((d - trunc_m).max(0.0), d + trunc_m);
                     // Half a block apart along the ray: no block is stepped over.
                     let steps = ((far - near) * ray.norm() / (0.5 * block_size_m)).ceil() as usize;
@@ -377,9 +377,9 @@ impl TsdfVolume {
         })
     }
 
-    /// The voxel at local offset `(x, y, z)` (each in `0..=BLOCK`) from block `b`: in
-    /// that block or a neighbour above it. `(tsdf, weight, colour)`, or `None` when the
-    /// neighbour is not allocated.
+    /// The voxel at local offset `(x, y, z)` (each in `0..=BLOCK`) from a block with the
+    /// given `neighbours`: in that block or a neighbour above it. `(tsdf, weight, colour)`,
+    /// or `None` when the neighbour is not allocated.
     fn neighbour_voxel(
         &self,
         neighbours: &[Option<usize>; 8],
@@ -387,10 +387,8 @@ impl TsdfVolume {
         y: usize,
         z: usize,
     ) -> Option<(f32, f32, [f32; 3])> {
-        let which =
-            usize::from(x == BLOCK) | usize::from(y == BLOCK) << 1 | usize::from(z == BLOCK) << 2;
+        let (which, v) = locate(x, y, z);
         let block = &self.blocks[neighbours[which]?];
-        let v = ((z % BLOCK) * BLOCK + y % BLOCK) * BLOCK + x % BLOCK;
         Some((block.tsdf[v], block.weight[v], block.color[v]))
     }
 
@@ -535,13 +533,9 @@ impl TsdfVolume {
                                 y + usize::from((c >> 1) & 1),
                                 z + usize::from((c >> 2) & 1),
                             );
-                            let which = usize::from(cx == BLOCK)
-                                | usize::from(cy == BLOCK) << 1
-                                | usize::from(cz == BLOCK) << 2;
-                            neighbours[b][which].map_or(u32::MAX, |nb| {
-                                let v = ((cz % BLOCK) * BLOCK + cy % BLOCK) * BLOCK + cx % BLOCK;
-                                edge_vertex[nb][v * 3 + usize::from(axis)]
-                            })
+                            let (which, v) = locate(cx, cy, cz);
+                            neighbours[b][which]
+                                .map_or(u32::MAX, |nb| edge_vertex[nb][v * 3 + usize::from(axis)])
                         });
                         if ids.iter().all(|&v| v != u32::MAX) {
                             faces.push(ids);
@@ -553,6 +547,15 @@ impl TsdfVolume {
             .collect();
         Ok((vertices, colors, faces))
     }
+}
+
+/// For local coordinates `(x, y, z)` each in `0..=BLOCK`: which neighbour holds the
+/// voxel (bit set per axis at `BLOCK`, as in [`TsdfVolume::neighbours`]) and its index there.
+fn locate(x: usize, y: usize, z: usize) -> (usize, usize) {
+    let which =
+        usize::from(x == BLOCK) | usize::from(y == BLOCK) << 1 | usize::from(z == BLOCK) << 2;
+    let v = ((z % BLOCK) * BLOCK + y % BLOCK) * BLOCK + x % BLOCK;
+    (which, v)
 }
 
 /// Local voxel coordinates of a block in storage order (x fastest).

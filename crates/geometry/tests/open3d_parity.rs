@@ -3,49 +3,24 @@
 //! same 16-bit depth; they differ by rounding only), colours within one 8-bit level (the
 //! JPEG decoders may differ by one).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::load_image;
 use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data() -> PathBuf {
-    std::env::var_os("ANYDEPTH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data"))
-}
-
-fn skip(what: &str) {
-    assert!(
-        std::env::var("ANYDEPTH_REQUIRE_REFERENCES").as_deref() != Ok("1"),
-        "{what}"
-    );
-    eprintln!("skipping: {what}");
-}
+mod common;
+use common::{data, open3d_python, root, skip};
 
 fn check_frame(color: &Path, depth: &Path, scale: f64, camera: PinholeIntrinsics) {
-    let python = root().join(".venv/bin/python");
-    if !python.exists() || !depth.exists() {
-        skip(&format!(
-            "need {} and {}",
-            python.display(),
-            depth.display()
-        ));
+    if !depth.exists() {
+        skip(&format!("need {}", depth.display()));
         return;
     }
-    let importable = Command::new(&python)
-        .args(["-c", "import open3d"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !importable {
-        skip("open3d is not importable (scripts/setup.sh installs it)");
+    let Some(python) = open3d_python() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let prefix = dir.path().join("o3d");
     let status = Command::new(&python)

@@ -2,7 +2,7 @@
 //! `VoxelBlockGrid` with the same voxel size, truncation, depth limit and weight
 //! threshold, and against each frame's own depth.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anydepth_core::depth_io::read_depth_values;
@@ -14,23 +14,8 @@ use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOption
 use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use nalgebra::Point3;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data() -> PathBuf {
-    std::env::var_os("ANYDEPTH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data"))
-}
-
-fn skip(what: &str) {
-    assert!(
-        std::env::var("ANYDEPTH_REQUIRE_REFERENCES").as_deref() != Ok("1"),
-        "{what}"
-    );
-    eprintln!("skipping: {what}");
-}
+mod common;
+use common::{data, open3d_python, root, skip};
 
 /// Mean distance from each of `from` to its nearest point of `to`.
 fn mean_nearest(from: &[Point3<f32>], to: &[Point3<f32>]) -> f64 {
@@ -52,19 +37,13 @@ fn mean_nearest(from: &[Point3<f32>], to: &[Point3<f32>]) -> f64 {
 #[test]
 fn redwood_fusion_matches_open3d_and_each_frame() {
     let dir = data().join("redwood-livingroom");
-    let python = root().join(".venv/bin/python");
-    if !dir.join("odometry.log").exists() || !python.exists() {
-        skip(&format!("need {} and {}", dir.display(), python.display()));
+    if !dir.join("odometry.log").exists() {
+        skip(&format!("need {}", dir.display()));
         return;
     }
-    let importable = Command::new(&python)
-        .args(["-c", "import open3d"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !importable {
-        skip("open3d is not importable (scripts/setup.sh installs it)");
+    let Some(python) = open3d_python() else {
         return;
-    }
+    };
     let (voxel, trunc, depth_max, min_weight, scale) = (0.01f32, 0.04f32, 3.0f32, 1.0f32, 1000.0);
     let camera = PinholeIntrinsics {
         fx: 525.0,
