@@ -52,7 +52,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use nalgebra::{
-    Isometry3, Matrix3, Matrix4, Quaternion, Rotation3, Translation3, UnitQuaternion, Vector3,
+    Isometry3, Matrix3, Matrix4, Point3, Quaternion, Rotation3, Translation3, UnitQuaternion,
+    Vector3,
 };
 use serde::{de, Deserialize, Deserializer};
 
@@ -933,13 +934,9 @@ fn split_with_rest(line: &str, n: usize) -> Option<(Vec<&str>, &str)> {
     (!rest.is_empty()).then_some((tokens, rest))
 }
 
-/// `images.txt`: per image a line `IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME`
-/// (camera_from_world) and a line of 2D points `X Y POINT3D_ID ...`, possibly empty.
-fn parse_colmap_images(
-    text: &str,
-    cameras: Option<&HashMap<u64, Option<Intrinsics>>>,
-    src: &Source,
-) -> Result<Vec<PoseEntry>> {
+/// The lines of `images.txt` that are not comments, `(1-based number, text)`, without
+/// trailing blank lines; images take two lines each.
+fn colmap_image_lines(text: &str) -> Vec<(usize, &str)> {
     // Blank lines count here: an image without 2D points has an empty second line.
     let mut lines: Vec<(usize, &str)> = text
         .lines()
@@ -950,6 +947,17 @@ fn parse_colmap_images(
     while lines.last().is_some_and(|(_, line)| line.trim().is_empty()) {
         lines.pop();
     }
+    lines
+}
+
+/// `images.txt`: per image a line `IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME`
+/// (camera_from_world) and a line of 2D points `X Y POINT3D_ID ...`, possibly empty.
+fn parse_colmap_images(
+    text: &str,
+    cameras: Option<&HashMap<u64, Option<Intrinsics>>>,
+    src: &Source,
+) -> Result<Vec<PoseEntry>> {
+    let lines = colmap_image_lines(text);
     let layout = "IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME";
     let mut poses = Vec::new();
     for pair in lines.chunks(2) {
@@ -1218,6 +1226,115 @@ fn parse_nerf(text: &str, src: &Source) -> Result<Vec<PoseEntry>> {
             })
         })
         .collect()
+}
+
+/// A 3D point of a COLMAP model where one image sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Observation {
+    /// Pixel position in the convention of [`Intrinsics`] (pixel centres at integer
+    /// coordinates: COLMAP's `X - 0.5`, `Y - 0.5`).
+    pub u: f64,
+    pub v: f64,
+    /// The point in the model's world frame.
+    pub world: Point3<f64>,
+}
+
+/// The sparse points of a COLMAP text model, per image name (as `images.txt` writes it):
+/// each image's `X Y POINT3D_ID` triples that refer to a point of `points3D.txt`, with that
+/// point's position. Used to put relative depth on the model's scale, image by image.
+///
+/// `path` is the model's folder, its `images.txt` or its `cameras.txt`, as for
+/// [`read_trajectory`]; `points3D.txt` lies beside `images.txt`.
+///
+/// ```
+/// use anydepth_core::pose::read_colmap_observations;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(
+///     dir.path().join("images.txt"),
+///     "1 1 0 0 0 0 0 0 1 a.jpg\n10.5 20.5 7 3.0 4.0 -1\n",
+/// )?;
+/// std::fs::write(dir.path().join("points3D.txt"), "7 0.1 0.2 2.0 255 0 0 0.5 1 0\n")?;
+/// let seen = read_colmap_observations(dir.path())?;
+/// let a = &seen["a.jpg"];
+/// assert_eq!(a.len(), 1); // POINT3D_ID -1: no 3D point
+/// assert_eq!((a[0].u, a[0].v), (10.0, 20.0));
+/// assert_eq!(a[0].world.z, 2.0);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// [`Error::Io`] when either file cannot be read, [`Error::FileLine`] naming the file and
+/// line for a malformed line or a `POINT3D_ID` that `points3D.txt` does not hold.
+pub fn read_colmap_observations(path: &Path) -> Result<HashMap<String, Vec<Observation>>> {
+    let (images_path, _) = colmap_paths(path);
+    let points_path = images_path.with_file_name("points3D.txt");
+    let points_text = read_text(&points_path, "COLMAP points3D.txt")?;
+    let src = Source {
+        what: "COLMAP points3D.txt",
+        path: &points_path,
+    };
+    let mut points = HashMap::new();
+    for (line, tokens) in data_lines(&points_text) {
+        let at = |reason: String| src.at(line, reason);
+        if tokens.len() < 8 {
+            return Err(at(format!(
+                "expected POINT3D_ID X Y Z R G B ERROR TRACK..., found {} values",
+                tokens.len()
+            )));
+        }
+        let id: u64 = parse_integer(tokens[0], "POINT3D_ID").map_err(at)?;
+        let [x, y, z] = parse_numbers::<3>(&tokens[1..4], "X Y Z").map_err(at)?;
+        points.insert(id, Point3::new(x, y, z));
+    }
+    let images_text = read_text(&images_path, "COLMAP images.txt")?;
+    let src = Source {
+        what: PoseFormat::Colmap.what(),
+        path: &images_path,
+    };
+    let mut seen = HashMap::new();
+    for pair in colmap_image_lines(&images_text).chunks(2) {
+        let (line, image) = pair[0];
+        let Some((_, name)) = split_with_rest(image, 9) else {
+            return Err(src.at(
+                line,
+                "expected IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME",
+            ));
+        };
+        let mut observations = Vec::new();
+        if let Some(&(line, text)) = pair.get(1) {
+            let at = |reason: String| src.at(line, reason);
+            let tokens: Vec<&str> = text.split_whitespace().collect();
+            if !tokens.len().is_multiple_of(3) {
+                return Err(at(format!(
+                    "expected `X Y POINT3D_ID` triples, found {} values",
+                    tokens.len()
+                )));
+            }
+            for triple in tokens.chunks_exact(3) {
+                if triple[2] == "-1" {
+                    continue;
+                }
+                let [x, y] = parse_numbers::<2>(&triple[..2], "X Y").map_err(at)?;
+                let id: u64 = parse_integer(triple[2], "POINT3D_ID").map_err(at)?;
+                let world = *points.get(&id).ok_or_else(|| {
+                    at(format!(
+                        "POINT3D_ID {id} is not in {}",
+                        points_path.display()
+                    ))
+                })?;
+                observations.push(Observation {
+                    u: x - 0.5,
+                    v: y - 0.5,
+                    world,
+                });
+            }
+        }
+        seen.insert(name.to_owned(), observations);
+    }
+    Ok(seen)
 }
 
 #[cfg(test)]
@@ -1520,6 +1637,65 @@ mod tests {
         let trajectory = read_trajectory(&path, None).expect("reads");
         assert_eq!(trajectory.poses[0].intrinsics, None);
         assert_convention(&trajectory.poses[0].world_from_camera, &cameras[0], &x);
+    }
+
+    #[test]
+    fn colmap_observations_give_depth_in_each_camera() {
+        let (x, cameras) = scene();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut images = String::new();
+        for (i, camera) in cameras.iter().enumerate() {
+            let c = camera.world_from_camera().inverse();
+            let q = c.rotation.quaternion();
+            let t = c.translation.vector;
+            // Where the camera sees x, in COLMAP's corner-origin pixels (fx 500, c 320/240).
+            let p = c * x;
+            let (u, v) = (500.0 * p.x / p.z + 320.5, 500.0 * p.y / p.z + 240.5);
+            images.push_str(&format!(
+                "{} {} {} {} {} {} {} {} 1 img{i}.jpg\n1.5 2.5 -1 {u} {v} 42\n",
+                i + 1,
+                q.w,
+                q.i,
+                q.j,
+                q.k,
+                t.x,
+                t.y,
+                t.z
+            ));
+        }
+        write(dir.path(), "images.txt", &images);
+        write(
+            dir.path(),
+            "points3D.txt",
+            &format!(
+                "# id x y z r g b err track\n42 {} {} {} 1 2 3 0.1 1 1 2 1\n",
+                x.x, x.y, x.z
+            ),
+        );
+        let seen = read_colmap_observations(dir.path()).expect("reads");
+        let trajectory = read_trajectory(dir.path(), None).expect("reads");
+        for (i, entry) in trajectory.poses.iter().enumerate() {
+            let observed = &seen[&format!("img{i}.jpg")];
+            assert_eq!(observed.len(), 1);
+            let o = observed[0];
+            // Back in the camera, the point is where the pixel says, in our convention.
+            let p = entry.world_from_camera.inverse() * o.world;
+            assert!((500.0 * p.x / p.z + 320.0 - o.u).abs() < 1e-9);
+            assert!((500.0 * p.y / p.z + 240.0 - o.v).abs() < 1e-9);
+        }
+
+        // A 2D point naming a 3D point that is not there, and a malformed points3D line.
+        write(
+            dir.path(),
+            "images.txt",
+            "1 1 0 0 0 0 0 0 1 a.jpg\n1 2 43\n",
+        );
+        let err = read_colmap_observations(dir.path()).expect_err("unknown id");
+        assert!(matches!(err, Error::FileLine { line: 2, .. }), "{err}");
+        assert!(err.to_string().contains("POINT3D_ID 43"), "{err}");
+        write(dir.path(), "points3D.txt", "42 0 0 x 1 2 3 0.1\n");
+        let err = read_colmap_observations(dir.path()).expect_err("bad number");
+        assert!(matches!(err, Error::FileLine { line: 1, .. }), "{err}");
     }
 
     #[test]
