@@ -17,7 +17,7 @@
 
 use nalgebra::{Point3, Vector3};
 
-use crate::{Error, Result};
+use crate::{Error, Result, TriangleMesh};
 
 /// A point cloud; `colors` and `normals`, when present, have one entry per point.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -90,6 +90,45 @@ impl PointCloud {
                 .normals
                 .as_ref()
                 .map(|n| indices.iter().map(|&i| n[i]).collect()),
+        }
+    }
+}
+
+/// A mesh's vertices as a point cloud, with their colours and normals (the faces are
+/// dropped). With vertex normals (e.g. from [`crate::tsdf::TsdfVolume::extract_mesh`])
+/// this is a target for [`crate::icp::IcpTarget::new`].
+///
+/// ```
+/// use anydepth_geometry::{PointCloud, TriangleMesh};
+/// use nalgebra::Point3;
+///
+/// let mut mesh = TriangleMesh {
+///     vertices: vec![Point3::new(0.0, 0.0, 1.0), Point3::new(0.0, 1.0, 1.0), Point3::new(1.0, 0.0, 1.0)],
+///     faces: vec![[0, 1, 2]],
+///     ..Default::default()
+/// };
+/// mesh.compute_vertex_normals();
+/// let cloud = PointCloud::from(mesh);
+/// assert_eq!(cloud.len(), 3);
+/// assert!(cloud.normals.is_some());
+/// ```
+impl From<TriangleMesh> for PointCloud {
+    fn from(mesh: TriangleMesh) -> Self {
+        PointCloud {
+            points: mesh.vertices,
+            colors: mesh.colors,
+            normals: mesh.normals,
+        }
+    }
+}
+
+/// As `From<TriangleMesh>`, copying the vertices, colours and normals.
+impl From<&TriangleMesh> for PointCloud {
+    fn from(mesh: &TriangleMesh) -> Self {
+        PointCloud {
+            points: mesh.vertices.clone(),
+            colors: mesh.colors.clone(),
+            normals: mesh.normals.clone(),
         }
     }
 }

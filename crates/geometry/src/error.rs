@@ -8,6 +8,11 @@ pub enum Error {
     /// Arguments that cannot work (sizes that disagree, non-positive voxel size, ...).
     #[error("{0}")]
     Invalid(String),
+    /// An iterative fit ended somewhere it must not be trusted: ICP that lost its
+    /// correspondences, got worse, or moved farther than allowed (see
+    /// [`crate::icp::icp_point_to_plane`]). The message gives the numbers.
+    #[error("{0}")]
+    Diverged(String),
     /// A file could not be read or written.
     #[error("{reason}: {}", path.display())]
     File { reason: String, path: PathBuf },

@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod error;
 pub mod filter;
 pub mod grid_mesh;
+pub mod icp;
 pub mod io;
 pub mod marching_cubes;
 pub mod mesh;

@@ -1,5 +1,5 @@
-//! Neighbour search over the points of a cloud: a `kiddo` k-d tree shared by the filters
-//! and normal estimation.
+//! Neighbour search over the points of a cloud: a `kiddo` k-d tree shared by the filters,
+//! normal estimation and ICP.
 
 use std::num::NonZeroUsize;
 
@@ -8,13 +8,17 @@ use nalgebra::Point3;
 
 use crate::{Error, Result};
 
-/// A k-d tree over the points of a cloud, shared by the filters and normal estimation.
+/// A k-d tree over the points of a cloud, shared by the filters, normal estimation and
+/// ICP.
+///
+/// `P` is whatever holds the points: a borrowed slice or `&Vec` for a query that lives
+/// as long as its cloud, an owned `Vec` for an index kept beyond it (ICP targets).
 ///
 /// Distances returned here are recomputed in `f64` from the `f32` coordinates, so
 /// that callers (and their brute-force test oracles) agree on one definition of
 /// distance; the tree itself only proposes candidates.
-pub(crate) struct PointIndex<'a> {
-    points: &'a [Point3<f32>],
+pub(crate) struct PointIndex<P> {
+    points: P,
     tree: ImmutableKdTree<f32, 3>,
 }
 
@@ -26,12 +30,13 @@ pub(crate) fn distance_squared(a: &Point3<f32>, b: &Point3<f32>) -> f64 {
     dx * dx + dy * dy + dz * dz
 }
 
-impl<'a> PointIndex<'a> {
+impl<P: AsRef<[Point3<f32>]>> PointIndex<P> {
     /// Builds the tree.
     ///
     /// # Errors
     /// [`Error::Invalid`] for non-finite points or more than `u32::MAX` points.
-    pub(crate) fn new(points: &'a [Point3<f32>]) -> Result<Self> {
+    pub(crate) fn new(storage: P) -> Result<Self> {
+        let points = storage.as_ref();
         if points.len() > u32::MAX as usize {
             return Err(Error::Invalid(format!(
                 "{} points are more than a k-d tree can index",
@@ -50,7 +55,30 @@ impl<'a> PointIndex<'a> {
         let coords: Vec<[f32; 3]> = points.iter().map(|p| [p.x, p.y, p.z]).collect();
         let tree = ImmutableKdTree::new_from_slice(&coords)
             .map_err(|e| Error::Invalid(format!("cannot build a k-d tree: {e:?}")))?;
-        Ok(Self { points, tree })
+        Ok(Self {
+            points: storage,
+            tree,
+        })
+    }
+
+    /// The indexed points.
+    pub(crate) fn points(&self) -> &[Point3<f32>] {
+        self.points.as_ref()
+    }
+
+    /// The point nearest to `query` as `(index, squared distance)`, `None` for an
+    /// empty cloud. Among points at the same distance the tree picks one.
+    pub(crate) fn nearest_one(&self, query: &Point3<f32>) -> Option<(usize, f64)> {
+        if self.points().is_empty() {
+            return None;
+        }
+        let found = self
+            .tree
+            .query(&[query.x, query.y, query.z])
+            .nearest_one::<SquaredEuclidean<f32>>()
+            .execute();
+        let i = found.item as usize;
+        Some((i, distance_squared(query, &self.points()[i])))
     }
 
     /// The `k` points nearest to `query` (fewer if the cloud is smaller) as
@@ -68,7 +96,7 @@ impl<'a> PointIndex<'a> {
             .into_iter()
             .map(|r| {
                 let i = r.item as usize;
-                (i, distance_squared(query, &self.points[i]))
+                (i, distance_squared(query, &self.points()[i]))
             })
             .collect();
         out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
@@ -95,7 +123,7 @@ impl<'a> PointIndex<'a> {
             .within::<SquaredEuclidean<f32>>(loose)
             .execute()
             .into_iter()
-            .filter(|r| distance_squared(query, &self.points[r.item as usize]) <= radius_sq)
+            .filter(|r| distance_squared(query, &self.points()[r.item as usize]) <= radius_sq)
             .count()
     }
 }
@@ -129,6 +157,38 @@ mod tests {
                 assert_eq!(index.count_within(q, radius, 3), exact.min(3));
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn nearest_one_agrees_with_brute_force_and_owns_its_points() -> Result<()> {
+        let mut rng = Lcg(11);
+        let mut cloud = || -> Vec<Point3<f32>> {
+            (0..3000)
+                .map(|_| {
+                    Point3::new(
+                        rng.uniform_f32(-1.0, 1.0),
+                        rng.uniform_f32(2.0, 3.0),
+                        rng.uniform_f32(-0.5, 0.5),
+                    )
+                })
+                .collect()
+        };
+        let points = cloud();
+        let queries = cloud();
+        let index = PointIndex::new(points.clone())?;
+        for q in &queries {
+            let (i, d2) = index.nearest_one(q).expect("non-empty");
+            let best = points
+                .iter()
+                .map(|p| distance_squared(q, p))
+                .fold(f64::INFINITY, f64::min);
+            assert_eq!(d2, distance_squared(q, &points[i]));
+            // The f32 tree may pick a point that is nearer only by rounding.
+            assert!(d2 <= best + 1e-6, "{d2} vs {best}");
+        }
+        let empty = PointIndex::new(Vec::new())?;
+        assert_eq!(empty.nearest_one(&Point3::origin()), None);
         Ok(())
     }
 }
