@@ -15,6 +15,7 @@ pub mod marching_cubes;
 pub mod mesh;
 mod neighbors;
 pub mod normals;
+pub mod render;
 pub mod tsdf;
 pub mod unproject;
 
