@@ -54,6 +54,20 @@ impl RgbImage {
             data,
         })
     }
+
+    /// 8-bit RGB per pixel: each value times 255, rounded, clamped to `0..=255`.
+    ///
+    /// ```
+    /// let image = anydepth_core::RgbImage::new(1, 1, vec![0.0, 0.5, 1.2]).expect("1 x 1");
+    /// assert_eq!(image.to_rgb8(), vec![[0, 128, 255]]);
+    /// ```
+    pub fn to_rgb8(&self) -> Vec<[u8; 3]> {
+        let byte = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
+        self.data
+            .chunks_exact(3)
+            .map(|c| [byte(c[0]), byte(c[1]), byte(c[2])])
+            .collect()
+    }
 }
 
 /// How the stored pixels must be transformed for display, from the EXIF `Orientation`

@@ -69,11 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut frames = Vec::new();
     for pair in args[11..].chunks(2) {
         let image = load_image(Path::new(&pair[0]))?;
-        let colors: Vec<[u8; 3]> = image
-            .data
-            .chunks_exact(3)
-            .map(|c| [c[0], c[1], c[2]].map(|v| v.round().clamp(0.0, 255.0) as u8))
-            .collect();
+        let colors = image.to_rgb8();
         let (w, h, depth) = read_depth_values(Path::new(&pair[1]), scale)?;
         frames.push((colors, w as usize, h as usize, depth));
     }

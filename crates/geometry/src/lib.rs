@@ -8,6 +8,7 @@ pub mod align;
 pub mod cloud;
 pub mod error;
 pub mod filter;
+pub mod fusion;
 pub mod grid_mesh;
 pub mod icp;
 pub mod io;

@@ -23,14 +23,25 @@ use crate::{Error, PointCloud, Result};
 
 /// Pinhole intrinsics in pixels, the part of a camera model unprojection needs.
 ///
-/// Kept local so this crate does not wait on `anydepth_core`'s camera type; converting
-/// from it is a field-by-field copy.
+/// The pinhole part of [`anydepth_core::camera::Intrinsics`] (without the image size), which
+/// converts into it with `From`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PinholeIntrinsics {
     pub fx: f64,
     pub fy: f64,
     pub cx: f64,
     pub cy: f64,
+}
+
+impl From<&anydepth_core::camera::Intrinsics> for PinholeIntrinsics {
+    fn from(camera: &anydepth_core::camera::Intrinsics) -> Self {
+        Self {
+            fx: camera.fx,
+            fy: camera.fy,
+            cx: camera.cx,
+            cy: camera.cy,
+        }
+    }
 }
 
 impl PinholeIntrinsics {

@@ -40,18 +40,14 @@ fn check_frame(color: &Path, depth: &Path, scale: f64, camera: PinholeIntrinsics
 
     let (w, h, values) = read_depth_values(depth, scale).expect("depth");
     let image = load_image(color).expect("colour");
-    let rgb: Vec<u8> = image
-        .data
-        .iter()
-        .map(|v| (v * 255.0).round() as u8)
-        .collect();
+    let rgb = image.to_rgb8();
     let cloud = unproject(
         &values,
         w,
         h,
         &camera,
         &UnprojectOptions::default(),
-        Some(&rgb),
+        Some(rgb.as_flattened()),
     )
     .expect("unproject");
 

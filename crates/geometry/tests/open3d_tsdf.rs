@@ -110,11 +110,7 @@ fn redwood_fusion_matches_open3d_and_each_frame() {
     let mut depths = Vec::new();
     for ((color, depth), pose) in frames.iter().zip(&poses) {
         let image = load_image(color).expect("colour");
-        let colors: Vec<[u8; 3]> = image
-            .data
-            .chunks_exact(3)
-            .map(|c| [c[0], c[1], c[2]].map(|v| v.round().clamp(0.0, 255.0) as u8))
-            .collect();
+        let colors = image.to_rgb8();
         let (w, h, values) = read_depth_values(depth, scale).expect("depth");
         volume
             .integrate(

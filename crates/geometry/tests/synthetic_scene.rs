@@ -13,9 +13,13 @@
 //! The depth maps come from ray casting, not from `render_depth`, so the renderer is
 //! checked here rather than assumed.
 
+use anydepth_core::{DepthMap, Prediction};
+use anydepth_geometry::align::Affine;
+use anydepth_geometry::fusion::{Fusion, FusionOptions, View, ViewScale};
 use anydepth_geometry::render::render_depth;
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
 use anydepth_geometry::unproject::PinholeIntrinsics;
+use anydepth_geometry::TriangleMesh;
 use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
 
@@ -350,7 +354,10 @@ struct Accuracy {
 /// Fuses the scene seen from twelve cameras with 2 cm voxels and `trunc_voxels`
 /// truncation; checks completeness and the rendered mesh against each camera's depth,
 /// and returns the accuracy for the caller to judge.
-fn fuse_and_check(trunc_voxels: f32) -> Accuracy {
+/// Fuses ray-cast depth of the scene from twelve cameras and checks the mesh; with
+/// `relative`, each view is given as disparity under its own affine map and fused through
+/// [`Fusion`], the first view's map known and every other one fitted to the model.
+fn fuse_and_check(trunc_voxels: f32, relative: bool) -> Accuracy {
     let shapes = scene();
     let (width, height) = (320, 240);
     let camera = PinholeIntrinsics {
@@ -386,13 +393,17 @@ fn fuse_and_check(trunc_voxels: f32) -> Accuracy {
         .map(|pose| ray_cast(&shapes, &camera, pose, width, height))
         .collect();
 
-    let mut volume = TsdfVolume::new(options.clone()).expect("valid options");
-    for (depth, pose) in depths.iter().zip(&poses) {
-        volume
-            .integrate(depth, None, width, height, &camera, pose)
-            .expect("integrates");
-    }
-    let mesh = volume.extract_mesh().expect("extracts");
+    let mesh = if relative {
+        fuse_relative(&depths, &poses, &camera, width, height, &options)
+    } else {
+        let mut volume = TsdfVolume::new(options.clone()).expect("valid options");
+        for (depth, pose) in depths.iter().zip(&poses) {
+            volume
+                .integrate(depth, None, width, height, &camera, pose)
+                .expect("integrates");
+        }
+        volume.extract_mesh().expect("extracts")
+    };
     assert!(mesh.faces.len() > 10_000, "{} faces", mesh.faces.len());
 
     // (a) Accuracy: distance of each vertex to the nearest surface.
@@ -490,7 +501,7 @@ fn fuse_and_check(trunc_voxels: f32) -> Accuracy {
 /// With a truncation of two voxels every vertex is within a voxel of a surface.
 #[test]
 fn fused_scene_is_within_a_voxel_of_the_shapes() {
-    let accuracy = fuse_and_check(2.0);
+    let accuracy = fuse_and_check(2.0, false);
     assert!(
         accuracy.max_m < 0.02,
         "a vertex is {} m off",
@@ -505,7 +516,7 @@ fn fused_scene_is_within_a_voxel_of_the_shapes() {
 /// is still within a voxel.
 #[test]
 fn convex_edges_bleed_at_most_the_truncation_distance() {
-    let accuracy = fuse_and_check(4.0);
+    let accuracy = fuse_and_check(4.0, false);
     assert!(
         accuracy.max_away_from_edges_m < 0.02,
         "a vertex away from convex edges is {} m off",
@@ -513,6 +524,69 @@ fn convex_edges_bleed_at_most_the_truncation_distance() {
     );
     assert!(
         accuracy.max_m < 0.08,
+        "a vertex is {} m off",
+        accuracy.max_m
+    );
+}
+
+/// Relative depth: per view `disparity = (1 / depth - shift) / scale` with its own map; the
+/// fitted maps must come back and the mesh must be as good as from metric depth.
+fn fuse_relative(
+    depths: &[Vec<f32>],
+    poses: &[Isometry3<f64>],
+    camera: &PinholeIntrinsics,
+    width: usize,
+    height: usize,
+    options: &TsdfOptions,
+) -> TriangleMesh {
+    let mut fusion = Fusion::new(FusionOptions {
+        tsdf: options.clone(),
+        ..Default::default()
+    })
+    .expect("valid options");
+    for (i, (depth, pose)) in depths.iter().zip(poses).enumerate() {
+        let truth = Affine {
+            scale: 0.5 + 0.1 * i as f64,
+            shift: 0.05 - 0.01 * i as f64,
+        };
+        let disparity: Vec<f32> = depth
+            .iter()
+            .map(|&d| {
+                if d.is_finite() && d > 0.0 {
+                    ((1.0 / f64::from(d) - truth.shift) / truth.scale) as f32
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect();
+        let view = View {
+            depth: Prediction::Disparity(
+                DepthMap::new(width as u32, height as u32, disparity).expect("size"),
+            ),
+            colors: None,
+            camera: *camera,
+            world_from_camera: Some(*pose),
+            scale: (i == 0).then_some(ViewScale::Known(truth)),
+        };
+        let report = fusion.add_view(view).expect("fused");
+        let fitted = report.affine.expect("an affine map was applied");
+        eprintln!(
+            "  view {i:2}: scale {:.5} (true {:.5}), shift {:+.5} (true {:+.5}) from {} pixels",
+            fitted.scale, truth.scale, fitted.shift, truth.shift, report.scale_samples
+        );
+        assert!((fitted.scale / truth.scale - 1.0).abs() < 0.01, "view {i}");
+        assert!((fitted.shift - truth.shift).abs() < 0.005, "view {i}");
+    }
+    fusion.volume().extract_mesh().expect("extracts")
+}
+
+/// Relative depth with an unknown scale and shift per view (only the first view's known),
+/// each fitted to the model fused before it: as close to the shapes as metric depth.
+#[test]
+fn relative_views_fitted_to_the_model_are_within_a_voxel_of_the_shapes() {
+    let accuracy = fuse_and_check(2.0, true);
+    assert!(
+        accuracy.max_m < 0.02,
         "a vertex is {} m off",
         accuracy.max_m
     );

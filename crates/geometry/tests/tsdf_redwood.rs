@@ -50,11 +50,7 @@ fn redwood_mesh_renders_back_to_each_frames_depth() {
     let mut depths = Vec::new();
     for (i, pose) in poses.iter().enumerate() {
         let image = load_image(&dir.join(format!("color/{i:05}.jpg"))).expect("colour");
-        let colors: Vec<[u8; 3]> = image
-            .data
-            .chunks_exact(3)
-            .map(|c| [c[0], c[1], c[2]].map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8))
-            .collect();
+        let colors = image.to_rgb8();
         let (w, h, values) =
             read_depth_values(&dir.join(format!("depth/{i:05}.png")), 1000.0).expect("depth");
         let (w, h) = (w as usize, h as usize);
