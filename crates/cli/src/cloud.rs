@@ -123,7 +123,7 @@ pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
         scene.depth.height(),
         &scene.pinhole(),
         &options,
-        scene.color.as_deref(),
+        scene.color.as_deref().map(<[[u8; 3]]>::as_flattened),
     )?;
     if cloud.is_empty() {
         bail!("no valid depth within range: the cloud would be empty");
@@ -173,7 +173,7 @@ pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
         scene.depth.height(),
         &scene.pinhole(),
         &options,
-        scene.color.as_deref(),
+        scene.color.as_deref().map(<[[u8; 3]]>::as_flattened),
     )?;
     if mesh.faces.is_empty() {
         bail!("no triangles: the depth map has no valid 2x2 blocks within range");

@@ -8,6 +8,7 @@ mod cloud;
 mod colormap;
 mod colormap_data;
 mod depth;
+mod fuse;
 mod inputs;
 mod output;
 mod scene;
@@ -36,6 +37,8 @@ enum Command {
     Cloud(cloud::CloudArgs),
     /// Turn one photo or depth map into a mesh (PLY), cut at depth discontinuities.
     Mesh(cloud::MeshArgs),
+    /// Fuse many RGB-D frames or photos into one mesh (TSDF), with poses or tracked.
+    Fuse(fuse::FuseArgs),
     /// Time the network and the whole pipeline (latency, throughput).
     Bench(bench::BenchArgs),
 }
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Depth(args) => depth::run(args),
         Command::Cloud(args) => cloud::run_cloud(args),
         Command::Mesh(args) => cloud::run_mesh(args),
+        Command::Fuse(args) => fuse::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

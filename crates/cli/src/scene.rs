@@ -83,23 +83,18 @@ pub struct SceneArgs {
 /// A view ready for geometry.
 pub struct Scene {
     pub depth: DepthMap<Metres>,
-    /// RGB8, interleaved, same size as `depth`.
-    pub color: Option<Vec<u8>>,
+    /// RGB8 per pixel, same size as `depth`.
+    pub color: Option<Vec<[u8; 3]>>,
     pub camera: Intrinsics,
 }
 
 impl Scene {
     pub fn pinhole(&self) -> PinholeIntrinsics {
-        PinholeIntrinsics {
-            fx: self.camera.fx,
-            fy: self.camera.fy,
-            cx: self.camera.cx,
-            cy: self.camera.cy,
-        }
+        PinholeIntrinsics::from(&self.camera)
     }
 }
 
-fn default_scale(path: &Path) -> f64 {
+pub fn default_scale(path: &Path) -> f64 {
     match path
         .extension()
         .and_then(|e| e.to_str())
@@ -108,14 +103,6 @@ fn default_scale(path: &Path) -> f64 {
         Some(e) if e == "npy" || e == "pfm" || e == "exr" || e == "csv" => 1.0,
         _ => 1000.0,
     }
-}
-
-fn to_rgb8(image: &anydepth_core::RgbImage) -> Vec<u8> {
-    image
-        .data
-        .iter()
-        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
-        .collect()
 }
 
 /// Builds the view the arguments describe; the depth engine runs only for a photo.
@@ -133,7 +120,7 @@ pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
             let image = load_image(photo)?;
             let (estimator, _) = args.model.load(None, 1, quiet)?;
             let prediction = estimator.predict(&image)?;
-            (prediction, Some(to_rgb8(&image)), Some(photo.clone()))
+            (prediction, Some(image.to_rgb8()), Some(photo.clone()))
         }
         (None, Some(depth)) => {
             let scale = args.depth_scale.unwrap_or_else(|| default_scale(depth));
@@ -154,7 +141,7 @@ pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
                             path.display()
                         );
                     }
-                    Some(to_rgb8(&image))
+                    Some(image.to_rgb8())
                 }
                 None => None,
             };
@@ -192,40 +179,14 @@ pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
     if depth.finite_range().is_none_or(|(_, hi)| hi <= 0.0) {
         bail!("the depth map holds no valid (positive) depth");
     }
-    let (w, h) = (depth.width(), depth.height());
-    let camera = match (&args.intrinsics, args.fov) {
-        (Some(k), _) => match k[..] {
-            [fx, fy, cx, cy] => Intrinsics::new(fx, fy, cx, cy, w, h)?,
-            _ => bail!(
-                "--intrinsics takes four numbers fx,fy,cx,cy, got {}",
-                k.len()
-            ),
-        },
-        (None, Some(fov)) => Intrinsics::from_fov(w, h, fov)?,
-        (None, None) => {
-            let from_exif = match &color_path {
-                Some(path) => Intrinsics::from_exif_file(path, w, h).with_context(|| {
-                    format!("cannot read the camera from EXIF: {}", path.display())
-                })?,
-                None => None,
-            };
-            match from_exif {
-                Some(camera) => camera,
-                None => {
-                    let camera = Intrinsics::default_guess(w, h)?;
-                    if !quiet {
-                        eprintln!(
-                            "no camera given: assuming a {:.0} degree field of view (fx = {:.1} px); \
-                             pass --intrinsics or --fov for true scale",
-                            camera.fov_x_deg(),
-                            camera.fx
-                        );
-                    }
-                    camera
-                }
-            }
-        }
-    };
+    let camera = camera(
+        args.intrinsics.as_deref(),
+        args.fov,
+        color_path.as_deref(),
+        depth.width(),
+        depth.height(),
+        quiet,
+    )?;
     Ok(Scene {
         depth,
         color,
@@ -233,8 +194,49 @@ pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
     })
 }
 
+/// The camera of a `width` x `height` view: `--intrinsics`, else `--fov`, else the EXIF of
+/// `photo`, else [`Intrinsics::default_guess`] (said on stderr unless `quiet`).
+pub fn camera(
+    intrinsics: Option<&[f64]>,
+    fov: Option<f64>,
+    photo: Option<&Path>,
+    width: u32,
+    height: u32,
+    quiet: bool,
+) -> Result<Intrinsics> {
+    if let Some(k) = intrinsics {
+        let [fx, fy, cx, cy] = k[..] else {
+            bail!(
+                "--intrinsics takes four numbers fx,fy,cx,cy, got {}",
+                k.len()
+            );
+        };
+        return Ok(Intrinsics::new(fx, fy, cx, cy, width, height)?);
+    }
+    if let Some(fov) = fov {
+        return Ok(Intrinsics::from_fov(width, height, fov)?);
+    }
+    if let Some(path) = photo {
+        let from_exif = Intrinsics::from_exif_file(path, width, height)
+            .with_context(|| format!("cannot read the camera from EXIF: {}", path.display()))?;
+        if let Some(camera) = from_exif {
+            return Ok(camera);
+        }
+    }
+    let camera = Intrinsics::default_guess(width, height)?;
+    if !quiet {
+        eprintln!(
+            "no camera given: assuming a {:.0} degree field of view (fx = {:.1} px); \
+             pass --intrinsics or --fov for true scale",
+            camera.fov_x_deg(),
+            camera.fx
+        );
+    }
+    Ok(camera)
+}
+
 /// Marks disparity below `fraction` of the largest finite value as invalid (NaN).
-fn mask_sky(disparity: DepthMap<Disparity>, fraction: f32) -> Result<DepthMap<Disparity>> {
+pub fn mask_sky(disparity: DepthMap<Disparity>, fraction: f32) -> Result<DepthMap<Disparity>> {
     let Some((_, max)) = disparity.finite_range() else {
         return Ok(disparity);
     };
