@@ -85,13 +85,17 @@ pub struct FusionOptions {
 }
 
 impl Default for FusionOptions {
-    /// [`TsdfOptions::default`], no refinement, [`IcpOptions::default`], ICP on every 4th
-    /// pixel, metric depth as it is, 500 pixels of overlap.
+    /// [`TsdfOptions::default`], no refinement, [`IcpOptions::default`] with two coarse
+    /// stages (pairs up to 20 cm, then 10 cm, then 5 cm apart), ICP on every 4th pixel,
+    /// metric depth as it is, 500 pixels of overlap.
     fn default() -> Self {
         Self {
             tsdf: TsdfOptions::default(),
             refine_poses: false,
-            icp: IcpOptions::default(),
+            icp: IcpOptions {
+                coarse_to_fine: vec![4.0, 2.0],
+                ..IcpOptions::default()
+            },
             icp_stride: 4,
             align_metric: false,
             min_overlap_pixels: 500,

@@ -94,11 +94,17 @@ pub struct IcpOptions {
     pub max_translation_m: f64,
     /// Refuse results rotated by more than this (degrees) from `initial`.
     pub max_rotation_deg: f64,
+    /// Coarse stages run before the final one, as multiples of `max_correspondence_m`
+    /// (for example `[4.0, 2.0]`: pairs up to 4 times, then 2 times that far), each for
+    /// up to `max_iterations`; they pull in starts that are farther off than the final
+    /// distance. Empty: one stage. Fitness, RMSE and refusal are judged at the final
+    /// distance.
+    pub coarse_to_fine: Vec<f64>,
 }
 
 impl Default for IcpOptions {
     /// 30 iterations, 5 cm correspondences, tolerance 1e-6, fitness at least 0.3, at
-    /// most 0.5 m and 30 degrees from the initial pose.
+    /// most 0.5 m and 30 degrees from the initial pose, one stage.
     fn default() -> Self {
         Self {
             max_iterations: 30,
@@ -107,6 +113,7 @@ impl Default for IcpOptions {
             min_fitness: 0.3,
             max_translation_m: 0.5,
             max_rotation_deg: 30.0,
+            coarse_to_fine: Vec::new(),
         }
     }
 }
@@ -119,6 +126,15 @@ impl IcpOptions {
     pub fn validate(&self) -> Result<()> {
         if self.max_iterations == 0 {
             return Err(Error::Invalid("ICP needs at least one iteration".into()));
+        }
+        if let Some(f) = self
+            .coarse_to_fine
+            .iter()
+            .find(|f| !(f.is_finite() && **f >= 1.0))
+        {
+            return Err(Error::Invalid(format!(
+                "ICP coarse-to-fine factors must be finite and at least 1, got {f}"
+            )));
         }
         for (name, value) in [
             (
@@ -292,49 +308,58 @@ pub fn icp_point_to_plane(
     options.validate()?;
     let frame = SourceFrame::new(source)?;
     check_pose(initial)?;
-    let max_distance_sq = options.max_correspondence_m * options.max_correspondence_m;
+    let final_distance_sq = options.max_correspondence_m * options.max_correspondence_m;
+    let initial_fit = frame
+        .pair(target, initial, final_distance_sq)
+        .fit(source.len());
 
     let mut estimate = *initial;
-    // The estimate before the current one, to notice pairs alternating between two
-    // sets: the new estimate is then back where the previous one was.
-    let mut previous: Option<Isometry3<f64>> = None;
-    let mut sums = frame.pair(target, &estimate, max_distance_sq);
-    let initial_fit = sums.fit(source.len());
     let mut iterations = 0;
     let mut converged = false;
     let mut unconstrained_dofs = 0;
-    while iterations < options.max_iterations && sums.count > 0 {
-        let Some((update, dropped)) = solve(&sums.normal_matrix, &sums.gradient)
-            .filter(|(update, _)| update.iter().all(|v| v.is_finite()))
-        else {
-            return Err(Error::Diverged(format!(
-                "ICP could not solve its 6 x 6 system at iteration {iterations} ({} pairs): \
-                 not finite, or no eigendecomposition",
-                sums.count
-            )));
-        };
-        unconstrained_dofs = dropped;
-        let rotation = update.fixed_rows::<3>(0) / frame.radius_m;
-        let translation = update.fixed_rows::<3>(3).into_owned();
-        // p -> R (p - c) + c + t, with c the moved source's centroid.
-        let centre = estimate * frame.centroid;
-        let delta_rotation = UnitQuaternion::from_scaled_axis(rotation);
-        let delta = Isometry3::from_parts(
-            Translation3::from(centre.coords + translation - delta_rotation * centre.coords),
-            delta_rotation,
-        );
-        let two_back = previous.replace(estimate);
-        estimate = delta * estimate;
-        estimate.rotation.renormalize();
-        iterations += 1;
+    let mut sums = Sums::default();
+    for factor in options.coarse_to_fine.iter().chain(std::iter::once(&1.0)) {
+        let max_distance_sq = final_distance_sq * factor * factor;
+        // The estimate before the current one, to notice pairs alternating between two
+        // sets: the new estimate is then back where the previous one was.
+        let mut previous: Option<Isometry3<f64>> = None;
         sums = frame.pair(target, &estimate, max_distance_sq);
-        let small = |(moved_m, rotated_rad): (f64, f64)| {
-            moved_m < options.tolerance && rotated_rad < options.tolerance
-        };
-        let cycled = two_back.is_some_and(|p| small(frame.motion(&p, &estimate)));
-        if small((translation.norm(), rotation.norm())) || cycled {
-            converged = true;
-            break;
+        let mut stage_iterations = 0;
+        converged = false;
+        while stage_iterations < options.max_iterations && sums.count > 0 {
+            let Some((update, dropped)) = solve(&sums.normal_matrix, &sums.gradient)
+                .filter(|(update, _)| update.iter().all(|v| v.is_finite()))
+            else {
+                return Err(Error::Diverged(format!(
+                    "ICP could not solve its 6 x 6 system at iteration {iterations} ({} pairs): \
+                     not finite, or no eigendecomposition",
+                    sums.count
+                )));
+            };
+            unconstrained_dofs = dropped;
+            let rotation = update.fixed_rows::<3>(0) / frame.radius_m;
+            let translation = update.fixed_rows::<3>(3).into_owned();
+            // p -> R (p - c) + c + t, with c the moved source's centroid.
+            let centre = estimate * frame.centroid;
+            let delta_rotation = UnitQuaternion::from_scaled_axis(rotation);
+            let delta = Isometry3::from_parts(
+                Translation3::from(centre.coords + translation - delta_rotation * centre.coords),
+                delta_rotation,
+            );
+            let two_back = previous.replace(estimate);
+            estimate = delta * estimate;
+            estimate.rotation.renormalize();
+            iterations += 1;
+            stage_iterations += 1;
+            sums = frame.pair(target, &estimate, max_distance_sq);
+            let small = |(moved_m, rotated_rad): (f64, f64)| {
+                moved_m < options.tolerance && rotated_rad < options.tolerance
+            };
+            let cycled = two_back.is_some_and(|p| small(frame.motion(&p, &estimate)));
+            if small((translation.norm(), rotation.norm())) || cycled {
+                converged = true;
+                break;
+            }
         }
     }
     let fit = sums.fit(source.len());
@@ -691,6 +716,38 @@ mod tests {
         assert!(result.rmse_m < 3e-4, "{result:?}");
         assert!(result.rmse_m < result.initial_rmse_m);
         assert_eq!(result.unconstrained_dofs, 0);
+        Ok(())
+    }
+
+    /// A start 16 cm / 5 degrees off with final pairs only up to 3 cm: coarse stages at 24,
+    /// 12 and 6 cm come first, and the result is judged at 3 cm.
+    #[test]
+    fn coarse_stages_run_first_and_the_result_is_judged_at_the_final_distance() -> Result<()> {
+        let target = IcpTarget::new(corner_and_sphere(&mut Lcg(1), 20_000, 20_000))?;
+        let truth = Isometry3::translation(0.1, -0.1, 0.08) * five_cm_five_deg();
+        let source = transformed(
+            &corner_and_sphere(&mut Lcg(2), 3000, 3000),
+            &truth.inverse(),
+        );
+        let single = IcpOptions {
+            max_correspondence_m: 0.03,
+            ..Default::default()
+        };
+        let staged = IcpOptions {
+            coarse_to_fine: vec![8.0, 4.0, 2.0],
+            ..single
+        };
+        let result = icp_point_to_plane(&source, &target, &Isometry3::identity(), &staged)?;
+        let (dt, dr) = errors(&result.target_from_source, &truth);
+        assert!(dt < 5e-5 && dr < 3e-3, "{dt} m, {dr} deg");
+        assert!(result.initial_fitness < 0.1 && result.fitness > 0.99 && result.converged);
+        let judged = evaluate_point_to_plane(&source, &target, &Isometry3::identity(), 0.03)?;
+        assert_eq!(result.initial_fitness, judged.fitness);
+        let bad = IcpOptions {
+            coarse_to_fine: vec![0.5],
+            ..IcpOptions::default()
+        };
+        assert!(matches!(bad.validate(), Err(Error::Invalid(_))));
         Ok(())
     }
 
