@@ -7,7 +7,9 @@ mod bench;
 mod cloud;
 mod colormap;
 mod colormap_data;
+mod datasets;
 mod depth;
+mod eval;
 mod fuse;
 mod inputs;
 mod output;
@@ -37,6 +39,9 @@ enum Command {
     Cloud(cloud::CloudArgs),
     /// Turn one photo or depth map into a mesh (PLY), cut at depth discontinuities.
     Mesh(cloud::MeshArgs),
+    /// Score a model (or predictions on disk) on NYU, KITTI, DA-2K or a list of RGB-D
+    /// pairs: AbsRel, delta1-3, RMSE, log-RMSE (or DA-2K pair accuracy).
+    Eval(eval::EvalArgs),
     /// Fuse many RGB-D frames or photos into one mesh (TSDF), with poses or tracked.
     Fuse(fuse::FuseArgs),
     /// Time the network and the whole pipeline (latency, throughput).
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         Command::Depth(args) => depth::run(args),
         Command::Cloud(args) => cloud::run_cloud(args),
         Command::Mesh(args) => cloud::run_mesh(args),
+        Command::Eval(args) => eval::run(args),
         Command::Fuse(args) => fuse::run(args),
         Command::Bench(args) => bench::run(args),
     };
