@@ -14,9 +14,8 @@
 //! ```
 
 use nalgebra::{Matrix3, Point3, SymmetricEigen, Vector3};
-use rayon::prelude::*;
 
-use crate::neighbors::PointIndex;
+use crate::neighbors::map_knn;
 use crate::{Error, PointCloud, Result};
 
 /// Sets `cloud.normals` to the unit normal of each point's neighbourhood, replacing any
@@ -33,7 +32,8 @@ use crate::{Error, PointCloud, Result};
 /// a cloud that fails [`PointCloud::validate`].
 ///
 /// # Performance
-/// One k-d tree, neighbourhoods solved in parallel: O(n k log n).
+/// One grid k-nearest search ([`crate::neighbors`]), neighbourhoods solved in
+/// parallel: about O(n k).
 pub fn estimate_normals(
     cloud: &mut PointCloud,
     k: usize,
@@ -56,43 +56,86 @@ pub fn estimate_normals(
         )));
     }
     cloud.validate()?;
-    let index = PointIndex::new(&cloud.points)?;
     let points = &cloud.points;
-    let normals: Vec<Vector3<f32>> = points
-        .par_iter()
-        .map(|p| {
-            let neighbours: Vec<Vector3<f64>> = index
-                .nearest(p, k)
-                .iter()
-                .map(|&(i, _)| points[i].coords.cast::<f64>())
-                .collect();
-            let normal = plane_normal(&neighbours);
-            let toward = (orient_toward - p).cast::<f64>();
-            let oriented = if normal.dot(&toward) < 0.0 {
-                -normal
-            } else {
-                normal
-            };
-            oriented.cast::<f32>()
-        })
-        .collect();
+    let normals: Vec<Vector3<f32>> = map_knn(points, k, |i, found| {
+        let normal = plane_normal(found.iter().map(|&(j, _)| &points[j]));
+        let toward = (orient_toward - points[i]).cast::<f64>();
+        let oriented = if normal.dot(&toward) < 0.0 {
+            -normal
+        } else {
+            normal
+        };
+        oriented.cast::<f32>()
+    })?;
     cloud.normals = Some(normals);
     Ok(())
 }
 
-/// Unit eigenvector of the smallest eigenvalue of the points' covariance.
-fn plane_normal(points: &[Vector3<f64>]) -> Vector3<f64> {
-    let n = points.len() as f64;
-    let mean = points.iter().sum::<Vector3<f64>>() / n;
-    let covariance = points
-        .iter()
-        .map(|p| {
-            let d = p - mean;
-            d * d.transpose()
-        })
-        .sum::<Matrix3<f64>>()
-        / n;
-    let eigen = SymmetricEigen::new(covariance);
+/// Unit eigenvector of the smallest eigenvalue of the points' covariance (in `f64`,
+/// centred on the first point to keep the sums well conditioned).
+fn plane_normal<'a>(points: impl Iterator<Item = &'a Point3<f32>>) -> Vector3<f64> {
+    let mut first = None;
+    let mut n = 0.0;
+    let mut sum = Vector3::<f64>::zeros();
+    let mut products = Matrix3::<f64>::zeros();
+    for p in points {
+        let p = p.coords.cast::<f64>();
+        let origin = *first.get_or_insert(p);
+        let d = p - origin;
+        n += 1.0;
+        sum += d;
+        products += d * d.transpose();
+    }
+    let mean = sum / n;
+    let covariance = products / n - mean * mean.transpose();
+    smallest_eigenvector(&covariance)
+}
+
+/// Unit eigenvector of the smallest eigenvalue of a symmetric 3x3 matrix.
+///
+/// Closed form: the eigenvalue from the trigonometric solution of the characteristic
+/// cubic, the eigenvector as the longest cross product of two rows of `A - lambda I`
+/// (they span the plane the eigenvector is normal to). When that is ill-conditioned —
+/// the smallest eigenvalue is (nearly) double, as for points along a line, where any
+/// normal of the line is as good — the iterative solver decides.
+fn smallest_eigenvector(a: &Matrix3<f64>) -> Vector3<f64> {
+    let scale = a.amax();
+    if !(scale > 0.0 && scale.is_finite()) {
+        return Vector3::z();
+    }
+    let m = a / scale;
+    let q = m.trace() / 3.0;
+    let off = m[(0, 1)].powi(2) + m[(0, 2)].powi(2) + m[(1, 2)].powi(2);
+    let diagonal = (m[(0, 0)] - q).powi(2) + (m[(1, 1)] - q).powi(2) + (m[(2, 2)] - q).powi(2);
+    let p = ((diagonal + 2.0 * off) / 6.0).sqrt();
+    if p < 1e-12 {
+        // A multiple of the identity: every direction is an eigenvector.
+        return Vector3::z();
+    }
+    let b = (m - Matrix3::identity() * q) / p;
+    let r = (b.determinant() / 2.0).clamp(-1.0, 1.0);
+    let phi = r.acos() / 3.0;
+    let smallest = q + 2.0 * p * (phi + 2.0 * std::f64::consts::FRAC_PI_3).cos();
+    let shifted = m - Matrix3::identity() * smallest;
+    let rows = [
+        shifted.row(0).transpose(),
+        shifted.row(1).transpose(),
+        shifted.row(2).transpose(),
+    ];
+    let best = [
+        rows[0].cross(&rows[1]),
+        rows[0].cross(&rows[2]),
+        rows[1].cross(&rows[2]),
+    ]
+    .into_iter()
+    .max_by(|x, y| x.norm_squared().total_cmp(&y.norm_squared()))
+    .unwrap_or_else(Vector3::z);
+    // The rows have norm up to about 1 after scaling; a cross product this short means
+    // the two largest eigenvalues are not both well above the smallest.
+    if best.norm_squared() > 1e-10 {
+        return best.normalize();
+    }
+    let eigen = SymmetricEigen::new(*a);
     let smallest = eigen.eigenvalues.imin();
     // Eigenvectors from SymmetricEigen are orthonormal columns.
     eigen.eigenvectors.column(smallest).into_owned()
@@ -225,6 +268,38 @@ mod tests {
         }
         assert!(checked > 6 * 60 * 60);
         Ok(())
+    }
+
+    #[test]
+    fn closed_form_eigenvector_matches_the_iterative_solver() {
+        let mut rng = crate::cloud::Lcg(3);
+        for case in 0..2000 {
+            // Random rotation times diag(l0, l1, l2), with the smallest eigenvalue
+            // separated from the others (as for a neighbourhood on a surface) or not.
+            let axis = Vector3::new(
+                rng.uniform(-1.0, 1.0),
+                rng.uniform(-1.0, 1.0),
+                rng.uniform(-1.0, 1.0),
+            );
+            let rotation = nalgebra::Rotation3::new(axis * 3.0);
+            let spread = [1.0, 1e-2, 1e-4, 1e-8][case % 4];
+            let l = Vector3::new(
+                rng.uniform(0.5, 1.0),
+                rng.uniform(0.5, 1.0),
+                spread * rng.uniform(0.0, 0.1),
+            ) * 1e-4;
+            let a = rotation.matrix() * Matrix3::from_diagonal(&l) * rotation.matrix().transpose();
+            let expected = rotation.matrix().column(2).into_owned();
+            let got = smallest_eigenvector(&a);
+            let angle = got.cross(&expected).norm().atan2(got.dot(&expected).abs());
+            assert!(angle < 1e-9, "case {case}: {angle} rad");
+            assert!((got.norm() - 1.0).abs() < 1e-12);
+        }
+        // Degenerate: a line (double smallest eigenvalue), a multiple of the identity.
+        let line = Matrix3::from_diagonal(&Vector3::new(0.0, 2.0, 0.0));
+        assert!(smallest_eigenvector(&line).y.abs() < 1e-12);
+        let n = smallest_eigenvector(&Matrix3::identity());
+        assert!((n.norm() - 1.0).abs() < 1e-12);
     }
 
     #[test]
