@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates crates/cli/src/colormap_data.rs: 256-entry u8 RGB lookup tables from matplotlib.
+"""Generates crates/core/src/colormap_data.rs: 256-entry u8 RGB lookup tables from matplotlib.
 
 The tables reproduce what the official Depth Anything app does to a depth map that has
 already been normalised to uint8 indices `v`:
@@ -12,7 +12,7 @@ Calling a colormap with an integer array indexes its 256-entry table directly, a
 
 Usage (matplotlib is not part of the project venv; use a throwaway one):
     python3 -m venv /tmp/mplvenv && /tmp/mplvenv/bin/pip install matplotlib numpy
-    /tmp/mplvenv/bin/python scripts/gen_colormaps.py > crates/cli/src/colormap_data.rs
+    /tmp/mplvenv/bin/python scripts/gen_colormaps.py > crates/core/src/colormap_data.rs
 """
 
 import matplotlib
@@ -40,7 +40,7 @@ def main() -> None:
     print("//! Entry i of each table is `(cmap(np.uint8(i))[:3] * 255).astype(np.uint8)`,")
     print("//! i.e. floor(cmap(i)[:3] * 255), as the official Depth Anything app colours depth.")
     print("//! Regenerate with:")
-    print("//! `/tmp/mplvenv/bin/python scripts/gen_colormaps.py > crates/cli/src/colormap_data.rs`")
+    print("//! `/tmp/mplvenv/bin/python scripts/gen_colormaps.py > crates/core/src/colormap_data.rs`")
     for rust_name, mpl_name in MAPS:
         table = lut(mpl_name)
         print()

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::colormap::Colormap;
+use crate::colormap::ColormapArg;
 use crate::inputs;
 use crate::output::{self, Format};
 
@@ -214,8 +214,8 @@ pub struct DepthArgs {
     pub formats: Vec<Format>,
 
     /// Colour map of the `color` and `side-by-side` outputs.
-    #[arg(long, value_enum, default_value_t = Colormap::SpectralR)]
-    pub colormap: Colormap,
+    #[arg(long, value_enum, default_value_t = ColormapArg::default())]
+    pub colormap: ColormapArg,
 
     /// Replace existing outputs (otherwise inputs whose outputs exist are skipped).
     #[arg(long)]
@@ -438,7 +438,7 @@ fn write_all(
             prediction.width(),
             prediction.height(),
             Some(image),
-            args.colormap,
+            args.colormap.0,
             args.force,
         )?;
     }

@@ -6,7 +6,6 @@
 mod bench;
 mod cloud;
 mod colormap;
-mod colormap_data;
 mod datasets;
 mod depth;
 mod eval;

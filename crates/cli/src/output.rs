@@ -15,7 +15,7 @@ use image::{ImageBuffer, Luma, Rgb};
 
 use anydepth_core::depth::finite_range;
 
-use crate::colormap::Colormap;
+use anydepth_core::colormap::Colormap;
 
 /// Width in pixels of the white gap between the photo and the depth colours in
 /// [`Format::SideBySide`], as in the official `run.py`.
@@ -334,7 +334,7 @@ mod tests {
     }
 
     /// numpy loads our file and saves the same array to identical bytes; it also
-    /// reproduces [`crate::colormap::normalize_to_indices`] with the official app's
+    /// reproduces [`anydepth_core::colormap::normalize_to_indices`] with the official app's
     /// expression. Skips when the project venv is missing.
     #[test]
     fn npy_matches_numpy() {
@@ -386,7 +386,10 @@ print(' '.join(repr(float(x)) for x in d.ravel()))
             .map(|s| s.parse::<f64>().expect("float") as f32)
             .collect();
         assert_eq!(loaded, values);
-        assert_eq!(indices, crate::colormap::normalize_to_indices(&values));
+        assert_eq!(
+            indices,
+            anydepth_core::colormap::normalize_to_indices(&values)
+        );
     }
 
     #[test]

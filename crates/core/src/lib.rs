@@ -12,6 +12,8 @@
 //! ```
 
 pub mod camera;
+pub mod colormap;
+mod colormap_data;
 pub mod depth;
 pub mod depth_io;
 pub mod error;

@@ -3,7 +3,7 @@
 //! Entry i of each table is `(cmap(np.uint8(i))[:3] * 255).astype(np.uint8)`,
 //! i.e. floor(cmap(i)[:3] * 255), as the official Depth Anything app colours depth.
 //! Regenerate with:
-//! `/tmp/mplvenv/bin/python scripts/gen_colormaps.py > crates/cli/src/colormap_data.rs`
+//! `/tmp/mplvenv/bin/python scripts/gen_colormaps.py > crates/core/src/colormap_data.rs`
 
 /// matplotlib `Spectral_r`, 256 RGB entries.
 pub const SPECTRAL_R: [[u8; 3]; 256] = [
