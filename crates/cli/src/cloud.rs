@@ -13,7 +13,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use nalgebra::Point3;
 
-use crate::scene::{self, SceneArgs};
+use crate::scene::{self, Scene, SceneArgs};
+use crate::viz::{self, RerunArgs};
 
 /// Arguments of `anydepth cloud`.
 #[derive(Debug, Args)]
@@ -52,6 +53,9 @@ pub struct CloudArgs {
 
     #[arg(short, long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub rerun: RerunArgs,
 }
 
 /// Arguments of `anydepth mesh`.
@@ -84,6 +88,9 @@ pub struct MeshArgs {
 
     #[arg(short, long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub rerun: RerunArgs,
 }
 
 fn check_output(path: &std::path::Path, force: bool) -> Result<()> {
@@ -112,6 +119,7 @@ pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
             bail!("--voxel-size must be a positive number of metres, got {v}");
         }
     }
+    let recording = args.rerun.start()?;
     let scene = scene::load(&args.scene, args.quiet)?;
     let options = UnprojectOptions {
         max_depth_m: args.scene.max_depth.unwrap_or(f32::INFINITY),
@@ -146,12 +154,34 @@ pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
             args.output.display()
         );
     }
+    if let Some(recording) = &recording {
+        log_view(recording, &scene)?;
+        let radius = match args.voxel_size {
+            Some(v) => anydepth_viz::PointRadius::Metres(v / 2.0),
+            None => viz::radius_for(scene.depth.data(), &scene.camera),
+        };
+        recording.log_cloud(anydepth_viz::paths::CLOUD, &cloud, radius)?;
+    }
+    viz::finish(recording)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs the view a cloud or mesh came from: camera at the origin (world = camera), photo
+/// or colour image, metric depth.
+fn log_view(recording: &anydepth_viz::Recording, scene: &Scene) -> Result<()> {
+    recording.set_frame(0);
+    recording.log_camera(&scene.camera, &nalgebra::Isometry3::identity())?;
+    if let Some(color) = &scene.color {
+        recording.log_rgb8(scene.depth.width(), scene.depth.height(), color)?;
+    }
+    recording.log_depth(&scene.depth)?;
+    Ok(())
 }
 
 /// Runs `anydepth mesh`.
 pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
     check_output(&args.output, args.force)?;
+    let recording = args.rerun.start()?;
     let scene = scene::load(&args.scene, args.quiet)?;
     let mut options = GridMeshOptions {
         stride: args.stride,
@@ -196,5 +226,10 @@ pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
             args.output.display()
         );
     }
+    if let Some(recording) = &recording {
+        log_view(recording, &scene)?;
+        recording.log_mesh(anydepth_viz::paths::MESH, &mesh)?;
+    }
+    viz::finish(recording)?;
     Ok(ExitCode::SUCCESS)
 }

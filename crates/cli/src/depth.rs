@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::colormap::ColormapArg;
 use crate::inputs;
 use crate::output::{self, Format};
+use crate::viz::{self, RerunArgs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModelArg {
@@ -224,6 +225,9 @@ pub struct DepthArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub rerun: RerunArgs,
 }
 
 /// What the arguments ask for, validated.
@@ -351,6 +355,7 @@ pub fn run(args: DepthArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    let recording = args.rerun.start()?;
     let (estimator, _weights) = args.model.load(args.max_depth, args.batch, args.quiet)?;
 
     let bar = if args.quiet || todo.len() < 2 {
@@ -364,6 +369,7 @@ pub fn run(args: DepthArgs) -> Result<ExitCode> {
     );
     let mut failures: Vec<(PathBuf, String)> = Vec::new();
     let mut written = 0usize;
+    let mut frame = 0u64;
     for chunk in todo.chunks(args.batch) {
         let mut files: Vec<&PathBuf> = Vec::new();
         let mut images: Vec<RgbImage> = Vec::new();
@@ -390,6 +396,10 @@ pub fn run(args: DepthArgs) -> Result<ExitCode> {
                         Ok(()) => written += 1,
                         Err(e) => failures.push(((*file).clone(), format!("{e:#}"))),
                     }
+                    if let Some(recording) = &recording {
+                        log_photo(recording, frame, file, image, &prediction, args.colormap)?;
+                    }
+                    frame += 1;
                     bar.inc(1);
                 }
             }
@@ -410,14 +420,35 @@ pub fn run(args: DepthArgs) -> Result<ExitCode> {
             failures.len()
         );
     }
-    if failures.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!("failed:");
-    for (file, reason) in &failures {
-        eprintln!("  {}: {reason}", file.display());
-    }
-    Ok(ExitCode::from(1))
+    let code = if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("failed:");
+        for (file, reason) in &failures {
+            eprintln!("  {}: {reason}", file.display());
+        }
+        ExitCode::from(1)
+    };
+    viz::finish(recording)?;
+    Ok(code)
+}
+
+/// Logs one photo at `frame`: the photo, its depth, and a camera from EXIF (or a guess)
+/// at the origin, so the viewer back-projects metric depth.
+fn log_photo(
+    recording: &anydepth_viz::Recording,
+    frame: u64,
+    file: &Path,
+    image: &RgbImage,
+    prediction: &anydepth_core::Prediction,
+    colormap: ColormapArg,
+) -> Result<()> {
+    recording.set_frame(frame);
+    let camera = viz::photo_camera(file, image.width, image.height)?;
+    recording.log_camera(&camera, &nalgebra::Isometry3::identity())?;
+    recording.log_image(image)?;
+    recording.log_prediction(prediction, colormap.0)?;
+    Ok(())
 }
 
 fn write_all(

@@ -27,6 +27,7 @@ use nalgebra::Isometry3;
 use crate::depth::ModelArgs;
 use crate::inputs;
 use crate::scene;
+use crate::viz::{self, RerunArgs};
 
 /// Arguments of `anydepth fuse`.
 #[derive(Debug, Args)]
@@ -157,6 +158,9 @@ pub struct FuseArgs {
 
     #[command(flatten)]
     pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub rerun: RerunArgs,
 }
 
 /// One frame's files.
@@ -165,6 +169,14 @@ struct Frame {
     depth: PathBuf,
     /// The photo, or the colour image beside a depth map.
     color: Option<PathBuf>,
+}
+
+/// What every frame is read and fused with.
+struct FrameContext<'a> {
+    args: &'a FuseArgs,
+    estimator: Option<&'a DepthEstimator>,
+    poses: Option<&'a PoseSource>,
+    recording: Option<&'a anydepth_viz::Recording>,
 }
 
 /// Where poses and per-view scale come from.
@@ -222,6 +234,8 @@ pub fn run(args: FuseArgs) -> Result<ExitCode> {
         Some(path) => Some(pose_source(path, args.pose_format, &frames)?),
         None => None,
     };
+    // Before the model loads, so that a missing viewer fails fast.
+    let recording = args.rerun.start()?;
     let estimator = if args.photos.is_empty() {
         None
     } else {
@@ -258,20 +272,18 @@ pub fn run(args: FuseArgs) -> Result<ExitCode> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let context = FrameContext {
+        args: &args,
+        estimator: estimator.as_ref(),
+        poses: poses.as_ref(),
+        recording: recording.as_ref(),
+    };
     let mut cameras: Option<Intrinsics> = None;
     let mut reports = Vec::with_capacity(frames.len());
     for (i, frame) in frames.iter().enumerate() {
         bar.set_message(frame.depth.display().to_string());
-        let report = fuse_frame(
-            &args,
-            &mut fusion,
-            estimator.as_ref(),
-            poses.as_ref(),
-            &mut cameras,
-            i,
-            frame,
-        )
-        .with_context(|| format!("frame {} ({})", i + 1, frame.depth.display()))?;
+        let report = fuse_frame(&context, &mut fusion, &mut cameras, i, frame)
+            .with_context(|| format!("frame {} ({})", i + 1, frame.depth.display()))?;
         reports.push(report);
         bar.inc(1);
     }
@@ -287,6 +299,10 @@ pub fn run(args: FuseArgs) -> Result<ExitCode> {
         }
         ply::write_point_cloud(&args.output, &cloud, encoding(args.ascii))
             .with_context(|| format!("cannot write {}", args.output.display()))?;
+        if let Some(recording) = &recording {
+            let radius = anydepth_viz::PointRadius::Metres(args.voxel_size / 2.0);
+            recording.log_model_cloud(&cloud, radius)?;
+        }
         format!("{} points", cloud.len())
     } else {
         let mesh = volume.extract_mesh()?;
@@ -301,6 +317,9 @@ pub fn run(args: FuseArgs) -> Result<ExitCode> {
             ply::write_mesh(&args.output, &mesh, encoding(args.ascii))
         }
         .with_context(|| format!("cannot write {}", args.output.display()))?;
+        if let Some(recording) = &recording {
+            recording.log_model_mesh(&mesh)?;
+        }
         format!(
             "{} vertices, {} triangles",
             mesh.vertices.len(),
@@ -320,6 +339,7 @@ pub fn run(args: FuseArgs) -> Result<ExitCode> {
             args.output.display()
         );
     }
+    viz::finish(recording)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -429,14 +449,18 @@ fn pose_source(path: &Path, format: Option<PoseFormat>, frames: &[Frame]) -> Res
 
 /// Reads (or estimates) one frame's depth and colours and fuses it.
 fn fuse_frame(
-    args: &FuseArgs,
+    context: &FrameContext,
     fusion: &mut Fusion,
-    estimator: Option<&DepthEstimator>,
-    poses: Option<&PoseSource>,
     camera: &mut Option<Intrinsics>,
     index: usize,
     frame: &Frame,
 ) -> Result<ViewReport> {
+    let FrameContext {
+        args,
+        estimator,
+        poses,
+        recording,
+    } = *context;
     let (prediction, colors) = match estimator {
         Some(estimator) => {
             let image = load_image(&frame.depth)?;
@@ -519,6 +543,16 @@ fn fuse_frame(
             _ => Some(ViewScale::FromModel),
         },
     };
+    if let Some(recording) = recording {
+        recording.set_frame(index as u64);
+        if let Some(PoseKey::Timestamp(t)) = entry.map(|e| &e.key) {
+            recording.set_time_secs(*t);
+        }
+        if let Some(colors) = &colors {
+            recording.log_rgb8(w, h, colors)?;
+        }
+        recording.log_prediction(&prediction, Default::default())?;
+    }
     let view = View {
         depth: prediction,
         colors,
@@ -526,7 +560,11 @@ fn fuse_frame(
         world_from_camera,
         scale,
     };
-    Ok(fusion.add_view(view)?)
+    let report = fusion.add_view(view)?;
+    if let Some(recording) = recording {
+        recording.log_camera(&intrinsics, &report.world_from_camera)?;
+    }
+    Ok(report)
 }
 
 /// Sparse points as depth in the camera at `world_from_camera` (those in front of it).

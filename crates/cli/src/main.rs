@@ -13,6 +13,7 @@ mod fuse;
 mod inputs;
 mod output;
 mod scene;
+mod viz;
 
 use std::process::ExitCode;
 
