@@ -328,6 +328,49 @@ fn spawn_without_a_viewer_fails_fast_and_clearly() {
     assert!(!dir.path().join("cloud.ply").exists(), "nothing done");
 }
 
+/// A `rerun` that starts and dies (as the real one does without a display) is reported
+/// after the wait, not waited on forever.
+#[test]
+fn spawn_of_a_viewer_that_dies_is_reported() {
+    let Some(frame) = redwood() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fake = dir.path().join("rerun");
+    std::fs::write(&fake, "#!/bin/sh\nexit 1\n").expect("write");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let port = free_port();
+    let start = Instant::now();
+    let out = command()
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+        .args([
+            "cloud",
+            "--depth",
+            s(&frame.join("depth/00000.png")),
+            "--intrinsics",
+            INTRINSICS,
+            "-o",
+            s(&dir.path().join("cloud.ply")),
+            "--spawn",
+            "--port",
+            &port.to_string(),
+        ])
+        .output()
+        .expect("anydepth runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("does not listen on port {port}")),
+        "{stderr}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[test]
 fn connect_to_nothing_fails_fast_and_options_exclude_each_other() {
     let Some(frame) = redwood() else { return };
