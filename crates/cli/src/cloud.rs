@@ -155,12 +155,13 @@ pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
         );
     }
     if let Some(recording) = &recording {
-        log_view(recording, &scene)?;
         let radius = match args.voxel_size {
             Some(v) => anydepth_viz::PointRadius::Metres(v / 2.0),
             None => viz::radius_for(scene.depth.data(), &scene.camera),
         };
-        recording.log_cloud(anydepth_viz::paths::CLOUD, &cloud, radius)?;
+        // Written and no longer needed: handed to Rerun without copies.
+        log_view(recording, scene)?;
+        recording.log_cloud_owned(anydepth_viz::paths::CLOUD, cloud, radius)?;
     }
     viz::finish(recording)?;
     Ok(ExitCode::SUCCESS)
@@ -168,10 +169,10 @@ pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
 
 /// Logs the view a cloud or mesh came from: camera at the origin (world = camera), photo
 /// or colour image, metric depth.
-fn log_view(recording: &anydepth_viz::Recording, scene: &Scene) -> Result<()> {
+fn log_view(recording: &anydepth_viz::Recording, scene: Scene) -> Result<()> {
     recording.set_frame(0);
     recording.log_camera(&scene.camera, &nalgebra::Isometry3::identity())?;
-    if let Some(color) = &scene.color {
+    if let Some(color) = scene.color {
         recording.log_rgb8(scene.depth.width(), scene.depth.height(), color)?;
     }
     recording.log_depth(&scene.depth)?;
@@ -227,7 +228,7 @@ pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
         );
     }
     if let Some(recording) = &recording {
-        log_view(recording, &scene)?;
+        log_view(recording, scene)?;
         recording.log_mesh(anydepth_viz::paths::MESH, &mesh)?;
     }
     viz::finish(recording)?;

@@ -1,17 +1,19 @@
 //! The one place where anydepth's types become Rerun's.
 //!
 //! Large batches (points, colours, normals, faces, image buffers) are written straight into
-//! Arrow buffers of the component's own data type, one pass per batch and no intermediate
-//! `Vec` of Rerun component structs: a 1920x1080 frame's cloud is two million points, and the
-//! usual `Points3D::new(iter)` path copies them twice. Small things (cameras, poses) use the
-//! ordinary archetype builders.
+//! Arrow buffers of the component's own data type, one parallel pass per batch and no
+//! intermediate `Vec` of Rerun component structs: a 1920x1080 frame's cloud is two million
+//! points, and the usual `Points3D::new(iter)` path copies them twice on one thread. Small
+//! things (cameras, poses) use the ordinary archetype builders.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use anydepth_core::colormap::Colormap;
 use anydepth_core::{DepthMap, Disparity, Intrinsics, Metres};
 use anydepth_geometry::{PointCloud, TriangleMesh};
 use nalgebra::{Isometry3, Point3, Vector3};
+use rayon::prelude::*;
 use rerun::external::arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, UInt32Array};
 use rerun::external::arrow::buffer::Buffer;
 use rerun::external::arrow::datatypes::DataType;
@@ -60,32 +62,54 @@ fn batch(array: ArrayRef, descriptor: ComponentDescriptor) -> Option<SerializedC
     Some(SerializedComponentBatch::new(array, descriptor))
 }
 
-/// Points as `Position3D`s.
-fn positions(points: &[Point3<f32>]) -> Result<ArrayRef> {
-    let mut flat = Vec::with_capacity(3 * points.len());
-    flat.extend(points.iter().flat_map(|p| [p.x, p.y, p.z]));
+/// Items per parallel task: large enough to amortise scheduling, small enough to split a
+/// frame over the cores.
+const CHUNK: usize = 1 << 16;
+
+/// `N` outputs per input, computed in parallel into a new buffer (zeroed by the allocator,
+/// so its pages are first touched by the parallel writers).
+fn par_map<T: Sync, U: Copy + Default + Send, const N: usize>(
+    input: &[T],
+    f: impl Fn(&T) -> [U; N] + Sync,
+) -> Vec<U> {
+    let mut out = vec![U::default(); N * input.len()];
+    out.par_chunks_mut(N * CHUNK)
+        .zip(input.par_chunks(CHUNK))
+        .for_each(|(out, input)| {
+            for (o, i) in out.chunks_exact_mut(N).zip(input) {
+                o.copy_from_slice(&f(i));
+            }
+        });
+    out
+}
+
+/// Points as `Position3D`s; owned points become the buffer without a copy.
+fn positions(points: Cow<[Point3<f32>]>) -> Result<ArrayRef> {
+    let flat = match points {
+        Cow::Owned(points) => match bytemuck::allocation::try_cast_vec::<_, f32>(points) {
+            Ok(flat) => flat,
+            Err((_, points)) => par_map(&points, |p| [p.x, p.y, p.z]),
+        },
+        Cow::Borrowed(points) => par_map(points, |p| [p.x, p.y, p.z]),
+    };
     fixed_size_list3::<rerun::components::Position3D>(Arc::new(Float32Array::from(flat)))
 }
 
 /// Unit vectors as `Vector3D`s.
 fn vectors(normals: &[Vector3<f32>]) -> Result<ArrayRef> {
-    let mut flat = Vec::with_capacity(3 * normals.len());
-    flat.extend(normals.iter().flat_map(|n| [n.x, n.y, n.z]));
+    let flat = par_map(normals, |n| [n.x, n.y, n.z]);
     fixed_size_list3::<rerun::components::Vector3D>(Arc::new(Float32Array::from(flat)))
 }
 
 /// RGB8 as opaque `Color`s (`0xRRGGBBAA`).
 fn colors(rgb: &[[u8; 3]]) -> ArrayRef {
-    let packed: Vec<u32> = rgb
-        .iter()
-        .map(|&[r, g, b]| u32::from_be_bytes([r, g, b, 255]))
-        .collect();
+    let packed = par_map(rgb, |&[r, g, b]| [u32::from_be_bytes([r, g, b, 255])]);
     Arc::new(UInt32Array::from(packed))
 }
 
 /// Faces as `TriangleIndices`.
 fn triangles(faces: &[[u32; 3]]) -> Result<ArrayRef> {
-    let flat = UInt32Array::from(faces.as_flattened().to_vec());
+    let flat = UInt32Array::from(par_map(faces, |&face| face));
     fixed_size_list3::<rerun::components::TriangleIndices>(Arc::new(flat))
 }
 
@@ -95,18 +119,37 @@ fn triangles(faces: &[[u32; 3]]) -> Result<ArrayRef> {
 /// When colours and points disagree in number.
 ///
 /// # Performance
-/// One pass over the points and one over the colours, writing the Arrow buffers the
-/// recording stream keeps; nothing else is copied.
+/// One parallel pass over the points and one over the colours, writing the Arrow buffers
+/// the recording stream keeps; [`points3d_owned`] skips the pass over the points.
 pub fn points3d(cloud: &PointCloud, radius: PointRadius) -> Result<rerun::Points3D> {
-    use rerun::Points3D;
     check_len("colours", cloud.colors.as_ref().map(Vec::len), cloud.len())?;
+    points3d_from(
+        Cow::Borrowed(&cloud.points),
+        cloud.colors.as_deref(),
+        radius,
+    )
+}
+
+/// As [`points3d`], taking the cloud: its positions become Rerun's buffer as they are (no
+/// copy), and only the colours are converted.
+///
+/// # Errors
+/// When colours and points disagree in number.
+pub fn points3d_owned(cloud: PointCloud, radius: PointRadius) -> Result<rerun::Points3D> {
+    check_len("colours", cloud.colors.as_ref().map(Vec::len), cloud.len())?;
+    points3d_from(Cow::Owned(cloud.points), cloud.colors.as_deref(), radius)
+}
+
+fn points3d_from(
+    points: Cow<[Point3<f32>]>,
+    rgb: Option<&[[u8; 3]]>,
+    radius: PointRadius,
+) -> Result<rerun::Points3D> {
+    use rerun::Points3D;
     let radii: ArrayRef = Arc::new(Float32Array::from(vec![radius.component().0 .0]));
     Ok(Points3D {
-        positions: batch(positions(&cloud.points)?, Points3D::descriptor_positions()),
-        colors: cloud
-            .colors
-            .as_deref()
-            .and_then(|c| batch(colors(c), Points3D::descriptor_colors())),
+        positions: batch(positions(points)?, Points3D::descriptor_positions()),
+        colors: rgb.and_then(|c| batch(colors(c), Points3D::descriptor_colors())),
         radii: batch(radii, Points3D::descriptor_radii()),
         ..Default::default()
     })
@@ -128,7 +171,7 @@ pub fn mesh3d(mesh: &TriangleMesh) -> Result<rerun::Mesh3D> {
     };
     Ok(Mesh3D {
         vertex_positions: batch(
-            positions(&mesh.vertices)?,
+            positions(Cow::Borrowed(&mesh.vertices))?,
             Mesh3D::descriptor_vertex_positions(),
         ),
         triangle_indices: batch(
@@ -153,30 +196,30 @@ fn check_len(what: &str, len: Option<usize>, expected: usize) -> Result<()> {
     }
 }
 
-/// An RGB8 image, `width * height` pixels row-major.
+/// An RGB8 image, `width * height` pixels row-major; owned pixels (a `Vec`) become Rerun's
+/// buffer without a copy, borrowed ones are copied.
 ///
 /// # Errors
 /// When the pixel count is not `width * height`.
-pub fn rgb_image(width: u32, height: u32, pixels: &[[u8; 3]]) -> Result<rerun::Image> {
+pub fn rgb_image(width: u32, height: u32, pixels: Cow<[[u8; 3]]>) -> Result<rerun::Image> {
     check_len(
         "pixels",
         Some(pixels.len()),
         width as usize * height as usize,
     )?;
-    Ok(rerun::Image::from_rgb24(
-        pixels.as_flattened().to_vec(),
-        [width, height],
-    ))
+    let bytes = match pixels {
+        Cow::Owned(pixels) => pixels.into_flattened(),
+        Cow::Borrowed(pixels) => par_map(pixels, |&rgb| rgb),
+    };
+    Ok(rerun::Image::from_rgb24(bytes, [width, height]))
 }
 
 /// Metric depth as a `DepthImage` of f32 metres (`meter = 1`). Invalid values (NaN,
 /// infinite, zero or negative) become 0, which Rerun draws as no depth.
 pub fn depth_image(depth: &DepthMap<Metres>) -> rerun::DepthImage {
-    let values: Vec<f32> = depth
-        .data()
-        .iter()
-        .map(|&d| if d.is_finite() && d > 0.0 { d } else { 0.0 })
-        .collect();
+    let values = par_map(depth.data(), |&d| {
+        [if d.is_finite() && d > 0.0 { d } else { 0.0 }]
+    });
     rerun::DepthImage::from_data_type_and_bytes(
         Buffer::from_vec(values),
         [depth.width(), depth.height()],
@@ -234,6 +277,8 @@ mod tests {
     fn points_equal_the_archetype_builders() {
         let cloud = cloud();
         let fast = points3d(&cloud, PointRadius::Metres(0.01)).expect("consistent");
+        let owned = points3d_owned(cloud.clone(), PointRadius::Metres(0.01)).expect("consistent");
+        assert_eq!(owned, fast, "moved and copied positions agree");
         let reference = rerun::Points3D::new(cloud.points.iter().map(|p| [p.x, p.y, p.z]))
             .with_colors([
                 rerun::Color::from_rgb(255, 0, 10),
@@ -286,7 +331,7 @@ mod tests {
             normals: Some(vec![Vector3::z(); 2]),
         };
         assert!(mesh3d(&mesh).is_err());
-        assert!(rgb_image(2, 2, &[[0, 0, 0]; 3]).is_err());
+        assert!(rgb_image(2, 2, Cow::Borrowed(&[[0, 0, 0]; 3])).is_err());
     }
 
     /// A centred camera in our convention (cx = (W - 1) / 2) is centred in Rerun's, where
@@ -329,6 +374,18 @@ mod tests {
         )
         .with_meter(1.0);
         assert_eq!(depth_image(&depth), reference);
+    }
+
+    #[test]
+    fn owned_and_borrowed_pixels_agree() {
+        let pixels = vec![[1, 2, 3], [4, 5, 6]];
+        let borrowed = rgb_image(2, 1, Cow::Borrowed(&pixels)).expect("2 x 1");
+        let owned = rgb_image(2, 1, Cow::Owned(pixels)).expect("2 x 1");
+        assert_eq!(owned, borrowed);
+        assert_eq!(
+            owned,
+            rerun::Image::from_rgb24(vec![1, 2, 3, 4, 5, 6], [2, 1])
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Where a recording goes ([`Sink`]) and what is logged to it ([`Recording`]).
 
+use std::borrow::Cow;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -179,17 +180,21 @@ impl Recording {
 
     /// Logs a photo.
     pub fn log_image(&self, image: &RgbImage) -> Result<()> {
-        self.log_rgb8(image.width, image.height, &image.to_rgb8())
+        self.log_rgb8(image.width, image.height, image.to_rgb8())
     }
 
-    /// Logs 8-bit RGB pixels as the photo.
+    /// Logs 8-bit RGB pixels as the photo: a slice (copied) or a `Vec` (handed over as it is).
     ///
     /// # Errors
     /// When there are not `width * height` pixels.
-    pub fn log_rgb8(&self, width: u32, height: u32, pixels: &[[u8; 3]]) -> Result<()> {
-        Ok(self
-            .stream
-            .log(paths::RGB, &convert::rgb_image(width, height, pixels)?)?)
+    pub fn log_rgb8<'a>(
+        &self,
+        width: u32,
+        height: u32,
+        pixels: impl Into<Cow<'a, [[u8; 3]]>>,
+    ) -> Result<()> {
+        let image = convert::rgb_image(width, height, pixels.into())?;
+        Ok(self.stream.log(paths::RGB, &image)?)
     }
 
     /// Logs metric depth (a `DepthImage` in metres).
@@ -221,6 +226,22 @@ impl Recording {
     /// When its colours and points disagree in number.
     pub fn log_cloud(&self, path: &str, cloud: &PointCloud, radius: PointRadius) -> Result<()> {
         Ok(self.stream.log(path, &convert::points3d(cloud, radius)?)?)
+    }
+
+    /// As [`Recording::log_cloud`], taking the cloud: its points are handed to Rerun without
+    /// a copy (for a cloud that is not needed afterwards).
+    ///
+    /// # Errors
+    /// When its colours and points disagree in number.
+    pub fn log_cloud_owned(
+        &self,
+        path: &str,
+        cloud: PointCloud,
+        radius: PointRadius,
+    ) -> Result<()> {
+        Ok(self
+            .stream
+            .log(path, &convert::points3d_owned(cloud, radius)?)?)
     }
 
     /// Logs a triangle mesh (in the world frame) at `path`, e.g. [`paths::MESH`].
