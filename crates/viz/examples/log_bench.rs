@@ -1,0 +1,124 @@
+//! What logging a frame to Rerun costs next to computing its point cloud, for
+//! docs/BENCHMARKS.md: a depth frame (and its colours) resized (nearest) to 1920x1080, then
+//! `unproject` against logging the photo, the depth and the full cloud to an `.rrd` file.
+//!
+//! cargo run --release -p anydepth-viz --example log_bench -- DEPTH.png SCALE FX FY CX CY COLOR.jpg
+//!
+//! Per run: `unproject`; the log calls (the time the pipeline's thread spends logging:
+//! conversion to Arrow, hand-over to Rerun's batcher), with the frame's colours and cloud
+//! handed over as `anydepth cloud` does once it has written them; the flush that follows
+//! (Rerun's own threads chunk, LZ4-compress and write the file meanwhile and after); and,
+//! for comparison, converting a borrowed cloud and image (the copying path).
+
+use std::path::Path;
+use std::time::Instant;
+
+use anydepth_core::depth_io::read_depth_values;
+use anydepth_core::{load_image, DepthMap, Intrinsics, Metres};
+use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+use anydepth_viz::{paths, PointRadius, Recording, Sink};
+
+const WIDTH: u32 = 1920;
+const HEIGHT: u32 = 1080;
+
+/// Nearest-neighbour resize of row-major `values` from `w` x `h` to `WIDTH` x `HEIGHT`.
+fn resize<T: Copy>(values: &[T], w: u32, h: u32) -> Vec<T> {
+    let mut out = Vec::with_capacity((WIDTH * HEIGHT) as usize);
+    for y in 0..HEIGHT {
+        let sy = (y * h / HEIGHT) as usize;
+        for x in 0..WIDTH {
+            let sx = (x * w / WIDTH) as usize;
+            out.push(values[sy * w as usize + sx]);
+        }
+    }
+    out
+}
+
+/// `best / median` in milliseconds.
+fn stats(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    format!("{:8.2} / {:8.2} ms", v[0] * 1e3, v[v.len() / 2] * 1e3)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() != 7 {
+        return Err("usage: log_bench DEPTH SCALE FX FY CX CY COLOR".into());
+    }
+    let num = |i: usize| args[i].parse::<f64>();
+    let (w, h, depth) = read_depth_values(Path::new(&args[0]), num(1)?)?;
+    let color = load_image(Path::new(&args[6]))?.to_rgb8();
+    let camera =
+        Intrinsics::new(num(2)?, num(3)?, num(4)?, num(5)?, w, h)?.scaled(WIDTH, HEIGHT)?;
+    let depth = DepthMap::<Metres>::new(WIDTH, HEIGHT, resize(&depth, w, h))?;
+    let color = resize(&color, w, h);
+    let pinhole = PinholeIntrinsics::from(&camera);
+
+    let dir = std::env::temp_dir().join(format!("anydepth-viz-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let runs = 15;
+    let (mut t_unproject, mut t_log, mut t_flush) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t_image, mut t_depth, mut t_cloud) = (Vec::new(), Vec::new(), Vec::new());
+    let mut t_copying = Vec::new();
+    let mut points = 0;
+    let mut bytes = 0;
+    for run in 0..runs {
+        let t0 = Instant::now();
+        let cloud = unproject(
+            depth.data(),
+            WIDTH,
+            HEIGHT,
+            &pinhole,
+            &UnprojectOptions::default(),
+            Some(color.as_flattened()),
+        )?;
+        t_unproject.push(t0.elapsed().as_secs_f64());
+        points = cloud.len();
+
+        // The copying variants, for comparison: a borrowed cloud and borrowed pixels.
+        let t0 = Instant::now();
+        let copied = anydepth_viz::convert::points3d(&cloud, PointRadius::Metres(0.002))?;
+        let image = anydepth_viz::convert::rgb_image(WIDTH, HEIGHT, (&color).into())?;
+        t_copying.push(t0.elapsed().as_secs_f64());
+        drop((copied, image));
+
+        // The frame's colours as the pipeline owns them, handed to Rerun once used (as
+        // `anydepth cloud` does after writing its outputs); copied here outside the timing.
+        let frame_color = color.clone();
+        let path = dir.join(format!("frame{run}.rrd"));
+        let recording = Recording::start(&Sink::Save { path: path.clone() }, "anydepth_bench")?;
+        recording.log_world_axes()?;
+        recording.set_frame(0);
+        let t0 = Instant::now();
+        recording.log_rgb8(WIDTH, HEIGHT, frame_color)?;
+        let t1 = Instant::now();
+        recording.log_depth(&depth)?;
+        let t2 = Instant::now();
+        recording.log_cloud_owned(paths::CLOUD, cloud, PointRadius::Metres(0.002))?;
+        let t3 = Instant::now();
+        recording.flush()?;
+        drop(recording);
+        let t4 = Instant::now();
+        t_image.push((t1 - t0).as_secs_f64());
+        t_depth.push((t2 - t1).as_secs_f64());
+        t_cloud.push((t3 - t2).as_secs_f64());
+        t_log.push((t3 - t0).as_secs_f64());
+        t_flush.push((t4 - t3).as_secs_f64());
+        bytes = std::fs::metadata(&path)?.len();
+        std::fs::remove_file(&path)?;
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    println!("{WIDTH}x{HEIGHT} frame, {points} points, best / median of {runs} runs");
+    println!("unproject (with colours):           {}", stats(t_unproject));
+    println!("log image + depth + cloud (calls):  {}", stats(t_log));
+    println!("  image (RGB8):                     {}", stats(t_image));
+    println!("  depth (f32 metres):               {}", stats(t_depth));
+    println!("  cloud (positions, colours):       {}", stats(t_cloud));
+    println!("flush to the .rrd file after that:  {}", stats(t_flush));
+    println!("(copying cloud + image conversion:  {})", stats(t_copying));
+    println!(
+        "file size:                          {:8.1} MB",
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}
