@@ -111,23 +111,27 @@ impl Rrd {
     /// of a cloud, triangles of a mesh; one per row for an image buffer).
     pub fn instance_count(&self, entity: &str, component: &str) -> usize {
         self.columns(entity, component)
-            .map(|list| list.values().len())
+            .map(|list| {
+                let offsets = list.value_offsets();
+                (offsets[list.len()] - offsets[0]) as usize
+            })
             .sum()
     }
 
     /// The `f32` values of `component` on `entity`, flattened over rows and fixed-size
-    /// lists (a cloud's positions as x, y, z, x, ...; a pinhole's 3x3 matrix column-major).
+    /// lists in row order (a cloud's positions as x, y, z, x, ...; a pinhole's 3x3 matrix
+    /// column-major).
     pub fn f32_values(&self, entity: &str, component: &str) -> Vec<f32> {
         self.columns(entity, component)
-            .flat_map(|list| flat_values::<Float32Type>(list.values().as_ref()))
+            .flat_map(|list| flat_values::<Float32Type>(list))
             .collect()
     }
 
-    /// The `u32` values of `component` on `entity`, flattened (colours as `0xRRGGBBAA`,
-    /// triangle indices; an image format's width and height, its `u32` fields).
+    /// The `u32` values of `component` on `entity`, flattened in row order (colours as
+    /// `0xRRGGBBAA`, triangle indices; an image format's `u32` fields, width and height).
     pub fn u32_values(&self, entity: &str, component: &str) -> Vec<u32> {
         self.columns(entity, component)
-            .flat_map(|list| flat_values::<UInt32Type>(list.values().as_ref()))
+            .flat_map(|list| flat_values::<UInt32Type>(list))
             .collect()
     }
 
@@ -147,25 +151,71 @@ impl Rrd {
     }
 }
 
-/// The primitive values of `array`, through lists and fixed-size lists, and struct fields
-/// one after the other; other types give nothing.
+/// The primitive values of `array` in row order: through lists and fixed-size lists (only
+/// the rows of a sliced list), and a struct's fields row by row; other types give nothing.
 fn flat_values<T: ArrowPrimitiveType>(array: &dyn Array) -> Vec<T::Native> {
     let any = array.as_any();
     if let Some(values) = any.downcast_ref::<PrimitiveArray<T>>() {
         return values.values().to_vec();
     }
     if let Some(list) = any.downcast_ref::<FixedSizeListArray>() {
-        return flat_values::<T>(list.values().as_ref());
+        if list.is_empty() {
+            return Vec::new();
+        }
+        let size = list.value_length() as usize;
+        let start = list.value_offset(0) as usize;
+        return flat_values::<T>(list.values().slice(start, list.len() * size).as_ref());
     }
     if let Some(list) = any.downcast_ref::<ListArray>() {
-        return flat_values::<T>(list.values().as_ref());
+        let offsets = list.value_offsets();
+        let (start, end) = (offsets[0] as usize, offsets[list.len()] as usize);
+        return flat_values::<T>(list.values().slice(start, end - start).as_ref());
     }
     if let Some(fields) = any.downcast_ref::<StructArray>() {
-        return fields
-            .columns()
-            .iter()
-            .flat_map(|column| flat_values::<T>(column.as_ref()))
+        return (0..fields.len())
+            .flat_map(|row| {
+                fields
+                    .columns()
+                    .iter()
+                    .flat_map(move |column| flat_values::<T>(column.slice(row, 1).as_ref()))
+            })
             .collect();
     }
     Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rerun::external::arrow::array::{ArrayRef, UInt32Array};
+    use rerun::external::arrow::datatypes::{DataType, Field};
+
+    use super::*;
+
+    /// Rows come out in row order however the batcher grouped them into columns.
+    #[test]
+    fn struct_fields_and_sliced_lists_come_out_row_by_row() {
+        let width: ArrayRef = Arc::new(UInt32Array::from(vec![45, 46]));
+        let height: ArrayRef = Arc::new(UInt32Array::from(vec![31, 32]));
+        let formats = StructArray::from(vec![
+            (
+                Arc::new(Field::new("width", DataType::UInt32, false)),
+                width,
+            ),
+            (
+                Arc::new(Field::new("height", DataType::UInt32, false)),
+                height,
+            ),
+        ]);
+        assert_eq!(flat_values::<UInt32Type>(&formats), [45, 31, 46, 32]);
+
+        let values: ArrayRef = Arc::new(UInt32Array::from((0..9).collect::<Vec<u32>>()));
+        let field = Arc::new(Field::new("item", DataType::UInt32, false));
+        let triples = FixedSizeListArray::new(field, 3, values, None);
+        assert_eq!(
+            flat_values::<UInt32Type>(&triples.slice(1, 2)),
+            [3, 4, 5, 6, 7, 8]
+        );
+    }
 }
