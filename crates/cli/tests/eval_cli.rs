@@ -12,42 +12,12 @@ use std::process::{Command, Output};
 use anydepth_core::depth_io::read_depth_values;
 use serde_json::Value;
 
-/// When `ANYDEPTH_REQUIRE_REFERENCES=1` a missing input fails the test; otherwise the test
-/// says what is missing and passes without checking.
-fn missing(what: &str) {
-    assert!(
-        std::env::var("ANYDEPTH_REQUIRE_REFERENCES").as_deref() != Ok("1"),
-        "{what}"
-    );
-    eprintln!("skipping: {what}");
-}
+mod common;
+use common::reference_file;
 
-/// `<data>/<name>` (`ANYDEPTH_DATA`, else `../shared/data`), or `None` when absent.
+/// `<data>/<name>` holding a `test_annotations.json`, or `None` when absent.
 fn dataset(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("ANYDEPTH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join(name);
-    if dir.join("test_annotations.json").is_file() {
-        return Some(dir);
-    }
-    missing(&format!("data folder not found: {}", dir.display()));
-    None
-}
-
-fn reference_file(relative: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("ANYDEPTH_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/reference"));
-    let path = dir.join(relative);
-    if path.is_file() {
-        return Some(path);
-    }
-    missing(&format!(
-        "no {} (run .venv/bin/python scripts/reference/make_references.py)",
-        path.display()
-    ));
-    None
+    common::dataset(name, "test_annotations.json")
 }
 
 fn anydepth(args: &[&str]) -> Output {

@@ -16,6 +16,9 @@ use anydepth_geometry::render::render_depth;
 use anydepth_geometry::unproject::PinholeIntrinsics;
 use nalgebra::{Isometry3, Translation3, UnitQuaternion, Vector3};
 
+mod common;
+use common::reference_file;
+
 const CAMERA: PinholeIntrinsics = PinholeIntrinsics {
     fx: 525.0,
     fy: 525.0,
@@ -26,20 +29,7 @@ const VOXEL_M: f64 = 0.01;
 const FRAMES: usize = 5;
 
 fn redwood() -> Option<PathBuf> {
-    let dir = std::env::var_os("ANYDEPTH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join("redwood-livingroom");
-    if dir.join("odometry.log").is_file() {
-        return Some(dir);
-    }
-    let what = format!("data folder not found: {}", dir.display());
-    assert!(
-        std::env::var("ANYDEPTH_REQUIRE_REFERENCES").as_deref() != Ok("1"),
-        "{what}"
-    );
-    eprintln!("skipping: {what}");
-    None
+    common::dataset("redwood-livingroom", "odometry.log")
 }
 
 fn anydepth(args: &[&str]) -> Output {
@@ -522,28 +512,6 @@ fn bad_input_is_refused_and_nothing_written() {
     // Relative depth cannot be tracked.
     let out = run(&["--disparity"]);
     assert_refused(&out, &["--poses"], &mesh);
-}
-
-/// A file of the folder `scripts/reference/make_references.py` writes, or `None` (after
-/// saying so) when it is absent.
-fn reference_file(relative: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("ANYDEPTH_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/reference"));
-    let path = dir.join(relative);
-    if path.is_file() {
-        return Some(path);
-    }
-    let what = format!(
-        "no {} (run .venv/bin/python scripts/reference/make_references.py)",
-        path.display()
-    );
-    assert!(
-        std::env::var("ANYDEPTH_REQUIRE_REFERENCES").as_deref() != Ok("1"),
-        "{what}"
-    );
-    eprintln!("skipping: {what}");
-    None
 }
 
 /// Photos through the depth engine (random-weight checkpoints, so the depth itself is

@@ -10,42 +10,11 @@ use std::process::{Command, Output};
 
 use anydepth_geometry::io::ply;
 
-/// When `ANYDEPTH_REQUIRE_REFERENCES=1` a missing input fails the test; otherwise the test
-/// says what is missing and passes without checking.
-fn missing(what: &str) {
-    assert!(
-        std::env::var("ANYDEPTH_REQUIRE_REFERENCES").as_deref() != Ok("1"),
-        "{what}"
-    );
-    eprintln!("skipping: {what}");
-}
+mod common;
+use common::reference_file;
 
 fn data() -> Option<PathBuf> {
-    let dir = std::env::var_os("ANYDEPTH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if dir.join("redwood-livingroom").is_dir() {
-        return Some(dir);
-    }
-    missing(&format!("data folder not found: {}", dir.display()));
-    None
-}
-
-/// A file of the folder `scripts/reference/make_references.py` writes
-/// (`ANYDEPTH_REFERENCE_DIR`, else `.cache/reference`), or `None` when it is absent.
-fn reference_file(relative: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("ANYDEPTH_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/reference"));
-    let path = dir.join(relative);
-    if path.is_file() {
-        return Some(path);
-    }
-    missing(&format!(
-        "no {} (run .venv/bin/python scripts/reference/make_references.py)",
-        path.display()
-    ));
-    None
+    common::dataset("redwood-livingroom", "").map(|_| common::data_root())
 }
 
 fn anydepth(args: &[&str]) -> Output {

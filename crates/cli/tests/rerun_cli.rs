@@ -14,39 +14,11 @@ use anydepth_geometry::io::ply;
 use anydepth_viz::paths;
 use anydepth_viz::rrd::Rrd;
 
-fn missing(what: &str) {
-    assert!(
-        std::env::var("ANYDEPTH_REQUIRE_REFERENCES").as_deref() != Ok("1"),
-        "{what}"
-    );
-    eprintln!("skipping: {what}");
-}
+mod common;
+use common::reference_file;
 
 fn redwood() -> Option<PathBuf> {
-    let dir = std::env::var_os("ANYDEPTH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join("redwood-livingroom");
-    if dir.join("odometry.log").is_file() {
-        return Some(dir);
-    }
-    missing(&format!("data folder not found: {}", dir.display()));
-    None
-}
-
-fn reference_file(relative: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("ANYDEPTH_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/reference"));
-    let path = dir.join(relative);
-    if path.is_file() {
-        return Some(path);
-    }
-    missing(&format!(
-        "no {} (run .venv/bin/python scripts/reference/make_references.py)",
-        path.display()
-    ));
-    None
+    common::dataset("redwood-livingroom", "odometry.log")
 }
 
 fn command() -> Command {
