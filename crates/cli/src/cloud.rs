@@ -145,8 +145,20 @@ pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
     if args.normals {
         estimate_normals(&mut cloud, 20, Point3::origin())?;
     }
-    ply::write_point_cloud(&args.output, &cloud, encoding(args.ascii))
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let radius = match args.voxel_size {
+        Some(v) => anydepth_viz::PointRadius::Metres(v / 2.0),
+        None => viz::radius_for(scene.depth.data(), &scene.camera),
+    };
+    // The view and the cloud go to Rerun while the file is written.
+    viz::log_beside(
+        recording.as_ref(),
+        |r| {
+            log_view(r, &scene)?;
+            Ok(r.log_cloud(anydepth_viz::paths::CLOUD, &cloud, radius)?)
+        },
+        || ply::write_point_cloud(&args.output, &cloud, encoding(args.ascii)),
+    )?
+    .with_context(|| format!("cannot write {}", args.output.display()))?;
     if !args.quiet {
         eprintln!(
             "{} points written to {}",
@@ -154,26 +166,17 @@ pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
             args.output.display()
         );
     }
-    if let Some(recording) = &recording {
-        let radius = match args.voxel_size {
-            Some(v) => anydepth_viz::PointRadius::Metres(v / 2.0),
-            None => viz::radius_for(scene.depth.data(), &scene.camera),
-        };
-        // Written and no longer needed: handed to Rerun without copies.
-        log_view(recording, scene)?;
-        recording.log_cloud_owned(anydepth_viz::paths::CLOUD, cloud, radius)?;
-    }
     viz::finish(recording)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Logs the view a cloud or mesh came from: camera at the origin (world = camera), photo
 /// or colour image, metric depth.
-fn log_view(recording: &anydepth_viz::Recording, scene: Scene) -> Result<()> {
+fn log_view(recording: &anydepth_viz::Recording, scene: &Scene) -> Result<()> {
     recording.set_frame(0);
     recording.log_camera(&scene.camera, &nalgebra::Isometry3::identity())?;
-    if let Some(color) = scene.color {
-        recording.log_rgb8(scene.depth.width(), scene.depth.height(), color)?;
+    if let Some(color) = &scene.color {
+        recording.log_rgb8(scene.depth.width(), scene.depth.height(), color.as_slice())?;
     }
     recording.log_depth(&scene.depth)?;
     Ok(())
@@ -213,11 +216,21 @@ pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
         .output
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("obj"));
-    if is_obj {
-        obj::write_obj(&args.output, &mesh)
-    } else {
-        ply::write_mesh(&args.output, &mesh, encoding(args.ascii))
-    }
+    // The view and the mesh go to Rerun while the file is written.
+    viz::log_beside(
+        recording.as_ref(),
+        |r| {
+            log_view(r, &scene)?;
+            Ok(r.log_mesh(anydepth_viz::paths::MESH, &mesh)?)
+        },
+        || {
+            if is_obj {
+                obj::write_obj(&args.output, &mesh)
+            } else {
+                ply::write_mesh(&args.output, &mesh, encoding(args.ascii))
+            }
+        },
+    )?
     .with_context(|| format!("cannot write {}", args.output.display()))?;
     if !args.quiet {
         eprintln!(
@@ -226,10 +239,6 @@ pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
             mesh.faces.len(),
             args.output.display()
         );
-    }
-    if let Some(recording) = &recording {
-        log_view(recording, scene)?;
-        recording.log_mesh(anydepth_viz::paths::MESH, &mesh)?;
     }
     viz::finish(recording)?;
     Ok(ExitCode::SUCCESS)

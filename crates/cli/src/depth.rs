@@ -392,12 +392,15 @@ pub fn run(args: DepthArgs) -> Result<ExitCode> {
         match estimator.predict_batch(&images) {
             Ok(predictions) => {
                 for ((file, image), prediction) in files.iter().zip(&images).zip(predictions) {
-                    match write_all(out_dir, file, image, &prediction, &plan.formats, &args) {
+                    // The photo and its depth go to Rerun while the outputs are written.
+                    let outcome = viz::log_beside(
+                        recording.as_ref(),
+                        |r| log_photo(r, frame, file, image, &prediction, args.colormap),
+                        || write_all(out_dir, file, image, &prediction, &plan.formats, &args),
+                    )?;
+                    match outcome {
                         Ok(()) => written += 1,
                         Err(e) => failures.push(((*file).clone(), format!("{e:#}"))),
-                    }
-                    if let Some(recording) = &recording {
-                        log_photo(recording, frame, file, image, &prediction, args.colormap)?;
                     }
                     frame += 1;
                     bar.inc(1);

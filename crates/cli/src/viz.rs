@@ -81,6 +81,30 @@ impl RerunArgs {
     }
 }
 
+/// Runs `work` on this thread while `log` sends data to `recording` from a second one, so
+/// that converting the data for Rerun, and Rerun's encoding on its own threads, happen
+/// while `work` (writing the outputs) runs. Without a recording only `work` runs.
+///
+/// Rerun's time is per thread: `log` sets the frame it logs at itself. Returns what `work`
+/// returned, or the error `log` met.
+pub fn log_beside<T>(
+    recording: Option<&Recording>,
+    log: impl FnOnce(&Recording) -> Result<()> + Send,
+    work: impl FnOnce() -> T,
+) -> Result<T> {
+    let Some(recording) = recording else {
+        return Ok(work());
+    };
+    std::thread::scope(|s| {
+        let logging = s.spawn(|| log(recording));
+        let value = work();
+        match logging.join() {
+            Ok(logged) => logged.map(|()| value),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// Flushes the recording; when serving, keeps the process (and the server) alive until
 /// Ctrl-C so viewers can still connect.
 pub fn finish(recording: Option<Recording>) -> Result<()> {

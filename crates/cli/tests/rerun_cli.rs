@@ -125,6 +125,8 @@ fn cloud_and_mesh_save_what_they_write() {
     let positions = rrd.f32_values(paths::CLOUD, "Points3D:positions");
     let written: Vec<f32> = cloud.points.iter().flat_map(|p| [p.x, p.y, p.z]).collect();
     assert_eq!(positions, written, "the same points, in order");
+    // Logged from a second thread while the PLY is written, still at the view's frame.
+    assert!(rrd.timelines(paths::CLOUD).contains(paths::FRAME_TIMELINE));
     let radius = rrd.f32_values(paths::CLOUD, "Points3D:radii");
     assert!(
         radius.len() == 1 && radius[0] > 0.0 && radius[0] < 0.01,
@@ -144,6 +146,7 @@ fn cloud_and_mesh_save_what_they_write() {
     let rrd = Rrd::read(&mesh_rrd).expect("recording decodes");
     assert_view(&rrd, 1);
     assert_archetype(&rrd, paths::MESH, "Mesh3D");
+    assert!(rrd.timelines(paths::MESH).contains(paths::FRAME_TIMELINE));
     let n = mesh.vertices.len();
     assert_eq!(
         rrd.instance_count(paths::MESH, "Mesh3D:vertex_positions"),
@@ -257,6 +260,9 @@ fn depth_saves_photos_and_disparity() {
     );
     assert_eq!(rrd.row_count(paths::RGB, "Image:buffer"), 2);
     assert_eq!(rrd.row_count(paths::DISPARITY, "Image:buffer"), 2);
+    assert!(rrd
+        .timelines(paths::DISPARITY)
+        .contains(paths::FRAME_TIMELINE));
     // 45 x 31 RGB8 colour-mapped disparity, twice.
     let format = rrd.u32_values(paths::DISPARITY, "Image:format");
     assert_eq!(format, [45, 31, 45, 31]);
