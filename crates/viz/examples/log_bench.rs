@@ -4,11 +4,15 @@
 //!
 //! cargo run --release -p anydepth-viz --example log_bench -- DEPTH.png SCALE FX FY CX CY COLOR.jpg
 //!
-//! Per run: `unproject`; the log calls (the time the pipeline's thread spends logging:
-//! conversion to Arrow, hand-over to Rerun's batcher), with the frame's colours and cloud
-//! handed over as `anydepth cloud` does once it has written them; the flush that follows
-//! (Rerun's own threads chunk, LZ4-compress and write the file meanwhile and after); and,
-//! for comparison, converting a borrowed cloud and image (the copying path).
+//! Per run: `unproject`; the log calls (conversion to Arrow, hand-over to Rerun's batcher)
+//! with the frame's colours and cloud handed over owned; the flush that follows (Rerun's
+//! own threads chunk, LZ4-compress and write the file meanwhile and after); and converting
+//! a borrowed cloud and image (the copying path, what the commands do on their logging
+//! thread while they write their files).
+//!
+//! Then where Rerun's encoding spends its time: the same frame logged to a memory sink,
+//! each chunk turned into its transport form (Arrow IPC, then LZ4 or not) as the file sink
+//! does, and the whole stream encoded into a file with and without compression.
 
 use std::path::Path;
 use std::time::Instant;
@@ -107,7 +111,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bytes = std::fs::metadata(&path)?.len();
         std::fs::remove_file(&path)?;
     }
-    std::fs::remove_dir_all(&dir).ok();
     println!("{WIDTH}x{HEIGHT} frame, {points} points, best / median of {runs} runs");
     println!("unproject (with colours):           {}", stats(t_unproject));
     println!("log image + depth + cloud (calls):  {}", stats(t_log));
@@ -119,6 +122,113 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "file size:                          {:8.1} MB",
         bytes as f64 / 1e6
+    );
+
+    encoding_breakdown(&depth, &color, &pinhole, &dir, runs)?;
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// Times Rerun's encoding of the frame's chunks (photo, depth, cloud) with and without LZ4.
+fn encoding_breakdown(
+    depth: &DepthMap<Metres>,
+    color: &[[u8; 3]],
+    pinhole: &PinholeIntrinsics,
+    dir: &Path,
+    runs: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use re_log_encoding::{Compression, Encoder, EncodingOptions, ToTransport};
+    use rerun::log::LogMsg;
+
+    let names = ["photo", "depth", "cloud"];
+    let mut per_chunk = vec![(Vec::new(), Vec::new()); names.len()];
+    let (mut file_lz4, mut file_off) = (Vec::new(), Vec::new());
+    let (mut bytes_lz4, mut bytes_off) = (0, 0);
+    for _ in 0..runs {
+        let cloud = unproject(
+            depth.data(),
+            WIDTH,
+            HEIGHT,
+            pinhole,
+            &UnprojectOptions::default(),
+            Some(color.as_flattened()),
+        )?;
+        let (stream, storage) = rerun::RecordingStreamBuilder::new("anydepth_bench").memory()?;
+        let recording = Recording::from_stream(stream);
+        recording.set_frame(0);
+        recording.log_rgb8(WIDTH, HEIGHT, color.to_vec())?;
+        recording.log_depth(depth)?;
+        recording.log_cloud_owned(paths::CLOUD, cloud, PointRadius::Metres(0.002))?;
+        recording.flush()?;
+        let messages = storage.take();
+        // The data chunks, found by entity (the others are a few bytes of metadata).
+        let chunk_of = |entity: &str| -> Result<&LogMsg, Box<dyn std::error::Error>> {
+            for message in &messages {
+                if let LogMsg::ArrowMsg(_, arrow) = message {
+                    if rerun::log::Chunk::from_arrow_msg(arrow)?
+                        .entity_path()
+                        .to_string()
+                        == format!("/{entity}")
+                    {
+                        return Ok(message);
+                    }
+                }
+            }
+            Err(format!("no chunk logged at {entity}").into())
+        };
+        let chunks = [
+            chunk_of(paths::RGB)?,
+            chunk_of(paths::DEPTH)?,
+            chunk_of(paths::CLOUD)?,
+        ];
+        for (timings, message) in per_chunk.iter_mut().zip(chunks) {
+            let t0 = Instant::now();
+            drop(message.to_transport(Compression::LZ4)?);
+            timings.0.push(t0.elapsed().as_secs_f64());
+            let t0 = Instant::now();
+            drop(message.to_transport(Compression::Off)?);
+            timings.1.push(t0.elapsed().as_secs_f64());
+        }
+        for (options, times, bytes) in [
+            (
+                EncodingOptions::PROTOBUF_COMPRESSED,
+                &mut file_lz4,
+                &mut bytes_lz4,
+            ),
+            (
+                EncodingOptions::PROTOBUF_UNCOMPRESSED,
+                &mut file_off,
+                &mut bytes_off,
+            ),
+        ] {
+            let path = dir.join("encoded.rrd");
+            let t0 = Instant::now();
+            let file = std::fs::File::create(&path)?;
+            let mut encoder = Encoder::new_eager(
+                rerun::external::re_build_info::CrateVersion::LOCAL,
+                options,
+                file,
+            )?;
+            for message in &messages {
+                encoder.append(message)?;
+            }
+            encoder.finish()?;
+            drop(encoder.into_inner()?);
+            times.push(t0.elapsed().as_secs_f64());
+            *bytes = std::fs::metadata(&path)?.len();
+            std::fs::remove_file(&path)?;
+        }
+    }
+    println!("Rerun's encoding, chunk to transport form (LZ4 | no compression):");
+    for (name, (lz4, off)) in names.iter().zip(per_chunk) {
+        println!("  {name:34}{} | {}", stats(lz4), stats(off));
+    }
+    println!(
+        "  whole frame into a file:          {} | {}  ({:.1} MB | {:.1} MB)",
+        stats(file_lz4),
+        stats(file_off),
+        bytes_lz4 as f64 / 1e6,
+        bytes_off as f64 / 1e6
     );
     Ok(())
 }
