@@ -145,14 +145,14 @@ pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
     if args.normals {
         estimate_normals(&mut cloud, 20, Point3::origin())?;
     }
-    let radius = match args.voxel_size {
-        Some(v) => anydepth_viz::PointRadius::Metres(v / 2.0),
-        None => viz::radius_for(scene.depth.data(), &scene.camera),
-    };
     // The view and the cloud go to Rerun while the file is written.
     viz::log_beside(
         recording.as_ref(),
         |r| {
+            let radius = match args.voxel_size {
+                Some(v) => anydepth_viz::PointRadius::Metres(v / 2.0),
+                None => anydepth_viz::PointRadius::for_depth(scene.depth.data(), scene.camera.fx),
+            };
             log_view(r, &scene)?;
             Ok(r.log_cloud(anydepth_viz::paths::CLOUD, &cloud, radius)?)
         },

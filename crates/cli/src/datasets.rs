@@ -57,6 +57,23 @@ pub struct DepthSample {
     pub depth_scale: f64,
 }
 
+impl DepthSample {
+    /// A sample named after its photo's file stem.
+    fn new(rgb: PathBuf, depth: PathBuf, depth_scale: f64) -> Self {
+        Self {
+            name: crate::inputs::stem(&rgb),
+            rgb,
+            depth,
+            depth_scale,
+        }
+    }
+}
+
+/// `scale` when it can be a depth scale (units per metre): positive and finite.
+fn valid_scale(scale: f64) -> Option<f64> {
+    (scale.is_finite() && scale > 0.0).then_some(scale)
+}
+
 /// One photo with DA-2K point pairs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PairSample {
@@ -122,10 +139,6 @@ fn folder_of(file: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn name_of(path: &Path) -> String {
-    crate::inputs::stem(path)
-}
-
 fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -152,7 +165,7 @@ fn read_list(path: &Path) -> Result<Vec<DepthSample>> {
         };
         let depth = root.join(depth);
         let depth_scale = match scale {
-            Some(s) => s.parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0),
+            Some(s) => s.parse::<f64>().ok().and_then(valid_scale),
             None => Some(default_scale(&depth)),
         };
         let Some(depth_scale) = depth_scale else {
@@ -162,13 +175,7 @@ fn read_list(path: &Path) -> Result<Vec<DepthSample>> {
                 path.display()
             );
         };
-        let rgb = root.join(rgb);
-        samples.push(DepthSample {
-            name: name_of(&rgb),
-            rgb,
-            depth,
-            depth_scale,
-        });
+        samples.push(DepthSample::new(root.join(rgb), depth, depth_scale));
     }
     Ok(samples)
 }
@@ -212,7 +219,7 @@ fn read_test_annotations(path: &Path) -> Result<Vec<DepthSample>> {
         let depth = resolve(&root, depth);
         let depth_scale = match entry.get("depth_scale") {
             None => default_scale(&depth),
-            Some(v) => match v.as_f64().filter(|s| s.is_finite() && *s > 0.0) {
+            Some(v) => match v.as_f64().and_then(valid_scale) {
                 Some(s) => s,
                 None => bail!(
                     "files[{i}]: \"depth_scale\" must be a positive number, got {v}: {}",
@@ -220,13 +227,7 @@ fn read_test_annotations(path: &Path) -> Result<Vec<DepthSample>> {
                 ),
             },
         };
-        let rgb = resolve(&root, rgb);
-        samples.push(DepthSample {
-            name: name_of(&rgb),
-            rgb,
-            depth,
-            depth_scale,
-        });
+        samples.push(DepthSample::new(resolve(&root, rgb), depth, depth_scale));
     }
     Ok(samples)
 }

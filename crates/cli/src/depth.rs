@@ -358,15 +358,7 @@ pub fn run(args: DepthArgs) -> Result<ExitCode> {
     let recording = args.rerun.start()?;
     let (estimator, _weights) = args.model.load(args.max_depth, args.batch, args.quiet)?;
 
-    let bar = if args.quiet || todo.len() < 2 {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(todo.len() as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::output::progress_bar(todo.len(), args.quiet);
     let mut failures: Vec<(PathBuf, String)> = Vec::new();
     let mut written = 0usize;
     let mut frame = 0u64;

@@ -10,7 +10,7 @@ use anydepth_geometry::eval::{self, Alignment, Crop, Fit, ImageEvaluation, PairS
 use anydepth_model::{DepthEstimator, Head};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::{json, Value};
 
 use crate::datasets::{self, Dataset, DatasetKind, DepthSample, PairSample};
@@ -291,15 +291,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         );
     }
 
-    let bar = if args.quiet || dataset.len() < 2 {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(dataset.len() as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::output::progress_bar(dataset.len(), args.quiet);
     let mut report = json!({
         "dataset": args.dataset.name(),
         "path": args.path.display().to_string(),

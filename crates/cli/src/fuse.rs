@@ -21,7 +21,6 @@ use anydepth_geometry::unproject::PinholeIntrinsics;
 use anydepth_model::{DepthEstimator, Head};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use nalgebra::Isometry3;
 
 use crate::depth::ModelArgs;
@@ -263,15 +262,7 @@ pub fn run(args: FuseArgs) -> Result<ExitCode> {
     } else if args.scale.is_some() {
         bail!("the depth is already in metres: --scale and --shift apply to disparity");
     }
-    let bar = if args.quiet || frames.len() < 2 {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(frames.len() as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::output::progress_bar(frames.len(), args.quiet);
     let context = FrameContext {
         args: &args,
         estimator: estimator.as_ref(),

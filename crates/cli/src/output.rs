@@ -1,5 +1,6 @@
 //! Writing depth maps to disk: raw values (`.npy`, `.pfm`, `.exr`), normalised 16-bit PNG, and
-//! colour images like the official Depth Anything `run.py`.
+//! colour images like the official Depth Anything `run.py`; and the progress bar of the
+//! commands that go through many files.
 //!
 //! Every write is atomic: the bytes go to a temporary file in the target directory, which
 //! is flushed, synced and then renamed over the final path, so a crash or an error never
@@ -12,6 +13,21 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::ValueEnum;
 use image::codecs::png::PngEncoder;
 use image::{ImageBuffer, Luma, Rgb};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The progress bar over `len` items: hidden when quiet or for a single item.
+pub fn progress_bar(len: usize, quiet: bool) -> ProgressBar {
+    let bar = if quiet || len < 2 {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(len as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
 
 use anydepth_core::depth::finite_range;
 

@@ -136,14 +136,3 @@ pub fn photo_camera(photo: &Path, width: u32, height: u32) -> Result<Intrinsics>
         _ => Ok(Intrinsics::default_guess(width, height)?),
     }
 }
-
-/// Half a pixel's footprint at the mean valid depth: neighbouring points of a full
-/// cloud just touch.
-pub fn radius_for(depth_m: &[f32], camera: &Intrinsics) -> anydepth_viz::PointRadius {
-    let (sum, n) = depth_m
-        .iter()
-        .filter(|d| d.is_finite() && **d > 0.0)
-        .fold((0.0f64, 0usize), |(s, n), &d| (s + f64::from(d), n + 1));
-    let mean = if n > 0 { sum / n as f64 } else { 1.0 };
-    anydepth_viz::PointRadius::pixel_footprint(mean as f32, camera.fx)
-}

@@ -8,58 +8,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The project root (two levels above this crate).
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// When `ANYDEPTH_REQUIRE_REFERENCES=1` a missing input fails the test; otherwise the test
-/// says what is missing and passes without checking.
-fn missing(what: &str) {
-    assert!(
-        std::env::var("ANYDEPTH_REQUIRE_REFERENCES").as_deref() != Ok("1"),
-        "{what}"
-    );
-    eprintln!("skipping: {what}");
-}
-
-/// Where `scripts/reference/make_references.py` wrote its files.
-fn reference_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("ANYDEPTH_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join(".cache/reference"));
-    if dir.join("manifest.json").is_file() {
-        Some(dir)
-    } else {
-        missing(&format!(
-            "no reference outputs in {} (run .venv/bin/python scripts/reference/make_references.py)",
-            dir.display()
-        ));
-        None
-    }
-}
-
-/// A file of the reference folder, or `None` (after [`missing`]) when it is absent.
-fn reference_file(relative: &str) -> Option<PathBuf> {
-    let path = reference_dir()?.join(relative);
-    if path.is_file() {
-        Some(path)
-    } else {
-        missing(&format!("no {}", path.display()));
-        None
-    }
-}
+mod common;
+use common::{assert_code, command, data_root, reference_file, stderr};
 
 /// The random-weight V2 ViT-S checkpoint.
 fn vits_weights() -> Option<PathBuf> {
     reference_file("v2-vits/depth_anything_v2_vits.pth")
-}
-
-/// The data root: `ANYDEPTH_DATA`, else `<root>/../shared/data`.
-fn data_root() -> PathBuf {
-    std::env::var_os("ANYDEPTH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("../shared/data"))
 }
 
 /// `anydepth <args>` with a clean logging environment; returns its output.
@@ -76,24 +30,10 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anydepth"));
-    cmd.args(args).env_remove("RUST_LOG");
+    let mut cmd = command();
+    cmd.args(args);
     env(&mut cmd);
     cmd.output().expect("run anydepth")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit code, showing stderr when it differs.
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit code {code}; stderr:\n{}",
-        stderr(out)
-    );
 }
 
 /// Writes a `w x h` RGB PNG with a smooth pattern that depends on `seed`.

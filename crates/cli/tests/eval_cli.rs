@@ -7,43 +7,16 @@
 //! `ANYDEPTH_REQUIRE_REFERENCES=1`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use anydepth_core::depth_io::read_depth_values;
 use serde_json::Value;
 
 mod common;
-use common::reference_file;
+use common::{anydepth, assert_code, reference_file, s, stderr};
 
 /// `<data>/<name>` holding a `test_annotations.json`, or `None` when absent.
 fn dataset(name: &str) -> Option<PathBuf> {
     common::dataset(name, "test_annotations.json")
-}
-
-fn anydepth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_anydepth"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("anydepth runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit code {code}; stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(out)
-    );
 }
 
 fn read_json(path: &Path) -> Value {

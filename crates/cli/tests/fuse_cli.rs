@@ -7,7 +7,7 @@
 //! `ANYDEPTH_REQUIRE_REFERENCES=1`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::pose::{read_trajectory, PoseFormat};
@@ -17,7 +17,7 @@ use anydepth_geometry::unproject::PinholeIntrinsics;
 use nalgebra::{Isometry3, Translation3, UnitQuaternion, Vector3};
 
 mod common;
-use common::reference_file;
+use common::{assert_ok, command, reference_file, s};
 
 const CAMERA: PinholeIntrinsics = PinholeIntrinsics {
     fx: 525.0,
@@ -32,22 +32,13 @@ fn redwood() -> Option<PathBuf> {
     common::dataset("redwood-livingroom", "odometry.log")
 }
 
+/// Runs `anydepth fuse <args>`.
 fn anydepth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_anydepth"))
+    command()
         .arg("fuse")
         .args(args)
         .output()
         .expect("anydepth runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn assert_ok(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
 }
 
 /// Exit status 2, the message contains every one of `needles`, and `output` was not written.

@@ -5,27 +5,15 @@
 //! Tests skip (with a message) when their data or reference folder is missing, unless
 //! `ANYDEPTH_REQUIRE_REFERENCES=1`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
 use anydepth_geometry::io::ply;
 
 mod common;
-use common::reference_file;
+use common::{anydepth, assert_ok, reference_file, s};
 
 fn data() -> Option<PathBuf> {
     common::dataset("redwood-livingroom", "").map(|_| common::data_root())
-}
-
-fn anydepth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_anydepth"))
-        .args(args)
-        .output()
-        .expect("anydepth runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 #[test]
@@ -46,11 +34,7 @@ fn cloud_and_mesh_from_a_redwood_frame() {
     ];
 
     let out = anydepth(&[&["cloud"][..], &common, &["-o", s(&cloud_path)]].concat());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let cloud = ply::read_point_cloud(&cloud_path).expect("our PLY reads back");
     let (_, _, values) = anydepth_core::depth_io::read_depth_values(&depth, 1000.0).expect("depth");
     let valid = values.iter().filter(|&&d| d > 0.0).count();
@@ -86,11 +70,7 @@ fn cloud_and_mesh_from_a_redwood_frame() {
         ]
         .concat(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let small = ply::read_point_cloud(&cloud_path).expect("read back");
     assert!(small.len() < cloud.len() / 10 && small.normals.is_some());
 
@@ -103,11 +83,7 @@ fn cloud_and_mesh_from_a_redwood_frame() {
         ]
         .concat(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let mesh = ply::read_mesh(&mesh_path).expect("mesh reads back");
     assert!(!mesh.faces.is_empty());
     assert!(
@@ -181,11 +157,7 @@ fn cloud_and_mesh_from_a_photo_with_a_metric_model() {
         ]
         .concat(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let (w, h, depth) =
         anydepth_core::depth_io::read_depth_values(&dir.path().join("odd_45x31.npy"), 1.0)
             .expect("depth npy");
@@ -213,11 +185,7 @@ fn cloud_and_mesh_from_a_photo_with_a_metric_model() {
         ]
         .concat(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let cloud = ply::read_point_cloud(&cloud_path).expect("our PLY reads back");
     assert_eq!(cloud.len(), valid.len(), "one point per valid pixel");
     assert!(cloud.len() <= (w * h) as usize);
@@ -263,11 +231,7 @@ fn cloud_and_mesh_from_a_photo_with_a_metric_model() {
         "-o",
         s(&exr_cloud_path),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let exr_cloud = ply::read_point_cloud(&exr_cloud_path).expect("PLY reads back");
     let exr_z: Vec<f32> = exr_cloud.points.iter().map(|p| p.z).collect();
     let npy_z: Vec<f32> = valid.iter().map(|&(_, z)| z).collect();
@@ -289,11 +253,7 @@ fn cloud_and_mesh_from_a_photo_with_a_metric_model() {
         ]
         .concat(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let mesh = ply::read_mesh(&mesh_path).expect("mesh reads back");
     assert!(!mesh.faces.is_empty(), "a smooth photo gives triangles");
     let n = mesh.vertices.len() as u32;

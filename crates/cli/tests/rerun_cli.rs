@@ -6,8 +6,8 @@
 //! `ANYDEPTH_REQUIRE_REFERENCES=1`.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anydepth_geometry::io::ply;
@@ -15,33 +15,10 @@ use anydepth_viz::paths;
 use anydepth_viz::rrd::Rrd;
 
 mod common;
-use common::reference_file;
+use common::{anydepth, assert_ok, command, reference_file, s};
 
 fn redwood() -> Option<PathBuf> {
     common::dataset("redwood-livingroom", "odometry.log")
-}
-
-fn command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_anydepth"));
-    // No viewer of a developer's build may be picked up instead of the one on PATH.
-    command.env_remove("CARGO_TARGET_DIR");
-    command
-}
-
-fn anydepth(args: &[&str]) -> Output {
-    command().args(args).output().expect("anydepth runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const INTRINSICS: &str = "525,525,319.5,239.5";
@@ -100,17 +77,18 @@ fn cloud_and_mesh_save_what_they_write() {
         "--quiet",
     ];
 
-    let (cloud_ply, cloud_rrd) = (dir.path().join("cloud.ply"), dir.path().join("cloud.rrd"));
-    assert_ok(&anydepth(
-        &[
-            &["cloud"][..],
-            &view,
-            &["-o", s(&cloud_ply), "--save", s(&cloud_rrd)],
-        ]
-        .concat(),
-    ));
+    // `anydepth <command>` of the view, saved: the PLY it wrote and the recording.
+    let save = |command: &str| {
+        let ply = dir.path().join(format!("{command}.ply"));
+        let rrd = dir.path().join(format!("{command}.rrd"));
+        assert_ok(&anydepth(
+            &[&[command][..], &view, &["-o", s(&ply), "--save", s(&rrd)]].concat(),
+        ));
+        (ply, Rrd::read(&rrd).expect("recording decodes"))
+    };
+
+    let (cloud_ply, rrd) = save("cloud");
     let cloud = ply::read_point_cloud(&cloud_ply).expect("PLY reads");
-    let rrd = Rrd::read(&cloud_rrd).expect("recording decodes");
     assert_view(&rrd, 1);
     assert_archetype(&rrd, paths::CLOUD, "Points3D");
     assert_eq!(
@@ -133,17 +111,8 @@ fn cloud_and_mesh_save_what_they_write() {
         "half a pixel at a few metres: {radius:?}"
     );
 
-    let (mesh_ply, mesh_rrd) = (dir.path().join("mesh.ply"), dir.path().join("mesh.rrd"));
-    assert_ok(&anydepth(
-        &[
-            &["mesh"][..],
-            &view,
-            &["-o", s(&mesh_ply), "--save", s(&mesh_rrd)],
-        ]
-        .concat(),
-    ));
+    let (mesh_ply, rrd) = save("mesh");
     let mesh = ply::read_mesh(&mesh_ply).expect("PLY reads");
-    let rrd = Rrd::read(&mesh_rrd).expect("recording decodes");
     assert_view(&rrd, 1);
     assert_archetype(&rrd, paths::MESH, "Mesh3D");
     assert!(rrd.timelines(paths::MESH).contains(paths::FRAME_TIMELINE));

@@ -86,8 +86,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t_copying.push(t0.elapsed().as_secs_f64());
         drop((copied, image));
 
-        // The frame's colours as the pipeline owns them, handed to Rerun once used (as
-        // `anydepth cloud` does after writing its outputs); copied here outside the timing.
+        // The frame's colours as a pipeline that no longer needs them owns them, handed to
+        // Rerun without a copy; copied here outside the timing.
         let frame_color = color.clone();
         let path = dir.join(format!("frame{run}.rrd"));
         let recording = Recording::start(&Sink::Save { path: path.clone() }, "anydepth_bench")?;
@@ -144,43 +144,44 @@ fn encoding_breakdown(
     let mut per_chunk = vec![(Vec::new(), Vec::new()); names.len()];
     let (mut file_lz4, mut file_off) = (Vec::new(), Vec::new());
     let (mut bytes_lz4, mut bytes_off) = (0, 0);
-    for _ in 0..runs {
-        let cloud = unproject(
-            depth.data(),
-            WIDTH,
-            HEIGHT,
-            pinhole,
-            &UnprojectOptions::default(),
-            Some(color.as_flattened()),
-        )?;
-        let (stream, storage) = rerun::RecordingStreamBuilder::new("anydepth_bench").memory()?;
-        let recording = Recording::from_stream(stream);
-        recording.set_frame(0);
-        recording.log_rgb8(WIDTH, HEIGHT, color.to_vec())?;
-        recording.log_depth(depth)?;
-        recording.log_cloud_owned(paths::CLOUD, cloud, PointRadius::Metres(0.002))?;
-        recording.flush()?;
-        let messages = storage.take();
-        // The data chunks, found by entity (the others are a few bytes of metadata).
-        let chunk_of = |entity: &str| -> Result<&LogMsg, Box<dyn std::error::Error>> {
-            for message in &messages {
-                if let LogMsg::ArrowMsg(_, arrow) = message {
-                    if rerun::log::Chunk::from_arrow_msg(arrow)?
-                        .entity_path()
-                        .to_string()
-                        == format!("/{entity}")
-                    {
-                        return Ok(message);
-                    }
+    // The frame's messages, logged once; only their encoding is timed.
+    let cloud = unproject(
+        depth.data(),
+        WIDTH,
+        HEIGHT,
+        pinhole,
+        &UnprojectOptions::default(),
+        Some(color.as_flattened()),
+    )?;
+    let (stream, storage) = rerun::RecordingStreamBuilder::new("anydepth_bench").memory()?;
+    let recording = Recording::from_stream(stream);
+    recording.set_frame(0);
+    recording.log_rgb8(WIDTH, HEIGHT, color)?;
+    recording.log_depth(depth)?;
+    recording.log_cloud(paths::CLOUD, &cloud, PointRadius::Metres(0.002))?;
+    recording.flush()?;
+    let messages = storage.take();
+    // The data chunks, found by entity (the others are a few bytes of metadata).
+    let chunk_of = |entity: &str| -> Result<&LogMsg, Box<dyn std::error::Error>> {
+        for message in &messages {
+            if let LogMsg::ArrowMsg(_, arrow) = message {
+                if rerun::log::Chunk::from_arrow_msg(arrow)?
+                    .entity_path()
+                    .to_string()
+                    == format!("/{entity}")
+                {
+                    return Ok(message);
                 }
             }
-            Err(format!("no chunk logged at {entity}").into())
-        };
-        let chunks = [
-            chunk_of(paths::RGB)?,
-            chunk_of(paths::DEPTH)?,
-            chunk_of(paths::CLOUD)?,
-        ];
+        }
+        Err(format!("no chunk logged at {entity}").into())
+    };
+    let chunks = [
+        chunk_of(paths::RGB)?,
+        chunk_of(paths::DEPTH)?,
+        chunk_of(paths::CLOUD)?,
+    ];
+    for _ in 0..runs {
         for (timings, message) in per_chunk.iter_mut().zip(chunks) {
             let t0 = Instant::now();
             drop(message.to_transport(Compression::LZ4)?);

@@ -37,6 +37,17 @@ impl PointRadius {
         Self::Metres((0.5 * f64::from(depth_m) / fx) as f32)
     }
 
+    /// [`PointRadius::pixel_footprint`] at the mean of the valid (finite, positive) values
+    /// of a depth map, 1 m when there are none: the points of its full cloud just touch.
+    pub fn for_depth(depth_m: &[f32], fx: f64) -> Self {
+        let (sum, n) = depth_m
+            .iter()
+            .filter(|d| d.is_finite() && **d > 0.0)
+            .fold((0.0f64, 0usize), |(s, n), &d| (s + f64::from(d), n + 1));
+        let mean = if n > 0 { sum / n as f64 } else { 1.0 };
+        Self::pixel_footprint(mean as f32, fx)
+    }
+
     fn component(self) -> rerun::components::Radius {
         match self {
             Self::Metres(r) => rerun::components::Radius::new_scene_units(r),
@@ -122,7 +133,6 @@ fn triangles(faces: &[[u32; 3]]) -> Result<ArrayRef> {
 /// One parallel pass over the points and one over the colours, writing the Arrow buffers
 /// the recording stream keeps; [`points3d_owned`] skips the pass over the points.
 pub fn points3d(cloud: &PointCloud, radius: PointRadius) -> Result<rerun::Points3D> {
-    check_len("colours", cloud.colors.as_ref().map(Vec::len), cloud.len())?;
     points3d_from(
         Cow::Borrowed(&cloud.points),
         cloud.colors.as_deref(),
@@ -136,7 +146,6 @@ pub fn points3d(cloud: &PointCloud, radius: PointRadius) -> Result<rerun::Points
 /// # Errors
 /// When colours and points disagree in number.
 pub fn points3d_owned(cloud: PointCloud, radius: PointRadius) -> Result<rerun::Points3D> {
-    check_len("colours", cloud.colors.as_ref().map(Vec::len), cloud.len())?;
     points3d_from(Cow::Owned(cloud.points), cloud.colors.as_deref(), radius)
 }
 
@@ -146,6 +155,7 @@ fn points3d_from(
     radius: PointRadius,
 ) -> Result<rerun::Points3D> {
     use rerun::Points3D;
+    check_len("colours", rgb.map(<[_]>::len), points.len())?;
     let radii: ArrayRef = Arc::new(Float32Array::from(vec![radius.component().0 .0]));
     Ok(Points3D {
         positions: batch(positions(points)?, Points3D::descriptor_positions()),
@@ -262,6 +272,20 @@ pub fn transform(world_from_camera: &Isometry3<f64>) -> rerun::Transform3D {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn radius_for_depth_is_half_a_pixel_at_the_mean_valid_depth() {
+        let PointRadius::Metres(r) =
+            PointRadius::for_depth(&[1.0, 3.0, f32::NAN, 0.0, f32::INFINITY], 100.0)
+        else {
+            panic!("metres");
+        };
+        assert!((r - 0.01).abs() < 1e-7, "{r}");
+        let PointRadius::Metres(r) = PointRadius::for_depth(&[f32::NAN], 50.0) else {
+            panic!("metres");
+        };
+        assert!((r - 0.01).abs() < 1e-7, "1 m without valid depth: {r}");
+    }
 
     fn cloud() -> PointCloud {
         PointCloud {

@@ -46,8 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(camera) => camera,
         None => Intrinsics::default_guess(width, height)?,
     };
+    let colors = image.to_rgb8();
     recording.log_camera(&camera, &Isometry3::identity())?;
-    recording.log_image(&image)?;
+    recording.log_rgb8(width, height, colors.as_slice())?;
 
     // 3. Depth in metres.
     let estimator = DepthEstimator::from_checkpoint(
@@ -63,7 +64,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     recording.log_depth(&depth)?;
 
     // 4. The point cloud, coloured by the photo.
-    let colors = image.to_rgb8();
     let pinhole = PinholeIntrinsics::from(&camera);
     let cloud = unproject(
         depth.data(),
@@ -73,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &UnprojectOptions::default(),
         Some(colors.as_flattened()),
     )?;
-    let radius = PointRadius::pixel_footprint(depth.finite_range().map_or(1.0, |r| r.1), camera.fx);
+    let radius = PointRadius::for_depth(depth.data(), camera.fx);
     recording.log_cloud(paths::CLOUD, &cloud, radius)?;
 
     // 5. The mesh, cut at depth discontinuities (with vertex normals for shading).

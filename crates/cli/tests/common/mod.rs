@@ -1,9 +1,53 @@
-//! Helpers shared by the end-to-end tests: where the data and the reference files are,
-//! and what a test does when they are absent.
+//! Helpers shared by the end-to-end tests: running the binary, checking how it ended,
+//! where the data and the reference files are, and what a test does when they are absent.
 
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `anydepth` binary with a clean environment: no `RUST_LOG` (tests read its output)
+/// and no `CARGO_TARGET_DIR` (no viewer of a developer's build may be picked up instead of
+/// the one on PATH).
+pub fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_anydepth"));
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("CARGO_TARGET_DIR");
+    command
+}
+
+/// Runs `anydepth <args>` to the end.
+pub fn anydepth(args: &[&str]) -> Output {
+    command().args(args).output().expect("anydepth runs")
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing stdout and stderr when it differs.
+pub fn assert_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit code {code}; stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+}
+
+/// Asserts success, showing stderr otherwise; returns stderr.
+pub fn assert_ok(out: &Output) -> String {
+    let stderr = stderr(out);
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
 
 /// When `ANYDEPTH_REQUIRE_REFERENCES=1` a missing input fails the test; otherwise the test
 /// says what is missing and passes without checking.
