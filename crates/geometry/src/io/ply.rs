@@ -31,7 +31,8 @@
 //! ```
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{self, BufReader, Write};
+use std::ops::Range;
 use std::path::Path;
 
 use nalgebra::{Point3, Vector3};
@@ -41,6 +42,7 @@ use ply_rs_bw::ply::{
     PropertyDef, PropertyType, ScalarType,
 };
 use ply_rs_bw::writer::Writer;
+use rayon::prelude::*;
 
 use crate::io::write_atomically;
 use crate::{Error, PointCloud, Result, TriangleMesh};
@@ -62,14 +64,15 @@ pub enum PlyEncoding {
 /// [`Error::File`] when the file cannot be written.
 pub fn write_point_cloud(path: &Path, cloud: &PointCloud, encoding: PlyEncoding) -> Result<()> {
     cloud.validate()?;
-    let ply = build_ply(
-        &cloud.points,
-        cloud.normals.as_deref(),
-        cloud.colors.as_deref(),
-        None,
-        encoding,
-    );
-    write_ply(path, ply)
+    let vertices = Vertices {
+        points: &cloud.points,
+        normals: cloud.normals.as_deref(),
+        colors: cloud.colors.as_deref(),
+    };
+    match encoding {
+        PlyEncoding::BinaryLittleEndian => write_binary(path, &vertices, None),
+        PlyEncoding::Ascii => write_with_ply_rs(path, &vertices, None, encoding),
+    }
 }
 
 /// Writes a triangle mesh as a PLY file, atomically.
@@ -86,14 +89,15 @@ pub fn write_mesh(path: &Path, mesh: &TriangleMesh, encoding: PlyEncoding) -> Re
             mesh.vertices.len()
         )));
     }
-    let ply = build_ply(
-        &mesh.vertices,
-        mesh.normals.as_deref(),
-        mesh.colors.as_deref(),
-        Some(&mesh.faces),
-        encoding,
-    );
-    write_ply(path, ply)
+    let vertices = Vertices {
+        points: &mesh.vertices,
+        normals: mesh.normals.as_deref(),
+        colors: mesh.colors.as_deref(),
+    };
+    match encoding {
+        PlyEncoding::BinaryLittleEndian => write_binary(path, &vertices, Some(&mesh.faces)),
+        PlyEncoding::Ascii => write_with_ply_rs(path, &vertices, Some(&mesh.faces), encoding),
+    }
 }
 
 /// Reads the vertices of a PLY file (with normals and colours when it has them) as a
@@ -232,36 +236,195 @@ impl PropertyAccess for Element {
     }
 }
 
-fn scalar_properties(element: &mut ElementDef, names: &[&str], scalar: ScalarType) {
+/// The comment line of every written header.
+const COMMENT: &str = "written by anydepth";
+const POSITION: [&str; 3] = ["x", "y", "z"];
+const NORMAL: [&str; 3] = ["nx", "ny", "nz"];
+const COLOR: [&str; 3] = ["red", "green", "blue"];
+/// Bytes of one binary face row: a `uchar` count of 3, then three `int` indices.
+const FACE_ROW_BYTES: usize = 1 + 3 * 4;
+/// Rows one rayon task encodes.
+const ROWS_PER_TASK: usize = 1 << 13;
+/// Rows encoded (in parallel) into the reused buffer before it is written out, which
+/// bounds the writer's memory to a few megabytes whatever the size of the cloud.
+const ROWS_PER_BATCH: usize = 1 << 18;
+
+/// The vertex element to write: positions, with normals and colours when present (each
+/// as long as `points`, which the callers have validated).
+#[derive(Clone, Copy)]
+struct Vertices<'a> {
+    points: &'a [Point3<f32>],
+    normals: Option<&'a [Vector3<f32>]>,
+    colors: Option<&'a [[u8; 3]]>,
+}
+
+impl Vertices<'_> {
+    /// Bytes of one binary vertex row.
+    fn row_bytes(&self) -> usize {
+        3 * 4
+            + if self.normals.is_some() { 3 * 4 } else { 0 }
+            + if self.colors.is_some() { 3 } else { 0 }
+    }
+
+    /// Encodes vertices `rows` into `out`, which holds exactly that many rows.
+    fn encode(&self, rows: Range<usize>, out: &mut [u8]) {
+        let points = &self.points[rows.clone()];
+        match (self.normals, self.colors) {
+            (None, None) => encode_vertex_rows::<false, false>(out, points, &[], &[]),
+            (None, Some(c)) => encode_vertex_rows::<false, true>(out, points, &[], &c[rows]),
+            (Some(n), None) => encode_vertex_rows::<true, false>(out, points, &n[rows], &[]),
+            (Some(n), Some(c)) => {
+                encode_vertex_rows::<true, true>(out, points, &n[rows.clone()], &c[rows]);
+            }
+        }
+    }
+}
+
+/// Little-endian `float x, y, z[, nx, ny, nz][, uchar red, green, blue]` rows; one
+/// instance per layout so that the per-row work has no branches.
+fn encode_vertex_rows<const NORMALS: bool, const COLORS: bool>(
+    out: &mut [u8],
+    points: &[Point3<f32>],
+    normals: &[Vector3<f32>],
+    colors: &[[u8; 3]],
+) {
+    let row_bytes = 12 + if NORMALS { 12 } else { 0 } + if COLORS { 3 } else { 0 };
+    for (i, (row, p)) in out.chunks_exact_mut(row_bytes).zip(points).enumerate() {
+        put_f32x3(&mut row[..12], &p.coords);
+        if NORMALS {
+            put_f32x3(&mut row[12..24], &normals[i]);
+        }
+        if COLORS {
+            row[row_bytes - 3..].copy_from_slice(&colors[i]);
+        }
+    }
+}
+
+fn put_f32x3(out: &mut [u8], v: &Vector3<f32>) {
+    out[0..4].copy_from_slice(&v.x.to_le_bytes());
+    out[4..8].copy_from_slice(&v.y.to_le_bytes());
+    out[8..12].copy_from_slice(&v.z.to_le_bytes());
+}
+
+/// Little-endian `list uchar int` rows of three indices each.
+fn encode_face_rows(faces: &[[u32; 3]], out: &mut [u8]) {
+    for (row, face) in out.chunks_exact_mut(FACE_ROW_BYTES).zip(faces) {
+        row[0] = 3;
+        for (k, &v) in face.iter().enumerate() {
+            // Indices are below i32::MAX (the caller checked the vertex count), where
+            // the bytes of the u32 are those of the PLY int.
+            row[1 + 4 * k..5 + 4 * k].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// The header ply-rs-bw writes for [`build_ply`]'s layout in binary little endian.
+fn binary_header(vertices: &Vertices<'_>, faces: Option<&[[u32; 3]]>) -> String {
+    let mut header = format!(
+        "ply\nformat binary_little_endian 1.0\ncomment {COMMENT}\nelement vertex {}\n",
+        vertices.points.len()
+    );
+    let mut scalars = |names: [&str; 3], scalar: &str| {
+        for name in names {
+            header.push_str(&format!("property {scalar} {name}\n"));
+        }
+    };
+    scalars(POSITION, "float");
+    if vertices.normals.is_some() {
+        scalars(NORMAL, "float");
+    }
+    if vertices.colors.is_some() {
+        scalars(COLOR, "uchar");
+    }
+    if let Some(faces) = faces {
+        header.push_str(&format!(
+            "element face {}\nproperty list uchar int vertex_indices\n",
+            faces.len()
+        ));
+    }
+    header.push_str("end_header\n");
+    header
+}
+
+/// Writes `rows` rows of `row_bytes` bytes each to `out`: `encode(range, bytes)` fills
+/// `bytes` with the rows in `range`, tasks of [`ROWS_PER_TASK`] rows in parallel, one
+/// batch of [`ROWS_PER_BATCH`] rows at a time.
+fn write_rows(
+    out: &mut dyn Write,
+    rows: usize,
+    row_bytes: usize,
+    encode: impl Fn(Range<usize>, &mut [u8]) + Sync,
+) -> io::Result<()> {
+    let mut buffer = vec![0u8; rows.min(ROWS_PER_BATCH) * row_bytes];
+    for start in (0..rows).step_by(ROWS_PER_BATCH) {
+        let end = rows.min(start + ROWS_PER_BATCH);
+        let bytes = &mut buffer[..(end - start) * row_bytes];
+        bytes
+            .par_chunks_mut(ROWS_PER_TASK * row_bytes)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                let first = start + task * ROWS_PER_TASK;
+                encode(first..first + chunk.len() / row_bytes, chunk);
+            });
+        out.write_all(bytes)?;
+    }
+    Ok(())
+}
+
+/// Binary little-endian PLY, byte for byte what ply-rs-bw writes for the same data
+/// ([`write_with_ply_rs`]), encoded in parallel.
+fn write_binary(path: &Path, vertices: &Vertices<'_>, faces: Option<&[[u32; 3]]>) -> Result<()> {
+    let header = binary_header(vertices, faces);
+    write_atomically(path, |out| {
+        out.write_all(header.as_bytes())?;
+        write_rows(
+            out,
+            vertices.points.len(),
+            vertices.row_bytes(),
+            |rows, bytes| vertices.encode(rows, bytes),
+        )?;
+        if let Some(faces) = faces {
+            write_rows(out, faces.len(), FACE_ROW_BYTES, |rows, bytes| {
+                encode_face_rows(&faces[rows], bytes);
+            })?;
+        }
+        Ok(())
+    })
+}
+
+fn scalar_properties(element: &mut ElementDef, names: [&str; 3], scalar: ScalarType) {
     for name in names {
         element.properties.add(PropertyDef::new(
-            (*name).to_string(),
+            name.to_string(),
             PropertyType::Scalar(scalar.clone()),
         ));
     }
 }
 
 fn build_ply(
-    points: &[Point3<f32>],
-    normals: Option<&[Vector3<f32>]>,
-    colors: Option<&[[u8; 3]]>,
+    vertices: &Vertices<'_>,
     faces: Option<&[[u32; 3]]>,
     encoding: PlyEncoding,
 ) -> Ply<Element> {
+    let Vertices {
+        points,
+        normals,
+        colors,
+    } = *vertices;
     let mut header = Header::new();
     header.encoding = match encoding {
         PlyEncoding::BinaryLittleEndian => Encoding::BinaryLittleEndian,
         PlyEncoding::Ascii => Encoding::Ascii,
     };
-    header.comments.push("written by anydepth".into());
+    header.comments.push(COMMENT.into());
 
     let mut vertex = ElementDef::new("vertex".into());
-    scalar_properties(&mut vertex, &["x", "y", "z"], ScalarType::Float);
+    scalar_properties(&mut vertex, POSITION, ScalarType::Float);
     if normals.is_some() {
-        scalar_properties(&mut vertex, &["nx", "ny", "nz"], ScalarType::Float);
+        scalar_properties(&mut vertex, NORMAL, ScalarType::Float);
     }
     if colors.is_some() {
-        scalar_properties(&mut vertex, &["red", "green", "blue"], ScalarType::UChar);
+        scalar_properties(&mut vertex, COLOR, ScalarType::UChar);
     }
     vertex.count = points.len();
     let vertices: Vec<Element> = points
@@ -300,7 +463,15 @@ fn build_ply(
     ply
 }
 
-fn write_ply(path: &Path, mut ply: Ply<Element>) -> Result<()> {
+/// Writes through ply-rs-bw: the ASCII writer, and the reference the binary writer
+/// matches byte for byte.
+fn write_with_ply_rs(
+    path: &Path,
+    vertices: &Vertices<'_>,
+    faces: Option<&[[u32; 3]]>,
+    encoding: PlyEncoding,
+) -> Result<()> {
+    let mut ply = build_ply(vertices, faces, encoding);
     write_atomically(path, |mut out| {
         Writer::new().write_ply(&mut out, &mut ply)?;
         Ok(())
@@ -480,6 +651,173 @@ mod tests {
         assert_eq!(lines, expected);
         // 50 vertices of 27 bytes, 48 faces of 13 bytes after "end_header\n".
         assert_eq!(bytes.len() - end - 11, 50 * 27 + 48 * 13);
+    }
+
+    /// Writes `vertices` (and `faces`) through ply-rs-bw and through the binary writer
+    /// and checks that the files are the same bytes.
+    fn assert_binary_matches_ply_rs(
+        dir: &Path,
+        name: &str,
+        vertices: &Vertices<'_>,
+        faces: Option<&[[u32; 3]]>,
+    ) -> PathBuf {
+        let reference = dir.join(format!("{name}-ply-rs.ply"));
+        write_with_ply_rs(&reference, vertices, faces, PlyEncoding::BinaryLittleEndian)
+            .expect("written");
+        let path = dir.join(format!("{name}.ply"));
+        write_binary(&path, vertices, faces).expect("written");
+        let expected = std::fs::read(&reference).expect("readable");
+        let got = std::fs::read(&path).expect("readable");
+        assert_eq!(got.len(), expected.len(), "{name}: length");
+        if let Some(at) = got.iter().zip(&expected).position(|(a, b)| a != b) {
+            panic!("{name}: first difference at byte {at} of {}", got.len());
+        }
+        path
+    }
+
+    const LAYOUTS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+    #[test]
+    fn binary_clouds_match_ply_rs_byte_for_byte() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut clouds: Vec<(String, PointCloud)> = LAYOUTS
+            .iter()
+            .map(|&(c, n)| (format!("colors-{c}-normals-{n}"), cloud(c, n)))
+            .collect();
+        clouds.push(("empty".into(), PointCloud::default()));
+        clouds.push((
+            "empty-with-attributes".into(),
+            PointCloud {
+                points: vec![],
+                colors: Some(vec![]),
+                normals: Some(vec![]),
+            },
+        ));
+        // Values whose bytes are unusual: signed zeros, subnormals, extremes, and
+        // normals that are not finite (only positions are validated).
+        clouds.push((
+            "odd-values".into(),
+            PointCloud {
+                points: vec![
+                    Point3::new(-0.0, 0.0, f32::MIN_POSITIVE / 8.0),
+                    Point3::new(f32::MAX, f32::MIN, f32::EPSILON),
+                ],
+                colors: Some(vec![[0, 128, 255], [255, 0, 1]]),
+                normals: Some(vec![
+                    Vector3::new(f32::NAN, f32::INFINITY, f32::NEG_INFINITY),
+                    Vector3::new(-0.0, 1.0, -1.0),
+                ]),
+            },
+        ));
+        for (name, original) in &clouds {
+            let vertices = Vertices {
+                points: &original.points,
+                normals: original.normals.as_deref(),
+                colors: original.colors.as_deref(),
+            };
+            let path = assert_binary_matches_ply_rs(dir.path(), name, &vertices, None);
+            // The public writer takes the new path and writes the same file.
+            let public = dir.path().join(format!("{name}-public.ply"));
+            write_point_cloud(&public, original, PlyEncoding::BinaryLittleEndian).expect("written");
+            assert_eq!(
+                std::fs::read(&public).expect("readable"),
+                std::fs::read(&path).expect("readable"),
+                "{name}"
+            );
+            let back = read_point_cloud(&path).expect("read");
+            if name == "odd-values" {
+                // NaN is not equal to itself: compare the bits.
+                let bits = |c: &PointCloud| {
+                    c.normals
+                        .as_ref()
+                        .map(|n| n.iter().map(|v| v.map(f32::to_bits)).collect::<Vec<_>>())
+                };
+                assert_eq!(back.points, original.points);
+                assert_eq!(back.colors, original.colors);
+                assert_eq!(bits(&back), bits(original));
+            } else if original.is_empty() {
+                // An empty cloud reads back as empty, with whatever attributes were declared.
+                assert!(back.is_empty(), "{name}");
+            } else {
+                assert_eq!(&back, original, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn binary_meshes_match_ply_rs_byte_for_byte() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut meshes: Vec<(String, TriangleMesh)> = LAYOUTS
+            .iter()
+            .map(|&(c, n)| (format!("colors-{c}-normals-{n}"), mesh(c, n)))
+            .collect();
+        meshes.push(("empty".into(), TriangleMesh::default()));
+        let mut no_faces = mesh(true, false);
+        no_faces.faces.clear();
+        meshes.push(("no-faces".into(), no_faces));
+        for (name, original) in &meshes {
+            let vertices = Vertices {
+                points: &original.vertices,
+                normals: original.normals.as_deref(),
+                colors: original.colors.as_deref(),
+            };
+            let path =
+                assert_binary_matches_ply_rs(dir.path(), name, &vertices, Some(&original.faces));
+            let public = dir.path().join(format!("{name}-public.ply"));
+            write_mesh(&public, original, PlyEncoding::BinaryLittleEndian).expect("written");
+            assert_eq!(
+                std::fs::read(&public).expect("readable"),
+                std::fs::read(&path).expect("readable"),
+                "{name}"
+            );
+            assert_eq!(&read_mesh(&path).expect("read"), original, "{name}");
+        }
+    }
+
+    /// Enough rows for several batches and a last, partial task in each, so every
+    /// boundary of the parallel encoding is crossed.
+    #[test]
+    fn binary_writer_matches_ply_rs_across_batches() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let n = 2 * ROWS_PER_BATCH + ROWS_PER_TASK + 17;
+        let mut lcg = crate::cloud::Lcg(7);
+        let mut big = TriangleMesh {
+            vertices: (0..n)
+                .map(|_| {
+                    Point3::new(
+                        lcg.uniform_f32(-3.0, 3.0),
+                        lcg.uniform_f32(-2.0, 2.0),
+                        lcg.uniform_f32(0.1, 9.0),
+                    )
+                })
+                .collect(),
+            colors: Some(
+                (0..n)
+                    .map(|i| [i as u8, (i >> 8) as u8, (i >> 16) as u8])
+                    .collect(),
+            ),
+            ..TriangleMesh::default()
+        };
+        let last = n as u32 - 1;
+        big.faces = (0..n as u32 + 5)
+            .map(|i| [i % n as u32, last - i % n as u32, (i * 7919) % n as u32])
+            .collect();
+        big.compute_vertex_normals();
+        let vertices = Vertices {
+            points: &big.vertices,
+            normals: big.normals.as_deref(),
+            colors: big.colors.as_deref(),
+        };
+        let path = assert_binary_matches_ply_rs(dir.path(), "mesh", &vertices, Some(&big.faces));
+        assert_eq!(read_mesh(&path).expect("read"), big);
+        let vertices = Vertices {
+            normals: None,
+            ..vertices
+        };
+        let path = assert_binary_matches_ply_rs(dir.path(), "cloud", &vertices, None);
+        let back = read_point_cloud(&path).expect("read");
+        assert_eq!(back.points, big.vertices);
+        assert_eq!(back.colors, big.colors);
     }
 
     fn write_text(dir: &Path, name: &str, text: &str) -> PathBuf {
