@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release -p anydepth
+cargo build --release -p anydepth -p anydepth-torch-cli
 weights=()
 if [ -n "${ANYDEPTH_WEIGHTS:-}" ]; then weights=(--weights "$ANYDEPTH_WEIGHTS"); fi
 target/release/anydepth depth assets/example.png --out out/example \

@@ -34,7 +34,7 @@ def main():
     args = ap.parse_args()
     binary = ROOT / "target/release/anydepth"
     if not binary.exists():
-        sys.exit("build first: cargo build --release -p anydepth")
+        sys.exit("build first: cargo build --release -p anydepth -p anydepth-torch-cli")
     torch.set_num_threads(os.cpu_count() or 1)
     model = DepthAnythingV2(encoder="vits", features=64, out_channels=[48, 96, 192, 384])
     model.load_state_dict(torch.load(args.weights, map_location="cpu"))

@@ -42,7 +42,7 @@ def main() -> int:
         print(f"missing {DATA}: the Redwood living-room sequence", file=sys.stderr)
         return 2
     if not args.binary.is_file():
-        print(f"missing {args.binary}: cargo build --release -p anydepth", file=sys.stderr)
+        print(f"missing {args.binary}: cargo build --release -p anydepth -p anydepth-torch-cli", file=sys.stderr)
         return 2
 
     with tempfile.TemporaryDirectory(prefix="anydepth-rerun-overhead-") as tmp:

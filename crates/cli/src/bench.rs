@@ -4,12 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anydepth_model::{DepthEstimator, EstimatorOptions, ModelSpec};
+use anydepth_model::{DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use tch::{Device, Tensor};
-
-use crate::depth::{DeviceArg, PrecisionArg};
 
 /// Arguments of `anydepth bench`.
 #[derive(Debug, Args)]
@@ -22,10 +19,10 @@ pub struct BenchArgs {
     pub weights: PathBuf,
 
     #[arg(long, default_value = "auto")]
-    pub device: DeviceArg,
+    pub device: DeviceChoice,
 
     #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: PrecisionArg,
+    pub precision: Precision,
 
     /// Images per forward pass.
     #[arg(long, default_value_t = 1)]
@@ -47,58 +44,41 @@ pub struct BenchArgs {
     pub warmup: usize,
 }
 
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
 /// Runs `anydepth bench` and prints one line per measurement.
-pub fn run(args: BenchArgs) -> Result<ExitCode> {
+pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     if args.iters == 0 || args.batch == 0 {
         bail!("--iters and --batch must be at least 1");
     }
     let (w, h) = args
         .size
         .split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<i64>().ok()?, h.parse::<i64>().ok()?)))
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
         .filter(|(w, h)| *w >= 14 && *h >= 14 && w % 14 == 0 && h % 14 == 0)
         .context("--size must be WIDTHxHEIGHT with multiples of 14, e.g. 518x518")?;
     let options = EstimatorOptions {
-        device: args.device.choice(),
-        precision: args.precision.into(),
+        device: args.device,
+        precision: args.precision,
         batch_size: args.batch,
         ..Default::default()
     };
-    let estimator = DepthEstimator::from_checkpoint(&args.weights, ModelSpec::default(), options)
+    let estimator = loader
+        .load(&args.weights, ModelSpec::default(), options)
         .context("cannot load the model")?;
-    let device = estimator.device();
     println!(
-        "{} on {device:?}, {:?}, batch {}",
+        "{} on {}, {:?}, batch {}",
         estimator.config().describe(),
+        estimator.device_name(),
         options.precision,
         args.batch
     );
 
-    let _guard = tch::no_grad_guard();
-    let x = Tensor::randn([args.batch as i64, 3, h, w], (estimator.kind(), device));
-    let mut times = Vec::with_capacity(args.iters);
-    for i in 0..args.warmup + args.iters {
-        sync(device);
-        let t0 = Instant::now();
-        let y = estimator.network().forward(&x)?;
-        sync(device);
-        drop(y);
-        if i >= args.warmup {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    let t = median(times);
+    let timings = estimator.time_forward(args.batch, (w, h), args.warmup, args.iters)?;
+    let t = median(timings.seconds);
     println!(
         "network {w}x{h}: {:.2} ms per batch, {:.1} images/s",
         t * 1e3,

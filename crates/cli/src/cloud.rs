@@ -1,19 +1,19 @@
 //! `anydepth cloud` and `anydepth mesh`: one view to a point cloud or a mesh.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anydepth_geometry::filter::{remove_statistical_outliers, voxel_downsample};
 use anydepth_geometry::grid_mesh::{mesh_from_depth, GridMeshOptions};
-use anydepth_geometry::io::obj;
-use anydepth_geometry::io::ply::{self, PlyEncoding};
 use anydepth_geometry::normals::estimate_normals;
 use anydepth_geometry::unproject::{unproject, UnprojectOptions};
+use anydepth_model::EngineLoader;
+use anydepth_pipeline::output::FileOutput;
+use anydepth_pipeline::scene::{Scene, SceneRequest};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use nalgebra::Point3;
 
-use crate::scene::{self, Scene, SceneArgs};
+use crate::progress::DownloadBar;
 use crate::viz::{self, RerunArgs};
 
 /// Arguments of `anydepth cloud`.
@@ -25,11 +25,10 @@ use crate::viz::{self, RerunArgs};
   anydepth cloud photo.jpg --align-depth lidar.png --align-depth-scale 256 -o scene.ply")]
 pub struct CloudArgs {
     #[command(flatten)]
-    pub scene: SceneArgs,
+    pub scene: SceneRequest,
 
-    /// Output PLY file.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    #[command(flatten)]
+    pub output: FileOutput,
 
     /// Average points into voxels of this size, in metres.
     #[arg(long, value_name = "M")]
@@ -42,14 +41,6 @@ pub struct CloudArgs {
     /// Estimate normals (20 neighbours), oriented toward the camera.
     #[arg(long)]
     pub normals: bool,
-
-    /// Write ASCII PLY instead of binary.
-    #[arg(long)]
-    pub ascii: bool,
-
-    /// Replace an existing output.
-    #[arg(long)]
-    pub force: bool,
 
     #[arg(short, long)]
     pub quiet: bool,
@@ -65,11 +56,10 @@ pub struct CloudArgs {
   anydepth mesh --depth depth.npy --color photo.jpg --fov 60 --stride 2 -o scene.ply")]
 pub struct MeshArgs {
     #[command(flatten)]
-    pub scene: SceneArgs,
+    pub scene: SceneRequest,
 
-    /// Output file: .ply (binary unless --ascii) or .obj (with vertex colours).
-    #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    #[command(flatten)]
+    pub output: FileOutput,
 
     /// Use every N-th pixel.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -80,12 +70,6 @@ pub struct MeshArgs {
     #[arg(long, value_name = "FRACTION")]
     pub max_jump: Option<f32>,
 
-    #[arg(long)]
-    pub ascii: bool,
-
-    #[arg(long)]
-    pub force: bool,
-
     #[arg(short, long)]
     pub quiet: bool,
 
@@ -93,34 +77,32 @@ pub struct MeshArgs {
     pub rerun: RerunArgs,
 }
 
-fn check_output(path: &std::path::Path, force: bool) -> Result<()> {
-    if path.exists() && !force {
-        bail!(
-            "refusing to overwrite an existing output (pass --force to replace it): {}",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-fn encoding(ascii: bool) -> PlyEncoding {
-    if ascii {
-        PlyEncoding::Ascii
-    } else {
-        PlyEncoding::BinaryLittleEndian
-    }
+/// Loads the view, telling the user of a guessed camera and of a download unless quiet.
+fn load_scene(request: &SceneRequest, loader: &dyn EngineLoader, quiet: bool) -> Result<Scene> {
+    let mut download = DownloadBar::new(quiet);
+    let notes = |message: &str| {
+        if !quiet {
+            eprintln!("{message}");
+        }
+    };
+    Ok(Scene::load(
+        request,
+        loader,
+        &notes,
+        &mut |file, done, total| download.update(file, done, total),
+    )?)
 }
 
 /// Runs `anydepth cloud`.
-pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
-    check_output(&args.output, args.force)?;
+pub fn run_cloud(args: CloudArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
+    args.output.check("output")?;
     if let Some(v) = args.voxel_size {
         if !(v.is_finite() && v > 0.0) {
             bail!("--voxel-size must be a positive number of metres, got {v}");
         }
     }
     let recording = args.rerun.start()?;
-    let scene = scene::load(&args.scene, args.quiet)?;
+    let scene = load_scene(&args.scene, loader, args.quiet)?;
     let options = UnprojectOptions {
         max_depth_m: args.scene.max_depth.unwrap_or(f32::INFINITY),
         ..Default::default()
@@ -156,14 +138,14 @@ pub fn run_cloud(args: CloudArgs) -> Result<ExitCode> {
             log_view(r, &scene)?;
             Ok(r.log_cloud(anydepth_viz::paths::CLOUD, &cloud, radius)?)
         },
-        || ply::write_point_cloud(&args.output, &cloud, encoding(args.ascii)),
+        || args.output.write_cloud(&cloud),
     )?
-    .with_context(|| format!("cannot write {}", args.output.display()))?;
+    .with_context(|| format!("cannot write {}", args.output.path.display()))?;
     if !args.quiet {
         eprintln!(
             "{} points written to {}",
             cloud.len(),
-            args.output.display()
+            args.output.path.display()
         );
     }
     viz::finish(recording)?;
@@ -183,10 +165,10 @@ fn log_view(recording: &anydepth_viz::Recording, scene: &Scene) -> Result<()> {
 }
 
 /// Runs `anydepth mesh`.
-pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
-    check_output(&args.output, args.force)?;
+pub fn run_mesh(args: MeshArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
+    args.output.check("output")?;
     let recording = args.rerun.start()?;
-    let scene = scene::load(&args.scene, args.quiet)?;
+    let scene = load_scene(&args.scene, loader, args.quiet)?;
     let mut options = GridMeshOptions {
         stride: args.stride,
         ..Default::default()
@@ -212,10 +194,6 @@ pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
     if mesh.faces.is_empty() {
         bail!("no triangles: the depth map has no valid 2x2 blocks within range");
     }
-    let is_obj = args
-        .output
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("obj"));
     // The view and the mesh go to Rerun while the file is written.
     viz::log_beside(
         recording.as_ref(),
@@ -223,21 +201,15 @@ pub fn run_mesh(args: MeshArgs) -> Result<ExitCode> {
             log_view(r, &scene)?;
             Ok(r.log_mesh(anydepth_viz::paths::MESH, &mesh)?)
         },
-        || {
-            if is_obj {
-                obj::write_obj(&args.output, &mesh)
-            } else {
-                ply::write_mesh(&args.output, &mesh, encoding(args.ascii))
-            }
-        },
+        || args.output.write_mesh(&mesh),
     )?
-    .with_context(|| format!("cannot write {}", args.output.display()))?;
+    .with_context(|| format!("cannot write {}", args.output.path.display()))?;
     if !args.quiet {
         eprintln!(
             "{} vertices, {} triangles written to {}",
             mesh.vertices.len(),
             mesh.faces.len(),
-            args.output.display()
+            args.output.path.display()
         );
     }
     viz::finish(recording)?;

@@ -4,17 +4,18 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::{load_image, DepthMap, Metres, Prediction};
-use anydepth_geometry::eval::{self, Alignment, Crop, Fit, ImageEvaluation, PairScore, Protocol};
-use anydepth_model::{DepthEstimator, Head};
+use anydepth_eval::datasets::{self, Dataset, DatasetKind};
+use anydepth_eval::job::{self, EvalObserver, ReportHeader, Source};
+use anydepth_eval::protocol::{Alignment, Crop, Metrics, Protocol};
+use anydepth_eval::report::Report;
+use anydepth_model::EngineLoader;
+use anydepth_pipeline::model::ModelRequest;
+use anydepth_pipeline::sources::stem;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
-use serde_json::{json, Value};
 
-use crate::datasets::{self, Dataset, DatasetKind, DepthSample, PairSample};
-use crate::depth::ModelArgs;
+use crate::progress::{progress_bar, DownloadBar};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AlignArg {
@@ -61,7 +62,7 @@ pub struct EvalArgs {
     pub predictions: Option<PathBuf>,
 
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub model: ModelRequest,
 
     /// How predictions become metres [default: affine for relative models, none for
     /// metric ones].
@@ -92,53 +93,6 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
-}
-
-/// Where predictions come from.
-enum Source {
-    Model(Box<DepthEstimator>, PathBuf),
-    Files { dir: PathBuf, metric: bool },
-}
-
-impl Source {
-    fn is_metric(&self) -> bool {
-        match self {
-            Source::Model(estimator, _) => matches!(estimator.config().head, Head::Metric { .. }),
-            Source::Files { metric, .. } => *metric,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Source::Model(estimator, weights) => {
-                format!("{} ({})", estimator.config().describe(), weights.display())
-            }
-            Source::Files { dir, metric } => format!(
-                "predictions in {} ({})",
-                dir.display(),
-                if *metric { "metres" } else { "disparity" }
-            ),
-        }
-    }
-
-    /// The prediction for `rgb`, named `name`.
-    fn predict(&self, name: &str, rgb: &Path) -> Result<Prediction> {
-        match self {
-            Source::Model(estimator, _) => {
-                let image = load_image(rgb)?;
-                Ok(estimator.predict(&image)?)
-            }
-            Source::Files { dir, metric } => {
-                let path = dir.join(format!("{name}.npy"));
-                let (w, h, values) = read_depth_values(&path, 1.0)?;
-                Ok(if *metric {
-                    Prediction::Metric(DepthMap::new(w, h, values)?)
-                } else {
-                    Prediction::Disparity(DepthMap::new(w, h, values)?)
-                })
-            }
-        }
-    }
 }
 
 fn default_protocol(kind: DatasetKind) -> Protocol {
@@ -182,23 +136,13 @@ fn protocol(args: &EvalArgs) -> Result<Protocol> {
     Ok(protocol)
 }
 
-fn crop_name(crop: &Crop) -> &'static str {
-    match *crop {
-        Crop::None => "none",
-        c if c == Crop::NYU_EIGEN => "nyu-eigen",
-        c if c == Crop::KITTI_GARG => "kitti-garg",
-        c if c == Crop::KITTI_EIGEN => "kitti-eigen",
-        _ => "custom",
-    }
-}
-
 /// Files the run will read that do not exist.
 fn missing_files(dataset: &Dataset, args: &EvalArgs) -> Vec<PathBuf> {
     let mut needed: Vec<PathBuf> = Vec::new();
     let prediction = |name: &str| {
         args.predictions
             .as_ref()
-            .map(|dir| dir.join(format!("{name}.npy")))
+            .map(|dir| Source::prediction_path(dir, name))
     };
     match dataset {
         Dataset::Depth(samples) => {
@@ -213,7 +157,7 @@ fn missing_files(dataset: &Dataset, args: &EvalArgs) -> Vec<PathBuf> {
         Dataset::Pairs(samples) => {
             for s in samples {
                 needed.push(s.rgb.clone());
-                needed.extend(prediction(&crate::inputs::stem(&s.rgb)));
+                needed.extend(prediction(&stem(&s.rgb)));
             }
         }
     }
@@ -222,7 +166,7 @@ fn missing_files(dataset: &Dataset, args: &EvalArgs) -> Vec<PathBuf> {
 }
 
 /// Runs `anydepth eval`.
-pub fn run(args: EvalArgs) -> Result<ExitCode> {
+pub fn run(args: EvalArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     // Validate everything before loading a model.
     let mut protocol = protocol(&args)?;
     if args.limit == Some(0) {
@@ -245,10 +189,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         dataset.truncate(n);
     }
     if let (Some(_), Dataset::Pairs(samples)) = (&args.predictions, &dataset) {
-        let mut stems: Vec<String> = samples
-            .iter()
-            .map(|s| crate::inputs::stem(&s.rgb))
-            .collect();
+        let mut stems: Vec<String> = samples.iter().map(|s| stem(&s.rgb)).collect();
         stems.sort();
         if let Some(w) = stems.windows(2).find(|w| w[0] == w[1]) {
             bail!(
@@ -272,8 +213,12 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             metric: args.model.metric.is_some(),
         },
         None => {
-            let (estimator, weights) = args.model.load(None, 1, args.quiet)?;
-            Source::Model(Box::new(estimator), weights)
+            let mut download = DownloadBar::new(args.quiet);
+            let (engine, weights) =
+                args.model.load(loader, None, 1, &mut |file, done, total| {
+                    download.update(file, done, total)
+                })?;
+            Source::Model { engine, weights }
         }
     };
     let metric = source.is_metric();
@@ -291,19 +236,33 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         );
     }
 
-    let bar = crate::output::progress_bar(dataset.len(), args.quiet);
-    let mut report = json!({
-        "dataset": args.dataset.name(),
-        "path": args.path.display().to_string(),
-        "model": source.describe(),
-        "count": dataset.len(),
-    });
+    let bar = progress_bar(dataset.len(), args.quiet);
+    let header = ReportHeader {
+        dataset: args.dataset.name().to_owned(),
+        path: args.path.display().to_string(),
+        model: source.describe(),
+        count: dataset.len(),
+    };
+    let observer = Bar(&bar);
     let result = match &dataset {
-        Dataset::Depth(samples) => evaluate_depth(samples, &source, &protocol, &bar, &mut report),
-        Dataset::Pairs(samples) => evaluate_pairs(samples, &source, &bar, &mut report),
+        Dataset::Depth(samples) => {
+            job::evaluate_depth(samples, &source, &protocol, header, &observer).map(Report::Depth)
+        }
+        Dataset::Pairs(samples) => {
+            job::evaluate_pairs(samples, &source, header, &observer).map(Report::Pairs)
+        }
+    };
+    let report = match result {
+        Ok(report) => {
+            print_report(&report);
+            report
+        }
+        Err(e) => {
+            bar.finish_and_clear();
+            return Err(e.into());
+        }
     };
     bar.finish_and_clear();
-    result?;
     if let Some(path) = &args.json {
         write_json(path, &report)?;
         if !args.quiet {
@@ -313,168 +272,69 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn metrics_json(m: &eval::Metrics) -> Value {
-    json!({
-        "absrel": m.absrel,
-        "delta1": m.delta1,
-        "delta2": m.delta2,
-        "delta3": m.delta3,
-        "rmse": m.rmse,
-        "log_rmse": m.log_rmse,
-    })
-}
+/// The progress bar as the evaluation's observer.
+struct Bar<'a>(&'a ProgressBar);
 
-/// Merges the keys of `extra` (an object) into `object`.
-fn merge(object: &mut Value, extra: Value) {
-    if let (Some(o), Value::Object(e)) = (object.as_object_mut(), extra) {
-        o.extend(e);
+impl EvalObserver for Bar<'_> {
+    fn item(&self, name: &str) {
+        self.0.set_message(name.to_owned());
+    }
+
+    fn advance(&self) {
+        self.0.inc(1);
     }
 }
 
 const HEADER: &str = "absrel  delta1  delta2  delta3     rmse  log_rmse";
 
-fn metrics_row(name: &str, m: &eval::Metrics) -> String {
+fn metrics_row(name: &str, m: &Metrics) -> String {
     format!(
         "{name:<28} {:>6.4}  {:>6.4}  {:>6.4}  {:>6.4}  {:>7.4}  {:>8.4}",
         m.absrel, m.delta1, m.delta2, m.delta3, m.rmse, m.log_rmse
     )
 }
 
-fn evaluate_depth(
-    samples: &[DepthSample],
-    source: &Source,
-    protocol: &Protocol,
-    bar: &ProgressBar,
-    report: &mut Value,
-) -> Result<()> {
-    let mut per_image = Vec::new();
-    let mut rows = Vec::new();
-    let mut resized = 0usize;
-    for sample in samples {
-        bar.set_message(sample.name.clone());
-        let result = evaluate_one(sample, source, protocol)
-            .with_context(|| format!("image {}", sample.name))?;
-        resized += usize::from(result.resized);
-        let mut row = json!({ "name": sample.name, "pixels": result.pixels });
-        merge(&mut row, metrics_json(&result.metrics));
-        match result.fit {
-            Fit::None => {}
-            Fit::Median { scale } => merge(&mut row, json!({ "scale": scale })),
-            Fit::Affine(a) => merge(&mut row, json!({ "scale": a.scale, "shift": a.shift })),
+/// The table on stdout (and the count of resized predictions on stderr).
+fn print_report(report: &Report) {
+    match report {
+        Report::Depth(r) => {
+            println!("{:<28} {HEADER}", "image");
+            for row in &r.images {
+                println!("{}", metrics_row(&row.name, &row.metrics()));
+            }
+            let mean = Metrics {
+                absrel: r.absrel,
+                delta1: r.delta1,
+                delta2: r.delta2,
+                delta3: r.delta3,
+                rmse: r.rmse,
+                log_rmse: r.log_rmse,
+            };
+            let title = format!("mean of {} images", r.images.len());
+            println!("{}", metrics_row(&title, &mean));
+            if r.resized > 0 {
+                eprintln!(
+                    "{} prediction(s) resized (bilinear) to the ground truth's size before scoring",
+                    r.resized
+                );
+            }
         }
-        rows.push(row);
-        per_image.push(result.metrics);
-        bar.inc(1);
+        Report::Pairs(r) => println!(
+            "DA-2K: {} of {} pairs ordered correctly, accuracy {:.4} ({} images)",
+            r.correct,
+            r.pairs,
+            r.accuracy,
+            r.images.len()
+        ),
     }
-    let Some(mean) = eval::mean(&per_image) else {
-        bail!("no image was evaluated");
-    };
-    let title = format!("mean of {} images", per_image.len());
-    println!("{:<28} {HEADER}", "image");
-    for (row, m) in rows.iter().zip(&per_image) {
-        let name = row.get("name").and_then(Value::as_str).unwrap_or_default();
-        println!("{}", metrics_row(name, m));
-    }
-    println!("{}", metrics_row(&title, &mean));
-    if resized > 0 {
-        eprintln!(
-            "{resized} prediction(s) resized (bilinear) to the ground truth's size before scoring"
-        );
-    }
-    merge(report, metrics_json(&mean));
-    merge(
-        report,
-        json!({
-            "aggregation": "mean over images of the per-image metrics",
-            "alignment": protocol.alignment.name(),
-            "crop": crop_name(&protocol.crop),
-            "min_depth_m": metres(protocol.min_depth_m),
-            "max_depth_m": protocol.max_depth_m.map(metres),
-            "resized": resized,
-            "images": rows,
-        }),
-    );
-    Ok(())
 }
 
-/// An `f32` range bound as the decimal it was written as (0.001, not 0.0010000000474974513).
-fn metres(m: f32) -> f64 {
-    (f64::from(m) * 1e6).round() / 1e6
-}
-
-fn evaluate_one(
-    sample: &DepthSample,
-    source: &Source,
-    protocol: &Protocol,
-) -> Result<ImageEvaluation> {
-    let (w, h, values) = read_depth_values(&sample.depth, sample.depth_scale)?;
-    let gt = DepthMap::<Metres>::new(w, h, values)?;
-    let prediction = source.predict(&sample.name, &sample.rgb)?;
-    Ok(eval::evaluate(&prediction, &gt, protocol)?)
-}
-
-fn evaluate_pairs(
-    samples: &[PairSample],
-    source: &Source,
-    bar: &ProgressBar,
-    report: &mut Value,
-) -> Result<()> {
-    let mut total = PairScore::default();
-    let mut rows = Vec::new();
-    for sample in samples {
-        bar.set_message(sample.name.clone());
-        let score = score_one(sample, source).with_context(|| format!("image {}", sample.name))?;
-        total.add(score);
-        rows.push(json!({
-            "name": sample.name,
-            "pairs": score.total,
-            "correct": score.correct,
-            "accuracy": score.accuracy(),
-        }));
-        bar.inc(1);
-    }
-    println!(
-        "DA-2K: {} of {} pairs ordered correctly, accuracy {:.4} ({} images)",
-        total.correct,
-        total.total,
-        total.accuracy(),
-        samples.len()
-    );
-    merge(
-        report,
-        json!({
-            "accuracy": total.accuracy(),
-            "pairs": total.total,
-            "correct": total.correct,
-            "aggregation": "share of all pairs ordered correctly",
-            "alignment": "none",
-            "images": rows,
-        }),
-    );
-    Ok(())
-}
-
-fn score_one(sample: &PairSample, source: &Source) -> Result<PairScore> {
-    let name = crate::inputs::stem(&sample.rgb);
-    let prediction = source.predict(&name, &sample.rgb)?;
-    let prediction = match source {
-        // A model predicts at the photo's size; files may be smaller.
-        Source::Model(..) => prediction,
-        Source::Files { .. } => {
-            let image = load_image(&sample.rgb)?;
-            eval::fit_to(&prediction, image.width, image.height)?.0
-        }
-    };
-    Ok(eval::score_pairs(&prediction, &sample.pairs)?)
-}
-
-fn write_json(path: &Path, report: &Value) -> Result<()> {
+fn write_json(path: &Path, report: &Report) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the folder {}", dir.display()))?;
     }
-    let mut text = serde_json::to_string_pretty(report)?;
-    text.push('\n');
+    let text = report.to_json()?;
     Ok(anydepth_core::fs::write_atomically(path, true, |out| {
         out.write_all(text.as_bytes())
     })?)

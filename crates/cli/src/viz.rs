@@ -92,17 +92,8 @@ pub fn log_beside<T>(
     log: impl FnOnce(&Recording) -> Result<()> + Send,
     work: impl FnOnce() -> T,
 ) -> Result<T> {
-    let Some(recording) = recording else {
-        return Ok(work());
-    };
-    std::thread::scope(|s| {
-        let logging = s.spawn(|| log(recording));
-        let value = work();
-        match logging.join() {
-            Ok(logged) => logged.map(|()| value),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
+    let log = recording.map(|r| move || log(r).map_err(anydepth_pipeline::BoxError::from));
+    Ok(anydepth_pipeline::run_beside(log, work)?)
 }
 
 /// Flushes the recording; when serving, keeps the process (and the server) alive until

@@ -15,7 +15,6 @@
 //! let rgb = Colormap::SpectralR.apply(&[0.0, 0.5, 1.0]);
 //! assert_eq!(rgb.len(), 9);
 //! assert_eq!(&rgb[..3], &Colormap::SpectralR.lut()[0]);
-//! assert_eq!("turbo".parse::<Colormap>(), Ok(Colormap::Turbo));
 //! ```
 //!
 //! Two deliberate differences from the app, both for inputs it never produces: the range is
@@ -23,7 +22,6 @@
 //! (`max == min`) maps to index 0 everywhere instead of dividing by zero.
 
 use std::fmt;
-use std::str::FromStr;
 
 use crate::colormap_data;
 use crate::depth::finite_range;
@@ -95,18 +93,6 @@ impl fmt::Display for Colormap {
     }
 }
 
-impl FromStr for Colormap {
-    type Err = String;
-
-    /// Parses [`Colormap::name`].
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| format!("{s:?}: expected one of spectral_r, gray, inferno, turbo"))
-    }
-}
-
 /// Min-max normalises `values` to `u8` exactly as the official app does:
 /// `((d - min) / (max - min) * 255.0).astype(np.uint8)` in `f32`, truncating.
 ///
@@ -170,14 +156,12 @@ mod tests {
     }
 
     #[test]
-    fn names_parse_back() {
+    fn names() {
         let names: Vec<&str> = Colormap::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(names, ["spectral_r", "gray", "inferno", "turbo"]);
         for c in Colormap::ALL {
-            assert_eq!(c.name().parse::<Colormap>(), Ok(c));
             assert_eq!(c.to_string(), c.name());
         }
-        assert!("viridis".parse::<Colormap>().is_err());
         assert_eq!(Colormap::default(), Colormap::SpectralR);
     }
 

@@ -403,7 +403,7 @@ fn residuals_into(model: &Affine, d: &[f64], y: &[f64], out: &mut [f64]) {
 }
 
 /// Median (upper median for even lengths) of finite values; 0 when empty.
-pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

@@ -13,10 +13,6 @@ pub enum Error {
     /// [`crate::icp::icp_point_to_plane`]). The message gives the numbers.
     #[error("{0}")]
     Diverged(String),
-    /// An evaluation found no pixel to compare (no valid ground truth in the range and
-    /// crop); the message says which range and crop.
-    #[error("{0}")]
-    NoValidPixels(String),
     /// A file could not be read or written.
     #[error("{reason}: {}", path.display())]
     File { reason: String, path: PathBuf },

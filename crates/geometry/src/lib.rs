@@ -7,7 +7,6 @@
 pub mod align;
 pub mod cloud;
 pub mod error;
-pub mod eval;
 pub mod filter;
 pub mod fusion;
 pub mod grid_mesh;

@@ -4,6 +4,7 @@ use std::fmt;
 
 /// DINOv2 encoder size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Encoder {
     /// ViT-S/14, 24.8 M parameters with the DPT head.
     Vits,
@@ -68,6 +69,7 @@ impl fmt::Display for Encoder {
 
 /// Depth Anything release.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Version {
     V1,
     V2,
@@ -79,6 +81,33 @@ impl fmt::Display for Version {
             Version::V1 => "v1",
             Version::V2 => "v2",
         })
+    }
+}
+
+/// A metric model: the kind of scene its head was fine-tuned on, which sets its range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Metric {
+    /// Trained on Hypersim, depth up to 20 m.
+    Indoor,
+    /// Trained on Virtual KITTI, depth up to 80 m.
+    Outdoor,
+}
+
+impl Metric {
+    /// The largest depth the head predicts, in metres.
+    pub fn max_depth_m(self) -> f64 {
+        match self {
+            Metric::Indoor => 20.0,
+            Metric::Outdoor => 80.0,
+        }
+    }
+
+    /// The head of this model, up to `max_depth_m` (its trained range when `None`).
+    pub fn head(self, max_depth_m: Option<f64>) -> Head {
+        Head::Metric {
+            max_depth_m: max_depth_m.unwrap_or(self.max_depth_m()),
+        }
     }
 }
 

@@ -1,26 +1,8 @@
 //! The error type of `anydepth-model`.
 
-use std::path::PathBuf;
-
 /// Errors of `anydepth-model`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A checkpoint could not be read at all.
-    #[error("cannot read checkpoint ({reason}): {}", path.display())]
-    Checkpoint { reason: String, path: PathBuf },
-
-    /// A checkpoint was read but is not a Depth Anything model we know.
-    #[error("not a Depth Anything checkpoint ({reason}): {}", path.display())]
-    UnknownModel { reason: String, path: PathBuf },
-
-    /// A checkpoint's tensors do not match the model it was recognised as.
-    #[error("checkpoint does not match {model}:{details}\n  in {}", path.display())]
-    TensorMismatch {
-        model: String,
-        details: String,
-        path: PathBuf,
-    },
-
     /// A request the model cannot serve (bad input size, unavailable device, ...).
     #[error("{0}")]
     Invalid(String),
@@ -29,13 +11,9 @@ pub enum Error {
     #[error(transparent)]
     Hub(#[from] crate::hub::HubError),
 
-    /// Decoding an image failed.
+    /// The engine that runs the network failed (reading the checkpoint, LibTorch, ...).
     #[error(transparent)]
-    Image(#[from] anydepth_core::Error),
-
-    /// LibTorch reported an error.
-    #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Engine(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 /// `Result` with [`Error`].

@@ -1,22 +1,24 @@
-//! Depth Anything V1/V2 monocular depth on LibTorch.
+//! Depth Anything models as data: configurations of every released model, the released
+//! checkpoints and their download, and the [`engine::DepthEngine`] interface the networks
+//! (in `anydepth-torch`, on LibTorch) implement.
 //!
-//! The network is a port of the official code (DINOv2 ViT encoder + DPT head) that loads
-//! the official `.pth` checkpoints and Hugging Face safetensors, with preprocessing that
-//! reproduces the official `image2tensor` exactly.
+//! Nothing here links libtorch, so front ends can choose a model, resolve and download its
+//! weights, and validate a request before any network is loaded.
+//!
+//! ```
+//! use anydepth_model::config::{Encoder, ModelConfig};
+//!
+//! let config = ModelConfig::v2_metric_indoor(Encoder::Vits);
+//! assert_eq!(config.describe(), "Depth Anything V2 vits metric (max 20 m)");
+//! ```
 
 pub mod config;
-pub mod dinov2;
-pub mod dpt;
+pub mod engine;
 pub mod error;
-pub mod estimator;
 pub mod hub;
-pub mod network;
-pub mod preprocess;
-pub mod pth;
-pub mod weights;
 
 pub use config::{Encoder, Head, ModelConfig, Version};
+pub use engine::{
+    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec, Precision,
+};
 pub use error::{Error, Result};
-pub use estimator::{DepthEstimator, DeviceChoice, EstimatorOptions, ModelSpec, Precision};
-pub use network::DepthAnything;
-pub use weights::Checkpoint;

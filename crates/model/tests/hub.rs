@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anydepth_model::hub::{
-    released, Hub, HubEncoder, HubError, HubFile, HubKind, HubVersion, RepoType,
-};
+use anydepth_model::config::{Encoder, Metric, Version};
+use anydepth_model::hub::{released, Hub, HubError, HubFile, RepoType};
 use sha2::{Digest, Sha256};
 
 /// One canned HTTP response.
@@ -524,7 +523,7 @@ fn reuses_a_cache_written_by_huggingface_hub() -> anyhow::Result<()> {
 
 #[test]
 fn released_table() -> anyhow::Result<()> {
-    let small = released(HubVersion::V2, HubEncoder::Vits, HubKind::Relative)?;
+    let small = released(Version::V2, Encoder::Vits, None)?;
     assert_eq!(small.repo_type, RepoType::Model);
     assert_eq!(small.repo, "depth-anything/Depth-Anything-V2-Small");
     assert_eq!(small.filename, "depth_anything_v2_vits.pth");
@@ -539,12 +538,12 @@ fn released_table() -> anyhow::Result<()> {
          depth_anything_v2_vits.pth"
     );
 
-    let large = released(HubVersion::V2, HubEncoder::Vitl, HubKind::Relative)?;
+    let large = released(Version::V2, Encoder::Vitl, None)?;
     assert_eq!(large.repo, "depth-anything/Depth-Anything-V2-Large");
     assert_eq!(large.filename, "depth_anything_v2_vitl.pth");
     assert_eq!(large.sha256, None);
 
-    let indoor = released(HubVersion::V2, HubEncoder::Vitb, HubKind::MetricIndoor)?;
+    let indoor = released(Version::V2, Encoder::Vitb, Some(Metric::Indoor))?;
     assert_eq!(
         indoor.repo,
         "depth-anything/Depth-Anything-V2-Metric-Hypersim-Base"
@@ -553,7 +552,7 @@ fn released_table() -> anyhow::Result<()> {
         indoor.filename,
         "depth_anything_v2_metric_hypersim_vitb.pth"
     );
-    let outdoor = released(HubVersion::V2, HubEncoder::Vits, HubKind::MetricOutdoor)?;
+    let outdoor = released(Version::V2, Encoder::Vits, Some(Metric::Outdoor))?;
     assert_eq!(
         outdoor.repo,
         "depth-anything/Depth-Anything-V2-Metric-VKITTI-Small"
@@ -564,22 +563,22 @@ fn released_table() -> anyhow::Result<()> {
         Some("9203e538d35255c90dda4b7fedb47ff33fe725497bcca3b1e53b3a65ee63f0cb")
     );
 
-    let v1 = released(HubVersion::V1, HubEncoder::Vits, HubKind::Relative)?;
+    let v1 = released(Version::V1, Encoder::Vits, None)?;
     assert_eq!(v1.repo_type, RepoType::Space);
     assert_eq!(v1.repo, "LiheYoung/Depth-Anything");
     assert_eq!(v1.filename, "checkpoints/depth_anything_vits14.pth");
     assert_eq!(v1.size, Some(99_219_880));
 
     for (version, kind) in [
-        (HubVersion::V2, HubKind::Relative),
-        (HubVersion::V2, HubKind::MetricIndoor),
-        (HubVersion::V1, HubKind::Relative),
+        (Version::V2, None),
+        (Version::V2, Some(Metric::Indoor)),
+        (Version::V1, None),
     ] {
-        let err = released(version, HubEncoder::Vitg, kind).expect_err("no Giant");
+        let err = released(version, Encoder::Vitg, kind).expect_err("no Giant");
         assert!(matches!(err, HubError::NotPublished { .. }), "{err:?}");
         assert!(err.to_string().contains("Giant"), "{err}");
     }
-    let err = released(HubVersion::V1, HubEncoder::Vitl, HubKind::MetricOutdoor)
+    let err = released(Version::V1, Encoder::Vitl, Some(Metric::Outdoor))
         .expect_err("V1 metric is ZoeDepth");
     assert!(matches!(err, HubError::NotPublished { .. }), "{err:?}");
     Ok(())

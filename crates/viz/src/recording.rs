@@ -39,13 +39,6 @@ pub enum Sink {
     Save { path: PathBuf },
 }
 
-impl Sink {
-    /// The default `--connect` URL: a viewer on this machine.
-    pub fn default_connect_url() -> String {
-        format!("rerun+http://127.0.0.1:{DEFAULT_PORT}/proxy")
-    }
-}
-
 /// An open Rerun recording with typed logging of anydepth's data.
 ///
 /// Logging calls return once the data is serialised; encoding and writing (file, network)
@@ -127,11 +120,6 @@ impl Recording {
             stream,
             serving: None,
         }
-    }
-
-    /// The underlying stream, to log anything else.
-    pub fn stream(&self) -> &RecordingStream {
-        &self.stream
     }
 
     /// The URL viewers connect to when this process serves the data ([`Sink::Serve`]).

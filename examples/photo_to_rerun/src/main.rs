@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use anydepth_core::{load_image, Intrinsics, Prediction};
 use anydepth_geometry::grid_mesh::{mesh_from_depth, GridMeshOptions};
 use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
-use anydepth_model::{DepthEstimator, EstimatorOptions, ModelSpec};
+use anydepth_torch::{DepthEstimator, EstimatorOptions, ModelSpec};
 use anydepth_viz::{paths, PointRadius, Recording, Sink};
 use nalgebra::Isometry3;
 

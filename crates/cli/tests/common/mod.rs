@@ -17,6 +17,19 @@ pub fn command() -> Command {
     command
 }
 
+/// `anydepth-torch`, which `anydepth` hands the commands that run a network: beside it,
+/// built by `cargo test --workspace` (or `cargo build -p anydepth-torch-cli`).
+pub fn engine_binary() -> PathBuf {
+    let engine = Path::new(env!("CARGO_BIN_EXE_anydepth")).with_file_name("anydepth-torch");
+    assert!(
+        engine.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace`, or build it with \
+         `cargo build -p anydepth-torch-cli`",
+        engine.display()
+    );
+    engine
+}
+
 /// Runs `anydepth <args>` to the end.
 pub fn anydepth(args: &[&str]) -> Output {
     command().args(args).output().expect("anydepth runs")

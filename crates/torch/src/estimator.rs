@@ -6,104 +6,54 @@ use std::path::Path;
 use anydepth_core::{DepthMap, Prediction, RgbImage};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::config::{Encoder, Head, ModelConfig, Version};
+use anydepth_model::config::{Head, ModelConfig, Version};
+use anydepth_model::engine::{
+    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec, Precision,
+};
+
 use crate::error::{Error, Result};
 use crate::network::DepthAnything;
 use crate::preprocess::{preprocess, Preprocessed};
 use crate::weights::Checkpoint;
 
-/// Where inference runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DeviceChoice {
-    /// The first CUDA GPU when one is usable, else the CPU.
-    #[default]
-    Auto,
-    Cpu,
-    /// The CUDA GPU of this index.
-    Cuda(usize),
-}
-
-impl DeviceChoice {
-    /// The LibTorch device this choice means on this machine.
-    ///
-    /// # Errors
-    /// When CUDA is asked for and not usable.
-    pub fn resolve(self) -> Result<Device> {
-        match self {
-            DeviceChoice::Auto => Ok(if tch::Cuda::is_available() {
-                Device::Cuda(0)
-            } else {
-                Device::Cpu
-            }),
-            DeviceChoice::Cpu => Ok(Device::Cpu),
-            DeviceChoice::Cuda(i) => {
-                let n = tch::Cuda::device_count();
-                if !tch::Cuda::is_available() || i as i64 >= n {
-                    return Err(Error::Invalid(format!(
-                        "CUDA device {i} is not available ({n} CUDA devices usable by this \
-                         build of libtorch); use --device cpu"
-                    )));
-                }
-                Ok(Device::Cuda(i))
+/// The LibTorch device `choice` means on this machine.
+///
+/// # Errors
+/// When CUDA is asked for and not usable.
+pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Auto => Ok(if tch::Cuda::is_available() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda(i) => {
+            let n = tch::Cuda::device_count();
+            if !tch::Cuda::is_available() || i as i64 >= n {
+                return Err(Error::Invalid(format!(
+                    "CUDA device {i} is not available ({n} CUDA devices usable by this \
+                     build of libtorch); use --device cpu"
+                )));
             }
+            Ok(Device::Cuda(i))
         }
     }
 }
 
-/// Floating-point precision of the weights and activations.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Precision {
-    #[default]
-    Fp32,
-    Fp16,
-    Bf16,
-}
-
-impl Precision {
-    fn kind(self) -> Kind {
-        match self {
-            Precision::Fp32 => Kind::Float,
-            Precision::Fp16 => Kind::Half,
-            Precision::Bf16 => Kind::BFloat16,
-        }
-    }
-}
-
-/// What the caller knows about the model, overriding what the checkpoint suggests.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct ModelSpec {
-    /// Checked against the size recognised from the tensors.
-    pub encoder: Option<Encoder>,
-    pub version: Option<Version>,
-    pub head: Option<Head>,
-}
-
-/// How inference runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EstimatorOptions {
-    pub device: DeviceChoice,
-    pub precision: Precision,
-    /// The shorter side of the network input (rounded to a multiple of 14); 518 as trained.
-    pub input_size: u32,
-    /// Most images per forward pass.
-    pub batch_size: usize,
-}
-
-impl Default for EstimatorOptions {
-    fn default() -> Self {
-        Self {
-            device: DeviceChoice::Auto,
-            precision: Precision::Fp32,
-            input_size: 518,
-            batch_size: 1,
-        }
+/// The tensor kind of weights and activations at `precision`.
+pub fn kind_of(precision: Precision) -> Kind {
+    match precision {
+        Precision::Fp32 => Kind::Float,
+        Precision::Fp16 => Kind::Half,
+        Precision::Bf16 => Kind::BFloat16,
     }
 }
 
 /// A loaded Depth Anything model ready for inference.
 ///
 /// ```no_run
-/// use anydepth_model::estimator::{DepthEstimator, EstimatorOptions, ModelSpec};
+/// use anydepth_torch::{DepthEstimator, EstimatorOptions, ModelSpec};
 ///
 /// let estimator = DepthEstimator::from_checkpoint(
 ///     "depth_anything_v2_vits.pth".as_ref(),
@@ -168,7 +118,7 @@ impl DepthEstimator {
         options: EstimatorOptions,
     ) -> Result<Self> {
         validate_options(&options)?;
-        let device = options.device.resolve()?;
+        let device = resolve_device(options.device)?;
         let mut vs = nn::VarStore::new(device);
         let model = DepthAnything::new(&vs.root(), config);
         checkpoint.copy_into(&vs.variables(), &config.describe())?;
@@ -206,7 +156,7 @@ impl DepthEstimator {
 
     /// The tensor kind of the weights and activations.
     pub fn kind(&self) -> Kind {
-        self.options.precision.kind()
+        kind_of(self.options.precision)
     }
 
     /// The network input for `image`, exactly as the official `image2tensor` makes it.
@@ -272,7 +222,7 @@ impl DepthEstimator {
     fn run(&self, batch: &[&Preprocessed], sizes: &[(u32, u32)]) -> Result<Vec<Prediction>> {
         let _guard = tch::no_grad_guard();
         let (w, h) = (batch[0].width as i64, batch[0].height as i64);
-        let kind = self.options.precision.kind();
+        let kind = kind_of(self.options.precision);
         let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<Prediction>> {
             let planes: Vec<Tensor> = batch
                 .iter()
@@ -316,6 +266,77 @@ impl DepthEstimator {
                 Err(Error::Invalid(format!("inference failed: {message}")))
             }
         }
+    }
+}
+
+/// Loads [`DepthEstimator`]s: the engine loader of binaries that link libtorch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TorchLoader;
+
+impl EngineLoader for TorchLoader {
+    fn load(
+        &self,
+        weights: &Path,
+        spec: ModelSpec,
+        options: EstimatorOptions,
+    ) -> anydepth_model::Result<Box<dyn DepthEngine>> {
+        Ok(Box::new(DepthEstimator::from_checkpoint(
+            weights, spec, options,
+        )?))
+    }
+}
+
+impl DepthEngine for DepthEstimator {
+    fn config(&self) -> &ModelConfig {
+        DepthEstimator::config(self)
+    }
+
+    fn device_name(&self) -> String {
+        format!("{:?}", self.device)
+    }
+
+    fn options(&self) -> &EstimatorOptions {
+        &self.options
+    }
+
+    fn predict_batch(&self, images: &[RgbImage]) -> anydepth_model::Result<Vec<Prediction>> {
+        Ok(DepthEstimator::predict_batch(self, images)?)
+    }
+
+    fn time_forward(
+        &self,
+        batch: usize,
+        (width, height): (u32, u32),
+        warmup: usize,
+        iters: usize,
+    ) -> anydepth_model::Result<ForwardTimings> {
+        if width < 14 || height < 14 || width % 14 != 0 || height % 14 != 0 {
+            return Err(anydepth_model::Error::Invalid(format!(
+                "network input {width}x{height} must be multiples of 14"
+            )));
+        }
+        let sync = || {
+            if let Device::Cuda(i) = self.device {
+                tch::Cuda::synchronize(i as i64);
+            }
+        };
+        let _guard = tch::no_grad_guard();
+        let x = Tensor::randn(
+            [batch as i64, 3, i64::from(height), i64::from(width)],
+            (self.kind(), self.device),
+        );
+        let mut seconds = Vec::with_capacity(iters);
+        for i in 0..warmup + iters {
+            sync();
+            let t0 = std::time::Instant::now();
+            let y = self.model.forward(&x)?;
+            sync();
+            drop(y);
+            if i >= warmup {
+                seconds.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        Ok(ForwardTimings { seconds })
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Relative models predict affine-invariant disparity. They are aligned by least squares
 //! in disparity space over the valid pixels, `s, t = argmin |s * pred + t - 1 / gt|^2`
-//! ([`crate::align::fit_least_squares`]), and turned into depth with the disparity capped
+//! ([`anydepth_geometry::align::fit_least_squares`]), and turned into depth with the disparity capped
 //! at the far end of the range: `depth = 1 / max(s * pred + t, 1 / max_depth)`.
 //! Metric predictions are taken as they are (or scaled by the ratio of medians) and
 //! clamped to the depth range.
@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use anydepth_core::{DepthMap, Disparity, Metres, Prediction};
-//! use anydepth_geometry::eval::{evaluate, Alignment, Crop, Protocol};
+//! use anydepth_eval::protocol::{evaluate, Alignment, Crop, Protocol};
 //!
 //! let gt = DepthMap::<Metres>::new(3, 1, vec![1.0, 2.0, 4.0]).expect("3 x 1");
 //! // Disparity of the same scene, under an unknown scale and shift.
@@ -36,8 +36,8 @@
 
 use anydepth_core::{DepthMap, Metres, Prediction, ValueKind};
 
-use crate::align::{self, Affine};
 use crate::error::{Error, Result};
+use anydepth_geometry::align::{self, Affine};
 
 /// Threshold ratio of the delta accuracies: `delta_k` counts pixels with
 /// `max(d / gt, gt / d) < 1.25^k`.
@@ -94,6 +94,17 @@ impl Crop {
         left: 0.035_947_7,
         right: 0.964_052_29,
     };
+
+    /// `"none"`, `"nyu-eigen"`, `"kitti-garg"` or `"kitti-eigen"`; `"custom"` for any other.
+    pub fn name(&self) -> &'static str {
+        match *self {
+            Crop::None => "none",
+            c if c == Crop::NYU_EIGEN => "nyu-eigen",
+            c if c == Crop::KITTI_GARG => "kitti-garg",
+            c if c == Crop::KITTI_EIGEN => "kitti-eigen",
+            _ => "custom",
+        }
+    }
 
     /// The crop as `(top, bottom, left, right)` pixel bounds (half-open) of a `width` x
     /// `height` image.
@@ -214,7 +225,7 @@ pub struct Metrics {
 /// Metrics of paired depths (metres), accumulated in `f64`.
 ///
 /// ```
-/// use anydepth_geometry::eval::metrics;
+/// use anydepth_eval::protocol::metrics;
 ///
 /// let m = metrics(&[1.0, 3.0], &[1.0, 2.0]).expect("positive depths");
 /// assert_eq!(m.absrel, 0.25); // (0 + 0.5) / 2
@@ -536,7 +547,7 @@ impl PairScore {
 ///
 /// ```
 /// use anydepth_core::{DepthMap, Prediction};
-/// use anydepth_geometry::eval::{score_pairs, OrderedPair};
+/// use anydepth_eval::protocol::{score_pairs, OrderedPair};
 ///
 /// let disparity = Prediction::Disparity(DepthMap::new(2, 1, vec![5.0, 1.0]).expect("2 x 1"));
 /// let pair = OrderedPair { closer: (0, 0), farther: (0, 1) };

@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use anydepth_core::RgbImage;
-//! use anydepth_model::preprocess::{preprocess, target_size, DEFAULT_INPUT_SIZE};
+//! use anydepth_torch::preprocess::{preprocess, target_size, DEFAULT_INPUT_SIZE};
 //!
 //! assert_eq!(target_size(1920, 1080, DEFAULT_INPUT_SIZE), (924, 518));
 //! let photo = RgbImage::new(64, 48, vec![0.5; 64 * 48 * 3]).expect("64 x 48 x 3 values");

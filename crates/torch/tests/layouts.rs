@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anydepth_model::weights::{Checkpoint, CheckpointHints};
-use anydepth_model::{DepthAnything, Encoder, ModelConfig};
+use anydepth_torch::weights::{Checkpoint, CheckpointHints};
+use anydepth_torch::{DepthAnything, Encoder, ModelConfig};
 use tch::{nn, Device, Kind, Tensor};
 
 fn layouts_dir() -> Option<PathBuf> {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anydepth_core::load_image;
-use anydepth_model::preprocess::preprocess;
+use anydepth_torch::preprocess::preprocess;
 
 const TOLERANCE: f32 = 1e-5;
 

@@ -7,7 +7,7 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::config::{DptConfig, Head};
+use anydepth_model::config::{DptConfig, Head};
 
 fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
     nn::conv2d(

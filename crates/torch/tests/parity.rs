@@ -13,8 +13,8 @@ mod common;
 use std::path::PathBuf;
 
 use anydepth_core::{load_image, Prediction};
-use anydepth_model::weights::Checkpoint;
-use anydepth_model::{
+use anydepth_torch::weights::Checkpoint;
+use anydepth_torch::{
     DepthEstimator, DeviceChoice, EstimatorOptions, Head, ModelConfig, ModelSpec, Precision,
     Version,
 };

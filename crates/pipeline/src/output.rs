@@ -1,6 +1,6 @@
-//! Writing depth maps to disk: raw values (`.npy`, `.pfm`, `.exr`), normalised 16-bit PNG, and
-//! colour images like the official Depth Anything `run.py`; and the progress bar of the
-//! commands that go through many files.
+//! Every output encoder: depth maps as raw values (`.npy`, `.pfm`, `.exr`), normalised
+//! 16-bit PNG, and colour images like the official Depth Anything `run.py`; point clouds and
+//! meshes as PLY and OBJ ([`ply`], [`obj`], from `anydepth-geometry`).
 //!
 //! Every write is atomic: the bytes go to a temporary file in the target directory, which
 //! is flushed, synced and then renamed over the final path, so a crash or an error never
@@ -8,59 +8,139 @@
 
 use std::path::{Path, PathBuf};
 
+use anydepth_core::colormap::Colormap;
+use anydepth_core::depth::finite_range;
 use anydepth_core::RgbImage;
-use anyhow::{bail, ensure, Context, Result};
-use clap::ValueEnum;
+pub use anydepth_geometry::io::{obj, ply};
 use image::codecs::png::PngEncoder;
 use image::{ImageBuffer, Luma, Rgb};
-use indicatif::{ProgressBar, ProgressStyle};
 
-/// The progress bar over `len` items: hidden when quiet or for a single item.
-pub fn progress_bar(len: usize, quiet: bool) -> ProgressBar {
-    let bar = if quiet || len < 2 {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(len as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
+use crate::error::{bail, ensure, Context, Result};
+
+/// A point cloud or mesh file to write: `.ply` (binary unless `ascii`) or, for a mesh,
+/// `.obj`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct FileOutput {
+    /// Output file: .ply (binary unless --ascii) or, for a mesh, .obj.
+    #[cfg_attr(
+        feature = "clap",
+        arg(short = 'o', long = "output", id = "output", value_name = "FILE")
+    )]
+    pub path: PathBuf,
+
+    /// Write ASCII PLY instead of binary.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub ascii: bool,
+
+    /// Replace existing outputs.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub force: bool,
 }
 
-use anydepth_core::depth::finite_range;
+impl FileOutput {
+    /// Refuses an existing file unless `force`; `what` names it in the message.
+    ///
+    /// # Errors
+    /// When the file exists and `force` is false.
+    pub fn check(&self, what: &str) -> Result<()> {
+        if self.path.exists() && !self.force {
+            bail!(
+                "refusing to overwrite an existing {what} (pass --force to replace it): {}",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
 
-use anydepth_core::colormap::Colormap;
+    /// Whether the file is OBJ (by its extension).
+    pub fn is_obj(&self) -> bool {
+        self.path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("obj"))
+    }
+
+    /// The PLY encoding asked for.
+    pub fn encoding(&self) -> ply::PlyEncoding {
+        if self.ascii {
+            ply::PlyEncoding::Ascii
+        } else {
+            ply::PlyEncoding::BinaryLittleEndian
+        }
+    }
+
+    /// Writes `cloud` as PLY.
+    ///
+    /// # Errors
+    /// When the cloud is invalid or the file cannot be written.
+    pub fn write_cloud(&self, cloud: &anydepth_geometry::PointCloud) -> Result<()> {
+        Ok(ply::write_point_cloud(&self.path, cloud, self.encoding())?)
+    }
+
+    /// Writes `mesh` as OBJ or PLY, by the file's extension.
+    ///
+    /// # Errors
+    /// When the mesh is invalid or the file cannot be written.
+    pub fn write_mesh(&self, mesh: &anydepth_geometry::TriangleMesh) -> Result<()> {
+        if self.is_obj() {
+            Ok(obj::write_obj(&self.path, mesh)?)
+        } else {
+            Ok(ply::write_mesh(&self.path, mesh, self.encoding())?)
+        }
+    }
+}
 
 /// Width in pixels of the white gap between the photo and the depth colours in
 /// [`Format::SideBySide`], as in the official `run.py`.
 pub const SIDE_BY_SIDE_GAP_PX: u32 = 50;
 
 /// What to write for each depth map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
     /// The raw `f32` values as a NumPy `.npy` array of shape `(height, width)`.
-    #[value(name = "npy")]
+    #[cfg_attr(feature = "clap", value(name = "npy"))]
     Npy,
     /// Min-max normalised to a 16-bit greyscale PNG (`0` = min, `65535` = max).
-    #[value(name = "png16")]
+    #[cfg_attr(feature = "clap", value(name = "png16"))]
     Png16,
     /// The raw `f32` values as a little-endian greyscale PFM (`Pf`).
-    #[value(name = "pfm")]
+    #[cfg_attr(feature = "clap", value(name = "pfm"))]
     Pfm,
     /// The raw `f32` values as a single-channel (`Y`) OpenEXR image, ZIP compressed.
-    #[value(name = "exr")]
+    #[cfg_attr(feature = "clap", value(name = "exr"))]
     Exr,
     /// An 8-bit RGB PNG coloured with the chosen colormap.
-    #[value(name = "color")]
+    #[cfg_attr(feature = "clap", value(name = "color"))]
     Color,
     /// The input photo, a 50 px white gap and the coloured depth, side by side (8-bit PNG).
-    #[value(name = "side-by-side")]
+    #[cfg_attr(feature = "clap", value(name = "side-by-side"))]
     SideBySide,
 }
 
 impl Format {
+    /// Every format, in the order of the command line's help.
+    pub const ALL: [Format; 6] = [
+        Self::Npy,
+        Self::Png16,
+        Self::Pfm,
+        Self::Exr,
+        Self::Color,
+        Self::SideBySide,
+    ];
+
+    /// The format's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Npy => "npy",
+            Self::Png16 => "png16",
+            Self::Pfm => "pfm",
+            Self::Exr => "exr",
+            Self::Color => "color",
+            Self::SideBySide => "side-by-side",
+        }
+    }
+
     /// What follows the input's file stem in the output's file name.
     pub fn suffix(self) -> &'static str {
         match self {
@@ -306,7 +386,7 @@ mod tests {
     #[test]
     fn output_names() {
         let dir = Path::new("out");
-        let names: Vec<PathBuf> = Format::value_variants()
+        let names: Vec<PathBuf> = Format::ALL
             .iter()
             .map(|&f| output_path(dir, "photo", f))
             .collect();
@@ -322,11 +402,7 @@ mod tests {
             ]
             .map(PathBuf::from)
         );
-        let cli: Vec<String> = Format::value_variants()
-            .iter()
-            .filter_map(|f| f.to_possible_value())
-            .map(|p| p.get_name().to_owned())
-            .collect();
+        let cli: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
         assert_eq!(cli, ["npy", "png16", "pfm", "exr", "color", "side-by-side"]);
     }
 
@@ -505,7 +581,7 @@ print(' '.join(repr(float(x)) for x in d.ravel()))
     fn constant_and_nan_maps_write_without_panic() {
         let dir = tempfile::tempdir().expect("temp dir");
         for (i, values) in [[7.0f32; 4], [f32::NAN; 4]].iter().enumerate() {
-            for &format in Format::value_variants() {
+            for format in Format::ALL {
                 let path = output_path(dir.path(), &format!("m{i}"), format);
                 let photo = RgbImage::new(2, 2, vec![0.5; 12]).expect("photo");
                 write_output(
@@ -532,7 +608,7 @@ print(' '.join(repr(float(x)) for x in d.ravel()))
         let dir = tempfile::tempdir().expect("temp dir");
         for (w, h) in [(0, 0), (0, 3), (3, 0)] {
             let photo = RgbImage::new(w, h, Vec::new()).expect("empty photo");
-            for &format in Format::value_variants() {
+            for format in Format::ALL {
                 let path = output_path(dir.path(), &format!("e{w}x{h}"), format);
                 // PNG cannot hold an empty image, so some formats fail: with an error.
                 let _ = write_output(&path, format, &[], w, h, Some(&photo), Colormap::Gray, true);
@@ -627,7 +703,7 @@ print(' '.join(repr(float(x)) for x in d.ravel()))
     fn size_mismatch_is_an_error_and_creates_nothing() {
         let dir = tempfile::tempdir().expect("temp dir");
         let nested = dir.path().join("a/b");
-        for &format in Format::value_variants() {
+        for format in Format::ALL {
             let path = output_path(&nested, "img", format);
             let result = write_output(&path, format, &[1.0; 5], 3, 2, None, Colormap::Gray, true);
             assert!(result.is_err(), "{format:?}");

@@ -6,7 +6,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::config::{Ffn, VitConfig};
+use anydepth_model::config::{Ffn, VitConfig};
 
 fn zeros() -> nn::Init {
     nn::Init::Const(0.0)

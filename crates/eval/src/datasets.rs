@@ -15,15 +15,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anydepth_geometry::eval::OrderedPair;
-use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 use serde_json::Value;
 
-use crate::scene::default_scale;
+use crate::error::{bail, Context, Result};
+use crate::protocol::OrderedPair;
+use anydepth_pipeline::scene::default_scale;
+use anydepth_pipeline::sources::stem;
 
 /// The layout of the dataset given to `anydepth eval`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum DatasetKind {
     /// NYU Depth V2: `test_annotations.json` (0.001-10 m, Eigen crop).
     Nyu,
@@ -61,7 +62,7 @@ impl DepthSample {
     /// A sample named after its photo's file stem.
     fn new(rgb: PathBuf, depth: PathBuf, depth_scale: f64) -> Self {
         Self {
-            name: crate::inputs::stem(&rgb),
+            name: stem(&rgb),
             rgb,
             depth,
             depth_scale,
@@ -91,6 +92,12 @@ pub enum Dataset {
 }
 
 impl Dataset {
+    /// Whether the dataset holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Images in the dataset.
     pub fn len(&self) -> usize {
         match self {
             Self::Depth(s) => s.len(),
@@ -127,7 +134,7 @@ pub fn load(kind: DatasetKind, path: &Path) -> Result<Dataset> {
         }
         DatasetKind::Da2k => Dataset::Pairs(read_da2k(&file("annotations.json"))?),
     };
-    if dataset.len() == 0 {
+    if dataset.is_empty() {
         bail!("the dataset lists no image: {}", path.display());
     }
     Ok(dataset)

@@ -1,9 +1,10 @@
-//! Turning command-line inputs (files, folders, globs) into a list of image files.
+//! Frame sources: files, folders and glob patterns turned into ordered lists of frames, and
+//! the names their outputs are written under.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Context, Result};
 
 /// File extensions taken from folders (files named explicitly are always tried).
 const IMAGE_EXTENSIONS: [&str; 11] = [
@@ -34,7 +35,7 @@ fn is_glob(arg: &str) -> bool {
 /// # Errors
 /// When an argument names nothing, a glob matches nothing, or two inputs would write to
 /// the same output names.
-pub fn expand(args: &[PathBuf]) -> Result<Inputs> {
+pub fn expand_images(args: &[PathBuf]) -> Result<Inputs> {
     let mut files = Vec::new();
     let mut ignored = Vec::new();
     for arg in args {
@@ -91,6 +92,31 @@ pub fn expand(args: &[PathBuf]) -> Result<Inputs> {
     Ok(Inputs { files, ignored })
 }
 
+/// Files, folders (every file in them) and globs, in name order per argument: the depth
+/// maps of a frame sequence, whatever their extension.
+///
+/// # Errors
+/// As [`expand_images`] for a glob that matches nothing or a path that names nothing.
+pub fn expand_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for arg in args {
+        if arg.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(arg)
+                .with_context(|| format!("cannot list folder {}", arg.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else if arg.exists() {
+            files.push(arg.clone());
+        } else {
+            files.extend(expand_images(std::slice::from_ref(arg))?.files);
+        }
+    }
+    Ok(files)
+}
+
 /// The name outputs of `path` are based on.
 pub fn stem(path: &Path) -> String {
     path.file_stem()
@@ -108,22 +134,28 @@ mod tests {
         for name in ["b.png", "a.jpg", "notes.txt"] {
             std::fs::write(dir.path().join(name), b"x").expect("write");
         }
-        let inputs = expand(&[dir.path().to_path_buf()]).expect("folder");
+        let inputs = expand_images(&[dir.path().to_path_buf()]).expect("folder");
         let names: Vec<String> = inputs.files.iter().map(|p| stem(p)).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(inputs.ignored.len(), 1);
 
         let pattern = dir.path().join("*.png");
-        let inputs = expand(&[pattern]).expect("glob");
+        let inputs = expand_images(&[pattern]).expect("glob");
         assert_eq!(inputs.files.len(), 1);
 
-        assert!(expand(&[dir.path().join("missing.jpg")]).is_err());
-        assert!(expand(&[dir.path().join("*.gif")]).is_err());
+        assert!(expand_images(&[dir.path().join("missing.jpg")]).is_err());
+        assert!(expand_images(&[dir.path().join("*.gif")]).is_err());
         // a.jpg twice is one input; a.jpg and a.png would collide.
         let a = dir.path().join("a.jpg");
-        assert_eq!(expand(&[a.clone(), a.clone()]).expect("dup").files.len(), 1);
+        assert_eq!(
+            expand_images(&[a.clone(), a.clone()])
+                .expect("dup")
+                .files
+                .len(),
+            1
+        );
         std::fs::write(dir.path().join("a.png"), b"x").expect("write");
-        let err = expand(&[a, dir.path().join("a.png")]).expect_err("collision");
+        let err = expand_images(&[a, dir.path().join("a.png")]).expect_err("collision");
         assert!(err.to_string().contains("same outputs"));
     }
 }

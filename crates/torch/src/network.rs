@@ -2,10 +2,10 @@
 
 use tch::{nn, Tensor};
 
-use crate::config::ModelConfig;
 use crate::dinov2::DinoV2;
 use crate::dpt::DptHead;
 use crate::error::{Error, Result};
+use anydepth_model::config::ModelConfig;
 
 /// Depth Anything V1/V2 with its variables in a [`nn::VarStore`] named like the official
 /// checkpoints (`pretrained.*`, `depth_head.*`).

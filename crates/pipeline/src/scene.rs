@@ -8,77 +8,126 @@ use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::{load_image, DepthMap, Disparity, Metres, Prediction};
 use anydepth_geometry::align::{self, Affine, PixelDepth, Sampling};
 use anydepth_geometry::unproject::PinholeIntrinsics;
-use anyhow::{bail, Context, Result};
-use clap::Args;
+use anydepth_model::EngineLoader;
 
-use crate::depth::ModelArgs;
+use crate::error::{bail, Context, Result};
+use crate::model::ModelRequest;
+use crate::{Downloads, Notes};
 
-/// Where depth, colour and the camera come from.
-#[derive(Debug, Args)]
-pub struct SceneArgs {
+/// The camera of a view, as asked for: intrinsics, or a field of view; else the photo's
+/// EXIF, else a guess.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct CameraRequest {
+    /// Camera as fx,fy,cx,cy in pixels (pixel centres at integer coordinates).
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            value_name = "FX,FY,CX,CY",
+            value_delimiter = ',',
+            conflicts_with = "fov"
+        )
+    )]
+    pub intrinsics: Option<Vec<f64>>,
+
+    /// Camera from a horizontal field of view in degrees (across the longer side).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DEG"))]
+    pub fov: Option<f64>,
+}
+
+/// Where depth, colour and the camera of one view come from.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct SceneRequest {
     /// A photo: its depth comes from the depth engine (use --metric, or align it).
-    #[arg(value_name = "PHOTO", conflicts_with = "depth")]
+    #[cfg_attr(feature = "clap", arg(value_name = "PHOTO", conflicts_with = "depth"))]
     pub photo: Option<PathBuf>,
 
     /// An existing depth file instead of a photo: 16-bit PNG or PGM (see --depth-scale),
     /// .npy, .pfm or .exr (metres, or disparity with --disparity; in an EXR the Z, depth,
     /// Y or R channel).
-    #[arg(long, value_name = "FILE")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
     pub depth: Option<PathBuf>,
 
     /// Units per metre of --depth [default: 1000 for images, 1 for .npy/.pfm/.exr].
-    #[arg(long, value_name = "S")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "S"))]
     pub depth_scale: Option<f64>,
 
     /// Colours for --depth (same size).
-    #[arg(long, value_name = "FILE")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
     pub color: Option<PathBuf>,
 
-    /// Camera as fx,fy,cx,cy in pixels (pixel centres at integer coordinates).
-    #[arg(
-        long,
-        value_name = "FX,FY,CX,CY",
-        value_delimiter = ',',
-        conflicts_with = "fov"
-    )]
-    pub intrinsics: Option<Vec<f64>>,
-
-    /// Camera from a horizontal field of view in degrees (across the longer side).
-    #[arg(long, value_name = "DEG")]
-    pub fov: Option<f64>,
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub camera: CameraRequest,
 
     /// --depth holds disparity (inverse depth up to scale and shift), not metres.
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub disparity: bool,
 
     /// Metric depth to fit disparity to: a depth image, .npy, .pfm or .exr (dense or
     /// sparse, 0 = none) or a CSV of `u,v,metres` lines; one point fits the scale only.
-    #[arg(long, value_name = "FILE", conflicts_with = "scale")]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "FILE", conflicts_with = "scale")
+    )]
     pub align_depth: Option<PathBuf>,
 
     /// Units per metre of --align-depth [default: 1000 for images, 1 otherwise].
-    #[arg(long, value_name = "S")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "S"))]
     pub align_depth_scale: Option<f64>,
 
     /// Explicit disparity to metres: 1/depth = scale * disparity + shift.
-    #[arg(long, requires = "shift", allow_negative_numbers = true)]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, requires = "shift", allow_negative_numbers = true)
+    )]
     pub scale: Option<f64>,
 
-    #[arg(long, requires = "scale", allow_negative_numbers = true)]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, requires = "scale", allow_negative_numbers = true)
+    )]
     pub shift: Option<f64>,
 
     /// With disparity: drop pixels whose disparity is below this fraction of the largest
     /// (sky and other "infinitely far" regions).
-    #[arg(long, default_value_t = 0.01, value_name = "FRACTION")]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value_t = 0.01, value_name = "FRACTION")
+    )]
     pub sky_fraction: f32,
 
     /// Drop points farther than this, in metres.
-    #[arg(long, value_name = "M")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "M"))]
     pub max_depth: Option<f32>,
 
-    #[command(flatten)]
-    pub model: ModelArgs,
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub model: ModelRequest,
 }
+
+impl Default for SceneRequest {
+    fn default() -> Self {
+        Self {
+            photo: None,
+            depth: None,
+            depth_scale: None,
+            color: None,
+            camera: CameraRequest::default(),
+            disparity: false,
+            align_depth: None,
+            align_depth_scale: None,
+            scale: None,
+            shift: None,
+            sky_fraction: DEFAULT_SKY_FRACTION,
+            max_depth: None,
+            model: ModelRequest::default(),
+        }
+    }
+}
+
+/// The share of the largest disparity below which pixels count as sky.
+pub const DEFAULT_SKY_FRACTION: f32 = 0.01;
 
 /// A view ready for geometry.
 pub struct Scene {
@@ -94,6 +143,8 @@ impl Scene {
     }
 }
 
+/// Units per metre of a depth file when none is given: 1000 for images (millimetres),
+/// 1 for `.npy`, `.pfm`, `.exr` and `.csv` (metres).
 pub fn default_scale(path: &Path) -> f64 {
     match path
         .extension()
@@ -105,8 +156,30 @@ pub fn default_scale(path: &Path) -> f64 {
     }
 }
 
-/// Builds the view the arguments describe; the depth engine runs only for a photo.
-pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
+impl Scene {
+    /// Builds the view `request` describes; the depth engine (from `loader`) runs only
+    /// for a photo. `notes` hears what the user should know (a guessed camera);
+    /// `downloads` hears of weights being downloaded.
+    ///
+    /// # Errors
+    /// When the request is contradictory or invalid, a file cannot be read, or the depth
+    /// holds nothing valid.
+    pub fn load(
+        request: &SceneRequest,
+        loader: &dyn EngineLoader,
+        notes: Notes,
+        downloads: Downloads,
+    ) -> Result<Scene> {
+        load(request, loader, notes, downloads)
+    }
+}
+
+fn load(
+    args: &SceneRequest,
+    loader: &dyn EngineLoader,
+    notes: Notes,
+    downloads: Downloads,
+) -> Result<Scene> {
     if let Some(m) = args.max_depth {
         if !(m.is_finite() && m > 0.0) {
             bail!("--max-depth must be a positive number of metres, got {m}");
@@ -118,7 +191,7 @@ pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
                 bail!("--color goes with --depth; a photo gives its own colours");
             }
             let image = load_image(photo)?;
-            let (estimator, _) = args.model.load(None, 1, quiet)?;
+            let (estimator, _) = args.model.load(loader, None, 1, downloads)?;
             let prediction = estimator.predict(&image)?;
             (prediction, Some(image.to_rgb8()), Some(photo.clone()))
         }
@@ -179,14 +252,9 @@ pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
     if depth.finite_range().is_none_or(|(_, hi)| hi <= 0.0) {
         bail!("the depth map holds no valid (positive) depth");
     }
-    let camera = camera(
-        args.intrinsics.as_deref(),
-        args.fov,
-        color_path.as_deref(),
-        depth.width(),
-        depth.height(),
-        quiet,
-    )?;
+    let camera =
+        args.camera
+            .resolve(color_path.as_deref(), depth.width(), depth.height(), notes)?;
     Ok(Scene {
         depth,
         color,
@@ -194,15 +262,38 @@ pub fn load(args: &SceneArgs, quiet: bool) -> Result<Scene> {
     })
 }
 
-/// The camera of a `width` x `height` view: `--intrinsics`, else `--fov`, else the EXIF of
-/// `photo`, else [`Intrinsics::default_guess`] (said on stderr unless `quiet`).
-pub fn camera(
+impl CameraRequest {
+    /// The camera of a `width` x `height` view: the intrinsics, else the field of view,
+    /// else the EXIF of `photo`, else [`Intrinsics::default_guess`] (told to `notes`).
+    ///
+    /// # Errors
+    /// When the intrinsics are not four numbers or any value is invalid, or the EXIF
+    /// cannot be read.
+    pub fn resolve(
+        &self,
+        photo: Option<&Path>,
+        width: u32,
+        height: u32,
+        notes: Notes,
+    ) -> Result<Intrinsics> {
+        camera(
+            self.intrinsics.as_deref(),
+            self.fov,
+            photo,
+            width,
+            height,
+            notes,
+        )
+    }
+}
+
+fn camera(
     intrinsics: Option<&[f64]>,
     fov: Option<f64>,
     photo: Option<&Path>,
     width: u32,
     height: u32,
-    quiet: bool,
+    notes: Notes,
 ) -> Result<Intrinsics> {
     if let Some(k) = intrinsics {
         let [fx, fy, cx, cy] = k[..] else {
@@ -224,14 +315,12 @@ pub fn camera(
         }
     }
     let camera = Intrinsics::default_guess(width, height)?;
-    if !quiet {
-        eprintln!(
-            "no camera given: assuming a {:.0} degree field of view (fx = {:.1} px); \
-             pass --intrinsics or --fov for true scale",
-            camera.fov_x_deg(),
-            camera.fx
-        );
-    }
+    notes(&format!(
+        "no camera given: assuming a {:.0} degree field of view (fx = {:.1} px); \
+         pass --intrinsics or --fov for true scale",
+        camera.fov_x_deg(),
+        camera.fx
+    ));
     Ok(camera)
 }
 
@@ -251,7 +340,7 @@ pub fn mask_sky(disparity: DepthMap<Disparity>, fraction: f32) -> Result<DepthMa
 }
 
 /// Scale and shift for disparity from --scale/--shift or --align-depth.
-fn fit_affine(args: &SceneArgs, disparity: &DepthMap<Disparity>) -> Result<Affine> {
+fn fit_affine(args: &SceneRequest, disparity: &DepthMap<Disparity>) -> Result<Affine> {
     if let (Some(scale), Some(shift)) = (args.scale, args.shift) {
         return Ok(Affine { scale, shift });
     }

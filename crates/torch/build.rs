@@ -1,6 +1,6 @@
 //! Lets binaries and tests that link libtorch find it at run time without
 //! `LD_LIBRARY_PATH`: torch-sys reports the library directory, we add it as an rpath.
-//! Shared by every crate whose binaries or tests link tch (`build = "../model/build.rs"`).
+//! Shared by every crate whose binaries or tests link tch (`build = "../torch/build.rs"`).
 //! Set `ANYDEPTH_LINK_CUDA=1` to force-link `libtorch_cuda` (a CUDA build of libtorch is
 //! otherwise dropped by `--as-needed`, and CUDA would never be found at run time).
 

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use tch::Tensor;
 
-use crate::config::{Encoder, Head, Version};
 use crate::error::{Error, Result};
+use anydepth_model::config::{Encoder, Head, Version};
 
 /// What a checkpoint says about the model it holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -1,0 +1,121 @@
+//! The `anydepth` command line: clap commands parsed into typed requests of
+//! [`anydepth_pipeline`], one call into it per command, and the report.
+//!
+//! Two binaries share this code. `anydepth` does not link libtorch, so commands that never
+//! run a network (geometry from depth files, evaluation of predictions on disk) start in
+//! milliseconds; when a command needs a network, it hands the same arguments to
+//! `anydepth-torch` beside it, which links libtorch and runs the command with
+//! [`anydepth_torch::TorchLoader`](https://docs.rs/anydepth-torch).
+
+mod bench;
+mod cloud;
+mod colormap;
+mod depth;
+mod eval;
+mod fuse;
+mod progress;
+mod viz;
+
+use std::process::ExitCode;
+
+use anydepth_model::{DepthEngine, EngineLoader, EstimatorOptions, ModelSpec};
+use clap::{Parser, Subcommand};
+
+/// Photos to depth maps with Depth Anything V1/V2 on LibTorch.
+#[derive(Debug, Parser)]
+#[command(name = "anydepth", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Estimate depth for photos, folders or globs and write depth maps.
+    Depth(depth::DepthArgs),
+    /// Turn one photo or depth map into a point cloud (PLY).
+    Cloud(cloud::CloudArgs),
+    /// Turn one photo or depth map into a mesh (PLY), cut at depth discontinuities.
+    Mesh(cloud::MeshArgs),
+    /// Score a model (or predictions on disk) on NYU, KITTI, DA-2K or a list of RGB-D
+    /// pairs: AbsRel, delta1-3, RMSE, log-RMSE (or DA-2K pair accuracy).
+    Eval(eval::EvalArgs),
+    /// Fuse many RGB-D frames or photos into one mesh (TSDF), with poses or tracked.
+    Fuse(fuse::FuseArgs),
+    /// Time the network and the whole pipeline (latency, throughput).
+    Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    /// Whether the command runs a depth network (and so needs libtorch).
+    pub fn needs_engine(&self) -> bool {
+        match &self.command {
+            Command::Depth(_) | Command::Bench(_) => true,
+            Command::Cloud(args) => args.scene.photo.is_some(),
+            Command::Mesh(args) => args.scene.photo.is_some(),
+            Command::Fuse(args) => !args.request.photos.is_empty(),
+            Command::Eval(args) => args.predictions.is_none(),
+        }
+    }
+}
+
+/// Runs the parsed command with networks from `loader`; prints errors with their causes.
+pub fn run(cli: Cli, loader: &dyn EngineLoader) -> ExitCode {
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        Command::Depth(args) => depth::run(args, loader),
+        Command::Cloud(args) => cloud::run_cloud(args, loader),
+        Command::Mesh(args) => cloud::run_mesh(args, loader),
+        Command::Eval(args) => eval::run(args, loader),
+        Command::Fuse(args) => fuse::run(args, loader),
+        Command::Bench(args) => bench::run(args, loader),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The loader of a binary without libtorch: every load is refused (such a binary hands
+/// commands that need a network to `anydepth-torch`, so this is reached only by mistake).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoEngine;
+
+impl EngineLoader for NoEngine {
+    fn load(
+        &self,
+        weights: &std::path::Path,
+        _spec: ModelSpec,
+        _options: EstimatorOptions,
+    ) -> anydepth_model::Result<Box<dyn DepthEngine>> {
+        Err(anydepth_model::Error::Invalid(format!(
+            "this binary runs no network (anydepth-torch does): cannot load {}",
+            weights.display()
+        )))
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}

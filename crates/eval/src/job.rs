@@ -1,0 +1,203 @@
+//! Scoring a whole dataset: predictions from a depth engine or from `.npy` files, each
+//! image scored with the protocol, and the report.
+
+use std::path::{Path, PathBuf};
+
+use anydepth_core::depth_io::read_depth_values;
+use anydepth_core::{load_image, DepthMap, Metres, Prediction};
+use anydepth_model::{DepthEngine, Head};
+use anydepth_pipeline::sources::stem;
+
+use crate::datasets::{DepthSample, PairSample};
+use crate::error::{bail, Context, Result};
+use crate::protocol::{self, ImageEvaluation, PairScore, Protocol};
+use crate::report::{DepthReport, ImageRow, PairReport, PairRow};
+
+/// Where predictions come from.
+pub enum Source {
+    /// A depth engine, loaded from `weights`.
+    Model {
+        engine: Box<dyn DepthEngine>,
+        weights: PathBuf,
+    },
+    /// `<image stem>.npy` files in `dir` (disparity, or metres when `metric`).
+    Files { dir: PathBuf, metric: bool },
+}
+
+impl Source {
+    /// Whether predictions are in metres.
+    pub fn is_metric(&self) -> bool {
+        match self {
+            Source::Model { engine, .. } => matches!(engine.config().head, Head::Metric { .. }),
+            Source::Files { metric, .. } => *metric,
+        }
+    }
+
+    /// The model or folder, for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Model { engine, weights } => {
+                format!("{} ({})", engine.config().describe(), weights.display())
+            }
+            Source::Files { dir, metric } => format!(
+                "predictions in {} ({})",
+                dir.display(),
+                if *metric { "metres" } else { "disparity" }
+            ),
+        }
+    }
+
+    /// The file of the prediction named `name` in `dir`: `<name>.npy`, as `anydepth depth`
+    /// writes it.
+    pub fn prediction_path(dir: &Path, name: &str) -> PathBuf {
+        dir.join(format!("{name}.npy"))
+    }
+
+    /// The prediction for `rgb`, named `name`.
+    fn predict(&self, name: &str, rgb: &Path) -> Result<Prediction> {
+        match self {
+            Source::Model { engine, .. } => {
+                let image = load_image(rgb)?;
+                Ok(engine.predict(&image)?)
+            }
+            Source::Files { dir, metric } => {
+                let path = Self::prediction_path(dir, name);
+                let (w, h, values) = read_depth_values(&path, 1.0)?;
+                Ok(if *metric {
+                    Prediction::Metric(DepthMap::new(w, h, values)?)
+                } else {
+                    Prediction::Disparity(DepthMap::new(w, h, values)?)
+                })
+            }
+        }
+    }
+}
+
+/// What every report names: the dataset, where it is, and the source of predictions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportHeader {
+    pub dataset: String,
+    pub path: String,
+    pub model: String,
+    pub count: usize,
+}
+
+/// Hears of an evaluation's progress.
+pub trait EvalObserver {
+    /// The image about to be scored.
+    fn item(&self, _name: &str) {}
+
+    /// One image is scored.
+    fn advance(&self) {}
+}
+
+/// Scores every sample with `protocol`; the mean over images is the dataset's score.
+///
+/// # Errors
+/// When a file cannot be read, an image cannot be scored (the error names it), or no
+/// image was evaluated.
+pub fn evaluate_depth(
+    samples: &[DepthSample],
+    source: &Source,
+    protocol: &Protocol,
+    header: ReportHeader,
+    observer: &dyn EvalObserver,
+) -> Result<DepthReport> {
+    let mut per_image = Vec::new();
+    let mut rows = Vec::new();
+    let mut resized = 0usize;
+    for sample in samples {
+        observer.item(&sample.name);
+        let result = evaluate_one(sample, source, protocol)
+            .with_context(|| format!("image {}", sample.name))?;
+        resized += usize::from(result.resized);
+        rows.push(ImageRow::new(&sample.name, &result));
+        per_image.push(result.metrics);
+        observer.advance();
+    }
+    let Some(mean) = protocol::mean(&per_image) else {
+        bail!("no image was evaluated");
+    };
+    Ok(DepthReport {
+        absrel: mean.absrel,
+        aggregation: "mean over images of the per-image metrics".into(),
+        alignment: protocol.alignment.name().into(),
+        count: header.count,
+        crop: protocol.crop.name().into(),
+        dataset: header.dataset,
+        delta1: mean.delta1,
+        delta2: mean.delta2,
+        delta3: mean.delta3,
+        images: rows,
+        log_rmse: mean.log_rmse,
+        max_depth_m: protocol.max_depth_m.map(metres),
+        min_depth_m: metres(protocol.min_depth_m),
+        model: header.model,
+        path: header.path,
+        resized,
+        rmse: mean.rmse,
+    })
+}
+
+/// An `f32` range bound as the decimal it was written as (0.001, not 0.0010000000474974513).
+fn metres(m: f32) -> f64 {
+    (f64::from(m) * 1e6).round() / 1e6
+}
+
+fn evaluate_one(
+    sample: &DepthSample,
+    source: &Source,
+    protocol: &Protocol,
+) -> Result<ImageEvaluation> {
+    let (w, h, values) = read_depth_values(&sample.depth, sample.depth_scale)?;
+    let gt = DepthMap::<Metres>::new(w, h, values)?;
+    let prediction = source.predict(&sample.name, &sample.rgb)?;
+    protocol::evaluate(&prediction, &gt, protocol)
+}
+
+/// Scores DA-2K's point pairs: the share of all pairs ordered correctly.
+///
+/// # Errors
+/// When a file cannot be read or an image cannot be scored (the error names it).
+pub fn evaluate_pairs(
+    samples: &[PairSample],
+    source: &Source,
+    header: ReportHeader,
+    observer: &dyn EvalObserver,
+) -> Result<PairReport> {
+    let mut total = PairScore::default();
+    let mut rows = Vec::new();
+    for sample in samples {
+        observer.item(&sample.name);
+        let score = score_one(sample, source).with_context(|| format!("image {}", sample.name))?;
+        total.add(score);
+        rows.push(PairRow::new(&sample.name, score));
+        observer.advance();
+    }
+    Ok(PairReport {
+        accuracy: total.accuracy(),
+        aggregation: "share of all pairs ordered correctly".into(),
+        alignment: "none".into(),
+        correct: total.correct,
+        count: header.count,
+        dataset: header.dataset,
+        images: rows,
+        model: header.model,
+        pairs: total.total,
+        path: header.path,
+    })
+}
+
+fn score_one(sample: &PairSample, source: &Source) -> Result<PairScore> {
+    let name = stem(&sample.rgb);
+    let prediction = source.predict(&name, &sample.rgb)?;
+    let prediction = match source {
+        // A model predicts at the photo's size; files may be smaller.
+        Source::Model { .. } => prediction,
+        Source::Files { .. } => {
+            let image = load_image(&sample.rgb)?;
+            protocol::fit_to(&prediction, image.width, image.height)?.0
+        }
+    };
+    protocol::score_pairs(&prediction, &sample.pairs)
+}

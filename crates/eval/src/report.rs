@@ -1,0 +1,215 @@
+//! The results of an evaluation as data: what `anydepth eval --json` writes.
+//!
+//! Fields are declared in alphabetical order, so the JSON keys come out sorted, as in the
+//! reports of earlier releases (which sorted them): files stay comparable across versions.
+
+use serde::Serialize;
+
+use crate::protocol::{Fit, ImageEvaluation, Metrics, PairScore};
+
+/// The scores of a depth dataset (NYU, KITTI, a list).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DepthReport {
+    /// Mean over images.
+    pub absrel: f64,
+    /// How the per-image metrics were combined.
+    pub aggregation: String,
+    /// How predictions were turned into metres (`none`, `median`, `affine`).
+    pub alignment: String,
+    /// Images in the dataset (after `--limit`).
+    pub count: usize,
+    /// The pixels evaluated (`none`, `nyu-eigen`, `kitti-garg`, `kitti-eigen`, `custom`).
+    pub crop: String,
+    pub dataset: String,
+    pub delta1: f64,
+    pub delta2: f64,
+    pub delta3: f64,
+    /// Per image.
+    pub images: Vec<ImageRow>,
+    pub log_rmse: f64,
+    pub max_depth_m: Option<f64>,
+    pub min_depth_m: f64,
+    /// The model, or where the predictions came from.
+    pub model: String,
+    /// The dataset's folder or file.
+    pub path: String,
+    /// Predictions resized (bilinear) to the ground truth's size.
+    pub resized: usize,
+    pub rmse: f64,
+}
+
+/// One image of a [`DepthReport`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ImageRow {
+    pub absrel: f64,
+    pub delta1: f64,
+    pub delta2: f64,
+    pub delta3: f64,
+    pub log_rmse: f64,
+    pub name: String,
+    /// Pixels compared.
+    pub pixels: usize,
+    pub rmse: f64,
+    /// The fitted scale (median scaling, or affine in disparity space).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// The fitted shift (affine in disparity space).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<f64>,
+}
+
+impl ImageRow {
+    /// The row of image `name`.
+    pub fn new(name: &str, result: &ImageEvaluation) -> Self {
+        let m = &result.metrics;
+        let (scale, shift) = match result.fit {
+            Fit::None => (None, None),
+            Fit::Median { scale } => (Some(scale), None),
+            Fit::Affine(a) => (Some(a.scale), Some(a.shift)),
+        };
+        Self {
+            absrel: m.absrel,
+            delta1: m.delta1,
+            delta2: m.delta2,
+            delta3: m.delta3,
+            log_rmse: m.log_rmse,
+            name: name.to_owned(),
+            pixels: result.pixels,
+            rmse: m.rmse,
+            scale,
+            shift,
+        }
+    }
+
+    /// The row's metrics.
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            absrel: self.absrel,
+            delta1: self.delta1,
+            delta2: self.delta2,
+            delta3: self.delta3,
+            rmse: self.rmse,
+            log_rmse: self.log_rmse,
+        }
+    }
+}
+
+/// The score of DA-2K: point pairs ordered correctly.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PairReport {
+    /// Share of all pairs ordered correctly.
+    pub accuracy: f64,
+    pub aggregation: String,
+    pub alignment: String,
+    pub correct: usize,
+    pub count: usize,
+    pub dataset: String,
+    pub images: Vec<PairRow>,
+    pub model: String,
+    pub pairs: usize,
+    pub path: String,
+}
+
+/// One image of a [`PairReport`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PairRow {
+    pub accuracy: f64,
+    pub correct: usize,
+    pub name: String,
+    pub pairs: usize,
+}
+
+impl PairRow {
+    /// The row of image `name`.
+    pub fn new(name: &str, score: PairScore) -> Self {
+        Self {
+            accuracy: score.accuracy(),
+            correct: score.correct,
+            name: name.to_owned(),
+            pairs: score.total,
+        }
+    }
+}
+
+/// The report of either kind of dataset.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Report {
+    Depth(DepthReport),
+    Pairs(PairReport),
+}
+
+impl Report {
+    /// Pretty-printed JSON with a final newline.
+    ///
+    /// # Errors
+    /// Never for these types (serde_json's error is passed on).
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keys_are_sorted_and_fits_are_optional() {
+        let row = ImageRow {
+            absrel: 0.1,
+            delta1: 0.9,
+            delta2: 0.95,
+            delta3: 0.99,
+            log_rmse: 0.2,
+            name: "rgb_00000".into(),
+            pixels: 12,
+            rmse: 0.3,
+            scale: None,
+            shift: None,
+        };
+        let text = serde_json::to_string(&row).expect("serialises");
+        assert_eq!(
+            text,
+            r#"{"absrel":0.1,"delta1":0.9,"delta2":0.95,"delta3":0.99,"log_rmse":0.2,"name":"rgb_00000","pixels":12,"rmse":0.3}"#
+        );
+        let fitted = ImageRow {
+            scale: Some(2.0),
+            shift: Some(-0.5),
+            ..row
+        };
+        let text = serde_json::to_string(&fitted).expect("serialises");
+        assert!(
+            text.ends_with(r#""rmse":0.3,"scale":2.0,"shift":-0.5}"#),
+            "{text}"
+        );
+        let report = Report::Pairs(PairReport {
+            accuracy: 0.5,
+            aggregation: "share of all pairs ordered correctly".into(),
+            alignment: "none".into(),
+            correct: 1,
+            count: 1,
+            dataset: "da2k".into(),
+            images: vec![PairRow::new(
+                "a.jpg",
+                PairScore {
+                    correct: 1,
+                    total: 2,
+                },
+            )],
+            model: "m".into(),
+            pairs: 2,
+            path: "p".into(),
+        });
+        let json = report.to_json().expect("serialises");
+        assert!(json.ends_with("}\n"));
+        let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        // serde_json's own map sorts its keys: writing it back gives the same text only
+        // when ours were sorted.
+        assert_eq!(
+            serde_json::to_string_pretty(&value).expect("serialises") + "\n",
+            json
+        );
+    }
+}

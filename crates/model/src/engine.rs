@@ -1,0 +1,155 @@
+//! The one interface between the depth networks and everything that uses them.
+//!
+//! The networks run on LibTorch in `anydepth-torch`; the application layer, the front ends
+//! and the tests see only [`DepthEngine`] and [`EngineLoader`], so they build, start and
+//! run without libtorch until a network is actually needed.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use anydepth_core::{Prediction, RgbImage};
+
+use crate::config::{Encoder, Head, ModelConfig, Version};
+use crate::error::{Error, Result};
+
+/// Where inference runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The first CUDA GPU when one is usable, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// The CUDA GPU of this index.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(i)) => Ok(Self::Cuda(i)),
+                _ => Err(format!("{other:?}: expected auto, cpu, cuda or cuda:N")),
+            },
+        }
+    }
+}
+
+/// Floating-point precision of the weights and activations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Fp16,
+    Bf16,
+}
+
+/// What the caller knows about the model, overriding what the checkpoint suggests.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ModelSpec {
+    /// Checked against the size recognised from the tensors.
+    pub encoder: Option<Encoder>,
+    pub version: Option<Version>,
+    pub head: Option<Head>,
+}
+
+/// How inference runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EstimatorOptions {
+    pub device: DeviceChoice,
+    pub precision: Precision,
+    /// The shorter side of the network input (rounded to a multiple of 14); 518 as trained.
+    pub input_size: u32,
+    /// Most images per forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for EstimatorOptions {
+    fn default() -> Self {
+        Self {
+            device: DeviceChoice::Auto,
+            precision: Precision::Fp32,
+            input_size: 518,
+            batch_size: 1,
+        }
+    }
+}
+
+/// Timings of the bare network, in seconds per forward pass (after the warm-up).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForwardTimings {
+    pub seconds: Vec<f64>,
+}
+
+/// A loaded depth network: photos in, typed depth maps out.
+pub trait DepthEngine {
+    /// The model that runs.
+    fn config(&self) -> &ModelConfig;
+
+    /// The device it runs on, as LibTorch names it (`Cpu`, `Cuda(0)`).
+    fn device_name(&self) -> String;
+
+    /// The options it was loaded with.
+    fn options(&self) -> &EstimatorOptions;
+
+    /// Depth of many images, each at its own resolution, in order.
+    ///
+    /// # Errors
+    /// When an image is empty or inference fails (for example out of GPU memory).
+    fn predict_batch(&self, images: &[RgbImage]) -> Result<Vec<Prediction>>;
+
+    /// Depth of one image at its own resolution.
+    ///
+    /// # Errors
+    /// As [`DepthEngine::predict_batch`].
+    fn predict(&self, image: &RgbImage) -> Result<Prediction> {
+        let mut out = self.predict_batch(std::slice::from_ref(image))?;
+        out.pop()
+            .ok_or_else(|| Error::Invalid("no prediction returned".into()))
+    }
+
+    /// Times `iters` forward passes of the bare network on random input of `batch` x 3 x
+    /// `height` x `width` (`size` = (width, height), multiples of 14), after `warmup`
+    /// untimed ones.
+    ///
+    /// # Errors
+    /// When the size is not a multiple of 14 or inference fails.
+    fn time_forward(
+        &self,
+        batch: usize,
+        size: (u32, u32),
+        warmup: usize,
+        iters: usize,
+    ) -> Result<ForwardTimings>;
+}
+
+impl fmt::Debug for dyn DepthEngine + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DepthEngine")
+            .field("model", &self.config().describe())
+            .field("device", &self.device_name())
+            .finish()
+    }
+}
+
+/// Loads depth engines from checkpoint files.
+pub trait EngineLoader {
+    /// Loads the checkpoint at `weights` (`.pth` or `.safetensors`).
+    ///
+    /// # Errors
+    /// When the file cannot be read, does not match `spec`, or the device or options are
+    /// unusable.
+    fn load(
+        &self,
+        weights: &Path,
+        spec: ModelSpec,
+        options: EstimatorOptions,
+    ) -> Result<Box<dyn DepthEngine>>;
+}

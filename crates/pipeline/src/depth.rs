@@ -1,0 +1,220 @@
+//! Depth jobs: photos, folders and globs in, depth maps out, in batches, with inputs whose
+//! outputs exist skipped, failures listed rather than fatal, and every file written
+//! atomically.
+
+use std::path::{Path, PathBuf};
+
+use anydepth_core::colormap::Colormap;
+use anydepth_core::{load_image, Prediction, RgbImage};
+use anydepth_model::DepthEngine;
+
+use crate::error::{bail, chain_text, Result};
+use crate::model::ModelRequest;
+use crate::output::{self, Format};
+use crate::sources;
+
+/// What a depth job is asked to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepthJob {
+    /// Image files, folders (their images) or glob patterns.
+    pub inputs: Vec<PathBuf>,
+    /// Output folder (created if missing).
+    pub out_dir: PathBuf,
+    pub model: ModelRequest,
+    /// Largest depth of a metric model, in metres (its trained range when `None`).
+    pub max_depth_m: Option<f64>,
+    /// Images per forward pass.
+    pub batch: usize,
+    pub formats: Vec<Format>,
+    pub colormap: Colormap,
+    /// Replace existing outputs (otherwise inputs whose outputs exist are skipped).
+    pub force: bool,
+}
+
+/// A validated [`DepthJob`]: the files it reads and the formats it writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepthPlan {
+    pub files: Vec<PathBuf>,
+    pub formats: Vec<Format>,
+    /// Files in folders that are not images by their extension.
+    pub ignored: Vec<PathBuf>,
+}
+
+/// One input whose outputs already exist and that is skipped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kept {
+    pub file: PathBuf,
+    /// The first of its outputs found.
+    pub existing: PathBuf,
+}
+
+/// What one run of the network over the pending inputs did.
+#[derive(Debug, Default)]
+pub struct DepthReport {
+    pub written: usize,
+    /// Inputs that failed, with the reason.
+    pub failures: Vec<(PathBuf, String)>,
+}
+
+/// Hears of a depth job's progress; every method has a default that does nothing.
+pub trait DepthObserver: Sync {
+    /// The input about to be read.
+    fn item(&self, _name: &str) {}
+
+    /// One input is done (written or failed).
+    fn advance(&self) {}
+
+    /// Whether [`DepthObserver::log`] wants the results.
+    fn logs(&self) -> bool {
+        false
+    }
+
+    /// The `frame`-th result, on a second thread while its files are written.
+    ///
+    /// # Errors
+    /// Whatever the observer met; it ends the job.
+    fn log(
+        &self,
+        _frame: u64,
+        _file: &Path,
+        _image: &RgbImage,
+        _prediction: &Prediction,
+    ) -> std::result::Result<(), crate::BoxError> {
+        Ok(())
+    }
+}
+
+impl DepthJob {
+    /// Validates the job and expands its inputs (before any model is loaded).
+    ///
+    /// # Errors
+    /// When the batch size, the model request or the formats are invalid, or the inputs
+    /// name nothing or collide.
+    pub fn plan(&self) -> Result<DepthPlan> {
+        if self.batch == 0 {
+            bail!("--batch must be at least 1");
+        }
+        self.model.spec(self.max_depth_m)?;
+        let mut formats = self.formats.clone();
+        formats.dedup();
+        if formats.is_empty() {
+            bail!("--formats lists nothing to write");
+        }
+        let inputs = sources::expand_images(&self.inputs)?;
+        Ok(DepthPlan {
+            files: inputs.files,
+            formats,
+            ignored: inputs.ignored,
+        })
+    }
+
+    /// The inputs still to do, and those kept because an output exists (all are pending
+    /// with `force`).
+    pub fn pending(&self, plan: &DepthPlan) -> (Vec<PathBuf>, Vec<Kept>) {
+        let mut todo = Vec::new();
+        let mut kept = Vec::new();
+        for file in &plan.files {
+            let stem = sources::stem(file);
+            let existing = plan
+                .formats
+                .iter()
+                .map(|&f| output::output_path(&self.out_dir, &stem, f))
+                .find(|p| p.exists());
+            match existing {
+                Some(existing) if !self.force => kept.push(Kept {
+                    file: file.clone(),
+                    existing,
+                }),
+                _ => todo.push(file.clone()),
+            }
+        }
+        (todo, kept)
+    }
+
+    /// Runs `engine` over `todo` in batches and writes every format of each result.
+    /// Unreadable inputs and failed batches or writes are listed in the report; the others
+    /// are processed.
+    ///
+    /// # Errors
+    /// When the output folder cannot be created or the observer fails.
+    pub fn run(
+        &self,
+        plan: &DepthPlan,
+        engine: &dyn DepthEngine,
+        todo: &[PathBuf],
+        observer: &dyn DepthObserver,
+    ) -> Result<DepthReport> {
+        let mut report = DepthReport::default();
+        let mut frame = 0u64;
+        for chunk in todo.chunks(self.batch) {
+            let mut files: Vec<&PathBuf> = Vec::new();
+            let mut images: Vec<RgbImage> = Vec::new();
+            for file in chunk {
+                observer.item(&sources::stem(file));
+                match load_image(file) {
+                    Ok(img) => {
+                        files.push(file);
+                        images.push(img);
+                    }
+                    Err(e) => {
+                        report.failures.push((file.clone(), e.to_string()));
+                        observer.advance();
+                    }
+                }
+            }
+            if images.is_empty() {
+                continue;
+            }
+            match engine.predict_batch(&images) {
+                Ok(predictions) => {
+                    for ((file, image), prediction) in files.iter().zip(&images).zip(predictions) {
+                        // The result goes to the observer while the outputs are written.
+                        let log = observer
+                            .logs()
+                            .then_some(|| observer.log(frame, file, image, &prediction));
+                        let outcome = crate::run_beside(log, || {
+                            self.write_all(plan, file, image, &prediction)
+                        })?;
+                        match outcome {
+                            Ok(()) => report.written += 1,
+                            Err(e) => report.failures.push(((*file).clone(), chain_text(&e))),
+                        }
+                        frame += 1;
+                        observer.advance();
+                    }
+                }
+                Err(e) => {
+                    for file in files {
+                        report.failures.push((file.clone(), e.to_string()));
+                        observer.advance();
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn write_all(
+        &self,
+        plan: &DepthPlan,
+        file: &Path,
+        image: &RgbImage,
+        prediction: &Prediction,
+    ) -> Result<()> {
+        let stem = sources::stem(file);
+        for &format in &plan.formats {
+            let path = output::output_path(&self.out_dir, &stem, format);
+            output::write_output(
+                &path,
+                format,
+                prediction.values(),
+                prediction.width(),
+                prediction.height(),
+                Some(image),
+                self.colormap,
+                self.force,
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! Which depth model a job runs, and where its weights come from: a file, or the released
+//! checkpoint from the Hugging Face hub cache (downloaded once).
+
+use std::path::{Path, PathBuf};
+
+use anydepth_model::config::{Encoder, Head, Metric, Version};
+use anydepth_model::hub::{self, Hub};
+use anydepth_model::{
+    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision,
+};
+
+use crate::error::{bail, Context, Result};
+
+/// Which depth model to run, and where: shared by every job that runs one.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct ModelRequest {
+    /// Encoder size; with --weights it must match the file.
+    #[cfg_attr(feature = "clap", arg(long, value_enum))]
+    pub model: Option<Encoder>,
+
+    /// Depth Anything release [default: v2, or what the weights file says].
+    #[cfg_attr(feature = "clap", arg(long, value_enum))]
+    pub version: Option<Version>,
+
+    /// Use a metric model: depth in metres instead of relative disparity.
+    #[cfg_attr(feature = "clap", arg(long, value_enum))]
+    pub metric: Option<Metric>,
+
+    /// Checkpoint file (.pth or .safetensors); without it the released model is
+    /// downloaded once from the Hugging Face hub into its cache.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
+    pub weights: Option<PathBuf>,
+
+    /// auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
+    #[cfg_attr(feature = "clap", arg(long, default_value = "auto"))]
+    pub device: DeviceChoice,
+
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value = "fp32"))]
+    pub precision: Precision,
+
+    /// Shorter side of the network input, rounded to a multiple of 14; larger sharpens.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 518, value_name = "N"))]
+    pub input_size: u32,
+}
+
+impl ModelRequest {
+    /// The model the request asks for; `metric_max_depth_m` overrides the metric head's
+    /// range (and asks for a metric head when `metric` is absent).
+    ///
+    /// # Errors
+    /// When the input size, the range or the combination is invalid.
+    pub fn spec(&self, metric_max_depth_m: Option<f64>) -> Result<ModelSpec> {
+        if self.input_size < 14 {
+            bail!("--input-size must be at least 14 (the patch size); 518 as trained");
+        }
+        if let Some(m) = metric_max_depth_m {
+            if !(m.is_finite() && m > 0.0) {
+                bail!("--max-depth must be a positive number of metres, got {m}");
+            }
+        }
+        if self.metric.is_some() && self.version == Some(Version::V1) {
+            bail!(
+                "Depth Anything V1 has no metric models here (its metric models are ZoeDepth networks)"
+            );
+        }
+        let head = match (self.metric, metric_max_depth_m) {
+            (Some(metric), m) => Some(metric.head(m)),
+            (None, Some(m)) => Some(Head::Metric { max_depth_m: m }),
+            (None, None) => None,
+        };
+        Ok(ModelSpec {
+            encoder: self.model,
+            version: self.version,
+            head,
+        })
+    }
+
+    /// How inference runs, with `batch_size` images per forward pass.
+    pub fn options(&self, batch_size: usize) -> EstimatorOptions {
+        EstimatorOptions {
+            device: self.device,
+            precision: self.precision,
+            input_size: self.input_size,
+            batch_size,
+        }
+    }
+
+    /// Resolves the weights (file or hub) and loads the model with `loader`;
+    /// `download_progress` hears of a download's bytes as `(done, total)`.
+    ///
+    /// # Errors
+    /// When the request is invalid, the weights cannot be found or downloaded, or the
+    /// model does not load.
+    pub fn load(
+        &self,
+        loader: &dyn EngineLoader,
+        metric_max_depth_m: Option<f64>,
+        batch_size: usize,
+        download_progress: &mut dyn FnMut(&str, u64, Option<u64>),
+    ) -> Result<(Box<dyn DepthEngine>, PathBuf)> {
+        let spec = self.spec(metric_max_depth_m)?;
+        let weights = self.resolve_weights(metric_max_depth_m.is_some(), download_progress)?;
+        let engine = loader
+            .load(&weights, spec, self.options(batch_size))
+            .context("cannot load the model")?;
+        tracing::info!(
+            "{} on {} from {}",
+            engine.config().describe(),
+            engine.device_name(),
+            weights.display()
+        );
+        Ok((engine, weights))
+    }
+
+    /// The weights file: the one given, or the released model from the hub cache
+    /// (downloaded when missing; `progress` hears `(file name, done, total)` bytes).
+    ///
+    /// # Errors
+    /// When the file is missing, the model was never released, or the download fails.
+    pub fn resolve_weights(
+        &self,
+        custom_max_depth: bool,
+        progress: &mut dyn FnMut(&str, u64, Option<u64>),
+    ) -> Result<PathBuf> {
+        if let Some(path) = &self.weights {
+            return existing_file(path);
+        }
+        let version = self.version.unwrap_or(Version::V2);
+        let encoder = self.model.unwrap_or(Encoder::Vits);
+        if self.metric.is_none() && custom_max_depth {
+            bail!("--max-depth without --metric needs a metric checkpoint: pass --weights FILE or --metric indoor|outdoor")
+        }
+        let file =
+            hub::released(version, encoder, self.metric).map_err(anydepth_model::Error::from)?;
+        let hub = Hub::from_env().map_err(anydepth_model::Error::from)?;
+        if let Some(path) = hub.cached(&file).map_err(anydepth_model::Error::from)? {
+            return Ok(path);
+        }
+        let name = file.filename.clone();
+        let path = hub
+            .download(&file, &mut |done, total| progress(&name, done, total))
+            .map_err(anydepth_model::Error::from)?;
+        Ok(path)
+    }
+}
+
+fn existing_file(path: &Path) -> Result<PathBuf> {
+    if !path.is_file() {
+        bail!("weights file not found: {}", path.display());
+    }
+    Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> ModelRequest {
+        ModelRequest {
+            input_size: 518,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn spec_follows_the_request() {
+        let indoor = ModelRequest {
+            metric: Some(Metric::Indoor),
+            ..request()
+        };
+        assert_eq!(indoor.spec(None).expect("valid").head, Some(Head::INDOOR));
+        assert_eq!(
+            indoor.spec(Some(5.0)).expect("valid").head,
+            Some(Head::Metric { max_depth_m: 5.0 })
+        );
+        assert_eq!(request().spec(None).expect("valid").head, None);
+        let v1_metric = ModelRequest {
+            version: Some(Version::V1),
+            ..indoor
+        };
+        assert!(v1_metric.spec(None).is_err());
+        let tiny = ModelRequest {
+            input_size: 13,
+            ..request()
+        };
+        assert!(tiny.spec(None).is_err());
+        assert!(request().spec(Some(-1.0)).is_err());
+    }
+
+    #[test]
+    fn a_missing_weights_file_is_named() {
+        let missing = ModelRequest {
+            weights: Some("no/such/model.pth".into()),
+            ..request()
+        };
+        let err = missing
+            .resolve_weights(false, &mut |_, _, _| {})
+            .expect_err("missing file");
+        assert_eq!(err.to_string(), "weights file not found: no/such/model.pth");
+    }
+}

@@ -1,0 +1,24 @@
+//! Depth Anything V1/V2 monocular depth on LibTorch: the crate that links libtorch.
+//!
+//! The network is a port of the official code (DINOv2 ViT encoder + DPT head) that loads
+//! the official `.pth` checkpoints and Hugging Face safetensors, with preprocessing that
+//! reproduces the official `image2tensor` exactly. [`DepthEstimator`] implements
+//! [`anydepth_model::DepthEngine`] and [`TorchLoader`] loads it through
+//! [`anydepth_model::EngineLoader`], which is all the rest of the project sees.
+
+pub mod dinov2;
+pub mod dpt;
+pub mod error;
+pub mod estimator;
+pub mod network;
+pub mod preprocess;
+pub mod pth;
+pub mod weights;
+
+pub use anydepth_model::{
+    DeviceChoice, Encoder, EstimatorOptions, Head, ModelConfig, ModelSpec, Precision, Version,
+};
+pub use error::{Error, Result};
+pub use estimator::{DepthEstimator, TorchLoader};
+pub use network::DepthAnything;
+pub use weights::Checkpoint;
