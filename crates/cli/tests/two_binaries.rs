@@ -33,8 +33,9 @@ fn needed_libraries(binary: &Path) -> Option<Vec<String>> {
 #[test]
 fn only_the_engine_binary_links_libtorch() {
     let front = Path::new(env!("CARGO_BIN_EXE_anydepth"));
-    let engine = Path::new(env!("CARGO_BIN_EXE_anydepth-torch"));
-    let (Some(front_libs), Some(engine_libs)) = (needed_libraries(front), needed_libraries(engine))
+    let engine = engine_binary();
+    let (Some(front_libs), Some(engine_libs)) =
+        (needed_libraries(front), needed_libraries(&engine))
     else {
         eprintln!("skipping: readelf not found");
         return;

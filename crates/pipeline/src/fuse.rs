@@ -10,7 +10,7 @@ use anydepth_core::pose::{
     read_colmap_observations, read_trajectory, write_plain_trajectory, Observation, PoseEntry,
     PoseFormat, PoseKey,
 };
-use anydepth_core::{load_image, DepthMap, Prediction};
+use anydepth_core::{load_image, load_rgb8, DepthMap, Prediction};
 use anydepth_geometry::align::{Affine, PixelDepth};
 use anydepth_geometry::fusion::{Fusion, FusionOptions, View, ViewReport, ViewScale};
 use anydepth_geometry::icp::IcpResult;
@@ -483,16 +483,14 @@ fn fuse_frame(
             };
             let colors = match &frame.color {
                 Some(path) => {
-                    let image = load_image(path)?;
-                    if (image.width, image.height) != (w, h) {
+                    let (cw, ch, pixels) = load_rgb8(path)?;
+                    if (cw, ch) != (w, h) {
                         bail!(
-                            "colour image {} is {} x {} but its depth map is {w} x {h}",
-                            path.display(),
-                            image.width,
-                            image.height
+                            "colour image {} is {cw} x {ch} but its depth map is {w} x {h}",
+                            path.display()
                         );
                     }
-                    Some(image.to_rgb8())
+                    Some(pixels)
                 }
                 None => None,
             };

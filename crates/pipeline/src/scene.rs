@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anydepth_core::camera::Intrinsics;
 use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::{load_image, DepthMap, Disparity, Metres, Prediction};
+use anydepth_core::{load_image, load_rgb8, DepthMap, Disparity, Metres, Prediction};
 use anydepth_geometry::align::{self, Affine, PixelDepth, Sampling};
 use anydepth_geometry::unproject::PinholeIntrinsics;
 use anydepth_model::EngineLoader;
@@ -205,16 +205,14 @@ fn load(
             };
             let color = match &args.color {
                 Some(path) => {
-                    let image = load_image(path)?;
-                    if (image.width, image.height) != (w, h) {
+                    let (cw, ch, pixels) = load_rgb8(path)?;
+                    if (cw, ch) != (w, h) {
                         bail!(
-                            "colour image is {} x {} but the depth map is {w} x {h}: {}",
-                            image.width,
-                            image.height,
+                            "colour image is {cw} x {ch} but the depth map is {w} x {h}: {}",
                             path.display()
                         );
                     }
-                    Some(image.to_rgb8())
+                    Some(pixels)
                 }
                 None => None,
             };
