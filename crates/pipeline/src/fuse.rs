@@ -23,7 +23,7 @@ use nalgebra::Isometry3;
 use crate::error::{bail, Context, Result};
 use crate::model::ModelRequest;
 use crate::output::FileOutput;
-use crate::scene::{self, CameraRequest};
+use crate::scene::{self, CameraRequest, DepthValues};
 use crate::sources;
 use crate::{Downloads, Notes};
 
@@ -45,13 +45,8 @@ pub struct FuseRequest {
     #[cfg_attr(feature = "clap", arg(long, value_name = "GLOB", num_args = 1.., requires = "depth"))]
     pub color: Vec<PathBuf>,
 
-    /// Units per metre of --depth [default: 1000 for images, 1 for .npy/.pfm/.exr].
-    #[cfg_attr(feature = "clap", arg(long, value_name = "S"))]
-    pub depth_scale: Option<f64>,
-
-    /// --depth holds disparity (inverse depth up to scale and shift), not metres.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub disparity: bool,
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub values: DepthValues,
 
     #[cfg_attr(feature = "clap", command(flatten))]
     pub camera: CameraRequest,
@@ -94,28 +89,6 @@ pub struct FuseRequest {
     /// model's sparse points when there are some, else to the model fused so far).
     #[cfg_attr(feature = "clap", arg(long))]
     pub align_views: bool,
-
-    /// For relative depth: the first view's 1/depth = scale * disparity + shift (later views
-    /// are fitted to the model). Not needed with a COLMAP model that has points3D.txt.
-    #[cfg_attr(
-        feature = "clap",
-        arg(long, requires = "shift", allow_negative_numbers = true)
-    )]
-    pub scale: Option<f64>,
-
-    #[cfg_attr(
-        feature = "clap",
-        arg(long, requires = "scale", allow_negative_numbers = true)
-    )]
-    pub shift: Option<f64>,
-
-    /// With disparity: drop pixels whose disparity is below this fraction of the largest
-    /// (sky and other "infinitely far" regions).
-    #[cfg_attr(
-        feature = "clap",
-        arg(long, default_value_t = 0.01, value_name = "FRACTION")
-    )]
-    pub sky_fraction: f32,
 
     /// Write the fused point cloud (PLY) instead of the mesh.
     #[cfg_attr(feature = "clap", arg(long))]
@@ -256,10 +229,10 @@ impl FuseRequest {
         if is_obj && args.cloud {
             bail!("--cloud writes PLY: give an output ending in .ply");
         }
-        if !(0.0..1.0).contains(&args.sky_fraction) {
+        if !(0.0..1.0).contains(&args.values.sky_fraction) {
             bail!(
                 "--sky-fraction must be in [0, 1), got {}",
-                args.sky_fraction
+                args.values.sky_fraction
             );
         }
         let options = FusionOptions {
@@ -291,7 +264,7 @@ impl FuseRequest {
         };
         let relative = match &estimator {
             Some(estimator) => estimator.config().head == Head::Relative,
-            None => args.disparity,
+            None => args.values.disparity,
         };
         if relative {
             if poses.is_none() {
@@ -301,14 +274,14 @@ impl FuseRequest {
                 );
             }
             let has_points = poses.as_ref().is_some_and(|p| p.observations.is_some());
-            if !has_points && args.scale.is_none() {
+            if !has_points && args.values.scale.is_none() {
                 bail!(
                     "relative depth (disparity) needs a scale for its first view: pass --metric \
                      (a metric model), a COLMAP model with points3D.txt as --poses, or --scale S \
                      --shift T for the first view (later views are fitted to the model)"
                 );
             }
-        } else if args.scale.is_some() {
+        } else if args.values.scale.is_some() {
             bail!("the depth is already in metres: --scale and --shift apply to disparity");
         }
         observer.frames(frames.len());
@@ -379,7 +352,7 @@ fn check_output(path: &Path, force: bool, flag: &str) -> Result<()> {
 /// The frames the arguments name, depth and colour paired in name order.
 fn frames(args: &FuseRequest) -> Result<Vec<Frame>> {
     if !args.photos.is_empty() {
-        if args.depth_scale.is_some() || args.disparity {
+        if args.values.depth_scale.is_some() || args.values.disparity {
             bail!("--depth-scale and --disparity go with --depth, not with photos");
         }
         let photos = sources::expand_images(&args.photos)?.files;
@@ -473,10 +446,11 @@ fn fuse_frame(
         }
         None => {
             let scale = args
+                .values
                 .depth_scale
                 .unwrap_or_else(|| scene::default_scale(&frame.depth));
             let (w, h, values) = read_depth_values(&frame.depth, scale)?;
-            let prediction = if args.disparity {
+            let prediction = if args.values.disparity {
                 Prediction::Disparity(DepthMap::new(w, h, values)?)
             } else {
                 Prediction::Metric(DepthMap::new(w, h, values)?)
@@ -498,7 +472,9 @@ fn fuse_frame(
         }
     };
     let prediction = match prediction {
-        Prediction::Disparity(d) => Prediction::Disparity(scene::mask_sky(d, args.sky_fraction)?),
+        Prediction::Disparity(d) => {
+            Prediction::Disparity(scene::mask_sky(d, args.values.sky_fraction)?)
+        }
         metric => metric,
     };
     let (w, h) = (prediction.width(), prediction.height());
@@ -538,7 +514,7 @@ fn fuse_frame(
         // A metric model's scale wanders from photo to photo: fit it like disparity.
         (_, Some(points)) => Some(ViewScale::Sparse(points)),
         (Prediction::Metric(_), None) => Some(ViewScale::FromModel),
-        (Prediction::Disparity(_), None) => match (index, args.scale, args.shift) {
+        (Prediction::Disparity(_), None) => match (index, args.values.scale, args.values.shift) {
             (0, Some(scale), Some(shift)) => Some(ViewScale::Known(Affine { scale, shift })),
             _ => Some(ViewScale::FromModel),
         },

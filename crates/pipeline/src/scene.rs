@@ -36,48 +36,21 @@ pub struct CameraRequest {
     pub fov: Option<f64>,
 }
 
-/// Where depth, colour and the camera of one view come from.
+/// How the values of depth files become metres: their units, whether they are disparity,
+/// and for disparity the sky cut and an explicit scale and shift.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
-pub struct SceneRequest {
-    /// A photo: its depth comes from the depth engine (use --metric, or align it).
-    #[cfg_attr(feature = "clap", arg(value_name = "PHOTO", conflicts_with = "depth"))]
-    pub photo: Option<PathBuf>,
-
-    /// An existing depth file instead of a photo: 16-bit PNG or PGM (see --depth-scale),
-    /// .npy, .pfm or .exr (metres, or disparity with --disparity; in an EXR the Z, depth,
-    /// Y or R channel).
-    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
-    pub depth: Option<PathBuf>,
-
+pub struct DepthValues {
     /// Units per metre of --depth [default: 1000 for images, 1 for .npy/.pfm/.exr].
     #[cfg_attr(feature = "clap", arg(long, value_name = "S"))]
     pub depth_scale: Option<f64>,
-
-    /// Colours for --depth (same size).
-    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
-    pub color: Option<PathBuf>,
-
-    #[cfg_attr(feature = "clap", command(flatten))]
-    pub camera: CameraRequest,
 
     /// --depth holds disparity (inverse depth up to scale and shift), not metres.
     #[cfg_attr(feature = "clap", arg(long))]
     pub disparity: bool,
 
-    /// Metric depth to fit disparity to: a depth image, .npy, .pfm or .exr (dense or
-    /// sparse, 0 = none) or a CSV of `u,v,metres` lines; one point fits the scale only.
-    #[cfg_attr(
-        feature = "clap",
-        arg(long, value_name = "FILE", conflicts_with = "scale")
-    )]
-    pub align_depth: Option<PathBuf>,
-
-    /// Units per metre of --align-depth [default: 1000 for images, 1 otherwise].
-    #[cfg_attr(feature = "clap", arg(long, value_name = "S"))]
-    pub align_depth_scale: Option<f64>,
-
-    /// Explicit disparity to metres: 1/depth = scale * disparity + shift.
+    /// Disparity to metres: 1/depth = scale * disparity + shift (with `fuse`, of the first
+    /// view; later views are fitted to the model).
     #[cfg_attr(
         feature = "clap",
         arg(long, requires = "shift", allow_negative_numbers = true)
@@ -94,9 +67,58 @@ pub struct SceneRequest {
     /// (sky and other "infinitely far" regions).
     #[cfg_attr(
         feature = "clap",
-        arg(long, default_value_t = 0.01, value_name = "FRACTION")
+        arg(long, default_value_t = DEFAULT_SKY_FRACTION, value_name = "FRACTION")
     )]
     pub sky_fraction: f32,
+}
+
+impl Default for DepthValues {
+    fn default() -> Self {
+        Self {
+            depth_scale: None,
+            disparity: false,
+            scale: None,
+            shift: None,
+            sky_fraction: DEFAULT_SKY_FRACTION,
+        }
+    }
+}
+
+/// Where depth, colour and the camera of one view come from.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct SceneRequest {
+    /// A photo: its depth comes from the depth engine (use --metric, or align it).
+    #[cfg_attr(feature = "clap", arg(value_name = "PHOTO", conflicts_with = "depth"))]
+    pub photo: Option<PathBuf>,
+
+    /// An existing depth file instead of a photo: 16-bit PNG or PGM (see --depth-scale),
+    /// .npy, .pfm or .exr (metres, or disparity with --disparity; in an EXR the Z, depth,
+    /// Y or R channel).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
+    pub depth: Option<PathBuf>,
+
+    /// Colours for --depth (same size).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
+    pub color: Option<PathBuf>,
+
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub values: DepthValues,
+
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub camera: CameraRequest,
+
+    /// Metric depth to fit disparity to: a depth image, .npy, .pfm or .exr (dense or
+    /// sparse, 0 = none) or a CSV of `u,v,metres` lines; one point fits the scale only.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "FILE", conflicts_with = "scale")
+    )]
+    pub align_depth: Option<PathBuf>,
+
+    /// Units per metre of --align-depth [default: 1000 for images, 1 otherwise].
+    #[cfg_attr(feature = "clap", arg(long, value_name = "S"))]
+    pub align_depth_scale: Option<f64>,
 
     /// Drop points farther than this, in metres.
     #[cfg_attr(feature = "clap", arg(long, value_name = "M"))]
@@ -104,26 +126,6 @@ pub struct SceneRequest {
 
     #[cfg_attr(feature = "clap", command(flatten))]
     pub model: ModelRequest,
-}
-
-impl Default for SceneRequest {
-    fn default() -> Self {
-        Self {
-            photo: None,
-            depth: None,
-            depth_scale: None,
-            color: None,
-            camera: CameraRequest::default(),
-            disparity: false,
-            align_depth: None,
-            align_depth_scale: None,
-            scale: None,
-            shift: None,
-            sky_fraction: DEFAULT_SKY_FRACTION,
-            max_depth: None,
-            model: ModelRequest::default(),
-        }
-    }
 }
 
 /// The share of the largest disparity below which pixels count as sky.
@@ -196,9 +198,12 @@ fn load(
             (prediction, Some(image.to_rgb8()), Some(photo.clone()))
         }
         (None, Some(depth)) => {
-            let scale = args.depth_scale.unwrap_or_else(|| default_scale(depth));
+            let scale = args
+                .values
+                .depth_scale
+                .unwrap_or_else(|| default_scale(depth));
             let (w, h, values) = read_depth_values(depth, scale)?;
-            let prediction = if args.disparity {
+            let prediction = if args.values.disparity {
                 Prediction::Disparity(DepthMap::new(w, h, values)?)
             } else {
                 Prediction::Metric(DepthMap::new(w, h, values)?)
@@ -223,7 +228,7 @@ fn load(
     };
     let depth = match values {
         Prediction::Metric(depth) => {
-            if args.align_depth.is_some() || args.scale.is_some() {
+            if args.align_depth.is_some() || args.values.scale.is_some() {
                 bail!(
                     "the depth is already in metres: --align-depth and --scale apply to disparity"
                 );
@@ -231,13 +236,13 @@ fn load(
             depth
         }
         Prediction::Disparity(disparity) => {
-            if !(0.0..1.0).contains(&args.sky_fraction) {
+            if !(0.0..1.0).contains(&args.values.sky_fraction) {
                 bail!(
                     "--sky-fraction must be in [0, 1), got {}",
-                    args.sky_fraction
+                    args.values.sky_fraction
                 );
             }
-            let disparity = mask_sky(disparity, args.sky_fraction)?;
+            let disparity = mask_sky(disparity, args.values.sky_fraction)?;
             let affine = fit_affine(args, &disparity)?;
             tracing::info!(
                 scale = affine.scale,
@@ -339,7 +344,7 @@ pub fn mask_sky(disparity: DepthMap<Disparity>, fraction: f32) -> Result<DepthMa
 
 /// Scale and shift for disparity from --scale/--shift or --align-depth.
 fn fit_affine(args: &SceneRequest, disparity: &DepthMap<Disparity>) -> Result<Affine> {
-    if let (Some(scale), Some(shift)) = (args.scale, args.shift) {
+    if let (Some(scale), Some(shift)) = (args.values.scale, args.values.shift) {
         return Ok(Affine { scale, shift });
     }
     let Some(path) = &args.align_depth else {
