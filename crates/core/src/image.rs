@@ -202,6 +202,36 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
     decode_image(&bytes).map_err(fail)
 }
 
+/// The size of an image as [`load_image`] would return it (EXIF orientation applied),
+/// from the file's header alone, without decoding the pixels.
+///
+/// # Errors
+/// When the file cannot be read or its header is not that of a supported image.
+pub fn image_size(path: &Path) -> Result<(u32, u32)> {
+    let fail = |reason: String| Error::Image {
+        reason,
+        path: path.to_path_buf(),
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let (width, height) = image::ImageReader::new(Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| fail(e.to_string()))?
+        .into_dimensions()
+        .map_err(|e| fail(e.to_string()))?;
+    let swaps = matches!(
+        Orientation::from_file_bytes(&bytes),
+        Orientation::Transpose
+            | Orientation::Rotate90
+            | Orientation::Transverse
+            | Orientation::Rotate270
+    );
+    Ok(if swaps {
+        (height, width)
+    } else {
+        (width, height)
+    })
+}
+
 /// Decodes an image file into 8-bit RGB pixels, applying its EXIF orientation: the same
 /// pixels as `load_image(path)?.to_rgb8()`, bit for bit.
 ///
@@ -574,11 +604,17 @@ mod tests {
             let expected = load_image(&path).expect("decodes");
             let (width, height, pixels) = load_rgb8(&path).expect("decodes");
             assert_eq!((width, height), (expected.width, expected.height), "{name}");
+            assert_eq!(
+                image_size(&path).expect("header"),
+                (width, height),
+                "{name}"
+            );
             assert_eq!(pixels, expected.to_rgb8(), "{name}");
         }
         let empty = dir.path().join("empty.png");
         std::fs::write(&empty, b"").expect("writes");
         assert!(load_rgb8(&empty).is_err());
+        assert!(image_size(&empty).is_err());
     }
 
     #[test]

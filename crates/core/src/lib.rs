@@ -26,4 +26,4 @@ pub mod pose;
 pub use camera::Intrinsics;
 pub use depth::{DepthMap, Disparity, Metres, Prediction, ValueKind};
 pub use error::{Error, Result};
-pub use image::{load_image, load_rgb8, RgbImage};
+pub use image::{image_size, load_image, load_rgb8, RgbImage};

@@ -37,6 +37,7 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
+    /// The name on the command line and in reports: `nyu`, `kitti`, `list`, `da2k`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Nyu => "nyu",
@@ -52,7 +53,9 @@ impl DatasetKind {
 pub struct DepthSample {
     /// The photo's file stem: the name in reports and of `<name>.npy` predictions.
     pub name: String,
+    /// The photo, resolved against the dataset's folder.
     pub rgb: PathBuf,
+    /// The ground-truth depth file, resolved against the dataset's folder.
     pub depth: PathBuf,
     /// Units of the depth file per metre.
     pub depth_scale: f64,
@@ -80,14 +83,18 @@ fn valid_scale(scale: f64) -> Option<f64> {
 pub struct PairSample {
     /// The image path as the annotations give it.
     pub name: String,
+    /// The photo, resolved against the dataset's folder.
     pub rgb: PathBuf,
+    /// The annotated point pairs, each with its closer point.
     pub pairs: Vec<OrderedPair>,
 }
 
 /// What a dataset holds.
 #[derive(Debug)]
 pub enum Dataset {
+    /// Photos with metric ground truth (NYU, KITTI, lists).
     Depth(Vec<DepthSample>),
+    /// Photos with ordered point pairs (DA-2K).
     Pairs(Vec<PairSample>),
 }
 

@@ -17,20 +17,26 @@ pub enum Error {
     /// What was being read when `source` failed.
     #[error("{message}")]
     Context {
+        /// What was being read.
         message: String,
+        /// The error it met.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// An error of `anydepth-core` (images, depth files).
     #[error(transparent)]
     Core(#[from] anydepth_core::Error),
 
+    /// An error of `anydepth-geometry` (fitting the scale and shift).
     #[error(transparent)]
     Geometry(#[from] anydepth_geometry::Error),
 
+    /// An error of `anydepth-pipeline`.
     #[error(transparent)]
     Pipeline(#[from] anydepth_pipeline::Error),
 
+    /// An error of `anydepth-model` (running the network).
     #[error(transparent)]
     Model(#[from] anydepth_model::Error),
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::{load_image, DepthMap, Metres, Prediction};
+use anydepth_core::{image_size, load_image, DepthMap, Metres, Prediction};
 use anydepth_model::{DepthEngine, Head};
 use anydepth_pipeline::sources::stem;
 
@@ -17,11 +17,18 @@ use crate::report::{DepthReport, ImageRow, PairReport, PairRow};
 pub enum Source {
     /// A depth engine, loaded from `weights`.
     Model {
+        /// The loaded network.
         engine: Box<dyn DepthEngine>,
+        /// The checkpoint file it was loaded from, for reports.
         weights: PathBuf,
     },
     /// `<image stem>.npy` files in `dir` (disparity, or metres when `metric`).
-    Files { dir: PathBuf, metric: bool },
+    Files {
+        /// The folder of the `.npy` files.
+        dir: PathBuf,
+        /// Whether the files hold depth in metres (else disparity).
+        metric: bool,
+    },
 }
 
 impl Source {
@@ -76,9 +83,13 @@ impl Source {
 /// What every report names: the dataset, where it is, and the source of predictions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReportHeader {
+    /// The dataset's kind, as [`crate::datasets::DatasetKind::name`] gives it.
     pub dataset: String,
+    /// Where the dataset is: its folder, or its annotation or list file.
     pub path: String,
+    /// The source of predictions, as [`Source::describe`] gives it.
     pub model: String,
+    /// Images in the dataset.
     pub count: usize,
 }
 
@@ -195,8 +206,8 @@ fn score_one(sample: &PairSample, source: &Source) -> Result<PairScore> {
         // A model predicts at the photo's size; files may be smaller.
         Source::Model { .. } => prediction,
         Source::Files { .. } => {
-            let image = load_image(&sample.rgb)?;
-            protocol::fit_to(&prediction, image.width, image.height)?.0
+            let (width, height) = image_size(&sample.rgb)?;
+            protocol::fit_to(&prediction, width, height)?.0.into_owned()
         }
     };
     protocol::score_pairs(&prediction, &sample.pairs)

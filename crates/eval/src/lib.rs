@@ -15,6 +15,8 @@
 //! assert!((result.metrics.absrel - 0.05).abs() < 1e-6);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod datasets;
 pub mod error;
 pub mod job;

@@ -34,6 +34,8 @@
 //! assert!(result.metrics.absrel < 1e-6 && result.metrics.delta1 == 1.0);
 //! ```
 
+use std::borrow::Cow;
+
 use anydepth_core::{DepthMap, Metres, Prediction, ValueKind};
 
 use crate::error::{Error, Result};
@@ -55,17 +57,25 @@ pub enum Crop {
     /// Rows `top..bottom` and columns `left..right` (half-open, in pixels); the image must
     /// contain them.
     Pixels {
+        /// First row, in pixels.
         top: u32,
+        /// Row after the last, in pixels.
         bottom: u32,
+        /// First column, in pixels.
         left: u32,
+        /// Column after the last, in pixels.
         right: u32,
     },
     /// Rows `floor(top * h)..floor(bottom * h)` and columns `floor(left * w)..floor(right *
     /// w)`, as the KITTI crops are written in the evaluation code of monodepth and ZoeDepth.
     Fraction {
+        /// First row, as a fraction of the height.
         top: f64,
+        /// End of the rows (exclusive), as a fraction of the height.
         bottom: f64,
+        /// First column, as a fraction of the width.
         left: f64,
+        /// End of the columns (exclusive), as a fraction of the width.
         right: f64,
     },
 }
@@ -179,7 +189,9 @@ pub struct Protocol {
     /// no upper bound on the ground truth, and each image's largest valid ground-truth depth
     /// caps the prediction.
     pub max_depth_m: Option<f32>,
+    /// Where in the image pixels are evaluated.
     pub crop: Crop,
+    /// How predictions become metres.
     pub alignment: Alignment,
 }
 
@@ -306,9 +318,11 @@ pub fn mean(per_image: &[Metrics]) -> Option<Metrics> {
 /// What alignment found for one image.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fit {
+    /// Nothing fitted: the metric prediction as it is.
     None,
     /// Metric prediction times `scale`.
     Median {
+        /// `median(gt) / median(prediction)` over the valid pixels.
         scale: f64,
     },
     /// `1 / depth = scale * disparity + shift`.
@@ -318,9 +332,11 @@ pub enum Fit {
 /// The result for one image.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ImageEvaluation {
+    /// The image's metrics over the compared pixels.
     pub metrics: Metrics,
     /// Pixels compared (valid ground truth inside the crop).
     pub pixels: usize,
+    /// What alignment found (a median scale, or scale and shift in disparity space).
     pub fit: Fit,
     /// The prediction was resized (bilinear) to the ground truth's size.
     pub resized: bool,
@@ -377,10 +393,14 @@ pub fn resize_bilinear<K: ValueKind>(
 /// # Errors
 /// [`Error::Invalid`] when the aspect ratios differ (a different crop or rotation: no
 /// resizing could make the pixels correspond).
-pub fn fit_to(prediction: &Prediction, width: u32, height: u32) -> Result<(Prediction, bool)> {
+pub fn fit_to(
+    prediction: &Prediction,
+    width: u32,
+    height: u32,
+) -> Result<(Cow<'_, Prediction>, bool)> {
     let (pw, ph) = (prediction.width(), prediction.height());
     if (pw, ph) == (width, height) {
-        return Ok((prediction.clone(), false));
+        return Ok((Cow::Borrowed(prediction), false));
     }
     let aspect = |w: u32, h: u32| f64::from(w) / f64::from(h.max(1));
     let (pa, ga) = (aspect(pw, ph), aspect(width, height));
@@ -394,7 +414,7 @@ pub fn fit_to(prediction: &Prediction, width: u32, height: u32) -> Result<(Predi
         Prediction::Disparity(d) => Prediction::Disparity(resize_bilinear(d, width, height)?),
         Prediction::Metric(d) => Prediction::Metric(resize_bilinear(d, width, height)?),
     };
-    Ok((resized, true))
+    Ok((Cow::Owned(resized), true))
 }
 
 /// Scores one prediction (disparity or metres, any size of the same aspect ratio) against
@@ -447,7 +467,7 @@ pub fn evaluate(
         .max_depth_m
         .unwrap_or_else(|| gt_valid.iter().copied().fold(f32::MIN, f32::max));
     let clamp = |d: f64| d.clamp(f64::from(protocol.min_depth_m), f64::from(max_depth_m)) as f32;
-    let (depth, fit) = match (&prediction, protocol.alignment) {
+    let (depth, fit) = match (prediction.as_ref(), protocol.alignment) {
         (Prediction::Disparity(_), Alignment::Affine) => {
             affine_depth(&pred_valid, &gt_valid, max_depth_m)?
         }
@@ -513,14 +533,18 @@ fn capped_depth(affine: &Affine, disparity: f32, max_depth_m: f32) -> f32 {
 /// Two pixels of one image, `(row, column)`, the first closer to the camera than the second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrderedPair {
+    /// The closer pixel, `(row, column)`.
     pub closer: (u32, u32),
+    /// The farther pixel, `(row, column)`.
     pub farther: (u32, u32),
 }
 
 /// Pairs ordered correctly out of all pairs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PairScore {
+    /// Pairs ordered correctly.
     pub correct: usize,
+    /// Pairs scored.
     pub total: usize,
 }
 

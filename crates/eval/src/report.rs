@@ -20,14 +20,21 @@ pub struct DepthReport {
     pub count: usize,
     /// The pixels evaluated (`none`, `nyu-eigen`, `kitti-garg`, `kitti-eigen`, `custom`).
     pub crop: String,
+    /// The dataset's kind (`nyu`, `kitti`, `list`).
     pub dataset: String,
+    /// Share of pixels with `max(d / gt, gt / d) < 1.25`, mean over images.
     pub delta1: f64,
+    /// Same with `1.25^2`, mean over images.
     pub delta2: f64,
+    /// Same with `1.25^3`, mean over images.
     pub delta3: f64,
     /// Per image.
     pub images: Vec<ImageRow>,
+    /// RMSE of the log depths, mean over images.
     pub log_rmse: f64,
+    /// Upper end of the ground-truth range, in metres (`None`: no upper bound).
     pub max_depth_m: Option<f64>,
+    /// Lower end of the ground-truth range, in metres.
     pub min_depth_m: f64,
     /// The model, or where the predictions came from.
     pub model: String,
@@ -35,20 +42,28 @@ pub struct DepthReport {
     pub path: String,
     /// Predictions resized (bilinear) to the ground truth's size.
     pub resized: usize,
+    /// Root mean square error in metres, mean over images.
     pub rmse: f64,
 }
 
 /// One image of a [`DepthReport`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ImageRow {
+    /// Mean of `|d - gt| / gt`.
     pub absrel: f64,
+    /// Share of pixels with `max(d / gt, gt / d) < 1.25`.
     pub delta1: f64,
+    /// Same with `1.25^2`.
     pub delta2: f64,
+    /// Same with `1.25^3`.
     pub delta3: f64,
+    /// `sqrt(mean((ln d - ln gt)^2))`.
     pub log_rmse: f64,
+    /// The image's name (its photo's file stem).
     pub name: String,
     /// Pixels compared.
     pub pixels: usize,
+    /// `sqrt(mean((d - gt)^2))`, in metres.
     pub rmse: f64,
     /// The fitted scale (median scaling, or affine in disparity space).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,23 +114,36 @@ impl ImageRow {
 pub struct PairReport {
     /// Share of all pairs ordered correctly.
     pub accuracy: f64,
+    /// How the images' counts were combined.
     pub aggregation: String,
+    /// How predictions were aligned (always `none`: only the order counts).
     pub alignment: String,
+    /// Pairs ordered correctly, over all images.
     pub correct: usize,
+    /// Images in the dataset (after `--limit`).
     pub count: usize,
+    /// The dataset's kind (`da2k`).
     pub dataset: String,
+    /// Per image.
     pub images: Vec<PairRow>,
+    /// The model, or where the predictions came from.
     pub model: String,
+    /// Pairs scored, over all images.
     pub pairs: usize,
+    /// The dataset's folder or file.
     pub path: String,
 }
 
 /// One image of a [`PairReport`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PairRow {
+    /// Share of the image's pairs ordered correctly.
     pub accuracy: f64,
+    /// Pairs ordered correctly.
     pub correct: usize,
+    /// The image's path as the annotations give it.
     pub name: String,
+    /// Pairs scored.
     pub pairs: usize,
 }
 
@@ -135,7 +163,9 @@ impl PairRow {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Report {
+    /// Of a depth dataset (NYU, KITTI, a list).
     Depth(DepthReport),
+    /// Of DA-2K's point pairs.
     Pairs(PairReport),
 }
 

@@ -17,6 +17,7 @@ pub enum Encoder {
 }
 
 impl Encoder {
+    /// Every encoder size, smallest first.
     pub const ALL: [Encoder; 4] = [Encoder::Vits, Encoder::Vitb, Encoder::Vitl, Encoder::Vitg];
 
     /// The name used by the official code and file names: `vits`, `vitb`, `vitl`, `vitg`.
@@ -71,7 +72,9 @@ impl fmt::Display for Encoder {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Version {
+    /// Depth Anything V1 (January 2024).
     V1,
+    /// Depth Anything V2 (June 2024).
     V2,
 }
 
@@ -117,7 +120,10 @@ pub enum Head {
     /// ReLU: affine-invariant disparity.
     Relative,
     /// Sigmoid times `max_depth_m`: depth in metres.
-    Metric { max_depth_m: f64 },
+    Metric {
+        /// The largest depth the head predicts, in metres.
+        max_depth_m: f64,
+    },
 }
 
 impl Head {
@@ -139,17 +145,25 @@ pub enum Ffn {
 /// DINOv2 vision transformer hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VitConfig {
+    /// Width of the tokens (384, 768, 1024 or 1536).
     pub embed_dim: i64,
+    /// Number of transformer blocks.
     pub depth: usize,
+    /// Attention heads per block.
     pub num_heads: i64,
+    /// Hidden width of the feed-forward block as a multiple of `embed_dim` (before the
+    /// SwiGLU rounding).
     pub mlp_ratio: i64,
+    /// The kind of feed-forward block.
     pub ffn: Ffn,
+    /// Side of the square patches, in pixels (14).
     pub patch_size: i64,
     /// Side of the square grid the position embedding was trained on (518 / 14).
     pub pos_grid: i64,
     /// Added to the target grid size when interpolating the position embedding, as DINOv2
     /// does (`interpolate_offset`).
     pub interpolate_offset: f64,
+    /// Epsilon of the layer norms.
     pub layer_norm_eps: f64,
 }
 
@@ -168,18 +182,22 @@ impl VitConfig {
         }
     }
 
+    /// ViT-S/14: width 384, 12 blocks, 6 heads.
     pub fn vit_small() -> Self {
         Self::preset(384, 12, 6, Ffn::Mlp)
     }
 
+    /// ViT-B/14: width 768, 12 blocks, 12 heads.
     pub fn vit_base() -> Self {
         Self::preset(768, 12, 12, Ffn::Mlp)
     }
 
+    /// ViT-L/14: width 1024, 24 blocks, 16 heads.
     pub fn vit_large() -> Self {
         Self::preset(1024, 24, 16, Ffn::Mlp)
     }
 
+    /// ViT-g/14 as DINOv2 trains it: width 1536, 40 blocks, 24 heads, SwiGLU.
     pub fn vit_giant2() -> Self {
         Self::preset(1536, 40, 24, Ffn::SwiGlu)
     }
@@ -211,10 +229,15 @@ pub struct DptConfig {
 /// A whole Depth Anything network.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModelConfig {
+    /// The encoder size.
     pub encoder: Encoder,
+    /// The release.
     pub version: Version,
+    /// What the last layer produces: disparity, or depth in metres.
     pub head: Head,
+    /// The encoder's hyper-parameters.
     pub vit: VitConfig,
+    /// The DPT head's hyper-parameters.
     pub dpt: DptConfig,
     /// The encoder blocks whose (normalised) outputs feed the DPT head, 0-based.
     pub intermediate_layers: [usize; 4],

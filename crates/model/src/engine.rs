@@ -19,6 +19,7 @@ pub enum DeviceChoice {
     /// The first CUDA GPU when one is usable, else the CPU.
     #[default]
     Auto,
+    /// The CPU.
     Cpu,
     /// The CUDA GPU of this index.
     Cuda(usize),
@@ -45,9 +46,12 @@ impl FromStr for DeviceChoice {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Precision {
+    /// 32-bit float, as the weights were trained.
     #[default]
     Fp32,
+    /// 16-bit float (half); fast on CUDA, slow on the CPU.
     Fp16,
+    /// bfloat16: 16 bits with the range of fp32.
     Bf16,
 }
 
@@ -56,14 +60,18 @@ pub enum Precision {
 pub struct ModelSpec {
     /// Checked against the size recognised from the tensors.
     pub encoder: Option<Encoder>,
+    /// The release, overriding what the checkpoint suggests (V2 when neither tells).
     pub version: Option<Version>,
+    /// The head, overriding what the checkpoint suggests (relative when neither tells).
     pub head: Option<Head>,
 }
 
 /// How inference runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EstimatorOptions {
+    /// Where inference runs.
     pub device: DeviceChoice,
+    /// Precision of the weights and activations.
     pub precision: Precision,
     /// The shorter side of the network input (rounded to a multiple of 14); 518 as trained.
     pub input_size: u32,
@@ -85,6 +93,7 @@ impl Default for EstimatorOptions {
 /// Timings of the bare network, in seconds per forward pass (after the warm-up).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ForwardTimings {
+    /// Seconds of each timed forward pass, in order.
     pub seconds: Vec<f64>,
 }
 

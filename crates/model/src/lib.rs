@@ -12,6 +12,8 @@
 //! assert_eq!(config.describe(), "Depth Anything V2 vits metric (max 20 m)");
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod engine;
 pub mod error;

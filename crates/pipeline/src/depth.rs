@@ -20,12 +20,15 @@ pub struct DepthJob {
     pub inputs: Vec<PathBuf>,
     /// Output folder (created if missing).
     pub out_dir: PathBuf,
+    /// The depth model that runs.
     pub model: ModelRequest,
     /// Largest depth of a metric model, in metres (its trained range when `None`).
     pub max_depth_m: Option<f64>,
     /// Images per forward pass.
     pub batch: usize,
+    /// Formats each depth map is written in, one file each.
     pub formats: Vec<Format>,
+    /// Colormap of the colour and side-by-side formats.
     pub colormap: Colormap,
     /// Replace existing outputs (otherwise inputs whose outputs exist are skipped).
     pub force: bool,
@@ -34,7 +37,9 @@ pub struct DepthJob {
 /// A validated [`DepthJob`]: the files it reads and the formats it writes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DepthPlan {
+    /// The images to read, in order.
     pub files: Vec<PathBuf>,
+    /// The formats to write, as asked (adjacent repeats dropped).
     pub formats: Vec<Format>,
     /// Files in folders that are not images by their extension.
     pub ignored: Vec<PathBuf>,
@@ -43,6 +48,7 @@ pub struct DepthPlan {
 /// One input whose outputs already exist and that is skipped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kept {
+    /// The input skipped.
     pub file: PathBuf,
     /// The first of its outputs found.
     pub existing: PathBuf,
@@ -51,6 +57,7 @@ pub struct Kept {
 /// What one run of the network over the pending inputs did.
 #[derive(Debug, Default)]
 pub struct DepthReport {
+    /// Inputs whose outputs were all written.
     pub written: usize,
     /// Inputs that failed, with the reason.
     pub failures: Vec<(PathBuf, String)>,

@@ -13,7 +13,9 @@ pub enum Error {
     /// What the pipeline was doing when `source` failed.
     #[error("{message}")]
     Context {
+        /// What the pipeline was doing.
         message: String,
+        /// The error it met.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
@@ -22,15 +24,19 @@ pub enum Error {
     #[error(transparent)]
     Observer(crate::BoxError),
 
+    /// An error of `anydepth-core` (images, depth files, cameras, poses).
     #[error(transparent)]
     Core(#[from] anydepth_core::Error),
 
+    /// An error of `anydepth-geometry` (unprojection, fusion, meshes, clouds).
     #[error(transparent)]
     Geometry(#[from] anydepth_geometry::Error),
 
+    /// An error of `anydepth-model` (downloading weights, loading or running the network).
     #[error(transparent)]
     Model(#[from] anydepth_model::Error),
 
+    /// An I/O error of the standard library (`std::io::Error`).
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

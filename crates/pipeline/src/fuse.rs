@@ -45,9 +45,11 @@ pub struct FuseRequest {
     #[cfg_attr(feature = "clap", arg(long, value_name = "GLOB", num_args = 1.., requires = "depth"))]
     pub color: Vec<PathBuf>,
 
+    /// How the values of the depth maps become metres.
     #[cfg_attr(feature = "clap", command(flatten))]
     pub values: DepthValues,
 
+    /// The camera of every frame (else the pose file's, else EXIF or a guess).
     #[cfg_attr(feature = "clap", command(flatten))]
     pub camera: CameraRequest,
 
@@ -99,9 +101,11 @@ pub struct FuseRequest {
     #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
     pub save_poses: Option<PathBuf>,
 
+    /// The mesh or cloud file written.
     #[cfg_attr(feature = "clap", command(flatten))]
     pub output: FileOutput,
 
+    /// The depth model that runs for photos.
     #[cfg_attr(feature = "clap", command(flatten))]
     pub model: ModelRequest,
 }
@@ -133,18 +137,22 @@ struct PoseSource {
 /// The fused model, as written.
 #[derive(Clone, Debug)]
 pub enum FusedModel {
+    /// A triangle mesh (the default).
     Mesh(TriangleMesh),
+    /// A point cloud (`--cloud`).
     Cloud(PointCloud),
 }
 
 /// What a fuse job did.
 #[derive(Debug)]
 pub struct FuseOutcome {
+    /// The fused mesh or cloud, as written.
     pub model: FusedModel,
     /// Per frame, how it was fused (its pose, ICP, scale fitting).
     pub reports: Vec<ViewReport>,
-    /// Allocated TSDF blocks and their memory, in bytes.
+    /// Allocated TSDF blocks.
     pub block_count: usize,
+    /// Memory of those blocks' voxels, in bytes.
     pub memory_bytes: usize,
 }
 

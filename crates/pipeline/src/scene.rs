@@ -57,6 +57,7 @@ pub struct DepthValues {
     )]
     pub scale: Option<f64>,
 
+    /// Shift of the disparity-to-metres conversion (see --scale), in 1/metres.
     #[cfg_attr(
         feature = "clap",
         arg(long, requires = "scale", allow_negative_numbers = true)
@@ -102,9 +103,11 @@ pub struct SceneRequest {
     #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
     pub color: Option<PathBuf>,
 
+    /// How the values of the depth file become metres.
     #[cfg_attr(feature = "clap", command(flatten))]
     pub values: DepthValues,
 
+    /// The camera of the view.
     #[cfg_attr(feature = "clap", command(flatten))]
     pub camera: CameraRequest,
 
@@ -124,6 +127,7 @@ pub struct SceneRequest {
     #[cfg_attr(feature = "clap", arg(long, value_name = "M"))]
     pub max_depth: Option<f32>,
 
+    /// The depth model that runs for a photo.
     #[cfg_attr(feature = "clap", command(flatten))]
     pub model: ModelRequest,
 }
@@ -133,13 +137,16 @@ pub const DEFAULT_SKY_FRACTION: f32 = 0.01;
 
 /// A view ready for geometry.
 pub struct Scene {
+    /// Depth per pixel, in metres.
     pub depth: DepthMap<Metres>,
     /// RGB8 per pixel, same size as `depth`.
     pub color: Option<Vec<[u8; 3]>>,
+    /// The camera: as asked for, else from the photo's EXIF, else a guess.
     pub camera: Intrinsics,
 }
 
 impl Scene {
+    /// The pinhole part of the camera, in pixels, as unprojection takes it.
     pub fn pinhole(&self) -> PinholeIntrinsics {
         PinholeIntrinsics::from(&self.camera)
     }

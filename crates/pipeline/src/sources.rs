@@ -14,6 +14,7 @@ const IMAGE_EXTENSIONS: [&str; 11] = [
 /// The expanded inputs, in a stable order, each with the stem its outputs are named after.
 #[derive(Debug)]
 pub struct Inputs {
+    /// The files to read, in order.
     pub files: Vec<PathBuf>,
     /// Files in folders that were not taken because they are not images by extension.
     pub ignored: Vec<PathBuf>,
