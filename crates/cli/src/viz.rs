@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anydepth_core::camera::Intrinsics;
+use anydepth_pipeline::scene::CameraRequest;
 use anydepth_viz::{Recording, Sink};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -119,11 +120,13 @@ pub fn finish(recording: Option<Recording>) -> Result<()> {
     Ok(())
 }
 
-/// The camera of a photo for display: from its EXIF, else the default guess (no message:
-/// only the viewer uses it).
+/// The camera of a photo for display: the scene's resolver with nothing given (EXIF, else
+/// the default guess), without its message (only the viewer uses it), and the guess too
+/// where the EXIF cannot be read.
 pub fn photo_camera(photo: &Path, width: u32, height: u32) -> Result<Intrinsics> {
-    match Intrinsics::from_exif_file(photo, width, height) {
-        Ok(Some(camera)) => Ok(camera),
-        _ => Ok(Intrinsics::default_guess(width, height)?),
+    let from_photo = CameraRequest::default().resolve(Some(photo), width, height, &|_| {});
+    match from_photo {
+        Ok(camera) => Ok(camera),
+        Err(_) => Ok(Intrinsics::default_guess(width, height)?),
     }
 }
