@@ -297,6 +297,19 @@ pub fn fit_robust(disparity: &[f32], depth_m: &[f32]) -> Result<Affine> {
     Ok(weighted_least_squares(&d, &y, Some(&weights)).unwrap_or(model))
 }
 
+/// The fit of metric samples the project uses: [`fit_scale_only`] from a single sample
+/// (one distance fixes the scale only), [`fit_robust`] from more.
+///
+/// # Errors
+/// As the fit used.
+pub fn fit_samples(samples: &Samples) -> Result<Affine> {
+    if samples.len() == 1 {
+        fit_scale_only(&samples.disparity, &samples.depth_m)
+    } else {
+        fit_robust(&samples.disparity, &samples.depth_m)
+    }
+}
+
 /// Least squares of `1 / depth_m ≈ scale * disparity` with `shift = 0`: one sample (a known
 /// distance) determines it; more are fitted in the least-squares sense.
 ///

@@ -60,8 +60,8 @@ use crate::{Error, PointCloud, Result, TriangleMesh};
 pub enum ViewScale {
     /// Known: `1 / depth = scale * disparity + shift`.
     Known(Affine),
-    /// Fitted to metric depth known at a few pixels ([`align::fit_robust`]; with one point,
-    /// [`align::fit_scale_only`]).
+    /// Fitted to metric depth known at a few pixels ([`align::fit_samples`]: robust, or the
+    /// scale only from one point).
     Sparse(Vec<PixelDepth>),
     /// Fitted to the model fused so far, rendered from the view's camera.
     FromModel,
@@ -309,11 +309,7 @@ impl Fusion {
             ViewScale::Sparse(points) => {
                 let samples = align::samples_from_points(disparity, &points, Sampling::Nearest)?;
                 report.scale_samples = samples.len();
-                if samples.len() == 1 {
-                    align::fit_scale_only(&samples.disparity, &samples.depth_m)?
-                } else {
-                    align::fit_robust(&samples.disparity, &samples.depth_m)?
-                }
+                align::fit_samples(&samples)?
             }
             ViewScale::FromModel => {
                 if self.views == 0 {

@@ -381,12 +381,7 @@ fn fit_affine(args: &SceneRequest, disparity: &DepthMap<Disparity>) -> Result<Af
         }
         align::samples_from_dense(disparity, &DepthMap::new(w, h, values)?)?
     };
-    let affine = if samples.len() == 1 {
-        align::fit_scale_only(&samples.disparity, &samples.depth_m)?
-    } else {
-        align::fit_robust(&samples.disparity, &samples.depth_m)?
-    };
-    Ok(affine)
+    Ok(align::fit_samples(&samples)?)
 }
 
 /// `u,v,metres` per line (`#` comments and a header line allowed); metres divided by
