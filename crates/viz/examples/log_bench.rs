@@ -20,7 +20,7 @@ use std::time::Instant;
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::{load_image, DepthMap, Intrinsics, Metres};
 use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
-use anydepth_viz::{paths, PointRadius, Recording, Sink};
+use anydepth_viz::{convert, paths, PointRadius, Recording};
 
 const WIDTH: u32 = 1920;
 const HEIGHT: u32 = 1080;
@@ -90,7 +90,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Rerun without a copy; copied here outside the timing.
         let frame_color = color.clone();
         let path = dir.join(format!("frame{run}.rrd"));
-        let recording = Recording::start(&Sink::Save { path: path.clone() }, "anydepth_bench")?;
+        // The stream is kept to log the owned cloud through `convert` directly (the library
+        // logs borrowed clouds only).
+        let stream = rerun::RecordingStreamBuilder::new("anydepth_bench").save(&path)?;
+        let recording = Recording::from_stream(stream.clone());
         recording.log_world_axes()?;
         recording.set_frame(0);
         let t0 = Instant::now();
@@ -98,7 +101,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t1 = Instant::now();
         recording.log_depth(&depth)?;
         let t2 = Instant::now();
-        recording.log_cloud_owned(paths::CLOUD, cloud, PointRadius::Metres(0.002))?;
+        stream.log(
+            paths::CLOUD,
+            &convert::points3d_owned(cloud, PointRadius::Metres(0.002))?,
+        )?;
         let t3 = Instant::now();
         recording.flush()?;
         drop(recording);

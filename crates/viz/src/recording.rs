@@ -216,22 +216,6 @@ impl Recording {
         Ok(self.stream.log(path, &convert::points3d(cloud, radius)?)?)
     }
 
-    /// As [`Recording::log_cloud`], taking the cloud: its points are handed to Rerun without
-    /// a copy (for a cloud that is not needed afterwards).
-    ///
-    /// # Errors
-    /// When its colours and points disagree in number.
-    pub fn log_cloud_owned(
-        &self,
-        path: &str,
-        cloud: PointCloud,
-        radius: PointRadius,
-    ) -> Result<()> {
-        Ok(self
-            .stream
-            .log(path, &convert::points3d_owned(cloud, radius)?)?)
-    }
-
     /// Logs a triangle mesh (in the world frame) at `path`, e.g. [`paths::MESH`].
     ///
     /// # Errors
