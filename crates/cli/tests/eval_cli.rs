@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anydepth_core::depth_io::read_depth_values;
+use anydepth_core::Metres;
 use serde_json::Value;
 
 mod common;
@@ -65,7 +66,9 @@ fn entries(dir: &Path) -> Vec<(String, PathBuf, f64)> {
 fn predictions_from_ground_truth(dir: &Path, out: &Path, f: impl Fn(f32) -> f32) -> usize {
     let entries = entries(dir);
     for (stem, depth, scale) in &entries {
-        let (w, h, values) = read_depth_values(depth, *scale).expect("reads the depth PNG");
+        let (w, h, values) = read_depth_values::<Metres>(depth, *scale)
+            .expect("reads the depth PNG")
+            .into_parts();
         let values: Vec<f32> = values
             .iter()
             .map(|&z| if z > 0.0 { f(z) } else { 0.0 })
@@ -242,8 +245,9 @@ fn missing_files_sizes_and_empty_masks_are_named() {
     assert!(err.contains("rgb_00050") && err.contains("aspect"), "{err}");
 
     // Half resolution is resized (and said so), and scores well on a smooth scene.
-    let (w, h, gt) =
-        read_depth_values(&nyu.join("depth/sync_depth_00050.png"), 1000.0).expect("reads");
+    let (w, h, gt) = read_depth_values::<Metres>(&nyu.join("depth/sync_depth_00050.png"), 1000.0)
+        .expect("reads")
+        .into_parts();
     let half: Vec<f32> = (0..h / 2)
         .flat_map(|y| (0..w / 2).map(move |x| (y * 2 * w + x * 2) as usize))
         .map(|i| if gt[i] > 0.0 { 1.0 / gt[i] } else { 0.0 })

@@ -11,6 +11,7 @@ use std::process::Output;
 
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::pose::{read_trajectory, PoseFormat};
+use anydepth_core::Metres;
 use anydepth_geometry::io::ply;
 use anydepth_geometry::render::render_depth;
 use anydepth_geometry::unproject::PinholeIntrinsics;
@@ -61,9 +62,9 @@ fn true_poses(dir: &Path) -> Vec<Isometry3<f64>> {
 }
 
 fn frame_depth(dir: &Path, i: usize) -> Vec<f32> {
-    read_depth_values(&dir.join(format!("depth/{i:05}.png")), 1000.0)
+    read_depth_values::<Metres>(&dir.join(format!("depth/{i:05}.png")), 1000.0)
         .expect("depth reads")
-        .2
+        .into_data()
 }
 
 /// Per frame, the mean absolute difference (metres) between the mesh rendered from the

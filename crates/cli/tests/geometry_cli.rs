@@ -36,7 +36,10 @@ fn cloud_and_mesh_from_a_redwood_frame() {
     let out = anydepth(&[&["cloud"][..], &common, &["-o", s(&cloud_path)]].concat());
     assert_ok(&out);
     let cloud = ply::read_point_cloud(&cloud_path).expect("our PLY reads back");
-    let (_, _, values) = anydepth_core::depth_io::read_depth_values(&depth, 1000.0).expect("depth");
+    let (_, _, values) =
+        anydepth_core::depth_io::read_depth_values::<anydepth_core::Metres>(&depth, 1000.0)
+            .expect("depth")
+            .into_parts();
     let valid = values.iter().filter(|&&d| d > 0.0).count();
     assert_eq!(cloud.len(), valid, "one point per valid pixel");
     assert!(cloud.colors.is_some());
@@ -158,9 +161,12 @@ fn cloud_and_mesh_from_a_photo_with_a_metric_model() {
         .concat(),
     );
     assert_ok(&out);
-    let (w, h, depth) =
-        anydepth_core::depth_io::read_depth_values(&dir.path().join("odd_45x31.npy"), 1.0)
-            .expect("depth npy");
+    let (w, h, depth) = anydepth_core::depth_io::read_depth_values::<anydepth_core::Disparity>(
+        &dir.path().join("odd_45x31.npy"),
+        1.0,
+    )
+    .expect("depth npy")
+    .into_parts();
     assert_eq!((w, h), (45, 31));
     let valid: Vec<(usize, f32)> = depth
         .iter()

@@ -78,6 +78,11 @@ impl<K: ValueKind> DepthMap<K> {
         self.data
     }
 
+    /// Consumes the map, returning `(width, height, row-major values)`.
+    pub fn into_parts(self) -> (u32, u32, Vec<f32>) {
+        (self.width, self.height, self.data)
+    }
+
     /// The value at column `x`, row `y`.
     ///
     /// # Panics

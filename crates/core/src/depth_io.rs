@@ -4,14 +4,17 @@
 //!
 //! ```no_run
 //! use anydepth_core::depth_io::read_depth_values;
+//! use anydepth_core::{DepthMap, Metres};
 //!
 //! // A TUM RGB-D depth frame: 5000 units per metre.
-//! let (w, h, values) = read_depth_values("depth.png".as_ref(), 5000.0)?;
+//! let depth: DepthMap<Metres> = read_depth_values("depth.png".as_ref(), 5000.0)?;
+//! println!("{} x {}", depth.width(), depth.height());
 //! # Ok::<(), anydepth_core::Error>(())
 //! ```
 
 use std::path::Path;
 
+use crate::depth::{DepthMap, ValueKind};
 use crate::error::{Error, Result};
 use crate::npy;
 use crate::openexr;
@@ -23,7 +26,8 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Reads a depth file into `(width, height, values / units_per_value)`. Images (16-bit or
+/// Reads a depth file into a map of `values / units_per_metre`, typed by what the caller
+/// knows it holds (metres, or disparity). Images (16-bit or
 /// 8-bit PNG, PGM, TIFF) and integer `.npy` arrays are divided by `units_per_metre`; the
 /// float formats (float `.npy`, `.pfm`, `.exr`) are divided by it too, so they are taken as
 /// they are with `units_per_metre` 1. Zero stays zero; non-finite and negative values are
@@ -31,7 +35,13 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 ///
 /// # Errors
 /// When the file cannot be read, is not a single-channel map, or the scale is not positive.
-pub fn read_depth_values(path: &Path, units_per_metre: f64) -> Result<(u32, u32, Vec<f32>)> {
+pub fn read_depth_values<K: ValueKind>(path: &Path, units_per_metre: f64) -> Result<DepthMap<K>> {
+    let (width, height, values) = read_values(path, units_per_metre)?;
+    DepthMap::new(width, height, values)
+}
+
+/// [`read_depth_values`] as `(width, height, values)`.
+fn read_values(path: &Path, units_per_metre: f64) -> Result<(u32, u32, Vec<f32>)> {
     if !(units_per_metre.is_finite() && units_per_metre > 0.0) {
         return Err(bad(
             path,
@@ -139,6 +149,12 @@ fn read_pfm(path: &Path) -> Result<(u32, u32, Vec<f32>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::depth::Metres;
+
+    /// The file as `(width, height, values)`.
+    fn read_depth_values(path: &Path, units_per_metre: f64) -> Result<(u32, u32, Vec<f32>)> {
+        Ok(super::read_depth_values::<Metres>(path, units_per_metre)?.into_parts())
+    }
 
     #[test]
     fn png16_npy_and_pfm_read_back() {

@@ -69,11 +69,10 @@ impl Source {
             }
             Source::Files { dir, metric } => {
                 let path = Self::prediction_path(dir, name);
-                let (w, h, values) = read_depth_values(&path, 1.0)?;
                 Ok(if *metric {
-                    Prediction::Metric(DepthMap::new(w, h, values)?)
+                    Prediction::Metric(read_depth_values(&path, 1.0)?)
                 } else {
-                    Prediction::Disparity(DepthMap::new(w, h, values)?)
+                    Prediction::Disparity(read_depth_values(&path, 1.0)?)
                 })
             }
         }
@@ -160,8 +159,7 @@ fn evaluate_one(
     source: &Source,
     protocol: &Protocol,
 ) -> Result<ImageEvaluation> {
-    let (w, h, values) = read_depth_values(&sample.depth, sample.depth_scale)?;
-    let gt = DepthMap::<Metres>::new(w, h, values)?;
+    let gt: DepthMap<Metres> = read_depth_values(&sample.depth, sample.depth_scale)?;
     let prediction = source.predict(&sample.name, &sample.rgb)?;
     protocol::evaluate(&prediction, &gt, protocol)
 }

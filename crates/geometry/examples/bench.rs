@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anydepth_core::depth_io::read_depth_values;
+use anydepth_core::Metres;
 use anydepth_geometry::filter::{
     remove_radius_outliers, remove_statistical_outliers, voxel_downsample,
 };
@@ -33,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: bench DEPTH SCALE FX FY CX CY".into());
     }
     let num = |i: usize| args[i].parse::<f64>();
-    let (w, h, depth) = read_depth_values(Path::new(&args[0]), num(1)?)?;
+    let (w, h, depth) = read_depth_values::<Metres>(Path::new(&args[0]), num(1)?)?.into_parts();
     let camera = PinholeIntrinsics {
         fx: num(2)?,
         fy: num(3)?,

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::load_image;
+use anydepth_core::{load_image, Metres};
 use anydepth_geometry::io::ply::{write_mesh, PlyEncoding};
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
 use anydepth_geometry::unproject::PinholeIntrinsics;
@@ -70,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for pair in args[11..].chunks(2) {
         let image = load_image(Path::new(&pair[0]))?;
         let colors = image.to_rgb8();
-        let (w, h, depth) = read_depth_values(Path::new(&pair[1]), scale)?;
+        let (w, h, depth) = read_depth_values::<Metres>(Path::new(&pair[1]), scale)?.into_parts();
         frames.push((colors, w as usize, h as usize, depth));
     }
     if poses.len() < frames.len() {

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::pose::{read_trajectory, PoseFormat};
+use anydepth_core::Metres;
 use anydepth_geometry::icp::{
     evaluate_point_to_plane, icp_point_to_plane, IcpFit, IcpOptions, IcpResult, IcpTarget,
 };
@@ -257,7 +258,11 @@ fn redwood_frame_returns_to_its_pose_on_the_fused_mesh() {
         .collect();
     assert!(poses.len() >= 5);
     let depths: Vec<(u32, u32, Vec<f32>)> = (0..5)
-        .map(|i| read_depth_values(&dir.join(format!("depth/{i:05}.png")), 1000.0).expect("depth"))
+        .map(|i| {
+            read_depth_values::<Metres>(&dir.join(format!("depth/{i:05}.png")), 1000.0)
+                .expect("depth")
+                .into_parts()
+        })
         .collect();
 
     let mut volume = TsdfVolume::new(TsdfOptions {
@@ -352,7 +357,9 @@ fn kinect_points(
     stride: usize,
     world_from_camera: Option<&Isometry3<f64>>,
 ) -> PointCloud {
-    let (w, h, values) = read_depth_values(depth, 1000.0).expect("depth");
+    let (w, h, values) = read_depth_values::<Metres>(depth, 1000.0)
+        .expect("depth")
+        .into_parts();
     unproject(
         &values,
         w,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::load_image;
+use anydepth_core::{load_image, Metres};
 use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
 
 mod common;
@@ -38,7 +38,9 @@ fn check_frame(color: &Path, depth: &Path, scale: f64, camera: PinholeIntrinsics
     let (_, expected_colors) =
         anydepth_core::npy::read_f32(&prefix.with_extension("colors.npy")).expect("colors");
 
-    let (w, h, values) = read_depth_values(depth, scale).expect("depth");
+    let (w, h, values) = read_depth_values::<Metres>(depth, scale)
+        .expect("depth")
+        .into_parts();
     let image = load_image(color).expect("colour");
     let rgb = image.to_rgb8();
     let cloud = unproject(

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::load_image;
 use anydepth_core::pose::{read_trajectory, PoseFormat};
+use anydepth_core::{load_image, Metres};
 use anydepth_geometry::io::ply::read_mesh;
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
 use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
@@ -111,7 +111,9 @@ fn redwood_fusion_matches_open3d_and_each_frame() {
     for ((color, depth), pose) in frames.iter().zip(&poses) {
         let image = load_image(color).expect("colour");
         let colors = image.to_rgb8();
-        let (w, h, values) = read_depth_values(depth, scale).expect("depth");
+        let (w, h, values) = read_depth_values::<Metres>(depth, scale)
+            .expect("depth")
+            .into_parts();
         volume
             .integrate(
                 &values,

@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::load_image;
 use anydepth_core::pose::{read_trajectory, PoseFormat};
+use anydepth_core::{load_image, Metres};
 use anydepth_geometry::render::render_depth;
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
 use anydepth_geometry::unproject::PinholeIntrinsics;
@@ -52,7 +52,9 @@ fn redwood_mesh_renders_back_to_each_frames_depth() {
         let image = load_image(&dir.join(format!("color/{i:05}.jpg"))).expect("colour");
         let colors = image.to_rgb8();
         let (w, h, values) =
-            read_depth_values(&dir.join(format!("depth/{i:05}.png")), 1000.0).expect("depth");
+            read_depth_values::<Metres>(&dir.join(format!("depth/{i:05}.png")), 1000.0)
+                .expect("depth")
+                .into_parts();
         let (w, h) = (w as usize, h as usize);
         volume
             .integrate(&values, Some(&colors), w, h, &camera, pose)

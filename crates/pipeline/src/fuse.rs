@@ -10,7 +10,7 @@ use anydepth_core::pose::{
     read_colmap_observations, read_trajectory, write_plain_trajectory, Observation, PoseEntry,
     PoseFormat, PoseKey,
 };
-use anydepth_core::{load_image, load_rgb8, DepthMap, Prediction};
+use anydepth_core::{load_image, load_rgb8, Prediction};
 use anydepth_geometry::align::{Affine, PixelDepth};
 use anydepth_geometry::fusion::{Fusion, FusionOptions, View, ViewReport, ViewScale};
 use anydepth_geometry::icp::IcpResult;
@@ -457,12 +457,12 @@ fn fuse_frame(
                 .values
                 .depth_scale
                 .unwrap_or_else(|| scene::default_scale(&frame.depth));
-            let (w, h, values) = read_depth_values(&frame.depth, scale)?;
             let prediction = if args.values.disparity {
-                Prediction::Disparity(DepthMap::new(w, h, values)?)
+                Prediction::Disparity(read_depth_values(&frame.depth, scale)?)
             } else {
-                Prediction::Metric(DepthMap::new(w, h, values)?)
+                Prediction::Metric(read_depth_values(&frame.depth, scale)?)
             };
+            let (w, h) = (prediction.width(), prediction.height());
             let colors = match &frame.color {
                 Some(path) => {
                     let (cw, ch, pixels) = load_rgb8(path)?;

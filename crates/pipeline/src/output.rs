@@ -537,7 +537,9 @@ print(' '.join(repr(float(x)) for x in d.ravel()))
         let values = vec![0.0, -1.5, f32::NAN, 1e-30, f32::INFINITY, 3.25];
         let path = write(dir.path(), Format::Exr, &values, 3, 2);
         let (w, h, read) =
-            anydepth_core::depth_io::read_depth_values(&path, 1.0).expect("read exr");
+            anydepth_core::depth_io::read_depth_values::<anydepth_core::Metres>(&path, 1.0)
+                .expect("read exr")
+                .into_parts();
         assert_eq!((w, h), (3, 2));
         assert!(read[2].is_nan());
         assert_eq!(

@@ -209,12 +209,12 @@ fn load(
                 .values
                 .depth_scale
                 .unwrap_or_else(|| default_scale(depth));
-            let (w, h, values) = read_depth_values(depth, scale)?;
             let prediction = if args.values.disparity {
-                Prediction::Disparity(DepthMap::new(w, h, values)?)
+                Prediction::Disparity(read_depth_values(depth, scale)?)
             } else {
-                Prediction::Metric(DepthMap::new(w, h, values)?)
+                Prediction::Metric(read_depth_values(depth, scale)?)
             };
+            let (w, h) = (prediction.width(), prediction.height());
             let color = match &args.color {
                 Some(path) => {
                     let (cw, ch, pixels) = load_rgb8(path)?;
@@ -370,7 +370,8 @@ fn fit_affine(args: &SceneRequest, disparity: &DepthMap<Disparity>) -> Result<Af
         let points = read_points_csv(path, scale)?;
         align::samples_from_points(disparity, &points, Sampling::Nearest)?
     } else {
-        let (w, h, values) = read_depth_values(path, scale)?;
+        let depth: DepthMap<Metres> = read_depth_values(path, scale)?;
+        let (w, h) = (depth.width(), depth.height());
         if (w, h) != (disparity.width(), disparity.height()) {
             bail!(
                 "--align-depth is {w} x {h} but the depth map is {} x {}: {}",
@@ -379,7 +380,7 @@ fn fit_affine(args: &SceneRequest, disparity: &DepthMap<Disparity>) -> Result<Af
                 path.display()
             );
         }
-        align::samples_from_dense(disparity, &DepthMap::new(w, h, values)?)?
+        align::samples_from_dense(disparity, &depth)?
     };
     Ok(align::fit_samples(&samples)?)
 }

@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: log_bench DEPTH SCALE FX FY CX CY COLOR".into());
     }
     let num = |i: usize| args[i].parse::<f64>();
-    let (w, h, depth) = read_depth_values(Path::new(&args[0]), num(1)?)?;
+    let (w, h, depth) = read_depth_values::<Metres>(Path::new(&args[0]), num(1)?)?.into_parts();
     let color = load_image(Path::new(&args[6]))?.to_rgb8();
     let camera =
         Intrinsics::new(num(2)?, num(3)?, num(4)?, num(5)?, w, h)?.scaled(WIDTH, HEIGHT)?;
