@@ -7,7 +7,7 @@ float32 tensor of shape (1, 3, H, W) to OUTPUT (.npy).
 
     check_preprocess.py [--input-size 518] IMAGE OUTPUT [IMAGE OUTPUT ...]
 
-Used by crates/model/tests/preprocess_parity.rs.
+Used by crates/torch/tests/preprocess_parity.rs.
 """
 
 import argparse
