@@ -1,5 +1,5 @@
 //! `anydepth eval`: a model (or predictions on disk) scored on a dataset with the papers'
-//! protocol (see `anydepth_geometry::eval`).
+//! protocol (see `anydepth_eval::protocol`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -2,7 +2,7 @@
 //! the random-weight checkpoints of `scripts/reference/make_references.py`.
 //!
 //! Tests that need a checkpoint skip (with a message) when the reference folder is missing,
-//! unless `ANYDEPTH_REQUIRE_REFERENCES=1`, as in `crates/model/tests/common`.
+//! unless `ANYDEPTH_REQUIRE_REFERENCES=1`, as in `crates/torch/tests/common`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
