@@ -133,6 +133,8 @@ const FAST: [&str; 4] = ["--device", "cpu", "--input-size", "70"];
 const INDOOR_MAX_DEPTH_M: f32 = 20.0;
 
 #[test]
+// One scenario, read top to bottom.
+#[allow(clippy::too_many_lines)]
 fn cloud_and_mesh_from_a_photo_with_a_metric_model() {
     let (Some(photo), Some(weights)) = (
         reference_file("odd_45x31.png"),

@@ -407,7 +407,9 @@ impl TsdfVolume {
 
     /// Vertices (with colours) on crossing voxel edges, and, when `with_faces`, the
     /// triangles between them.
-    #[allow(clippy::type_complexity)]
+    // One pass over the blocks that shares its neighbour lookups between vertices and faces;
+    // split, the two halves would have to pass those lookups around.
+    #[allow(clippy::type_complexity, clippy::too_many_lines)]
     fn marching_cubes(
         &self,
         with_faces: bool,

@@ -35,6 +35,8 @@ fn mean_nearest(from: &[Point3<f32>], to: &[Point3<f32>]) -> f64 {
 }
 
 #[test]
+// One scenario, read top to bottom.
+#[allow(clippy::too_many_lines)]
 fn redwood_fusion_matches_open3d_and_each_frame() {
     let dir = data().join("redwood-livingroom");
     if !dir.join("odometry.log").exists() {

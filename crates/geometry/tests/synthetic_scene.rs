@@ -357,6 +357,8 @@ struct Accuracy {
 /// Fuses ray-cast depth of the scene from twelve cameras and checks the mesh; with
 /// `relative`, each view is given as disparity under its own affine map and fused through
 /// [`Fusion`], the first view's map known and every other one fitted to the model.
+// One scenario, read top to bottom.
+#[allow(clippy::too_many_lines)]
 fn fuse_and_check(trunc_voxels: f32, relative: bool) -> Accuracy {
     let shapes = scene();
     let (width, height) = (320, 240);

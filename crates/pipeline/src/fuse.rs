@@ -14,7 +14,7 @@ use anydepth_core::{load_image, load_rgb8, Prediction};
 use anydepth_geometry::align::{Affine, PixelDepth};
 use anydepth_geometry::fusion::{Fusion, FusionOptions, View, ViewReport, ViewScale};
 use anydepth_geometry::icp::IcpResult;
-use anydepth_geometry::tsdf::TsdfOptions;
+use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
 use anydepth_geometry::unproject::PinholeIntrinsics;
 use anydepth_geometry::{PointCloud, TriangleMesh};
 use anydepth_model::{DepthEngine, EngineLoader, Head};
@@ -229,33 +229,7 @@ impl FuseRequest {
         observer: &dyn FuseObserver,
     ) -> Result<FuseOutcome> {
         let args = self;
-        args.output.check("output")?;
-        if let Some(path) = &args.save_poses {
-            check_output(path, args.output.force, "--save-poses file")?;
-        }
-        let is_obj = args.output.is_obj();
-        if is_obj && args.cloud {
-            bail!("--cloud writes PLY: give an output ending in .ply");
-        }
-        if !(0.0..1.0).contains(&args.values.sky_fraction) {
-            bail!(
-                "--sky-fraction must be in [0, 1), got {}",
-                args.values.sky_fraction
-            );
-        }
-        let options = FusionOptions {
-            tsdf: TsdfOptions {
-                voxel_size_m: args.voxel_size,
-                trunc_m: args.trunc.unwrap_or(4.0 * args.voxel_size),
-                max_depth_m: args.max_depth,
-                min_weight: args.min_weight,
-            },
-            refine_poses: args.refine_poses,
-            align_metric: args.align_views,
-            ..Default::default()
-        };
-        let mut fusion = Fusion::new(options).context("invalid fusion parameters")?;
-
+        let mut fusion = args.fusion()?;
         let frames = frames(args)?;
         let poses = match &args.poses {
             Some(path) => Some(pose_source(path, args.pose_format, &frames)?),
@@ -274,24 +248,7 @@ impl FuseRequest {
             Some(estimator) => estimator.config().head == Head::Relative,
             None => args.values.disparity,
         };
-        if relative {
-            if poses.is_none() {
-                bail!(
-                    "relative depth (disparity) cannot be tracked without poses: pass --poses, or \
-                     use metric depth (a metric model for photos)"
-                );
-            }
-            let has_points = poses.as_ref().is_some_and(|p| p.observations.is_some());
-            if !has_points && args.values.scale.is_none() {
-                bail!(
-                    "relative depth (disparity) needs a scale for its first view: pass --metric \
-                     (a metric model), a COLMAP model with points3D.txt as --poses, or --scale S \
-                     --shift T for the first view (later views are fitted to the model)"
-                );
-            }
-        } else if args.values.scale.is_some() {
-            bail!("the depth is already in metres: --scale and --shift apply to disparity");
-        }
+        args.check_scale_source(relative, poses.as_ref())?;
         observer.frames(frames.len());
         let context = FrameContext {
             args,
@@ -310,30 +267,7 @@ impl FuseRequest {
         }
 
         let volume = fusion.into_volume();
-        let path = &args.output.path;
-        let model = if args.cloud {
-            let cloud = volume.extract_point_cloud()?;
-            if cloud.is_empty() {
-                bail!(
-                    "the fused model is empty: no surface was seen by enough frames within --max-depth"
-                );
-            }
-            args.output
-                .write_cloud(&cloud)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            FusedModel::Cloud(cloud)
-        } else {
-            let mesh = volume.extract_mesh()?;
-            if mesh.faces.is_empty() {
-                bail!(
-                    "the fused model is empty: no surface was seen by enough frames within --max-depth"
-                );
-            }
-            args.output
-                .write_mesh(&mesh)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            FusedModel::Mesh(mesh)
-        };
+        let model = args.write_model(&volume)?;
         if let Some(path) = &args.save_poses {
             let poses: Vec<Isometry3<f64>> = reports.iter().map(|r| r.world_from_camera).collect();
             write_plain_trajectory(path, args.output.force, &poses)?;
@@ -344,6 +278,86 @@ impl FuseRequest {
             block_count: volume.block_count(),
             memory_bytes: volume.memory_bytes(),
         })
+    }
+
+    /// Checks the outputs and the options and makes the fusion (before anything is read).
+    fn fusion(&self) -> Result<Fusion> {
+        self.output.check("output")?;
+        if let Some(path) = &self.save_poses {
+            check_output(path, self.output.force, "--save-poses file")?;
+        }
+        if self.output.is_obj() && self.cloud {
+            bail!("--cloud writes PLY: give an output ending in .ply");
+        }
+        if !(0.0..1.0).contains(&self.values.sky_fraction) {
+            bail!(
+                "--sky-fraction must be in [0, 1), got {}",
+                self.values.sky_fraction
+            );
+        }
+        let options = FusionOptions {
+            tsdf: TsdfOptions {
+                voxel_size_m: self.voxel_size,
+                trunc_m: self.trunc.unwrap_or(4.0 * self.voxel_size),
+                max_depth_m: self.max_depth,
+                min_weight: self.min_weight,
+            },
+            refine_poses: self.refine_poses,
+            align_metric: self.align_views,
+            ..Default::default()
+        };
+        Fusion::new(options).context("invalid fusion parameters")
+    }
+
+    /// Refuses relative depth without a way to its scale (poses and a first scale, or
+    /// COLMAP points), and a scale for depth that is metric already.
+    fn check_scale_source(&self, relative: bool, poses: Option<&PoseSource>) -> Result<()> {
+        if !relative {
+            if self.values.scale.is_some() {
+                bail!("the depth is already in metres: --scale and --shift apply to disparity");
+            }
+            return Ok(());
+        }
+        let Some(poses) = poses else {
+            bail!(
+                "relative depth (disparity) cannot be tracked without poses: pass --poses, or \
+                 use metric depth (a metric model for photos)"
+            );
+        };
+        if poses.observations.is_none() && self.values.scale.is_none() {
+            bail!(
+                "relative depth (disparity) needs a scale for its first view: pass --metric \
+                 (a metric model), a COLMAP model with points3D.txt as --poses, or --scale S \
+                 --shift T for the first view (later views are fitted to the model)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Extracts the mesh (or the cloud) and writes it.
+    fn write_model(&self, volume: &TsdfVolume) -> Result<FusedModel> {
+        let path = &self.output.path;
+        let empty =
+            "the fused model is empty: no surface was seen by enough frames within --max-depth";
+        if self.cloud {
+            let cloud = volume.extract_point_cloud()?;
+            if cloud.is_empty() {
+                bail!("{empty}");
+            }
+            self.output
+                .write_cloud(&cloud)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(FusedModel::Cloud(cloud))
+        } else {
+            let mesh = volume.extract_mesh()?;
+            if mesh.faces.is_empty() {
+                bail!("{empty}");
+            }
+            self.output
+                .write_mesh(&mesh)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(FusedModel::Mesh(mesh))
+        }
     }
 }
 
@@ -432,20 +446,13 @@ fn pose_source(path: &Path, format: Option<PoseFormat>, frames: &[Frame]) -> Res
     })
 }
 
-/// Reads (or estimates) one frame's depth and colours and fuses it.
-fn fuse_frame(
-    context: &FrameContext,
-    fusion: &mut Fusion,
-    camera: &mut Option<Intrinsics>,
-    index: usize,
+/// One frame's depth (estimated from the photo, or read; the sky masked in disparity) and
+/// its colours.
+fn read_view(
+    args: &FuseRequest,
+    estimator: Option<&dyn DepthEngine>,
     frame: &Frame,
-) -> Result<ViewReport> {
-    let FrameContext {
-        args,
-        estimator,
-        poses,
-        observer,
-    } = *context;
+) -> Result<(Prediction, Option<Vec<[u8; 3]>>)> {
     let (prediction, colors) = match estimator {
         Some(estimator) => {
             let image = load_image(&frame.depth)?;
@@ -485,6 +492,24 @@ fn fuse_frame(
         }
         metric => metric,
     };
+    Ok((prediction, colors))
+}
+
+/// Reads (or estimates) one frame's depth and colours and fuses it.
+fn fuse_frame(
+    context: &FrameContext,
+    fusion: &mut Fusion,
+    camera: &mut Option<Intrinsics>,
+    index: usize,
+    frame: &Frame,
+) -> Result<ViewReport> {
+    let FrameContext {
+        args,
+        estimator,
+        poses,
+        observer,
+    } = *context;
+    let (prediction, colors) = read_view(args, estimator, frame)?;
     let (w, h) = (prediction.width(), prediction.height());
     let entry = poses.map(|p| &p.entries[index]);
 

@@ -147,6 +147,8 @@ impl Unpickler<'_> {
         ))
     }
 
+    // One arm per pickle opcode: a long match reads best as one table.
+    #[allow(clippy::too_many_lines)]
     fn run(mut self) -> Result<Value, String> {
         loop {
             let op = self.u8()?;

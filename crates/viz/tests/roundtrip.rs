@@ -99,6 +99,8 @@ fn record(path: &std::path::Path) {
 }
 
 #[test]
+// One scenario, read top to bottom.
+#[allow(clippy::too_many_lines)]
 fn everything_logged_reads_back() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("scene.rrd");
