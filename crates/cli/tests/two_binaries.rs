@@ -102,13 +102,29 @@ fn commands_without_a_network_run_in_the_front_binary() {
 
 #[test]
 fn the_engine_binary_runs_the_same_command_line() {
-    // Argument errors come from the same parser, with the same program name.
-    let front = anydepth(&["depth", "--batch", "0", "x.jpg", "--out", "o"]);
+    // A command without a network runs in `anydepth` itself, so the two binaries' own
+    // parsing and refusals are compared (a network command would be handed over and both
+    // outputs would come from the engine).
+    let args = [
+        "cloud",
+        "--depth",
+        "missing.png",
+        "--intrinsics",
+        "1,2",
+        "-o",
+        "x.ply",
+    ];
+    let front = anydepth(&args);
     let engine = Command::new(engine_binary())
-        .args(["depth", "--batch", "0", "x.jpg", "--out", "o"])
+        .args(args)
         .output()
         .expect("anydepth-torch runs");
     assert_code(&front, 2);
-    assert_eq!(stderr(&front), stderr(&engine));
+    let message = stderr(&front);
+    assert!(
+        message.contains("--intrinsics takes four numbers"),
+        "{message}"
+    );
+    assert_eq!(message, stderr(&engine));
     assert_eq!(front.status.code(), engine.status.code());
 }

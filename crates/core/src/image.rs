@@ -407,28 +407,11 @@ const MAX_JPEG_PIXELS: u64 = 1 << 27;
 
 /// Decodes a JPEG with libjpeg-turbo's algorithms (what OpenCV uses).
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
-    let jpeg_error = |e: std::io::Error| format!("invalid JPEG: {e}");
-    let decompress =
-        mozjpeg::Decompress::new_reader(NoEofReader { bytes, pos: 0 }).map_err(jpeg_error)?;
-    if matches!(
-        decompress.color_space(),
-        mozjpeg::ColorSpace::JCS_CMYK | mozjpeg::ColorSpace::JCS_YCCK
-    ) {
+    match decode_jpeg_rgb8(bytes)? {
+        Some((width, height, rgb)) => rgb_from_samples(width, height, rgb.as_flattened(), 3, 255.0),
         // libjpeg cannot convert CMYK to RGB; these are rare (print workflows).
-        return decode_with_image_crate(bytes, ImageFormat::Jpeg);
+        None => decode_with_image_crate(bytes, ImageFormat::Jpeg),
     }
-    let (width, height) = decompress.size();
-    if width as u64 * height as u64 > MAX_JPEG_PIXELS {
-        return Err(format!(
-            "the JPEG is {width} x {height} pixels, more than {MAX_JPEG_PIXELS} allowed"
-        ));
-    }
-    let mut started = decompress.rgb().map_err(jpeg_error)?;
-    let (width, height) = (started.width(), started.height());
-    let rgb: Vec<u8> = started.read_scanlines().map_err(jpeg_error)?;
-    started.finish().map_err(jpeg_error)?;
-    let (width, height) = (to_u32(width)?, to_u32(height)?);
-    rgb_from_samples(width, height, &rgb, 3, 255.0)
 }
 
 fn to_u32(n: usize) -> Result<u32, String> {

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::error::{bail, Context, Result};
+use anydepth_pipeline::Context;
+
+use crate::error::{bail, Result};
 use crate::protocol::OrderedPair;
 use anydepth_pipeline::scene::default_scale;
 use anydepth_pipeline::sources::stem;
@@ -154,7 +156,7 @@ fn folder_of(file: &Path) -> PathBuf {
 }
 
 fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    Ok(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?)
 }
 
 /// `rgb depth [scale]` per line.

@@ -1,7 +1,5 @@
 //! The error type of `anydepth-eval`.
 
-use std::fmt;
-
 /// Errors of `anydepth-eval`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -14,17 +12,7 @@ pub enum Error {
     #[error("{0}")]
     NoValidPixels(String),
 
-    /// What was being read when `source` failed.
-    #[error("{message}")]
-    Context {
-        /// What was being read.
-        message: String,
-        /// The error it met.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync + 'static>,
-    },
-
-    /// An error of `anydepth-core` (images, depth files).
+    /// An error of `anydepth-core` (reading an image or a depth file).
     #[error(transparent)]
     Core(#[from] anydepth_core::Error),
 
@@ -43,23 +31,6 @@ pub enum Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Adds what was being read to an error.
-pub(crate) trait Context<T> {
-    fn with_context<M: fmt::Display>(self, f: impl FnOnce() -> M) -> Result<T>;
-}
-
-impl<T, E> Context<T> for std::result::Result<T, E>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    fn with_context<M: fmt::Display>(self, f: impl FnOnce() -> M) -> Result<T> {
-        self.map_err(|e| Error::Context {
-            message: f().to_string(),
-            source: Box::new(e),
-        })
-    }
-}
 
 /// Returns [`Error::Invalid`] with a formatted message.
 macro_rules! bail {

@@ -9,7 +9,9 @@ use anydepth_model::{DepthEngine, Head};
 use anydepth_pipeline::sources::stem;
 
 use crate::datasets::{DepthSample, PairSample};
-use crate::error::{bail, Context, Result};
+use anydepth_pipeline::Context;
+
+use crate::error::{bail, Result};
 use crate::protocol::{self, ImageEvaluation, PairScore, Protocol};
 use crate::report::{DepthReport, ImageRow, PairReport, PairRow};
 

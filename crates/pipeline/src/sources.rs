@@ -42,13 +42,7 @@ pub fn expand_images(args: &[PathBuf]) -> Result<Inputs> {
     for arg in args {
         let text = arg.to_string_lossy();
         if arg.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(arg)
-                .with_context(|| format!("cannot list folder {}", arg.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
-                .collect();
-            entries.sort();
-            for entry in entries {
+            for entry in folder_files(arg)? {
                 if is_image_name(&entry) {
                     files.push(entry);
                 } else {
@@ -102,13 +96,7 @@ pub fn expand_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for arg in args {
         if arg.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(arg)
-                .with_context(|| format!("cannot list folder {}", arg.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
-                .collect();
-            entries.sort();
-            files.extend(entries);
+            files.extend(folder_files(arg)?);
         } else if arg.exists() {
             files.push(arg.clone());
         } else {
@@ -116,6 +104,17 @@ pub fn expand_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// The files directly in `folder`, in name order.
+fn folder_files(folder: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("cannot list folder {}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    Ok(entries)
 }
 
 /// The name outputs of `path` are based on.
