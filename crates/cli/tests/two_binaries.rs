@@ -105,14 +105,22 @@ fn the_engine_binary_runs_the_same_command_line() {
     // A command without a network runs in `anydepth` itself, so the two binaries' own
     // parsing and refusals are compared (a network command would be handed over and both
     // outputs would come from the engine).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let depth = dir.path().join("depth.pfm");
+    let mut bytes = b"Pf\n2 1\n-1.0\n".to_vec();
+    for v in [1.0f32, 2.0] {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(&depth, bytes).expect("write depth");
+    let cloud = dir.path().join("x.ply");
     let args = [
         "cloud",
         "--depth",
-        "missing.png",
+        s(&depth),
         "--intrinsics",
         "1,2",
         "-o",
-        "x.ply",
+        s(&cloud),
     ];
     let front = anydepth(&args);
     let engine = Command::new(engine_binary())
