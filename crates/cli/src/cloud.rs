@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use anydepth_core::{DepthMap, Metres};
 use anydepth_geometry::filter::{remove_statistical_outliers, voxel_downsample};
 use anydepth_geometry::grid_mesh::{mesh_from_depth, GridMeshOptions};
 use anydepth_geometry::normals::estimate_normals;
@@ -108,10 +109,8 @@ pub fn run_cloud(args: CloudArgs, loader: &dyn EngineLoader) -> Result<ExitCode>
         ..Default::default()
     };
     let mut cloud = unproject(
-        scene.depth.data(),
-        scene.depth.width(),
-        scene.depth.height(),
-        &scene.pinhole(),
+        &scene.depth,
+        &scene.camera,
         &options,
         scene.color.as_deref().map(<[[u8; 3]]>::as_flattened),
     )?;
@@ -183,11 +182,10 @@ pub fn run_mesh(args: MeshArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
             .filter(|d| **d > max_m)
             .for_each(|d| *d = f32::NAN);
     }
+    let depth = DepthMap::<Metres>::new(scene.depth.width(), scene.depth.height(), depth)?;
     let mesh = mesh_from_depth(
         &depth,
-        scene.depth.width(),
-        scene.depth.height(),
-        &scene.pinhole(),
+        &scene.camera,
         &options,
         scene.color.as_deref().map(<[[u8; 3]]>::as_flattened),
     )?;

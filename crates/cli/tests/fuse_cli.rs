@@ -11,16 +11,17 @@ use std::process::Output;
 
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::pose::{read_trajectory, PoseFormat};
-use anydepth_core::Metres;
+use anydepth_core::{Intrinsics, Metres};
 use anydepth_geometry::io::ply;
 use anydepth_geometry::render::render_depth;
-use anydepth_geometry::unproject::PinholeIntrinsics;
 use nalgebra::{Isometry3, Translation3, UnitQuaternion, Vector3};
 
 mod common;
 use common::{assert_ok, command, reference_file, s};
 
-const CAMERA: PinholeIntrinsics = PinholeIntrinsics {
+const CAMERA: Intrinsics = Intrinsics {
+    width: 640,
+    height: 480,
     fx: 525.0,
     fy: 525.0,
     cx: 319.5,
@@ -76,10 +77,10 @@ fn rendered_errors(dir: &Path, mesh: &Path) -> Vec<(f64, f64)> {
         .iter()
         .enumerate()
         .map(|(i, pose)| {
-            let rendered = render_depth(&mesh, &CAMERA, pose, 640, 480).expect("renders");
+            let rendered = render_depth(&mesh, &CAMERA, pose).expect("renders");
             let depth = frame_depth(dir, i);
             let (mut sum, mut both, mut valid) = (0.0, 0usize, 0usize);
-            for (&d, &r) in depth.iter().zip(&rendered) {
+            for (&d, &r) in depth.iter().zip(rendered.data()) {
                 if d > 0.0 && d <= 3.0 {
                     valid += 1;
                     if r.is_finite() {

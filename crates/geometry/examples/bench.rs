@@ -7,13 +7,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::Metres;
+use anydepth_core::{Intrinsics, Metres};
 use anydepth_geometry::filter::{
     remove_radius_outliers, remove_statistical_outliers, voxel_downsample,
 };
 use anydepth_geometry::grid_mesh::{mesh_from_depth, GridMeshOptions};
 use anydepth_geometry::normals::estimate_normals;
-use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+use anydepth_geometry::unproject::{unproject, UnprojectOptions};
 use nalgebra::Point3;
 
 fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
@@ -34,16 +34,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: bench DEPTH SCALE FX FY CX CY".into());
     }
     let num = |i: usize| args[i].parse::<f64>();
-    let (w, h, depth) = read_depth_values::<Metres>(Path::new(&args[0]), num(1)?)?.into_parts();
-    let camera = PinholeIntrinsics {
-        fx: num(2)?,
-        fy: num(3)?,
-        cx: num(4)?,
-        cy: num(5)?,
-    };
+    let depth = read_depth_values::<Metres>(Path::new(&args[0]), num(1)?)?;
+    let (w, h) = (depth.width(), depth.height());
+    let camera = Intrinsics::new(num(2)?, num(3)?, num(4)?, num(5)?, w, h)?;
     let runs = 5;
     let (t, cloud) = best_of(runs, || {
-        unproject(&depth, w, h, &camera, &UnprojectOptions::default(), None)
+        unproject(&depth, &camera, &UnprojectOptions::default(), None)
     });
     let cloud = cloud?;
     println!("unproject ({w}x{h}, {} points): {t:.2} ms", cloud.len());
@@ -63,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     println!("normals k=20 (on the downsampled cloud): {t:.2} ms");
     let (t, mesh) = best_of(runs, || {
-        mesh_from_depth(&depth, w, h, &camera, &GridMeshOptions::default(), None)
+        mesh_from_depth(&depth, &camera, &GridMeshOptions::default(), None)
     });
     println!("grid mesh ({} triangles): {t:.2} ms", mesh?.faces.len());
     Ok(())

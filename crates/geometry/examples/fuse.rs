@@ -11,10 +11,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::{load_image, Metres};
+use anydepth_core::{load_image, Intrinsics, Metres};
 use anydepth_geometry::io::ply::{write_mesh, PlyEncoding};
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
-use anydepth_geometry::unproject::PinholeIntrinsics;
 use nalgebra::{Isometry3, Matrix3, Matrix4, Rotation3, Translation3, UnitQuaternion};
 
 /// Peak resident memory of this process so far, bytes (Linux).
@@ -40,12 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         min_weight: num(4)? as f32,
     };
     let scale = num(5)?;
-    let camera = PinholeIntrinsics {
-        fx: num(6)?,
-        fy: num(7)?,
-        cx: num(8)?,
-        cy: num(9)?,
-    };
+    let (fx, fy, cx, cy) = (num(6)?, num(7)?, num(8)?, num(9)?);
     let poses: Vec<Isometry3<f64>> = std::fs::read_to_string(&args[10])?
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -70,8 +64,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for pair in args[11..].chunks(2) {
         let image = load_image(Path::new(&pair[0]))?;
         let colors = image.to_rgb8();
-        let (w, h, depth) = read_depth_values::<Metres>(Path::new(&pair[1]), scale)?.into_parts();
-        frames.push((colors, w as usize, h as usize, depth));
+        let depth = read_depth_values::<Metres>(Path::new(&pair[1]), scale)?;
+        // The camera of each frame's size (the frames are normally all one size).
+        let camera = Intrinsics::new(fx, fy, cx, cy, depth.width(), depth.height())?;
+        frames.push((colors, camera, depth));
     }
     if poses.len() < frames.len() {
         return Err(format!("{} poses for {} frames", poses.len(), frames.len()).into());
@@ -79,8 +75,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let before = peak_rss_bytes();
     let t0 = Instant::now();
     let mut volume = TsdfVolume::new(options)?;
-    for ((colors, w, h, depth), pose) in frames.iter().zip(&poses) {
-        volume.integrate(depth, Some(colors), *w, *h, &camera, pose)?;
+    for ((colors, camera, depth), pose) in frames.iter().zip(&poses) {
+        volume.integrate(depth, Some(colors), camera, pose)?;
     }
     let mesh = volume.extract_mesh()?;
     let seconds = t0.elapsed().as_secs_f64();

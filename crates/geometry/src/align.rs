@@ -84,7 +84,9 @@ impl Affine {
 /// Paired samples: `disparity[i]` was predicted where metric depth `depth_m[i]` is known.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Samples {
+    /// The predicted disparity of each pair.
     pub disparity: Vec<f32>,
+    /// The known metric depth of each pair, in metres.
     pub depth_m: Vec<f32>,
 }
 
@@ -94,6 +96,7 @@ impl Samples {
         self.disparity.len()
     }
 
+    /// Whether there are no pairs.
     pub fn is_empty(&self) -> bool {
         self.disparity.is_empty()
     }
@@ -103,8 +106,11 @@ impl Samples {
 /// coordinates, as in [`anydepth_core::camera`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PixelDepth {
+    /// Column, in pixels.
     pub u: f64,
+    /// Row, in pixels.
     pub v: f64,
+    /// Depth along the optical axis (camera z), in metres.
     pub depth_m: f64,
 }
 

@@ -22,6 +22,7 @@ use crate::{Error, Result, TriangleMesh};
 /// A point cloud; `colors` and `normals`, when present, have one entry per point.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PointCloud {
+    /// Positions, in metres.
     pub points: Vec<Point3<f32>>,
     /// 8-bit RGB.
     pub colors: Option<Vec<[u8; 3]>>,
@@ -30,10 +31,12 @@ pub struct PointCloud {
 }
 
 impl PointCloud {
+    /// Number of points.
     pub fn len(&self) -> usize {
         self.points.len()
     }
 
+    /// Whether there are no points.
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }

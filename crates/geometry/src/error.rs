@@ -5,7 +5,8 @@ use std::path::PathBuf;
 /// Errors of `anydepth-geometry`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Arguments that cannot work (sizes that disagree, non-positive voxel size, ...).
+    /// Arguments that cannot work (sizes that disagree, invalid camera intrinsics,
+    /// non-positive voxel size, ...).
     #[error("{0}")]
     Invalid(String),
     /// An iterative fit ended somewhere it must not be trusted: ICP that lost its
@@ -15,7 +16,12 @@ pub enum Error {
     Diverged(String),
     /// A file could not be read or written.
     #[error("{reason}: {}", path.display())]
-    File { reason: String, path: PathBuf },
+    File {
+        /// What went wrong.
+        reason: String,
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// `Result` with [`Error`].

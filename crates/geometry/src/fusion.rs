@@ -22,13 +22,12 @@
 //! 3. **Integration** into the TSDF volume.
 //!
 //! ```
-//! use anydepth_core::{DepthMap, Prediction};
+//! use anydepth_core::{DepthMap, Intrinsics, Prediction};
 //! use anydepth_geometry::fusion::{Fusion, FusionOptions, View};
-//! use anydepth_geometry::unproject::PinholeIntrinsics;
 //! use nalgebra::Isometry3;
 //!
 //! // A wall 1 m in front of a 64 x 48 camera, seen twice from the same place.
-//! let camera = PinholeIntrinsics { fx: 50.0, fy: 50.0, cx: 31.5, cy: 23.5 };
+//! let camera = Intrinsics::new(50.0, 50.0, 31.5, 23.5, 64, 48).expect("valid camera");
 //! let mut fusion = Fusion::new(FusionOptions::default()).expect("valid options");
 //! for _ in 0..2 {
 //!     let depth = DepthMap::new(64, 48, vec![1.0; 64 * 48]).expect("64 x 48");
@@ -45,14 +44,14 @@
 //! assert!(mesh.vertices.iter().all(|v| (v.z - 1.0).abs() < 0.01));
 //! ```
 
-use anydepth_core::{DepthMap, Disparity, Metres, Prediction};
+use anydepth_core::{DepthMap, Disparity, Intrinsics, Metres, Prediction};
 use nalgebra::Isometry3;
 
 use crate::align::{self, Affine, PixelDepth, Sampling};
 use crate::icp::{icp_point_to_plane, IcpOptions, IcpResult, IcpTarget};
 use crate::render::render_depth;
 use crate::tsdf::{TsdfOptions, TsdfVolume};
-use crate::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+use crate::unproject::{check_camera, unproject, UnprojectOptions};
 use crate::{Error, PointCloud, Result, TriangleMesh};
 
 /// How a view of disparity gets to metres.
@@ -70,9 +69,11 @@ pub enum ViewScale {
 /// Parameters of a [`Fusion`].
 #[derive(Clone, Debug)]
 pub struct FusionOptions {
+    /// The TSDF volume the views are integrated into.
     pub tsdf: TsdfOptions,
     /// Refine given poses by ICP against the model.
     pub refine_poses: bool,
+    /// ICP settings for refining and tracking poses.
     pub icp: IcpOptions,
     /// The view's points for ICP: every `icp_stride`-th pixel of every `icp_stride`-th row.
     pub icp_stride: usize,
@@ -110,7 +111,8 @@ pub struct View {
     pub depth: Prediction,
     /// 8-bit RGB per pixel, same size as `depth`.
     pub colors: Option<Vec<[u8; 3]>>,
-    pub camera: PinholeIntrinsics,
+    /// The camera, the same size as `depth`.
+    pub camera: Intrinsics,
     /// `p_in_world = world_from_camera * p_in_camera` (OpenCV axes); `None` to track the
     /// view against the model.
     pub world_from_camera: Option<Isometry3<f64>>,
@@ -196,9 +198,10 @@ impl Fusion {
     /// Puts the view's depth in metres, settles its pose and integrates it.
     ///
     /// # Errors
-    /// - [`Error::Invalid`] for a view whose size differs from the first view's, colours of
-    ///   another size, a view of disparity without a pose, the first view of disparity with
-    ///   [`ViewScale::FromModel`], or too little overlap with the model to fit a scale;
+    /// - [`Error::Invalid`] for a view whose size differs from the first view's, colours or
+    ///   a camera of another size, an invalid camera, a view of disparity without a pose,
+    ///   the first view of disparity with [`ViewScale::FromModel`], or too little overlap
+    ///   with the model to fit a scale;
     /// - [`Error::Diverged`] when tracking a view without a pose fails;
     /// - errors of the scale fit, ICP and integration.
     pub fn add_view(&mut self, view: View) -> Result<ViewReport> {
@@ -221,7 +224,7 @@ impl Fusion {
                 )));
             }
         }
-        view.camera.validate()?;
+        check_camera(&view.camera, w, h)?;
         let mut report = ViewReport {
             world_from_camera: Isometry3::identity(),
             affine: None,
@@ -267,14 +270,8 @@ impl Fusion {
             }
         };
 
-        self.volume.integrate(
-            depth.data(),
-            view.colors.as_deref(),
-            w as usize,
-            h as usize,
-            &view.camera,
-            &pose,
-        )?;
+        self.volume
+            .integrate(&depth, view.colors.as_deref(), &view.camera, &pose)?;
         self.size = Some((w, h));
         self.views += 1;
         self.last_pose = Some(pose);
@@ -300,7 +297,7 @@ impl Fusion {
         &mut self,
         disparity: &DepthMap<Disparity>,
         scale: ViewScale,
-        camera: &PinholeIntrinsics,
+        camera: &Intrinsics,
         pose: &Isometry3<f64>,
         report: &mut ViewReport,
     ) -> Result<DepthMap<Metres>> {
@@ -319,11 +316,9 @@ impl Fusion {
                             .into(),
                     ));
                 }
-                let (w, h) = (disparity.width(), disparity.height());
                 let mesh = &self.model()?.mesh;
-                let rendered = render_depth(mesh, camera, pose, w as usize, h as usize)?;
-                let rendered = DepthMap::<Metres>::new(w, h, rendered)
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                // The camera is the size of the disparity (checked in `add_view`).
+                let rendered = render_depth(mesh, camera, pose)?;
                 let samples = align::samples_from_dense(disparity, &rendered)?;
                 report.scale_samples = samples.len();
                 if samples.len() < self.options.min_overlap_pixels {
@@ -345,7 +340,7 @@ impl Fusion {
     fn settle_pose(
         &mut self,
         depth: &DepthMap<Metres>,
-        camera: &PinholeIntrinsics,
+        camera: &Intrinsics,
         given: Option<Isometry3<f64>>,
         report: &mut ViewReport,
     ) -> Result<Isometry3<f64>> {
@@ -396,24 +391,13 @@ impl Fusion {
     }
 
     /// The view's points in camera coordinates for ICP.
-    fn icp_source(
-        &self,
-        depth: &DepthMap<Metres>,
-        camera: &PinholeIntrinsics,
-    ) -> Result<PointCloud> {
+    fn icp_source(&self, depth: &DepthMap<Metres>, camera: &Intrinsics) -> Result<PointCloud> {
         let options = UnprojectOptions {
             max_depth_m: self.options.tsdf.max_depth_m,
             stride: self.options.icp_stride,
             ..Default::default()
         };
-        unproject(
-            depth.data(),
-            depth.width(),
-            depth.height(),
-            camera,
-            &options,
-            None,
-        )
+        unproject(depth, camera, &options, None)
     }
 }
 

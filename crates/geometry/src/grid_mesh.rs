@@ -8,13 +8,13 @@
 //! by "rubber sheets".
 //!
 //! ```
+//! use anydepth_core::{DepthMap, Intrinsics, Metres};
 //! use anydepth_geometry::grid_mesh::{mesh_from_depth, GridMeshOptions};
-//! use anydepth_geometry::unproject::PinholeIntrinsics;
 //!
 //! // A 3 x 2 wall two metres away: 2 blocks, 4 triangles, all facing the camera.
-//! let depth = [2.0; 6];
-//! let camera = PinholeIntrinsics { fx: 100.0, fy: 100.0, cx: 1.0, cy: 0.5 };
-//! let mesh = mesh_from_depth(&depth, 3, 2, &camera, &GridMeshOptions::default(), None)
+//! let depth = DepthMap::<Metres>::new(3, 2, vec![2.0; 6]).expect("3 x 2");
+//! let camera = Intrinsics::new(100.0, 100.0, 1.0, 0.5, 3, 2).expect("valid camera");
+//! let mesh = mesh_from_depth(&depth, &camera, &GridMeshOptions::default(), None)
 //!     .expect("valid input");
 //! assert_eq!(mesh.vertices.len(), 6);
 //! assert_eq!(mesh.faces.len(), 4);
@@ -22,9 +22,10 @@
 //! assert!(normals.iter().all(|n| n.z < -0.99));
 //! ```
 
+use anydepth_core::{DepthMap, Intrinsics, Metres};
 use nalgebra::Point3;
 
-use crate::unproject::{check_sizes, PinholeIntrinsics};
+use crate::unproject::{check_camera, check_color};
 use crate::{Error, Result, TriangleMesh};
 
 /// How to connect pixels and which triangles to drop.
@@ -83,7 +84,7 @@ impl GridMeshOptions {
     }
 }
 
-/// Meshes a row-major `width x height` metric depth map in camera coordinates.
+/// Meshes a metric depth map in camera coordinates, with `camera` of the same size.
 ///
 /// Pixels with non-finite or non-positive depth are holes. Each 2 x 2 block of sampled
 /// pixels gives the triangles `(top-left, bottom-left, top-right)` and
@@ -98,21 +99,21 @@ impl GridMeshOptions {
 /// (area-weighted face normals, normalised).
 ///
 /// # Errors
-/// [`Error::Invalid`] when `depth` or `color` do not match `width x height`, the
-/// intrinsics are not positive and finite, or the options are invalid
+/// [`Error::Invalid`] when the camera is invalid ([`Intrinsics::validate`]) or not the
+/// size of `depth`, `color` does not match that size, or the options are invalid
 /// (see [`GridMeshOptions::validate`]).
 pub fn mesh_from_depth(
-    depth: &[f32],
-    width: u32,
-    height: u32,
-    camera: &PinholeIntrinsics,
+    depth: &DepthMap<Metres>,
+    camera: &Intrinsics,
     options: &GridMeshOptions,
     color: Option<&[u8]>,
 ) -> Result<TriangleMesh> {
+    let (width, height) = (depth.width(), depth.height());
     let (w, h) = (width as usize, height as usize);
-    check_sizes(depth, color, width, height)?;
-    camera.validate()?;
+    check_camera(camera, width, height)?;
+    check_color(color, width, height)?;
     options.validate()?;
+    let depth = depth.data();
 
     let stride = options.stride;
     // The sampled grid: columns 0, stride, 2 * stride, ... and the same for rows.
@@ -222,17 +223,17 @@ mod tests {
 
     use super::*;
 
-    fn camera(width: u32, height: u32) -> PinholeIntrinsics {
-        PinholeIntrinsics {
-            fx: 100.0,
-            fy: 100.0,
-            cx: f64::from(width - 1) / 2.0,
-            cy: f64::from(height - 1) / 2.0,
-        }
+    fn camera(width: u32, height: u32) -> Intrinsics {
+        let (cx, cy) = (f64::from(width - 1) / 2.0, f64::from(height - 1) / 2.0);
+        Intrinsics::new(100.0, 100.0, cx, cy, width, height).expect("valid camera")
+    }
+
+    fn depth_map(depth: &[f32], w: u32, h: u32) -> DepthMap<Metres> {
+        DepthMap::new(w, h, depth.to_vec()).expect("w x h values")
     }
 
     fn mesh(depth: &[f32], w: u32, h: u32, options: &GridMeshOptions) -> TriangleMesh {
-        mesh_from_depth(depth, w, h, &camera(w, h), options, None).expect("valid input")
+        mesh_from_depth(&depth_map(depth, w, h), &camera(w, h), options, None).expect("valid input")
     }
 
     #[test]
@@ -289,7 +290,7 @@ mod tests {
         // Plane z = 2 + tan(angle) * x. A long focal length keeps the field of view
         // within +-0.6 degrees, so every triangle is seen at about `angle`.
         let (w, h) = (21u32, 21u32);
-        let cam = PinholeIntrinsics {
+        let cam = Intrinsics {
             fx: 1000.0,
             fy: 1000.0,
             ..camera(w, h)
@@ -305,7 +306,7 @@ mod tests {
                     })
                 })
                 .collect();
-            mesh_from_depth(&depth, w, h, &cam, options, None).expect("valid input")
+            mesh_from_depth(&depth_map(&depth, w, h), &cam, options, None).expect("valid input")
         };
         let full = 2 * (w as usize - 1) * (h as usize - 1);
         let default = GridMeshOptions::default();
@@ -357,9 +358,7 @@ mod tests {
         depth[4] = f32::NAN;
         let color: Vec<u8> = (0..27).collect();
         let m = mesh_from_depth(
-            &depth,
-            w,
-            h,
+            &depth_map(&depth, w, h),
             &camera(w, h),
             &GridMeshOptions::default(),
             Some(&color),
@@ -394,18 +393,18 @@ mod tests {
 
     #[test]
     fn invalid_input_is_rejected() {
-        let depth = vec![1.0; 6];
+        let depth = depth_map(&[1.0; 6], 3, 2);
         let ok = GridMeshOptions::default();
         let cam = camera(3, 2);
-        assert!(mesh_from_depth(&depth, 3, 3, &cam, &ok, None).is_err());
-        assert!(mesh_from_depth(&depth, 3, 2, &cam, &ok, Some(&[0; 17])).is_err());
-        let bad_cam = PinholeIntrinsics { fx: 0.0, ..cam };
-        assert!(mesh_from_depth(&depth, 3, 2, &bad_cam, &ok, None).is_err());
-        let bad_cam = PinholeIntrinsics {
+        assert!(mesh_from_depth(&depth, &camera(3, 3), &ok, None).is_err());
+        assert!(mesh_from_depth(&depth, &cam, &ok, Some(&[0; 17])).is_err());
+        let bad_cam = Intrinsics { fx: 0.0, ..cam };
+        assert!(mesh_from_depth(&depth, &bad_cam, &ok, None).is_err());
+        let bad_cam = Intrinsics {
             cy: f64::NAN,
             ..cam
         };
-        assert!(mesh_from_depth(&depth, 3, 2, &bad_cam, &ok, None).is_err());
+        assert!(mesh_from_depth(&depth, &bad_cam, &ok, None).is_err());
         for bad in [
             GridMeshOptions {
                 stride: 0,
@@ -425,7 +424,7 @@ mod tests {
             },
         ] {
             assert!(
-                mesh_from_depth(&depth, 3, 2, &cam, &bad, None).is_err(),
+                mesh_from_depth(&depth, &cam, &bad, None).is_err(),
                 "{bad:?}"
             );
         }

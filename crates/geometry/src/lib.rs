@@ -3,6 +3,12 @@
 //! No libtorch here: everything works on depth from a model or from a sensor.
 //! Points are `nalgebra::Point3<f32>` in camera or world coordinates (metres, x right,
 //! y down, z forward for camera coordinates); meshes are vertices plus `[u32; 3]` faces.
+//!
+//! Depth comes in as [`anydepth_core::DepthMap`]`<`[`anydepth_core::Metres`]`>` and cameras
+//! as [`anydepth_core::Intrinsics`], which carries its image size: the two must be the same
+//! size, and the camera must pass [`anydepth_core::Intrinsics::validate`].
+
+#![warn(missing_docs)]
 
 pub mod align;
 pub mod cloud;

@@ -32,7 +32,9 @@ use crate::{Error, Result};
 /// the side the face is meant to be seen from.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TriangleMesh {
+    /// Vertex positions, in metres.
     pub vertices: Vec<Point3<f32>>,
+    /// Triangles as indices into `vertices`, counter-clockwise.
     pub faces: Vec<[u32; 3]>,
     /// 8-bit RGB, one per vertex.
     pub colors: Option<Vec<[u8; 3]>>,

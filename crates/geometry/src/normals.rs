@@ -144,7 +144,8 @@ fn smallest_eigenvector(a: &Matrix3<f64>) -> Vector3<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+    use crate::unproject::{unproject, UnprojectOptions};
+    use anydepth_core::{DepthMap, Intrinsics};
 
     fn angle_rad(a: &Vector3<f32>, b: &Vector3<f64>) -> f64 {
         let a = a.cast::<f64>().normalize();
@@ -161,12 +162,7 @@ mod tests {
     #[test]
     fn plane_from_depth_map_normals_face_the_camera() -> Result<()> {
         let (w, h) = (80u32, 60u32);
-        let camera = PinholeIntrinsics {
-            fx: 60.0,
-            fy: 60.0,
-            cx: 39.5,
-            cy: 29.5,
-        };
+        let camera = Intrinsics::new(60.0, 60.0, 39.5, 29.5, w, h).expect("valid camera");
         let n = Vector3::new(0.3, -0.2, 1.0).normalize();
         let d = 2.5;
         let depth: Vec<f32> = (0..w * h)
@@ -180,7 +176,8 @@ mod tests {
                 (d / n.dot(&ray)) as f32
             })
             .collect();
-        let mut cloud = unproject(&depth, w, h, &camera, &UnprojectOptions::default(), None)?;
+        let depth = DepthMap::new(w, h, depth).expect("w x h values");
+        let mut cloud = unproject(&depth, &camera, &UnprojectOptions::default(), None)?;
         estimate_normals(&mut cloud, 12, Point3::origin())?;
         // The camera is on the side of the plane opposite to n (n . 0 < d).
         for normal in normals_of(&cloud)? {

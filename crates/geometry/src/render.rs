@@ -21,8 +21,8 @@
 //!   Where two triangles give the same depth, the first face wins.
 //!
 //! ```
+//! use anydepth_core::Intrinsics;
 //! use anydepth_geometry::render::render_depth;
-//! use anydepth_geometry::unproject::PinholeIntrinsics;
 //! use anydepth_geometry::TriangleMesh;
 //! use nalgebra::{Isometry3, Point3};
 //!
@@ -38,12 +38,13 @@
 //!     faces: vec![[0, 1, 2], [0, 2, 3]],
 //!     ..Default::default()
 //! };
-//! let camera = PinholeIntrinsics { fx: 2.0, fy: 2.0, cx: 1.5, cy: 1.5 };
-//! let depth = render_depth(&mesh, &camera, &Isometry3::identity(), 4, 4).unwrap();
+//! let camera = Intrinsics::new(2.0, 2.0, 1.5, 1.5, 4, 4).expect("valid camera");
+//! let depth = render_depth(&mesh, &camera, &Isometry3::identity()).expect("renders");
+//! assert_eq!((depth.width(), depth.height()), (4, 4));
 //! for v in 0..4 {
 //!     for u in 0..4 {
 //!         let inside = (1..=2).contains(&u) && (1..=2).contains(&v);
-//!         let z = depth[v * 4 + u];
+//!         let z = depth.get(u, v);
 //!         assert_eq!(inside, z == 2.0);
 //!         assert_eq!(!inside, z.is_nan());
 //!     }
@@ -52,10 +53,11 @@
 
 use std::ops::Range;
 
+use anydepth_core::{DepthMap, Intrinsics, Metres};
 use nalgebra::{Isometry3, Point3, Vector3};
 use rayon::prelude::*;
 
-use crate::unproject::PinholeIntrinsics;
+use crate::unproject::validate_camera;
 use crate::{Error, Result, TriangleMesh};
 
 /// Surfaces nearer to the camera than this (camera z, metres) are clipped away.
@@ -80,30 +82,29 @@ const MAX_POLYGON: usize = 8;
 /// Triangles of a fan over [`MAX_POLYGON`] vertices.
 const MAX_FAN: usize = MAX_POLYGON - 2;
 
-/// Depth (camera z, metres) of the nearest surface of `mesh` at each pixel of a `width` x
-/// `height` image seen by `camera` placed at `world_from_camera`; NaN where no triangle
-/// covers the pixel. Row-major.
+/// Depth (camera z, metres) of the nearest surface of `mesh` at each pixel of the image of
+/// `camera` (its `width x height`) placed at `world_from_camera`; NaN where no triangle
+/// covers the pixel.
 ///
 /// See the [module documentation](self) for the conventions: OpenCV axes, pixel centres at
 /// integer coordinates, top-left coverage, near plane at [`NEAR_M`], both windings drawn.
 ///
 /// # Errors
-/// [`Error::Invalid`] when the intrinsics are not positive and finite, `width` or
-/// `height` is zero or above [`MAX_SIDE`], the pose is not finite, or the mesh is
-/// inconsistent (see [`TriangleMesh::validate`]: face indices out of range, non-finite
-/// vertices, ...).
+/// [`Error::Invalid`] when the camera is invalid ([`Intrinsics::validate`], which also
+/// refuses a zero width or height), its width or height is above [`MAX_SIDE`], the pose
+/// is not finite, or the mesh is inconsistent (see [`TriangleMesh::validate`]: face
+/// indices out of range, non-finite vertices, ...).
 ///
 /// # Performance
 /// Vertices are transformed and triangles set up in parallel; rows are rasterised in
 /// parallel bands of 16, each triangle into the bands its bounding box spans.
 pub fn render_depth(
     mesh: &TriangleMesh,
-    camera: &PinholeIntrinsics,
+    camera: &Intrinsics,
     world_from_camera: &Isometry3<f64>,
-    width: usize,
-    height: usize,
-) -> Result<Vec<f32>> {
-    camera.validate()?;
+) -> Result<DepthMap<Metres>> {
+    validate_camera(camera)?;
+    let (width, height) = (camera.width as usize, camera.height as usize);
     if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
         return Err(Error::Invalid(format!(
             "image size must be 1 to {MAX_SIDE} pixels a side, got {width} x {height}"
@@ -159,7 +160,7 @@ pub fn render_depth(
         triangles = triangles.len(),
         "rendered depth"
     );
-    Ok(depth)
+    DepthMap::new(camera.width, camera.height, depth).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// A triangle ready to rasterise.
@@ -192,8 +193,8 @@ impl ClipPlane {
 }
 
 /// The near plane and the four planes of the guard band, for a camera and image size.
-fn clip_planes(camera: &PinholeIntrinsics, width: usize, height: usize) -> [ClipPlane; 5] {
-    let PinholeIntrinsics { fx, fy, cx, cy } = *camera;
+fn clip_planes(camera: &Intrinsics, width: usize, height: usize) -> [ClipPlane; 5] {
+    let Intrinsics { fx, fy, cx, cy, .. } = *camera;
     let (right, bottom) = (
         (width - 1) as f64 + GUARD_PX,
         (height - 1) as f64 + GUARD_PX,
@@ -219,7 +220,7 @@ fn clip_planes(camera: &PinholeIntrinsics, width: usize, height: usize) -> [Clip
 /// that cover no pixel centre's bounding box are left out. In face order.
 fn screen_triangles(
     mesh: &TriangleMesh,
-    camera: &PinholeIntrinsics,
+    camera: &Intrinsics,
     world_from_camera: &Isometry3<f64>,
     width: usize,
     height: usize,
@@ -247,7 +248,7 @@ fn screen_triangles(
 fn setup_face(
     corners: &[Point3<f64>; 3],
     planes: &[ClipPlane; 5],
-    camera: &PinholeIntrinsics,
+    camera: &Intrinsics,
     width: usize,
     height: usize,
 ) -> [Option<ScreenTriangle>; MAX_FAN] {
@@ -322,12 +323,12 @@ fn clip(polygon: &mut [Point3<f64>; MAX_POLYGON], n: usize, plane: &ClipPlane) -
 /// `1 / z` as an affine function of the pixel `(u, v)` over the plane of a face, or
 /// `None` when the face is degenerate or its plane passes through the camera centre
 /// (it then covers no area of the image).
-fn inverse_depth_plane(corners: &[Point3<f64>; 3], camera: &PinholeIntrinsics) -> Option<[f64; 3]> {
+fn inverse_depth_plane(corners: &[Point3<f64>; 3], camera: &Intrinsics) -> Option<[f64; 3]> {
     let [p0, p1, p2] = corners;
     let normal = (p1 - p0).cross(&(p2 - p0));
     let d = normal.dot(&p0.coords);
     // Along the ray r = ((u - cx) / fx, (v - cy) / fy, 1) the plane is at z = d / (n . r).
-    let PinholeIntrinsics { fx, fy, cx, cy } = *camera;
+    let Intrinsics { fx, fy, cx, cy, .. } = *camera;
     let a = normal.x / (fx * d);
     let b = normal.y / (fy * d);
     let c = (normal.z - normal.x * cx / fx - normal.y * cy / fy) / d;
@@ -336,7 +337,7 @@ fn inverse_depth_plane(corners: &[Point3<f64>; 3], camera: &PinholeIntrinsics) -
 
 /// A camera-space point (with `z >= NEAR_M`, inside the guard band) projected to fixed
 /// point pixels.
-fn snap(p: &Point3<f64>, camera: &PinholeIntrinsics, width: usize, height: usize) -> [i64; 2] {
+fn snap(p: &Point3<f64>, camera: &Intrinsics, width: usize, height: usize) -> [i64; 2] {
     let u = camera.fx * p.x / p.z + camera.cx;
     let v = camera.fy * p.y / p.z + camera.cy;
     // Clipping leaves points inside the guard band up to rounding; clamping keeps the
@@ -436,16 +437,12 @@ mod tests {
 
     use super::*;
 
-    fn camera() -> PinholeIntrinsics {
-        PinholeIntrinsics {
-            fx: 60.0,
-            fy: 55.0,
-            cx: 39.5,
-            cy: 29.5,
-        }
+    /// An 80 x 60 camera.
+    fn camera() -> Intrinsics {
+        Intrinsics::new(60.0, 55.0, 39.5, 29.5, 80, 60).expect("valid camera")
     }
 
-    fn ray(camera: &PinholeIntrinsics, u: usize, v: usize) -> Vector3<f64> {
+    fn ray(camera: &Intrinsics, u: usize, v: usize) -> Vector3<f64> {
         Vector3::new(
             (u as f64 - camera.cx) / camera.fx,
             (v as f64 - camera.cy) / camera.fy,
@@ -481,8 +478,8 @@ mod tests {
 
     #[test]
     fn quad_facing_the_camera_covers_exactly_its_pixels() -> Result<()> {
-        let (w, h) = (80, 60);
         let camera = camera();
+        let (w, h) = (camera.width as usize, camera.height as usize);
         let z = 2.0;
         // Edges between pixel centres, then through pixel centres (the top-left rule).
         for (x, y) in [([10.5, 30.5], [5.5, 40.5]), ([10.0, 30.0], [5.0, 41.0])] {
@@ -502,7 +499,7 @@ mod tests {
                 ],
                 &[[0, 1, 2], [0, 2, 3]],
             );
-            let depth = render_depth(&quad, &camera, &Isometry3::identity(), w, h)?;
+            let depth = render_depth(&quad, &camera, &Isometry3::identity())?.into_data();
             for v in 0..h {
                 for u in 0..w {
                     let d = depth[v * w + u];
@@ -519,8 +516,8 @@ mod tests {
 
     #[test]
     fn tilted_plane_depth_is_exact_for_perspective() -> Result<()> {
-        let (w, h) = (80, 60);
         let camera = camera();
+        let (w, h) = (camera.width as usize, camera.height as usize);
         // The plane n . p = d, strongly tilted so depth spans 1.5 to 4.9 m.
         let n = Vector3::new(0.5, -0.35, 1.0).normalize();
         let d = 2.0;
@@ -553,7 +550,7 @@ mod tests {
         for p in &mut world.vertices {
             *p = (pose * p.cast::<f64>()).cast::<f32>();
         }
-        let depth = render_depth(&world, &camera, &pose, w, h)?;
+        let depth = render_depth(&world, &camera, &pose)?.into_data();
         let mut span = (f64::INFINITY, 0f64);
         for v in 0..h {
             for u in 0..w {
@@ -622,8 +619,8 @@ mod tests {
 
     #[test]
     fn closed_box_matches_ray_casting_without_holes() -> Result<()> {
-        let (w, h) = (80, 60);
         let camera = camera();
+        let (w, h) = (camera.width as usize, camera.height as usize);
         let (lo, hi) = (
             Vector3::new(-0.4, -0.3, -0.5),
             Vector3::new(0.5, 0.35, 0.45),
@@ -648,7 +645,7 @@ mod tests {
             ),
         ];
         for pose in &poses {
-            let depth = render_depth(&cube, &camera, pose, w, h)?;
+            let depth = render_depth(&cube, &camera, pose)?.into_data();
             let rotation = pose.rotation.to_rotation_matrix();
             let origin = pose.translation.vector;
             let expected: Vec<Option<f64>> = (0..w * h)
@@ -683,7 +680,7 @@ mod tests {
     }
 
     /// How many triangles cover each pixel centre.
-    fn coverage(mesh: &TriangleMesh, camera: &PinholeIntrinsics, w: usize, h: usize) -> Vec<u32> {
+    fn coverage(mesh: &TriangleMesh, camera: &Intrinsics, w: usize, h: usize) -> Vec<u32> {
         let triangles = screen_triangles(mesh, camera, &Isometry3::identity(), w, h);
         let mut count = vec![0; w * h];
         for t in &triangles {
@@ -695,12 +692,7 @@ mod tests {
     #[test]
     fn shared_edges_and_vertices_cover_each_pixel_once() {
         let (w, h) = (40, 30);
-        let camera = PinholeIntrinsics {
-            fx: 10.0,
-            fy: 10.0,
-            cx: 0.0,
-            cy: 0.0,
-        };
+        let camera = Intrinsics::new(10.0, 10.0, 0.0, 0.0, w as u32, h as u32).expect("valid");
         // A grid of vertices at pixel centres and half pixels, z = 1, fanned with
         // diagonals both ways and with slanted rows: many pixel centres lie exactly on
         // shared edges and vertices.
@@ -766,8 +758,8 @@ mod tests {
 
     #[test]
     fn triangles_behind_the_camera_are_clipped() -> Result<()> {
-        let (w, h) = (80, 60);
         let camera = camera();
+        let (w, h) = (camera.width as usize, camera.height as usize);
         // A floor triangle (plane y = 1) reaching from behind the camera to 8 m in front,
         // and one wholly behind the camera that would project onto the image.
         let vertices = [
@@ -779,7 +771,7 @@ mod tests {
             [0.0, 1.0, -2.0],
         ];
         let floor = mesh(&vertices, &[[0, 1, 2], [3, 4, 5]]);
-        let depth = render_depth(&floor, &camera, &Isometry3::identity(), w, h)?;
+        let depth = render_depth(&floor, &camera, &Isometry3::identity())?.into_data();
         let [a, b, c] = [0, 1, 2].map(|i| Vector3::from(vertices[i]));
         // Depth where the ray of pixel (u, v) meets the floor triangle, if it does.
         let expected: Vec<Option<f64>> = (0..w * h)
@@ -820,7 +812,7 @@ mod tests {
         assert!(covered > 500, "{covered}");
         // The triangle behind the camera alone draws nothing.
         let behind = mesh(&vertices[3..], &[[0, 1, 2]]);
-        let depth = render_depth(&behind, &camera, &Isometry3::identity(), w, h)?;
+        let depth = render_depth(&behind, &camera, &Isometry3::identity())?.into_data();
         assert!(depth.iter().all(|z| z.is_nan()));
         // Nor does a wall nearer than the near plane; just beyond it, it fills the image.
         for (z, drawn) in [(0.5 * NEAR_M, false), (2.0 * NEAR_M, true)] {
@@ -832,7 +824,7 @@ mod tests {
                 ],
                 &[[0, 1, 2]],
             );
-            let depth = render_depth(&wall, &camera, &Isometry3::identity(), w, h)?;
+            let depth = render_depth(&wall, &camera, &Isometry3::identity())?.into_data();
             assert!(
                 depth.iter().all(|d| d.is_finite() == drawn),
                 "wall at {z} m"
@@ -843,7 +835,6 @@ mod tests {
 
     #[test]
     fn output_does_not_depend_on_the_thread_count() -> Result<()> {
-        let (w, h) = (80, 60);
         let camera = camera();
         let mut scene = box_mesh(Vector3::new(-0.4, -0.3, 1.5), Vector3::new(0.5, 0.35, 2.45));
         let more = box_mesh(Vector3::new(-0.1, -0.6, 1.8), Vector3::new(0.9, 0.1, 2.2));
@@ -857,15 +848,15 @@ mod tests {
             Vector3::new(0.1, 0.0, 2.0),
             -Vector3::y(),
         );
-        let render = |threads: usize| -> Result<Vec<f32>> {
+        let render = |threads: usize| -> Result<DepthMap<Metres>> {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .map_err(|e| Error::Invalid(e.to_string()))?;
-            pool.install(|| render_depth(&scene, &camera, &pose, w, h))
+            pool.install(|| render_depth(&scene, &camera, &pose))
         };
-        let one = render(1)?;
-        let two = render(2)?;
+        let one = render(1)?.into_data();
+        let two = render(2)?.into_data();
         assert!(one.iter().filter(|z| z.is_finite()).count() > 500);
         let bits = |d: &[f32]| d.iter().map(|z| z.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&one), bits(&two));
@@ -878,35 +869,45 @@ mod tests {
             &[[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [0.0, 1.0, 1.0]],
             &[[0, 1, 2]],
         );
-        let camera = camera();
+        let camera = Intrinsics {
+            width: 8,
+            height: 6,
+            ..camera()
+        };
         let pose = Isometry3::identity();
-        assert!(render_depth(&quad, &camera, &pose, 8, 6).is_ok());
-        assert!(render_depth(&quad, &camera, &pose, 0, 6).is_err());
-        assert!(render_depth(&quad, &camera, &pose, 8, 0).is_err());
-        assert!(render_depth(&quad, &camera, &pose, MAX_SIDE + 1, 1).is_err());
+        assert!(render_depth(&quad, &camera, &pose).is_ok());
+        let sized = |width: usize, height: usize| Intrinsics {
+            width: u32::try_from(width).expect("fits u32"),
+            height: u32::try_from(height).expect("fits u32"),
+            ..camera
+        };
+        assert!(render_depth(&quad, &sized(0, 6), &pose).is_err());
+        assert!(render_depth(&quad, &sized(8, 0), &pose).is_err());
+        assert!(render_depth(&quad, &sized(MAX_SIDE + 1, 1), &pose).is_err());
         for bad in [
-            PinholeIntrinsics { fx: 0.0, ..camera },
-            PinholeIntrinsics {
+            Intrinsics { fx: 0.0, ..camera },
+            Intrinsics {
                 fy: f64::NAN,
                 ..camera
             },
-            PinholeIntrinsics {
+            Intrinsics {
                 cx: f64::INFINITY,
                 ..camera
             },
         ] {
-            assert!(render_depth(&quad, &bad, &pose, 8, 6).is_err(), "{bad:?}");
+            assert!(render_depth(&quad, &bad, &pose).is_err(), "{bad:?}");
         }
         let mut bad_face = quad.clone();
         bad_face.faces.push([0, 1, 3]);
-        assert!(render_depth(&bad_face, &camera, &pose, 8, 6).is_err());
+        assert!(render_depth(&bad_face, &camera, &pose).is_err());
         let mut bad_vertex = quad.clone();
         bad_vertex.vertices[1].y = f32::INFINITY;
-        assert!(render_depth(&bad_vertex, &camera, &pose, 8, 6).is_err());
+        assert!(render_depth(&bad_vertex, &camera, &pose).is_err());
         let bad_pose = Isometry3::translation(f64::NAN, 0.0, 0.0);
-        assert!(render_depth(&quad, &camera, &bad_pose, 8, 6).is_err());
+        assert!(render_depth(&quad, &camera, &bad_pose).is_err());
         // An empty mesh renders nothing.
-        let empty = render_depth(&TriangleMesh::default(), &camera, &pose, 8, 6).expect("valid");
-        assert!(empty.iter().all(|z| z.is_nan()));
+        let empty = render_depth(&TriangleMesh::default(), &camera, &pose).expect("valid");
+        assert_eq!((empty.width(), empty.height()), (8, 6));
+        assert!(empty.data().iter().all(|z| z.is_nan()));
     }
 }

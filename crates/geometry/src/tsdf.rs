@@ -15,26 +15,28 @@
 //! voxel edge, so there are neither duplicated vertices nor cracks.
 //!
 //! ```
+//! use anydepth_core::{DepthMap, Intrinsics, Metres};
 //! use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
-//! use anydepth_geometry::unproject::PinholeIntrinsics;
 //! use nalgebra::Isometry3;
 //!
 //! // A wall 1 m in front of a 64 x 48 camera.
-//! let camera = PinholeIntrinsics { fx: 50.0, fy: 50.0, cx: 31.5, cy: 23.5 };
-//! let depth = vec![1.0f32; 64 * 48];
-//! let mut volume = TsdfVolume::new(TsdfOptions { voxel_size_m: 0.02, trunc_m: 0.06, ..Default::default() }).unwrap();
-//! volume.integrate(&depth, None, 64, 48, &camera, &Isometry3::identity()).unwrap();
-//! let mesh = volume.extract_mesh().unwrap();
+//! let camera = Intrinsics::new(50.0, 50.0, 31.5, 23.5, 64, 48).expect("valid camera");
+//! let depth = DepthMap::<Metres>::new(64, 48, vec![1.0; 64 * 48]).expect("64 x 48");
+//! let options = TsdfOptions { voxel_size_m: 0.02, trunc_m: 0.06, ..Default::default() };
+//! let mut volume = TsdfVolume::new(options).expect("valid options");
+//! volume.integrate(&depth, None, &camera, &Isometry3::identity()).expect("integrates");
+//! let mesh = volume.extract_mesh().expect("extracts");
 //! assert!(!mesh.faces.is_empty());
 //! assert!(mesh.vertices.iter().all(|v| (v.z - 1.0).abs() < 0.005));
 //! ```
 
+use anydepth_core::{DepthMap, Intrinsics, Metres};
 use nalgebra::{Isometry3, Point3, Vector3};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::marching_cubes::{case_triangles, EDGES};
-use crate::unproject::PinholeIntrinsics;
+use crate::unproject::check_camera;
 use crate::{Error, PointCloud, Result, TriangleMesh};
 
 /// Voxels along each side of a block.
@@ -168,29 +170,24 @@ impl TsdfVolume {
         self.blocks.len() * BLOCK_VOXELS * (4 + 4 + 12)
     }
 
-    /// Fuses one frame: `depth_m` (row-major, `width x height`, metres; zero or
-    /// non-finite where unknown), optional 8-bit RGB colours of the same size, the
-    /// camera's intrinsics and its pose `world_from_camera` (OpenCV axes).
+    /// Fuses one frame: `depth` (metres; zero or non-finite where unknown), optional
+    /// 8-bit RGB colours of the same size, the camera (of the same size) and its pose
+    /// `world_from_camera` (OpenCV axes).
     ///
     /// # Errors
-    /// [`Error::Invalid`] for sizes that do not match, invalid intrinsics or a
-    /// non-finite pose. A frame with no valid depth changes nothing.
+    /// [`Error::Invalid`] for an invalid camera ([`Intrinsics::validate`]), a camera or
+    /// colours of another size than `depth`, or a non-finite pose. A frame with no valid
+    /// depth changes nothing.
     pub fn integrate(
         &mut self,
-        depth_m: &[f32],
+        depth: &DepthMap<Metres>,
         colors: Option<&[[u8; 3]]>,
-        width: usize,
-        height: usize,
-        camera: &PinholeIntrinsics,
+        camera: &Intrinsics,
         world_from_camera: &Isometry3<f64>,
     ) -> Result<()> {
-        camera.validate()?;
-        if depth_m.len() != width * height {
-            return Err(Error::Invalid(format!(
-                "depth has {} values, not {width} x {height}",
-                depth_m.len()
-            )));
-        }
+        let (width, height) = (depth.width() as usize, depth.height() as usize);
+        check_camera(camera, depth.width(), depth.height())?;
+        let depth_m = depth.data();
         if let Some(colors) = colors {
             if colors.len() != depth_m.len() {
                 return Err(Error::Invalid(format!(
@@ -283,7 +280,7 @@ impl TsdfVolume {
         depth_m: &[f32],
         width: usize,
         height: usize,
-        camera: &PinholeIntrinsics,
+        camera: &Intrinsics,
         world_from_camera: &Isometry3<f64>,
     ) -> Vec<usize> {
         let pose = world_from_camera.cast::<f32>();
@@ -576,13 +573,12 @@ mod tests {
     /// Renders the depth of a sphere (centre, radius, in world coordinates) seen by a
     /// camera; zero where the ray misses.
     fn render_sphere(
-        camera: &PinholeIntrinsics,
-        width: usize,
-        height: usize,
+        camera: &Intrinsics,
         world_from_camera: &Isometry3<f64>,
         centre: Vector3<f64>,
         radius: f64,
-    ) -> Vec<f32> {
+    ) -> DepthMap<Metres> {
+        let (width, height) = (camera.width as usize, camera.height as usize);
         let c = world_from_camera.inverse() * Point3::from(centre);
         let mut depth = vec![0.0; width * height];
         for row in 0..height {
@@ -605,18 +601,12 @@ mod tests {
                 }
             }
         }
-        depth
+        DepthMap::new(camera.width, camera.height, depth).expect("width x height values")
     }
 
     #[test]
     fn sphere_seen_from_around_is_reconstructed_within_a_voxel() -> Result<()> {
-        let camera = PinholeIntrinsics {
-            fx: 120.0,
-            fy: 120.0,
-            cx: 79.5,
-            cy: 59.5,
-        };
-        let (w, h) = (160, 120);
+        let camera = Intrinsics::new(120.0, 120.0, 79.5, 59.5, 160, 120).expect("valid camera");
         let centre = Vector3::new(0.1, -0.05, 2.0);
         let radius = 0.3;
         let voxel = 0.01f32;
@@ -634,8 +624,8 @@ mod tests {
             // face_towards maps +z to forward and +y to (roughly) the given up; our
             // camera's y points down, so "up" is -y in world.
             let pose = Isometry3::from_parts(Translation3::from(eye), rotation);
-            let depth = render_sphere(&camera, w, h, &pose, centre, radius);
-            volume.integrate(&depth, None, w, h, &camera, &pose)?;
+            let depth = render_sphere(&camera, &pose, centre, radius);
+            volume.integrate(&depth, None, &camera, &pose)?;
         }
         let mesh = volume.extract_mesh()?;
         assert!(mesh.faces.len() > 1000, "{} faces", mesh.faces.len());
@@ -702,26 +692,25 @@ mod tests {
         })
         .is_err());
         let mut volume = TsdfVolume::new(TsdfOptions::default()).expect("valid");
-        let camera = PinholeIntrinsics {
-            fx: 10.0,
-            fy: 10.0,
-            cx: 1.0,
-            cy: 1.0,
-        };
+        let camera = Intrinsics::new(10.0, 10.0, 1.0, 1.0, 2, 2).expect("valid camera");
         let pose = Isometry3::identity();
+        let depth = |w: u32, h: u32, z: f32| {
+            DepthMap::<Metres>::new(w, h, vec![z; (w * h) as usize]).expect("w x h values")
+        };
+        // Depth of another size than the camera.
         assert!(volume
-            .integrate(&[1.0; 5], None, 2, 2, &camera, &pose)
+            .integrate(&depth(5, 1, 1.0), None, &camera, &pose)
             .is_err());
         assert!(volume
-            .integrate(&[1.0; 4], Some(&[[0; 3]; 3]), 2, 2, &camera, &pose)
+            .integrate(&depth(2, 2, 1.0), Some(&[[0; 3]; 3]), &camera, &pose)
             .is_err());
-        let bad = PinholeIntrinsics { fx: -1.0, ..camera };
+        let bad = Intrinsics { fx: -1.0, ..camera };
         assert!(volume
-            .integrate(&[1.0; 4], None, 2, 2, &bad, &pose)
+            .integrate(&depth(2, 2, 1.0), None, &bad, &pose)
             .is_err());
         // No valid depth: nothing allocated, an empty mesh.
         volume
-            .integrate(&[0.0; 4], None, 2, 2, &camera, &pose)
+            .integrate(&depth(2, 2, 0.0), None, &camera, &pose)
             .expect("valid");
         assert_eq!(volume.block_count(), 0);
         assert!(volume.extract_mesh().expect("empty").faces.is_empty());

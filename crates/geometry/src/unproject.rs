@@ -5,65 +5,27 @@
 //! `x = (u - cx) * z / fx`, `y = (v - cy) * z / fy`, `z` — Open3D's convention
 //! (`create_from_depth_image`), with x right, y down and z forward.
 //!
+//! The camera is an [`Intrinsics`], which carries its image size: every function here that
+//! takes a depth map and a camera checks that the two are the same size and that the
+//! camera is valid ([`Intrinsics::validate`]).
+//!
 //! ```
-//! use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+//! use anydepth_core::{DepthMap, Intrinsics, Metres};
+//! use anydepth_geometry::unproject::{unproject, UnprojectOptions};
 //!
 //! // A 2 x 2 depth map one metre away; the last pixel has no depth.
-//! let depth = [1.0, 1.0, 1.0, f32::NAN];
-//! let camera = PinholeIntrinsics { fx: 1.0, fy: 1.0, cx: 0.5, cy: 0.5 };
-//! let cloud = unproject(&depth, 2, 2, &camera, &UnprojectOptions::default(), None).unwrap();
+//! let depth = DepthMap::<Metres>::new(2, 2, vec![1.0, 1.0, 1.0, f32::NAN]).expect("2 x 2");
+//! let camera = Intrinsics::new(1.0, 1.0, 0.5, 0.5, 2, 2).expect("valid camera");
+//! let cloud = unproject(&depth, &camera, &UnprojectOptions::default(), None).expect("unprojects");
 //! assert_eq!(cloud.len(), 3);
 //! assert_eq!(cloud.points[0], nalgebra::Point3::new(-0.5, -0.5, 1.0));
 //! ```
 
+use anydepth_core::{DepthMap, Intrinsics, Metres};
 use nalgebra::{Isometry3, Point3};
 use rayon::prelude::*;
 
 use crate::{Error, PointCloud, Result};
-
-/// Pinhole intrinsics in pixels, the part of a camera model unprojection needs.
-///
-/// The pinhole part of [`anydepth_core::camera::Intrinsics`] (without the image size), which
-/// converts into it with `From`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PinholeIntrinsics {
-    pub fx: f64,
-    pub fy: f64,
-    pub cx: f64,
-    pub cy: f64,
-}
-
-impl From<&anydepth_core::camera::Intrinsics> for PinholeIntrinsics {
-    fn from(camera: &anydepth_core::camera::Intrinsics) -> Self {
-        Self {
-            fx: camera.fx,
-            fy: camera.fy,
-            cx: camera.cx,
-            cy: camera.cy,
-        }
-    }
-}
-
-impl PinholeIntrinsics {
-    /// Checks that the focal lengths are positive and finite and the principal point finite.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] otherwise.
-    pub fn validate(&self) -> Result<()> {
-        let Self { fx, fy, cx, cy } = *self;
-        if !(fx.is_finite() && fx > 0.0 && fy.is_finite() && fy > 0.0) {
-            return Err(Error::Invalid(format!(
-                "focal lengths must be positive and finite, got fx = {fx}, fy = {fy}"
-            )));
-        }
-        if !(cx.is_finite() && cy.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "principal point must be finite, got cx = {cx}, cy = {cy}"
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// What to keep and where to put it.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,35 +53,41 @@ impl Default for UnprojectOptions {
     }
 }
 
-/// Checks that `depth` has `width * height` values and `color`, when given, three bytes
-/// per pixel; returns the pixel count.
-pub(crate) fn check_sizes(
-    depth: &[f32],
-    color: Option<&[u8]>,
-    width: u32,
-    height: u32,
-) -> Result<usize> {
-    let pixels = (width as usize)
-        .checked_mul(height as usize)
-        .ok_or_else(|| Error::Invalid(format!("{width} x {height} is too many pixels")))?;
-    if depth.len() != pixels {
+/// Checks `camera` with [`Intrinsics::validate`], its error as [`Error::Invalid`].
+pub(crate) fn validate_camera(camera: &Intrinsics) -> Result<()> {
+    camera.validate().map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// The check of a camera against the depth map (or disparity) it comes with: the camera
+/// is valid and made for images of the map's `width x height`.
+pub(crate) fn check_camera(camera: &Intrinsics, width: u32, height: u32) -> Result<()> {
+    validate_camera(camera)?;
+    if (camera.width, camera.height) != (width, height) {
         return Err(Error::Invalid(format!(
-            "depth map has {} values, expected {width} x {height} = {pixels}",
-            depth.len()
+            "the camera is for {} x {} images but the depth map is {width} x {height}",
+            camera.width, camera.height
         )));
     }
+    Ok(())
+}
+
+/// Checks that `color`, when given, has three bytes per pixel of a `width x height` image.
+pub(crate) fn check_color(color: Option<&[u8]>, width: u32, height: u32) -> Result<()> {
     if let Some(color) = color {
-        if Some(color.len()) != pixels.checked_mul(3) {
+        let expected = (width as usize)
+            .checked_mul(height as usize)
+            .and_then(|pixels| pixels.checked_mul(3));
+        if Some(color.len()) != expected {
             return Err(Error::Invalid(format!(
                 "colour image has {} bytes, expected {width} x {height} x 3",
                 color.len(),
             )));
         }
     }
-    Ok(pixels)
+    Ok(())
 }
 
-/// Unprojects a row-major `width x height` metric depth map into a point cloud.
+/// Unprojects a metric depth map into a point cloud, with `camera` of the same size.
 ///
 /// Pixels whose depth is non-finite, `<= 0`, below `min_depth_m` or above
 /// `max_depth_m` are skipped. Points come out in row-major pixel order whatever the
@@ -127,23 +95,24 @@ pub(crate) fn check_sizes(
 /// point gets its pixel's colour.
 ///
 /// # Errors
-/// [`Error::Invalid`] when `depth` or `color` do not match `width x height`, the
-/// intrinsics are not positive and finite, the depth range is NaN or `stride` is 0.
+/// [`Error::Invalid`] when the camera is invalid ([`Intrinsics::validate`]) or not the
+/// size of `depth`, `color` does not match that size, the depth range is NaN or
+/// `stride` is 0.
 ///
 /// # Performance
 /// Rows are processed in parallel with rayon; per-column and per-row ray factors are
 /// computed once.
 pub fn unproject(
-    depth: &[f32],
-    width: u32,
-    height: u32,
-    camera: &PinholeIntrinsics,
+    depth: &DepthMap<Metres>,
+    camera: &Intrinsics,
     options: &UnprojectOptions,
     color: Option<&[u8]>,
 ) -> Result<PointCloud> {
+    let (width, height) = (depth.width(), depth.height());
     let (w, h) = (width as usize, height as usize);
-    check_sizes(depth, color, width, height)?;
-    camera.validate()?;
+    check_camera(camera, width, height)?;
+    check_color(color, width, height)?;
+    let depth = depth.data();
     if options.stride == 0 {
         return Err(Error::Invalid("stride must be at least 1".into()));
     }
@@ -219,7 +188,7 @@ mod tests {
     use nalgebra::{Translation3, UnitQuaternion, Vector3};
 
     /// Depth of the plane `n . p = d` along the ray of pixel (u, v), analytically.
-    fn plane_depth(camera: &PinholeIntrinsics, n: Vector3<f64>, d: f64, u: f64, v: f64) -> f64 {
+    fn plane_depth(camera: &Intrinsics, n: Vector3<f64>, d: f64, u: f64, v: f64) -> f64 {
         let ray = Vector3::new(
             (u - camera.cx) / camera.fx,
             (v - camera.cy) / camera.fy,
@@ -232,12 +201,7 @@ mod tests {
     fn tilted_plane_points_lie_on_the_plane_and_count_is_exact() -> Result<()> {
         let (w, h) = (64u32, 48u32);
         // A wide field of view so the tilted plane spans a range of depths.
-        let camera = PinholeIntrinsics {
-            fx: 40.0,
-            fy: 38.0,
-            cx: 31.5,
-            cy: 23.5,
-        };
+        let camera = Intrinsics::new(40.0, 38.0, 31.5, 23.5, w, h).expect("valid camera");
         let n = Vector3::new(0.2, -0.3, 1.0).normalize();
         let d = 2.0;
         let mut depth = Vec::new();
@@ -264,7 +228,8 @@ mod tests {
                 depth.push(z);
             }
         }
-        let cloud = unproject(&depth, w, h, &camera, &options, None)?;
+        let depth = DepthMap::new(w, h, depth).expect("w x h values");
+        let cloud = unproject(&depth, &camera, &options, None)?;
         assert_eq!(cloud.len(), expected_count);
         // Some pixels are cut by the depth range, not only by the planted invalid ones.
         assert!(
@@ -289,13 +254,9 @@ mod tests {
     fn pixel_maps_by_open3d_convention_with_colour_stride_and_pose() -> Result<()> {
         let (w, h) = (5u32, 4u32);
         let depth: Vec<f32> = (0..w * h).map(|i| 1.0 + i as f32 * 0.25).collect();
+        let depth = DepthMap::<Metres>::new(w, h, depth).expect("w x h values");
         let color: Vec<u8> = (0..w * h * 3).map(|i| i as u8).collect();
-        let camera = PinholeIntrinsics {
-            fx: 2.0,
-            fy: 4.0,
-            cx: 1.5,
-            cy: 0.5,
-        };
+        let camera = Intrinsics::new(2.0, 4.0, 1.5, 0.5, w, h).expect("valid camera");
         let world_from_camera = Isometry3::from_parts(
             Translation3::new(1.0, -2.0, 3.0),
             UnitQuaternion::from_euler_angles(0.1, 0.2, 0.3),
@@ -305,13 +266,13 @@ mod tests {
             world_from_camera: Some(world_from_camera),
             ..Default::default()
         };
-        let cloud = unproject(&depth, w, h, &camera, &options, Some(&color))?;
+        let cloud = unproject(&depth, &camera, &options, Some(&color))?;
         let mut expected_points = Vec::new();
         let mut expected_colors = Vec::new();
         for v in (0..h as usize).step_by(2) {
             for u in (0..w as usize).step_by(2) {
                 let i = v * w as usize + u;
-                let z = f64::from(depth[i]);
+                let z = f64::from(depth.data()[i]);
                 let p_in_camera = Point3::new(
                     (u as f64 - camera.cx) * z / camera.fx,
                     (v as f64 - camera.cy) * z / camera.fy,
@@ -331,36 +292,36 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_errors() {
-        let depth = [1.0f32; 6];
-        let ok = PinholeIntrinsics {
-            fx: 1.0,
-            fy: 1.0,
-            cx: 0.0,
-            cy: 0.0,
-        };
+        let depth = DepthMap::<Metres>::new(3, 2, vec![1.0; 6]).expect("3 x 2 values");
+        let ok = Intrinsics::new(1.0, 1.0, 0.0, 0.0, 3, 2).expect("valid camera");
         let opts = UnprojectOptions::default();
-        assert!(unproject(&depth, 3, 2, &ok, &opts, None).is_ok());
-        assert!(unproject(&depth, 4, 2, &ok, &opts, None).is_err());
-        assert!(unproject(&depth, 3, 2, &ok, &opts, Some(&[0u8; 17])).is_err());
+        assert!(unproject(&depth, &ok, &opts, None).is_ok());
+        // A camera of another size than the depth map.
+        let other_size = Intrinsics { width: 4, ..ok };
+        let message = unproject(&depth, &other_size, &opts, None)
+            .expect_err("sizes differ")
+            .to_string();
+        assert!(
+            message.contains("4 x 2") && message.contains("3 x 2"),
+            "{message}"
+        );
+        assert!(unproject(&depth, &ok, &opts, Some(&[0u8; 17])).is_err());
         for bad in [
-            PinholeIntrinsics { fx: 0.0, ..ok },
-            PinholeIntrinsics { fy: -1.0, ..ok },
-            PinholeIntrinsics { fx: f64::NAN, ..ok },
-            PinholeIntrinsics {
+            Intrinsics { fx: 0.0, ..ok },
+            Intrinsics { fy: -1.0, ..ok },
+            Intrinsics { fx: f64::NAN, ..ok },
+            Intrinsics {
                 fy: f64::INFINITY,
                 ..ok
             },
-            PinholeIntrinsics { cx: f64::NAN, ..ok },
+            Intrinsics { cx: f64::NAN, ..ok },
         ] {
-            assert!(
-                unproject(&depth, 3, 2, &bad, &opts, None).is_err(),
-                "{bad:?}"
-            );
+            assert!(unproject(&depth, &bad, &opts, None).is_err(), "{bad:?}");
         }
         let zero_stride = UnprojectOptions {
             stride: 0,
             ..Default::default()
         };
-        assert!(unproject(&depth, 3, 2, &ok, &zero_stride, None).is_err());
+        assert!(unproject(&depth, &ok, &zero_stride, None).is_err());
     }
 }

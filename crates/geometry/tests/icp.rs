@@ -9,13 +9,13 @@ use std::path::Path;
 
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::pose::{read_trajectory, PoseFormat};
-use anydepth_core::Metres;
+use anydepth_core::{Intrinsics, Metres};
 use anydepth_geometry::icp::{
     evaluate_point_to_plane, icp_point_to_plane, IcpFit, IcpOptions, IcpResult, IcpTarget,
 };
 use anydepth_geometry::normals::estimate_normals;
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
-use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+use anydepth_geometry::unproject::{unproject, UnprojectOptions};
 use anydepth_geometry::{Error, PointCloud};
 use nalgebra::{Isometry3, Point3, Translation3, Unit, UnitQuaternion, Vector3};
 
@@ -233,7 +233,9 @@ fn a_single_plane_keeps_the_unseen_motion_of_the_initial_pose() {
     assert!((now.xy() - before.xy()).norm() < 1e-6, "{now} vs {before}");
 }
 
-const REDWOOD: PinholeIntrinsics = PinholeIntrinsics {
+const REDWOOD: Intrinsics = Intrinsics {
+    width: 640,
+    height: 480,
     fx: 525.0,
     fy: 525.0,
     cx: 319.5,
@@ -257,11 +259,10 @@ fn redwood_frame_returns_to_its_pose_on_the_fused_mesh() {
         .map(|p| p.world_from_camera)
         .collect();
     assert!(poses.len() >= 5);
-    let depths: Vec<(u32, u32, Vec<f32>)> = (0..5)
+    let depths: Vec<_> = (0..5)
         .map(|i| {
             read_depth_values::<Metres>(&dir.join(format!("depth/{i:05}.png")), 1000.0)
                 .expect("depth")
-                .into_parts()
         })
         .collect();
 
@@ -272,26 +273,16 @@ fn redwood_frame_returns_to_its_pose_on_the_fused_mesh() {
         ..Default::default()
     })
     .expect("options");
-    for ((w, h, depth), world_from_camera) in depths.iter().zip(&poses) {
+    for (depth, world_from_camera) in depths.iter().zip(&poses) {
         volume
-            .integrate(
-                depth,
-                None,
-                *w as usize,
-                *h as usize,
-                &REDWOOD,
-                world_from_camera,
-            )
+            .integrate(depth, None, &REDWOOD, world_from_camera)
             .expect("integrates");
     }
     let mesh = volume.extract_mesh().expect("mesh");
     let target = IcpTarget::new(PointCloud::from(mesh)).expect("target");
 
-    let (w, h, depth) = &depths[2];
     let source = unproject(
-        depth,
-        *w,
-        *h,
+        &depths[2],
         &REDWOOD,
         &UnprojectOptions {
             max_depth_m: 3.0,
@@ -343,7 +334,9 @@ fn redwood_frame_returns_to_its_pose_on_the_fused_mesh() {
     assert_eq!(result.unconstrained_dofs, 0);
 }
 
-const KINECT: PinholeIntrinsics = PinholeIntrinsics {
+const KINECT: Intrinsics = Intrinsics {
+    width: 640,
+    height: 480,
     fx: 518.0,
     fy: 519.0,
     cx: 325.5,
@@ -357,13 +350,9 @@ fn kinect_points(
     stride: usize,
     world_from_camera: Option<&Isometry3<f64>>,
 ) -> PointCloud {
-    let (w, h, values) = read_depth_values::<Metres>(depth, 1000.0)
-        .expect("depth")
-        .into_parts();
+    let values = read_depth_values::<Metres>(depth, 1000.0).expect("depth");
     unproject(
         &values,
-        w,
-        h,
         &KINECT,
         &UnprojectOptions {
             max_depth_m: 3.0,

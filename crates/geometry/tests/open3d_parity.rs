@@ -7,13 +7,13 @@ use std::path::Path;
 use std::process::Command;
 
 use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::{load_image, Metres};
-use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+use anydepth_core::{load_image, Intrinsics, Metres};
+use anydepth_geometry::unproject::{unproject, UnprojectOptions};
 
 mod common;
 use common::{data, open3d_python, root, skip};
 
-fn check_frame(color: &Path, depth: &Path, scale: f64, camera: PinholeIntrinsics) {
+fn check_frame(color: &Path, depth: &Path, scale: f64, camera: Intrinsics) {
     if !depth.exists() {
         skip(&format!("need {}", depth.display()));
         return;
@@ -38,15 +38,11 @@ fn check_frame(color: &Path, depth: &Path, scale: f64, camera: PinholeIntrinsics
     let (_, expected_colors) =
         anydepth_core::npy::read_f32(&prefix.with_extension("colors.npy")).expect("colors");
 
-    let (w, h, values) = read_depth_values::<Metres>(depth, scale)
-        .expect("depth")
-        .into_parts();
+    let values = read_depth_values::<Metres>(depth, scale).expect("depth");
     let image = load_image(color).expect("colour");
     let rgb = image.to_rgb8();
     let cloud = unproject(
         &values,
-        w,
-        h,
         &camera,
         &UnprojectOptions::default(),
         Some(rgb.as_flattened()),
@@ -83,12 +79,7 @@ fn redwood_frame_matches_open3d() {
         &d.join("color/00000.jpg"),
         &d.join("depth/00000.png"),
         1000.0,
-        PinholeIntrinsics {
-            fx: 525.0,
-            fy: 525.0,
-            cx: 319.5,
-            cy: 239.5,
-        },
+        Intrinsics::new(525.0, 525.0, 319.5, 239.5, 640, 480).expect("valid camera"),
     );
 }
 
@@ -99,11 +90,6 @@ fn kinect_pgm_frame_matches_open3d() {
         &d.join("color/1.png"),
         &d.join("depth/1.pgm"),
         1000.0,
-        PinholeIntrinsics {
-            fx: 518.0,
-            fy: 519.0,
-            cx: 325.5,
-            cy: 253.5,
-        },
+        Intrinsics::new(518.0, 519.0, 325.5, 253.5, 640, 480).expect("valid camera"),
     );
 }

@@ -7,10 +7,10 @@ use std::process::Command;
 
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::pose::{read_trajectory, PoseFormat};
-use anydepth_core::{load_image, Metres};
+use anydepth_core::{load_image, Intrinsics, Metres};
 use anydepth_geometry::io::ply::read_mesh;
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
-use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+use anydepth_geometry::unproject::{unproject, UnprojectOptions};
 use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use nalgebra::Point3;
 
@@ -47,12 +47,7 @@ fn redwood_fusion_matches_open3d_and_each_frame() {
         return;
     };
     let (voxel, trunc, depth_max, min_weight, scale) = (0.01f32, 0.04f32, 3.0f32, 1.0f32, 1000.0);
-    let camera = PinholeIntrinsics {
-        fx: 525.0,
-        fy: 525.0,
-        cx: 319.5,
-        cy: 239.5,
-    };
+    let camera = Intrinsics::new(525.0, 525.0, 319.5, 239.5, 640, 480).expect("valid camera");
     let trajectory =
         read_trajectory(&dir.join("odometry.log"), Some(PoseFormat::Log)).expect("poses");
     let poses: Vec<_> = trajectory
@@ -113,20 +108,11 @@ fn redwood_fusion_matches_open3d_and_each_frame() {
     for ((color, depth), pose) in frames.iter().zip(&poses) {
         let image = load_image(color).expect("colour");
         let colors = image.to_rgb8();
-        let (w, h, values) = read_depth_values::<Metres>(depth, scale)
-            .expect("depth")
-            .into_parts();
+        let values = read_depth_values::<Metres>(depth, scale).expect("depth");
         volume
-            .integrate(
-                &values,
-                Some(&colors),
-                w as usize,
-                h as usize,
-                &camera,
-                pose,
-            )
+            .integrate(&values, Some(&colors), &camera, pose)
             .expect("integrates");
-        depths.push((w as usize, h as usize, values));
+        depths.push(values);
     }
     let ours = volume.extract_mesh().expect("extracts");
 
@@ -144,15 +130,14 @@ fn redwood_fusion_matches_open3d_and_each_frame() {
     );
 
     // Each frame's own surface points (within range) lie on the mesh.
-    for ((w, h, values), pose) in depths.iter().zip(&poses) {
+    for (values, pose) in depths.iter().zip(&poses) {
         let options = UnprojectOptions {
             max_depth_m: depth_max,
             stride: 4,
             world_from_camera: Some(pose.cast::<f32>()),
             ..Default::default()
         };
-        let seen =
-            unproject(values, *w as u32, *h as u32, &camera, &options, None).expect("unprojects");
+        let seen = unproject(values, &camera, &options, None).expect("unprojects");
         let mean = mean_nearest(&seen.points, &ours.vertices);
         eprintln!("frame: mean distance of its depth points to the mesh {mean:.5} m");
         assert!(

@@ -13,12 +13,11 @@
 //! The depth maps come from ray casting, not from `render_depth`, so the renderer is
 //! checked here rather than assumed.
 
-use anydepth_core::{DepthMap, Prediction};
+use anydepth_core::{DepthMap, Intrinsics, Metres, Prediction};
 use anydepth_geometry::align::Affine;
 use anydepth_geometry::fusion::{Fusion, FusionOptions, View, ViewScale};
 use anydepth_geometry::render::render_depth;
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
-use anydepth_geometry::unproject::PinholeIntrinsics;
 use anydepth_geometry::TriangleMesh;
 use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
@@ -210,13 +209,12 @@ fn look_at(eye: Vector3<f64>, target: Vector3<f64>) -> Isometry3<f64> {
 /// Exact depth (camera z) of the scene at each pixel centre; NaN where rays miss.
 fn ray_cast(
     shapes: &[Shape],
-    camera: &PinholeIntrinsics,
+    camera: &Intrinsics,
     world_from_camera: &Isometry3<f64>,
-    width: usize,
-    height: usize,
-) -> Vec<f32> {
+) -> DepthMap<Metres> {
+    let (width, height) = (camera.width as usize, camera.height as usize);
     let eye = world_from_camera.translation.vector;
-    (0..width * height)
+    let depth = (0..width * height)
         .map(|i| {
             let ray = Vector3::new(
                 ((i % width) as f64 - camera.cx) / camera.fx,
@@ -227,7 +225,8 @@ fn ray_cast(
             let dir = world_from_camera.rotation * ray;
             cast(shapes, &eye, &dir).map_or(f32::NAN, |t| t as f32)
         })
-        .collect()
+        .collect();
+    DepthMap::new(camera.width, camera.height, depth).expect("width x height values")
 }
 
 /// Points on the visible parts of the shapes, about `spacing` apart.
@@ -321,19 +320,18 @@ fn surface_samples(shapes: &[Shape], spacing: f64) -> Vec<Vector3<f64>> {
 fn seen(
     shapes: &[Shape],
     p: &Vector3<f64>,
-    camera: &PinholeIntrinsics,
+    camera: &Intrinsics,
     world_from_camera: &Isometry3<f64>,
-    width: usize,
-    height: usize,
     max_depth_m: f64,
 ) -> bool {
+    let (width, height) = (camera.width, camera.height);
     let in_camera = world_from_camera.inverse() * Point3::from(*p);
     if in_camera.z <= 0.0 || in_camera.z > max_depth_m {
         return false;
     }
     let u = camera.fx * in_camera.x / in_camera.z + camera.cx;
     let v = camera.fy * in_camera.y / in_camera.z + camera.cy;
-    if !(u >= -0.5 && v >= -0.5 && u < width as f64 - 0.5 && v < height as f64 - 0.5) {
+    if !(u >= -0.5 && v >= -0.5 && u < f64::from(width) - 0.5 && v < f64::from(height) - 0.5) {
         return false;
     }
     let eye = world_from_camera.translation.vector;
@@ -361,13 +359,7 @@ struct Accuracy {
 #[allow(clippy::too_many_lines)]
 fn fuse_and_check(trunc_voxels: f32, relative: bool) -> Accuracy {
     let shapes = scene();
-    let (width, height) = (320, 240);
-    let camera = PinholeIntrinsics {
-        fx: 300.0,
-        fy: 300.0,
-        cx: 159.5,
-        cy: 119.5,
-    };
+    let camera = Intrinsics::new(300.0, 300.0, 159.5, 119.5, 320, 240).expect("valid camera");
     let options = TsdfOptions {
         voxel_size_m: 0.02,
         trunc_m: trunc_voxels * 0.02,
@@ -390,18 +382,18 @@ fn fuse_and_check(trunc_voxels: f32, relative: bool) -> Accuracy {
             look_at(eye, Vector3::new(0.0, 0.0, 0.15))
         })
         .collect();
-    let depths: Vec<Vec<f32>> = poses
+    let depths: Vec<DepthMap<Metres>> = poses
         .iter()
-        .map(|pose| ray_cast(&shapes, &camera, pose, width, height))
+        .map(|pose| ray_cast(&shapes, &camera, pose))
         .collect();
 
     let mesh = if relative {
-        fuse_relative(&depths, &poses, &camera, width, height, &options)
+        fuse_relative(&depths, &poses, &camera, &options)
     } else {
         let mut volume = TsdfVolume::new(options.clone()).expect("valid options");
         for (depth, pose) in depths.iter().zip(&poses) {
             volume
-                .integrate(depth, None, width, height, &camera, pose)
+                .integrate(depth, None, &camera, pose)
                 .expect("integrates");
         }
         volume.extract_mesh().expect("extracts")
@@ -445,7 +437,7 @@ fn fuse_and_check(trunc_voxels: f32, relative: bool) -> Accuracy {
         .filter(|p| {
             poses
                 .iter()
-                .any(|pose| seen(&shapes, p, &camera, pose, width, height, max_depth))
+                .any(|pose| seen(&shapes, p, &camera, pose, max_depth))
         })
         .collect();
     let near_a_vertex = visible
@@ -475,9 +467,9 @@ fn fuse_and_check(trunc_voxels: f32, relative: bool) -> Accuracy {
 
     // (c) The mesh rendered into each camera agrees with the camera's depth.
     for (i, (depth, pose)) in depths.iter().zip(&poses).enumerate() {
-        let rendered = render_depth(&mesh, &camera, pose, width, height).expect("renders");
+        let rendered = render_depth(&mesh, &camera, pose).expect("renders");
         let (mut sum, mut both, mut valid) = (0.0, 0usize, 0usize);
-        for (&d, &r) in depth.iter().zip(&rendered) {
+        for (&d, &r) in depth.data().iter().zip(rendered.data()) {
             if d.is_finite() && f64::from(d) <= max_depth {
                 valid += 1;
                 if r.is_finite() {
@@ -534,11 +526,9 @@ fn convex_edges_bleed_at_most_the_truncation_distance() {
 /// Relative depth: per view `disparity = (1 / depth - shift) / scale` with its own map; the
 /// fitted maps must come back and the mesh must be as good as from metric depth.
 fn fuse_relative(
-    depths: &[Vec<f32>],
+    depths: &[DepthMap<Metres>],
     poses: &[Isometry3<f64>],
-    camera: &PinholeIntrinsics,
-    width: usize,
-    height: usize,
+    camera: &Intrinsics,
     options: &TsdfOptions,
 ) -> TriangleMesh {
     let mut fusion = Fusion::new(FusionOptions {
@@ -552,6 +542,7 @@ fn fuse_relative(
             shift: 0.05 - 0.01 * i as f64,
         };
         let disparity: Vec<f32> = depth
+            .data()
             .iter()
             .map(|&d| {
                 if d.is_finite() && d > 0.0 {
@@ -563,7 +554,7 @@ fn fuse_relative(
             .collect();
         let view = View {
             depth: Prediction::Disparity(
-                DepthMap::new(width as u32, height as u32, disparity).expect("size"),
+                DepthMap::new(depth.width(), depth.height(), disparity).expect("size"),
             ),
             colors: None,
             camera: *camera,

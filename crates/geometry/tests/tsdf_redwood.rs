@@ -7,10 +7,9 @@ use std::time::Instant;
 
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::pose::{read_trajectory, PoseFormat};
-use anydepth_core::{load_image, Metres};
+use anydepth_core::{load_image, Intrinsics, Metres};
 use anydepth_geometry::render::render_depth;
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
-use anydepth_geometry::unproject::PinholeIntrinsics;
 
 // Only `data` and `skip` are used here; the Open3D helpers are for the comparisons.
 #[allow(dead_code)]
@@ -31,12 +30,7 @@ fn redwood_mesh_renders_back_to_each_frames_depth() {
         max_depth_m: 3.0,
         min_weight: 1.0,
     };
-    let camera = PinholeIntrinsics {
-        fx: 525.0,
-        fy: 525.0,
-        cx: 319.5,
-        cy: 239.5,
-    };
+    let camera = Intrinsics::new(525.0, 525.0, 319.5, 239.5, 640, 480).expect("valid camera");
     let trajectory =
         read_trajectory(&dir.join("odometry.log"), Some(PoseFormat::Log)).expect("poses");
     let frames = 5;
@@ -51,15 +45,12 @@ fn redwood_mesh_renders_back_to_each_frames_depth() {
     for (i, pose) in poses.iter().enumerate() {
         let image = load_image(&dir.join(format!("color/{i:05}.jpg"))).expect("colour");
         let colors = image.to_rgb8();
-        let (w, h, values) =
-            read_depth_values::<Metres>(&dir.join(format!("depth/{i:05}.png")), 1000.0)
-                .expect("depth")
-                .into_parts();
-        let (w, h) = (w as usize, h as usize);
+        let depth = read_depth_values::<Metres>(&dir.join(format!("depth/{i:05}.png")), 1000.0)
+            .expect("depth");
         volume
-            .integrate(&values, Some(&colors), w, h, &camera, pose)
+            .integrate(&depth, Some(&colors), &camera, pose)
             .expect("integrates");
-        depths.push((w, h, values));
+        depths.push(depth);
     }
     let mesh = volume.extract_mesh().expect("extracts");
     let fused = start.elapsed();
@@ -73,11 +64,11 @@ fn redwood_mesh_renders_back_to_each_frames_depth() {
         mesh.faces.len()
     );
     let mut worst: f64 = 0.0;
-    for (i, ((w, h, depth), pose)) in depths.iter().zip(&poses).enumerate() {
-        let rendered = render_depth(&mesh, &camera, pose, *w, *h).expect("renders");
+    for (i, (depth, pose)) in depths.iter().zip(&poses).enumerate() {
+        let rendered = render_depth(&mesh, &camera, pose).expect("renders");
         let mut valid = 0usize;
         let mut differences = Vec::new();
-        for (&d, &r) in depth.iter().zip(&rendered) {
+        for (&d, &r) in depth.data().iter().zip(rendered.data()) {
             if d.is_finite() && d > 0.0 && d <= max_depth {
                 valid += 1;
                 if r.is_finite() {

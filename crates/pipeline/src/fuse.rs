@@ -15,7 +15,6 @@ use anydepth_geometry::align::{Affine, PixelDepth};
 use anydepth_geometry::fusion::{Fusion, FusionOptions, View, ViewReport, ViewScale};
 use anydepth_geometry::icp::IcpResult;
 use anydepth_geometry::tsdf::{TsdfOptions, TsdfVolume};
-use anydepth_geometry::unproject::PinholeIntrinsics;
 use anydepth_geometry::{PointCloud, TriangleMesh};
 use anydepth_model::{DepthEngine, EngineLoader, Head};
 use nalgebra::Isometry3;
@@ -562,7 +561,7 @@ fn fuse_frame(
     let view = View {
         depth: prediction,
         colors,
-        camera: PinholeIntrinsics::from(&intrinsics),
+        camera: intrinsics,
         world_from_camera,
         scale,
     };

@@ -7,7 +7,6 @@ use anydepth_core::camera::Intrinsics;
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::{load_image, load_rgb8, DepthMap, Disparity, Metres, Prediction};
 use anydepth_geometry::align::{self, Affine, PixelDepth, Sampling};
-use anydepth_geometry::unproject::PinholeIntrinsics;
 use anydepth_model::EngineLoader;
 
 use crate::error::{bail, Context, Result};
@@ -141,15 +140,9 @@ pub struct Scene {
     pub depth: DepthMap<Metres>,
     /// RGB8 per pixel, same size as `depth`.
     pub color: Option<Vec<[u8; 3]>>,
-    /// The camera: as asked for, else from the photo's EXIF, else a guess.
+    /// The camera, the same size as `depth`: as asked for, else from the photo's EXIF,
+    /// else a guess.
     pub camera: Intrinsics,
-}
-
-impl Scene {
-    /// The pinhole part of the camera, in pixels, as unprojection takes it.
-    pub fn pinhole(&self) -> PinholeIntrinsics {
-        PinholeIntrinsics::from(&self.camera)
-    }
 }
 
 /// Units per metre of a depth file when none is given: 1000 for images (millimetres),

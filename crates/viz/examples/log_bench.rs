@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::{load_image, DepthMap, Intrinsics, Metres};
-use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+use anydepth_geometry::unproject::{unproject, UnprojectOptions};
 use anydepth_viz::{convert, paths, PointRadius, Recording};
 
 const WIDTH: u32 = 1920;
@@ -56,7 +56,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Intrinsics::new(num(2)?, num(3)?, num(4)?, num(5)?, w, h)?.scaled(WIDTH, HEIGHT)?;
     let depth = DepthMap::<Metres>::new(WIDTH, HEIGHT, resize(&depth, w, h))?;
     let color = resize(&color, w, h);
-    let pinhole = PinholeIntrinsics::from(&camera);
 
     let dir = std::env::temp_dir().join(format!("anydepth-viz-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -69,10 +68,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for run in 0..runs {
         let t0 = Instant::now();
         let cloud = unproject(
-            depth.data(),
-            WIDTH,
-            HEIGHT,
-            &pinhole,
+            &depth,
+            &camera,
             &UnprojectOptions::default(),
             Some(color.as_flattened()),
         )?;
@@ -130,7 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bytes as f64 / 1e6
     );
 
-    encoding_breakdown(&depth, &color, &pinhole, &dir, runs)?;
+    encoding_breakdown(&depth, &color, &camera, &dir, runs)?;
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
@@ -139,7 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn encoding_breakdown(
     depth: &DepthMap<Metres>,
     color: &[[u8; 3]],
-    pinhole: &PinholeIntrinsics,
+    camera: &Intrinsics,
     dir: &Path,
     runs: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -152,10 +149,8 @@ fn encoding_breakdown(
     let (mut bytes_lz4, mut bytes_off) = (0, 0);
     // The frame's messages, logged once; only their encoding is timed.
     let cloud = unproject(
-        depth.data(),
-        WIDTH,
-        HEIGHT,
-        pinhole,
+        depth,
+        camera,
         &UnprojectOptions::default(),
         Some(color.as_flattened()),
     )?;

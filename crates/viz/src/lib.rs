@@ -22,7 +22,7 @@
 //! recording.set_frame(0);
 //! recording.log_camera(&camera, &Isometry3::identity())?;
 //! recording.log_depth(&depth)?;
-//! let cloud = unproject(depth.data(), 4, 3, &(&camera).into(), &UnprojectOptions::default(), None)?;
+//! let cloud = unproject(&depth, &camera, &UnprojectOptions::default(), None)?;
 //! recording.log_cloud(paths::CLOUD, &cloud, PointRadius::pixel_footprint(2.0, camera.fx))?;
 //! recording.flush()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use anydepth_core::{load_image, Intrinsics, Prediction};
 use anydepth_geometry::grid_mesh::{mesh_from_depth, GridMeshOptions};
-use anydepth_geometry::unproject::{unproject, PinholeIntrinsics, UnprojectOptions};
+use anydepth_geometry::unproject::{unproject, UnprojectOptions};
 use anydepth_torch::{DepthEstimator, EstimatorOptions, ModelSpec};
 use anydepth_viz::{paths, PointRadius, Recording, Sink};
 use nalgebra::Isometry3;
@@ -64,12 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     recording.log_depth(&depth)?;
 
     // 4. The point cloud, coloured by the photo.
-    let pinhole = PinholeIntrinsics::from(&camera);
     let cloud = unproject(
-        depth.data(),
-        width,
-        height,
-        &pinhole,
+        &depth,
+        &camera,
         &UnprojectOptions::default(),
         Some(colors.as_flattened()),
     )?;
@@ -78,10 +75,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 5. The mesh, cut at depth discontinuities (with vertex normals for shading).
     let mesh = mesh_from_depth(
-        depth.data(),
-        width,
-        height,
-        &pinhole,
+        &depth,
+        &camera,
         &GridMeshOptions::default(),
         Some(colors.as_flattened()),
     )?;
