@@ -1,76 +1,257 @@
 #!/usr/bin/env python3
-"""Side-by-side GPU timing of the official Depth Anything V2 network (eager PyTorch, fp32
-and fp16) and `anydepth bench` on the same GPU, same checkpoint, same input sizes.
+"""The GPU check: parity and speed of `anydepth` against the official Depth Anything V2
+code on the same GPU, the same random-weight checkpoints and the same inputs.
 
-Usage: python3 scripts/bench/gpu_vs_official.py --anydepth PATH --weights FILE.pth
-           [--photo 1920x1080.jpg] [--iters 50]
-The official code (package `depth_anything_v2`) must be importable; cv2 and torchvision are
-only needed for `infer_image`, so minimal stand-ins are used when they are missing."""
+Parity (V2-S, photos at their own size, `anydepth depth` against `infer_image`):
+  - fp32, TensorFloat-32 off on both sides: max error within 1e-4 of the depth range;
+  - fp16 and bf16 against the official fp32: max and mean error, target 1e-2 of the range.
+Speed (network only, median of --iters after a warm-up):
+  - official eager fp32, eager fp16 and torch.compile fp16 against `anydepth bench` fp32
+    and fp16, for V2-S and V2-L at 518x518, batch 1 and 16;
+  - a 1920x1080 photo end to end: official `cv2.imread` + `infer_image` (fp32) against
+    `anydepth bench --photo` (fp32 and fp16), with anydepth's stages.
+Writes gpu_check.json and gpu_check.md into --out; exits 1 when a parity target is missed.
+
+Usage (scripts/gpu_check.sh runs it):
+  python3 scripts/bench/gpu_vs_official.py --anydepth target/release/anydepth --out DIR
+`--device cpu` runs the same steps on the CPU with tiny settings, to check the script
+itself on a machine without a GPU."""
 import argparse
+import json
+import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
-import types
+from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
-try:
-    import cv2  # noqa: F401
-except ImportError:  # forward-only timing needs neither
-    sys.modules["cv2"] = types.SimpleNamespace(INTER_CUBIC=2)
-try:
-    import torchvision  # noqa: F401
-except ImportError:
-    tv = types.ModuleType("torchvision")
-    tv.transforms = types.SimpleNamespace(Compose=lambda t: t)
-    sys.modules["torchvision"] = tv
-    sys.modules["torchvision.transforms"] = tv.transforms
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "reference"))
+from make_references import OfficialModel, PRESETS, make_non_degenerate  # noqa: E402
 
-from depth_anything_v2.dpt import DepthAnythingV2  # noqa: E402
+PRESETS.setdefault("vitl", dict(features=256, out_channels=[256, 512, 1024, 1024]))
+DATA = Path(os.environ.get("ANYDEPTH_DATA", ROOT.parent / "shared" / "data"))
+FP32_TARGET = 1e-4
+HALF_TARGET = 1e-2
 
 
-def time_official(model, batch, h, w, dtype, iters):
-    x = torch.randn(batch, 3, h, w, device="cuda", dtype=dtype)
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def checkpoint(encoder, folder, device, seed=0):
+    """A random-weight official checkpoint, made non-degenerate on a 518x518 input."""
+    torch.manual_seed(seed)
+    model = OfficialModel(encoder).eval().to(device)
+    sample = torch.randn(1, 3, 518, 518, device=device)
+    make_non_degenerate(model, [sample], metric=False)
+    path = folder / f"depth_anything_v2_{encoder}.pth"
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, path)
+    return model, path
+
+
+def photos(folder, count):
+    """Up to `count` shared photos, else generated ones; and one at 1920x1080."""
+    found = sorted((DATA / "photos").glob("*.jpg"))[:count]
+    if not found:
+        rng = np.random.default_rng(0)
+        for i in range(count):
+            path = folder / f"generated{i}.png"
+            cv2.imwrite(str(path), rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+            found.append(path)
+    big = folder / "photo_1920x1080.png"
+    cv2.imwrite(str(big), cv2.resize(cv2.imread(str(found[0])), (1920, 1080),
+                                     interpolation=cv2.INTER_AREA))
+    return found, big
+
+
+def anydepth(binary, *args):
+    done = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"anydepth {' '.join(map(str, args))} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def parity(binary, model, weights, photo_paths, device, folder):
+    """Rows of (photo, precision, max error, mean error, target, ok)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    rows = []
+    for photo in photo_paths:
+        with torch.no_grad():
+            ref = model.float().infer_image(cv2.imread(str(photo)), 518)
+        ref = np.asarray(ref, dtype=np.float64)
+        span = float(ref.max() - ref.min())
+        for precision in ["fp32", "fp16", "bf16"]:
+            out = folder / precision
+            anydepth(binary, "depth", photo, "--weights", weights, "--device", device,
+                     "--precision", precision, "--formats", "npy", "--out", out, "--force",
+                     "--quiet")
+            ours = np.load(out / f"{photo.stem}.npy").astype(np.float64)
+            err = np.abs(ours - ref) / span
+            target = FP32_TARGET if precision == "fp32" else HALF_TARGET
+            row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
+                       precision=precision, max_error=float(err.max()),
+                       mean_error=float(err.mean()), target=target,
+                       ok=bool(err.max() <= target))
+            log(f"  parity {photo.name} {precision}: max {row['max_error']:.2e}, "
+                f"mean {row['mean_error']:.2e} of range (target {target:g})")
+            rows.append(row)
+    return rows
+
+
+def time_official(model, batch, size, dtype, iters, device, compiled=False):
+    """Median seconds of a forward pass of `model` (converted to `dtype`)."""
+    net = model.to(dtype)
+    if compiled:
+        net = torch.compile(net)
+    x = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    times = []
     with torch.no_grad():
-        for _ in range(5):
-            model(x)
-        torch.cuda.synchronize()
-        times = []
+        for i in range(3 + iters):
+            sync()
+            t0 = time.perf_counter()
+            net(x)
+            sync()
+            if i >= 3:
+                times.append(time.perf_counter() - t0)
+    model.float()
+    return statistics.median(times)
+
+
+def time_anydepth(binary, weights, batch, size, precision, iters, device):
+    out = anydepth(binary, "bench", "--weights", weights, "--device", device, "--precision",
+                   precision, "--batch", batch, "--size", f"{size}x{size}", "--iters", iters,
+                   "--warmup", 3)
+    line = next(l for l in out.splitlines() if l.startswith("network"))
+    return float(line.split(":")[1].split("ms")[0]) / 1e3
+
+
+def speed(binary, models, batches, iters, device, compile_fp16):
+    rows = []
+    half = torch.float16 if device == "cuda" else torch.bfloat16
+    for encoder, (model, weights) in models.items():
+        for batch in batches:
+            row = dict(model=f"V2-{encoder[3:].upper()}", input="518x518", batch=batch)
+            row["official_fp32_ms"] = time_official(model, batch, 518, torch.float32, iters,
+                                                    device) * 1e3
+            row["official_fp16_ms"] = time_official(model, batch, 518, half, iters,
+                                                    device) * 1e3
+            if compile_fp16:
+                row["official_compile_fp16_ms"] = time_official(
+                    model, batch, 518, half, iters, device, compiled=True) * 1e3
+            for precision in ["fp32", "fp16"]:
+                row[f"anydepth_{precision}_ms"] = time_anydepth(
+                    binary, weights, batch, 518, precision, iters, device) * 1e3
+            row["anydepth_fp16_images_per_s"] = batch / row["anydepth_fp16_ms"] * 1e3
+            row["fp16_ratio_to_official_eager"] = (row["anydepth_fp16_ms"]
+                                                   / row["official_fp16_ms"])
+            log(f"  speed {row}")
+            rows.append(row)
+    return rows
+
+
+def end_to_end(binary, model, weights, photo, iters, device):
+    """The 1920x1080 photo: official read + infer_image against `anydepth bench --photo`."""
+    times = []
+    with torch.no_grad():
+        model.float().infer_image(cv2.imread(str(photo)), 518)
         for _ in range(iters):
             t0 = time.perf_counter()
-            model(x)
-            torch.cuda.synchronize()
+            model.infer_image(cv2.imread(str(photo)), 518)
             times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+    row = dict(photo="1920x1080", official_fp32_ms=statistics.median(times) * 1e3)
+    for precision in ["fp32", "fp16"]:
+        out = anydepth(binary, "bench", "--weights", weights, "--device", device,
+                       "--precision", precision, "--size", "518x518", "--photo", photo,
+                       "--iters", iters, "--warmup", 2)
+        lines = out.splitlines()
+        start = next(i for i, l in enumerate(lines) if l.startswith("pipeline"))
+        row[f"anydepth_{precision}_ms"] = float(lines[start].split(":")[1].split("ms")[0])
+        row[f"anydepth_{precision}_stages"] = [l.strip() for l in lines[start + 1:]]
+    log(f"  end to end {row}")
+    return row
+
+
+def markdown(report):
+    lines = [f"# GPU check: {report['gpu']}", "",
+             f"torch {report['torch']}; anydepth doctor: see doctor.txt", "",
+             "## Parity (V2-S, random weights, TF32 off)", "",
+             "| photo | size | precision | max error / range | mean error / range | target | ok |",
+             "|---|---|---|---|---|---|---|"]
+    for r in report["parity"]:
+        lines.append(f"| {r['photo']} | {r['size']} | {r['precision']} | {r['max_error']:.2e} "
+                     f"| {r['mean_error']:.2e} | {r['target']:g} | {'yes' if r['ok'] else 'NO'} |")
+    lines += ["", "## Network, median ms per batch", "",
+              "| model | batch | official fp32 | official fp16 | official compile fp16 "
+              "| anydepth fp32 | anydepth fp16 | fp16 ratio | anydepth fp16 images/s |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["speed"]:
+        compiled = r.get("official_compile_fp16_ms")
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['official_fp32_ms']:.2f} "
+            f"| {r['official_fp16_ms']:.2f} | {'-' if compiled is None else f'{compiled:.2f}'} "
+            f"| {r['anydepth_fp32_ms']:.2f} | {r['anydepth_fp16_ms']:.2f} "
+            f"| {r['fp16_ratio_to_official_eager']:.2f}x "
+            f"| {r['anydepth_fp16_images_per_s']:.0f} |")
+    e = report["end_to_end"]
+    lines += ["", "## 1920x1080 photo end to end, median ms", "",
+              "| official fp32 (imread + infer_image) | anydepth fp32 | anydepth fp16 |",
+              "|---|---|---|",
+              f"| {e['official_fp32_ms']:.2f} | {e['anydepth_fp32_ms']:.2f} "
+              f"| {e['anydepth_fp16_ms']:.2f} |", "", "anydepth fp16 stages:", "", "```",
+              *e["anydepth_fp16_stages"], "```", ""]
+    return "\n".join(lines)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--anydepth", required=True)
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--iters", type=int, default=50)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--anydepth", required=True, help="the anydepth binary")
+    ap.add_argument("--out", required=True, help="folder for gpu_check.json and .md")
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     args = ap.parse_args()
-    model = DepthAnythingV2(encoder="vits", features=64, out_channels=[48, 96, 192, 384])
-    model.load_state_dict(torch.load(args.weights, map_location="cpu"))
-    model = model.cuda().eval()
-    print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}")
-    print("| input | batch | precision | official eager (ms) | anydepth (ms) | ratio |")
-    print("|---|---|---|---|---|---|")
-    for (w, h), batch in [((518, 518), 1), ((518, 518), 16), ((924, 518), 1)]:
-        for prec, dtype in [("fp32", torch.float32), ("fp16", torch.float16)]:
-            m = model.half() if dtype == torch.float16 else model.float()
-            t_ref = time_official(m, batch, h, w, dtype, args.iters)
-            out = subprocess.run(
-                [args.anydepth, "bench", "--weights", args.weights, "--device", "cuda",
-                 "--precision", prec, "--batch", str(batch), "--size", f"{w}x{h}",
-                 "--iters", str(args.iters), "--warmup", "5"],
-                check=True, capture_output=True, text=True).stdout
-            line = next(l for l in out.splitlines() if l.startswith("network"))
-            t_ours = float(line.split(":")[1].split("ms")[0]) / 1e3
-            print(f"| {w}x{h} | {batch} | {prec} | {t_ref * 1e3:.2f} | {t_ours * 1e3:.2f} | "
-                  f"{t_ours / t_ref:.2f}x |")
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device")
+        return 0
+    small = device == "cpu"  # checking the script itself: tiny settings
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        photo_paths, big = photos(tmp, 1 if small else 2)
+        encoders = ["vits"] if small else ["vits", "vitl"]
+        log("making random-weight checkpoints")
+        models = {e: checkpoint(e, tmp, device) for e in encoders}
+        log("parity")
+        rows = parity(args.anydepth, *models["vits"], photo_paths, device, tmp / "parity")
+        log("speed")
+        report = dict(
+            gpu=torch.cuda.get_device_name() if device == "cuda" else "CPU (script check)",
+            torch=torch.__version__,
+            parity=rows,
+            speed=speed(args.anydepth, models, [1] if small else [1, 16], args.iters, device,
+                        not (args.no_compile or small)),
+            end_to_end=end_to_end(args.anydepth, *models["vits"], big, args.iters, device),
+        )
+    report["seconds"] = time.perf_counter() - started
+    (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
+    (out / "gpu_check.md").write_text(markdown(report))
+    print(markdown(report))
+    failed = [r for r in report["parity"] if not r["ok"]]
+    log(f"done in {report['seconds']:.0f} s; parity: {len(rows) - len(failed)} of {len(rows)} "
+        "within target")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

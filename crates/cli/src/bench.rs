@@ -1,10 +1,14 @@
 //! `anydepth bench`: latency and throughput of the network and of the whole pipeline.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anydepth_model::{DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision};
+use anydepth_core::colormap::Colormap;
+use anydepth_model::{
+    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision, StageTimings,
+};
+use anydepth_pipeline::output::{output_path, write_output, Format};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
@@ -24,6 +28,10 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
 
+    /// Allow TensorFloat-32 in fp32 convolutions and matrix products on CUDA GPUs.
+    #[arg(long)]
+    pub tf32: bool,
+
     /// Images per forward pass.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -32,7 +40,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "518x518")]
     pub size: String,
 
-    /// Also time the whole pipeline (decode, preprocess, network, resize back) on a photo.
+    /// Also time the whole pipeline on a photo, stage by stage: decode, preprocess, upload,
+    /// network, resize back, and writing the maps `depth` writes by default (npy, color).
     #[arg(long, value_name = "FILE")]
     pub photo: Option<PathBuf>,
 
@@ -64,15 +73,21 @@ pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         device: args.device,
         precision: args.precision,
         batch_size: args.batch,
+        allow_tf32: args.tf32,
         ..Default::default()
     };
     let estimator = loader
         .load(&args.weights, ModelSpec::default(), options)
         .context("cannot load the model")?;
     println!(
-        "{} on {}, {:?}, batch {}",
+        "{} on {}{}, {:?}, batch {}",
         estimator.config().describe(),
         estimator.device_name(),
+        if args.device == DeviceChoice::Auto {
+            " (chosen by --device auto)"
+        } else {
+            ""
+        },
         options.precision,
         args.batch
     );
@@ -86,27 +101,111 @@ pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     );
 
     if let Some(photo) = &args.photo {
-        let mut times = Vec::with_capacity(args.iters);
-        let mut size = (0, 0);
-        for i in 0..args.warmup + args.iters {
-            let t0 = Instant::now();
-            let image = anydepth_core::load_image(photo)?;
-            size = (image.width, image.height);
-            let images = vec![image; args.batch];
-            let out = estimator.predict_batch(&images)?;
-            drop(out);
-            if i >= args.warmup {
-                times.push(t0.elapsed().as_secs_f64());
-            }
-        }
-        let t = median(times);
-        println!(
-            "pipeline {}x{} photo: {:.2} ms per batch, {:.1} images/s",
-            size.0,
-            size.1,
-            t * 1e3,
-            args.batch as f64 / t
-        );
+        time_pipeline(&*estimator, photo, &args)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The formats `anydepth depth` writes by default, which the pipeline timing writes too.
+const WRITTEN: [Format; 2] = [Format::Npy, Format::Color];
+
+/// Times the whole pipeline on `photo` (`--batch` copies of it), stage by stage, and prints
+/// one line per stage: the mean per batch, and the stages' sum against the measured total.
+fn time_pipeline(estimator: &dyn DepthEngine, photo: &Path, args: &BenchArgs) -> Result<()> {
+    let out_dir = tempfile::tempdir().context("cannot create a folder for the written maps")?;
+    let mut sum = PipelineTimings::default();
+    let mut size = (0, 0);
+    for i in 0..args.warmup + args.iters {
+        let mut timed = PipelineTimings::default();
+        let t0 = Instant::now();
+        let image = anydepth_core::load_image(photo)
+            .with_context(|| format!("cannot read {}", photo.display()))?;
+        size = (image.width, image.height);
+        let images = vec![image; args.batch];
+        let t1 = Instant::now();
+        let (predictions, stages) = estimator.predict_batch_timed(&images)?;
+        let t2 = Instant::now();
+        for (j, prediction) in predictions.iter().enumerate() {
+            for format in WRITTEN {
+                let path = output_path(out_dir.path(), &format!("{j}"), format);
+                write_output(
+                    &path,
+                    format,
+                    prediction.values(),
+                    prediction.width(),
+                    prediction.height(),
+                    None,
+                    Colormap::default(),
+                    true,
+                )?;
+            }
+        }
+        let t3 = Instant::now();
+        timed.decode = (t1 - t0).as_secs_f64();
+        timed.stages = stages;
+        timed.write = (t3 - t2).as_secs_f64();
+        timed.total = (t3 - t0).as_secs_f64();
+        if i >= args.warmup {
+            sum.add(&timed);
+        }
+    }
+    let n = args.iters as f64;
+    let per_batch = |seconds: f64| seconds / n * 1e3;
+    let PipelineTimings {
+        decode,
+        stages,
+        write,
+        total,
+    } = sum;
+    println!(
+        "pipeline {}x{} photo: {:.2} ms per batch, {:.1} images/s (mean of {})",
+        size.0,
+        size.1,
+        per_batch(total),
+        args.batch as f64 * n / total,
+        args.iters
+    );
+    for (name, seconds) in [
+        ("decode", decode),
+        ("preprocess", stages.preprocess),
+        ("upload", stages.upload),
+        ("network", stages.network),
+        ("resize back", stages.resize_back),
+        ("write", write),
+    ] {
+        println!(
+            "  {name:<12} {:8.2} ms  {:5.1}%",
+            per_batch(seconds),
+            100.0 * seconds / total
+        );
+    }
+    let staged = decode + stages.total() + write;
+    println!(
+        "  stages sum to {:.2} ms, {:.1}% of the total",
+        per_batch(staged),
+        100.0 * staged / total
+    );
+    Ok(())
+}
+
+/// Seconds spent in each stage of the pipeline timing.
+#[derive(Clone, Copy, Debug, Default)]
+struct PipelineTimings {
+    /// Reading and decoding the photo (and copying it `--batch` times).
+    decode: f64,
+    /// The engine's stages.
+    stages: StageTimings,
+    /// Writing the default formats.
+    write: f64,
+    /// The whole iteration.
+    total: f64,
+}
+
+impl PipelineTimings {
+    fn add(&mut self, other: &Self) {
+        self.decode += other.decode;
+        self.stages += other.stages;
+        self.write += other.write;
+        self.total += other.total;
+    }
 }

@@ -11,6 +11,7 @@ mod bench;
 mod cloud;
 mod colormap;
 mod depth;
+mod doctor;
 mod eval;
 mod fuse;
 mod progress;
@@ -48,13 +49,15 @@ enum Command {
     Fuse(fuse::FuseArgs),
     /// Time the network and the whole pipeline (latency, throughput).
     Bench(bench::BenchArgs),
+    /// Report LibTorch, CUDA, the GPUs, the weights cache and the Rerun viewer.
+    Doctor(doctor::DoctorArgs),
 }
 
 impl Cli {
     /// Whether the command runs a depth network (and so needs libtorch).
     pub fn needs_engine(&self) -> bool {
         match &self.command {
-            Command::Depth(_) | Command::Bench(_) => true,
+            Command::Depth(_) | Command::Bench(_) | Command::Doctor(_) => true,
             Command::Cloud(args) => args.scene.photo.is_some(),
             Command::Mesh(args) => args.scene.photo.is_some(),
             Command::Fuse(args) => !args.request.photos.is_empty(),
@@ -73,6 +76,7 @@ pub fn run(cli: Cli, loader: &dyn EngineLoader) -> ExitCode {
         Command::Eval(args) => eval::run(args, loader),
         Command::Fuse(args) => fuse::run(args, loader),
         Command::Bench(args) => bench::run(args, loader),
+        Command::Doctor(args) => doctor::run(args, loader),
     };
     match result {
         Ok(code) => code,
@@ -102,6 +106,12 @@ impl EngineLoader for NoEngine {
             "this binary runs no network (anydepth-torch does): cannot load {}",
             weights.display()
         )))
+    }
+
+    fn runtime(&self) -> anydepth_model::Result<anydepth_model::RuntimeReport> {
+        Err(anydepth_model::Error::Invalid(
+            "this binary has no depth runtime (anydepth-torch has)".into(),
+        ))
     }
 }
 

@@ -77,6 +77,10 @@ pub struct EstimatorOptions {
     pub input_size: u32,
     /// Most images per forward pass.
     pub batch_size: usize,
+    /// Allow TensorFloat-32 in float32 convolutions and matrix products on CUDA GPUs:
+    /// faster, with inputs rounded to 10 mantissa bits. Off, float32 stays float32, as on
+    /// the CPU. No effect on the CPU or at fp16/bf16.
+    pub allow_tf32: bool,
 }
 
 impl Default for EstimatorOptions {
@@ -86,6 +90,7 @@ impl Default for EstimatorOptions {
             precision: Precision::Fp32,
             input_size: 518,
             batch_size: 1,
+            allow_tf32: false,
         }
     }
 }
@@ -95,6 +100,36 @@ impl Default for EstimatorOptions {
 pub struct ForwardTimings {
     /// Seconds of each timed forward pass, in order.
     pub seconds: Vec<f64>,
+}
+
+/// Where the time of [`DepthEngine::predict_batch_timed`] went, in seconds. On a GPU the
+/// stages are separated by synchronising the device, so they add up to the wall time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimings {
+    /// Photos to network input (resize, normalise), on the host or the device.
+    pub preprocess: f64,
+    /// Network input onto the device (and to the network's precision).
+    pub upload: f64,
+    /// The forward pass.
+    pub network: f64,
+    /// Output resized back to each photo's size and copied to host memory.
+    pub resize_back: f64,
+}
+
+impl StageTimings {
+    /// The sum of the stages.
+    pub fn total(&self) -> f64 {
+        self.preprocess + self.upload + self.network + self.resize_back
+    }
+}
+
+impl std::ops::AddAssign for StageTimings {
+    fn add_assign(&mut self, other: Self) {
+        self.preprocess += other.preprocess;
+        self.upload += other.upload;
+        self.network += other.network;
+        self.resize_back += other.resize_back;
+    }
 }
 
 /// A loaded depth network: photos in, typed depth maps out.
@@ -113,6 +148,13 @@ pub trait DepthEngine {
     /// # Errors
     /// When an image is empty or inference fails (for example out of GPU memory).
     fn predict_batch(&self, images: &[RgbImage]) -> Result<Vec<Prediction>>;
+
+    /// [`DepthEngine::predict_batch`], also saying where the time went (for benchmarks: the
+    /// stages are separated by synchronising the device, which costs a little overlap).
+    ///
+    /// # Errors
+    /// As [`DepthEngine::predict_batch`].
+    fn predict_batch_timed(&self, images: &[RgbImage]) -> Result<(Vec<Prediction>, StageTimings)>;
 
     /// Depth of one image at its own resolution.
     ///
@@ -161,4 +203,11 @@ pub trait EngineLoader {
         spec: ModelSpec,
         options: EstimatorOptions,
     ) -> Result<Box<dyn DepthEngine>>;
+
+    /// What the runtime finds on this machine: library version, CUDA, GPUs, and the
+    /// device `--device auto` resolves to. Loads the runtime's CUDA part when it has one.
+    ///
+    /// # Errors
+    /// When this loader has no runtime.
+    fn runtime(&self) -> Result<crate::RuntimeReport>;
 }

@@ -18,9 +18,12 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod hub;
+pub mod runtime;
 
 pub use config::{Encoder, Head, ModelConfig, Version};
 pub use engine::{
-    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec, Precision,
+    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec,
+    Precision, StageTimings,
 };
 pub use error::{Error, Result};
+pub use runtime::RuntimeReport;

@@ -2,38 +2,60 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::time::Instant;
 
 use anydepth_core::{DepthMap, Prediction, RgbImage};
 use tch::{nn, Device, Kind, Tensor};
 
 use anydepth_model::config::{Head, ModelConfig, Version};
 use anydepth_model::engine::{
-    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec, Precision,
+    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec,
+    Precision, StageTimings,
 };
+use anydepth_model::RuntimeReport;
 
 use crate::error::{Error, Result};
 use crate::network::DepthAnything;
 use crate::preprocess::{preprocess, Preprocessed};
 use crate::weights::Checkpoint;
 
-/// The LibTorch device `choice` means on this machine.
+/// The LibTorch device `choice` means on this machine. `Auto` and `Cuda` load LibTorch's
+/// CUDA part first ([`crate::cuda::load`]); `Cpu` never does.
 ///
 /// # Errors
-/// When CUDA is asked for and not usable.
+/// When CUDA is asked for and not usable, saying why.
 pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
     match choice {
-        DeviceChoice::Auto => Ok(if tch::Cuda::is_available() {
-            Device::Cuda(0)
-        } else {
-            Device::Cpu
-        }),
+        DeviceChoice::Auto => {
+            let device = if crate::cuda::device_count() > 0 {
+                Device::Cuda(0)
+            } else {
+                Device::Cpu
+            };
+            match crate::cuda::load() {
+                Ok(_) if device == Device::Cpu => {
+                    tracing::info!(
+                        "--device auto chose the CPU: no usable CUDA device (`anydepth doctor` \
+                         says why)"
+                    );
+                }
+                Ok(_) => tracing::info!("--device auto chose {device:?}"),
+                Err(why) => tracing::info!("--device auto chose the CPU: {why}"),
+            }
+            Ok(device)
+        }
         DeviceChoice::Cpu => Ok(Device::Cpu),
         DeviceChoice::Cuda(i) => {
-            let n = tch::Cuda::device_count();
-            if !tch::Cuda::is_available() || i as i64 >= n {
+            if let Err(why) = crate::cuda::load() {
+                return Err(Error::Invalid(format!(
+                    "CUDA device {i} is not available: {why}; use --device cpu"
+                )));
+            }
+            let n = crate::cuda::device_count();
+            if i >= n {
                 return Err(Error::Invalid(format!(
                     "CUDA device {i} is not available ({n} CUDA devices usable by this \
-                     build of libtorch); use --device cpu"
+                     LibTorch; `anydepth doctor` says why); use --device cpu"
                 )));
             }
             Ok(Device::Cuda(i))
@@ -119,6 +141,11 @@ impl DepthEstimator {
     ) -> Result<Self> {
         validate_options(&options)?;
         let device = resolve_device(options.device)?;
+        if device.is_cuda() {
+            if let Err(why) = crate::cuda::set_tf32(options.allow_tf32) {
+                tracing::warn!("cannot set TensorFloat-32 to {}: {why}", options.allow_tf32);
+            }
+        }
         let mut vs = nn::VarStore::new(device);
         let model = DepthAnything::new(&vs.root(), config);
         checkpoint.copy_into(&vs.variables(), &config.describe())?;
@@ -183,10 +210,27 @@ impl DepthEstimator {
     /// # Errors
     /// As [`DepthEstimator::predict`].
     pub fn predict_batch(&self, images: &[RgbImage]) -> Result<Vec<Prediction>> {
+        self.predict_batch_with(images, None)
+    }
+
+    /// [`DepthEstimator::predict_batch`], adding the time of each stage to `timings` when
+    /// given (synchronising the device between stages).
+    ///
+    /// # Errors
+    /// As [`DepthEstimator::predict`].
+    pub fn predict_batch_with(
+        &self,
+        images: &[RgbImage],
+        mut timings: Option<&mut StageTimings>,
+    ) -> Result<Vec<Prediction>> {
+        let started = Instant::now();
         let inputs = images
             .iter()
             .map(|img| self.preprocess(img))
             .collect::<Result<Vec<_>>>()?;
+        if let Some(timings) = timings.as_deref_mut() {
+            timings.preprocess += started.elapsed().as_secs_f64();
+        }
         let mut order: Vec<usize> = (0..images.len()).collect();
         order.sort_by_key(|&i| (inputs[i].height, inputs[i].width, i));
         let mut results: Vec<Option<Prediction>> = (0..images.len()).map(|_| None).collect();
@@ -206,7 +250,8 @@ impl DepthEstimator {
                 .iter()
                 .map(|&i| (images[i].width, images[i].height))
                 .collect();
-            for (&i, prediction) in group.iter().zip(self.run(&batch, &sizes)?) {
+            let predictions = self.run(&batch, &sizes, timings.as_deref_mut())?;
+            for (&i, prediction) in group.iter().zip(predictions) {
                 results[i] = Some(prediction);
             }
             start = end;
@@ -219,10 +264,17 @@ impl DepthEstimator {
 
     /// Network output for preprocessed inputs of one size, resized back to each
     /// `(width, height)` bilinearly with corners aligned, as the official `infer_image`.
-    fn run(&self, batch: &[&Preprocessed], sizes: &[(u32, u32)]) -> Result<Vec<Prediction>> {
+    /// Adds the time of upload, network and resize back to `timings` when given.
+    fn run(
+        &self,
+        batch: &[&Preprocessed],
+        sizes: &[(u32, u32)],
+        timings: Option<&mut StageTimings>,
+    ) -> Result<Vec<Prediction>> {
         let _guard = tch::no_grad_guard();
         let (w, h) = (batch[0].width as i64, batch[0].height as i64);
         let kind = kind_of(self.options.precision);
+        let mut clock = timings.map(|timings| StageClock::start(timings, self.device));
         let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<Prediction>> {
             let planes: Vec<Tensor> = batch
                 .iter()
@@ -231,8 +283,10 @@ impl DepthEstimator {
             let x = Tensor::stack(&planes, 0)
                 .to_device(self.device)
                 .to_kind(kind);
+            lap(&mut clock, |t| &mut t.upload);
             let out = self.model.forward(&x)?.to_kind(Kind::Float);
-            sizes
+            lap(&mut clock, |t| &mut t.network);
+            let predictions = sizes
                 .iter()
                 .enumerate()
                 .map(|(j, &(ow, oh))| {
@@ -253,7 +307,9 @@ impl DepthEstimator {
                         Head::Metric { .. } => Prediction::Metric(DepthMap::new(ow, oh, values)?),
                     })
                 })
-                .collect()
+                .collect();
+            lap(&mut clock, |t| &mut t.resize_back);
+            predictions
         }));
         match outcome {
             Ok(result) => result,
@@ -266,6 +322,42 @@ impl DepthEstimator {
                 Err(Error::Invalid(format!("inference failed: {message}")))
             }
         }
+    }
+}
+
+/// Times consecutive stages on `device`, synchronising it at each boundary so that queued
+/// GPU work is counted in the stage that queued it.
+struct StageClock<'a> {
+    timings: &'a mut StageTimings,
+    device: Device,
+    since: Instant,
+}
+
+impl<'a> StageClock<'a> {
+    fn start(timings: &'a mut StageTimings, device: Device) -> Self {
+        synchronize(device);
+        Self {
+            timings,
+            device,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// Ends the current stage of `clock` (if timing) and adds its time to `stage`.
+fn lap(clock: &mut Option<StageClock<'_>>, stage: impl Fn(&mut StageTimings) -> &mut f64) {
+    if let Some(clock) = clock {
+        synchronize(clock.device);
+        let now = Instant::now();
+        *stage(clock.timings) += (now - clock.since).as_secs_f64();
+        clock.since = now;
+    }
+}
+
+/// Waits for the work queued on `device` (nothing to wait for on the CPU).
+fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
     }
 }
 
@@ -283,6 +375,20 @@ impl EngineLoader for TorchLoader {
         Ok(Box::new(DepthEstimator::from_checkpoint(
             weights, spec, options,
         )?))
+    }
+
+    fn runtime(&self) -> anydepth_model::Result<RuntimeReport> {
+        let cuda = crate::cuda::report();
+        let library_dir = crate::cuda::libtorch_dir();
+        Ok(RuntimeReport {
+            library: "LibTorch".into(),
+            library_version: library_dir
+                .as_deref()
+                .and_then(crate::cuda::libtorch_version),
+            library_dir,
+            auto_device: format!("{:?}", resolve_device(DeviceChoice::Auto)?),
+            cuda,
+        })
     }
 }
 
@@ -303,6 +409,15 @@ impl DepthEngine for DepthEstimator {
         Ok(DepthEstimator::predict_batch(self, images)?)
     }
 
+    fn predict_batch_timed(
+        &self,
+        images: &[RgbImage],
+    ) -> anydepth_model::Result<(Vec<Prediction>, StageTimings)> {
+        let mut timings = StageTimings::default();
+        let predictions = self.predict_batch_with(images, Some(&mut timings))?;
+        Ok((predictions, timings))
+    }
+
     fn time_forward(
         &self,
         batch: usize,
@@ -315,11 +430,7 @@ impl DepthEngine for DepthEstimator {
                 "network input {width}x{height} must be multiples of 14"
             )));
         }
-        let sync = || {
-            if let Device::Cuda(i) = self.device {
-                tch::Cuda::synchronize(i as i64);
-            }
-        };
+        let sync = || synchronize(self.device);
         let _guard = tch::no_grad_guard();
         let x = Tensor::randn(
             [batch as i64, 3, i64::from(height), i64::from(width)],

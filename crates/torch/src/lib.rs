@@ -6,6 +6,7 @@
 //! [`anydepth_model::DepthEngine`] and [`TorchLoader`] loads it through
 //! [`anydepth_model::EngineLoader`], which is all the rest of the project sees.
 
+pub mod cuda;
 pub mod dinov2;
 pub mod dpt;
 pub mod error;

@@ -1,0 +1,172 @@
+//! `anydepth doctor`: what this machine offers anydepth: LibTorch, CUDA and the GPUs, the
+//! weights cache, and the Rerun viewer.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anydepth_model::hub::Hub;
+use anydepth_model::{EngineLoader, RuntimeReport};
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+
+/// Arguments of `anydepth doctor`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  anydepth doctor
+  anydepth doctor --json > doctor.json")]
+pub struct DoctorArgs {
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Everything `doctor` reports.
+#[derive(Debug, Serialize)]
+struct Report {
+    anydepth: &'static str,
+    runtime: RuntimeReport,
+    weights: WeightsReport,
+    /// The `rerun` viewer on `PATH` (what `--spawn` starts), if any.
+    rerun: Option<PathBuf>,
+}
+
+/// Where checkpoints from the hub go.
+#[derive(Debug, Serialize)]
+struct WeightsReport {
+    /// The cache root, or why there is none.
+    cache: Result<PathBuf, String>,
+    /// `HF_HUB_OFFLINE`: only cached checkpoints are used.
+    offline: bool,
+    endpoint: Option<String>,
+}
+
+/// Runs `anydepth doctor`. Exits 0 whatever it finds (no GPU is a finding, not an error).
+pub fn run(args: DoctorArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
+    let runtime = loader
+        .runtime()
+        .context("cannot inspect the depth runtime")?;
+    let hub = Hub::from_env();
+    let report = Report {
+        anydepth: env!("CARGO_PKG_VERSION"),
+        weights: WeightsReport {
+            cache: hub
+                .as_ref()
+                .map(|hub| hub.cache_dir.clone())
+                .map_err(ToString::to_string),
+            offline: hub.as_ref().is_ok_and(|hub| hub.offline),
+            endpoint: hub.as_ref().ok().map(|hub| hub.endpoint.clone()),
+        },
+        rerun: find_on_path("rerun"),
+        runtime,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", text(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report as aligned `name: value` lines.
+fn text(report: &Report) -> String {
+    let runtime = &report.runtime;
+    let cuda = &runtime.cuda;
+    let or_none = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
+    let mut lines: Vec<(&str, String)> = vec![
+        ("anydepth", report.anydepth.to_string()),
+        (
+            "LibTorch",
+            format!(
+                "{} ({})",
+                or_none(&runtime.library_version),
+                runtime
+                    .library_dir
+                    .as_deref()
+                    .map_or_else(|| "folder unknown".into(), |dir| dir.display().to_string())
+            ),
+        ),
+        (
+            "CUDA",
+            match (cuda.compiled, cuda.available, &cuda.problem) {
+                (_, true, _) => "compiled in, available".into(),
+                (true, false, Some(why)) => format!("compiled in, not available: {why}"),
+                (true, false, None) => "compiled in, not available".into(),
+                (false, _, _) => "not compiled in (a CPU-only LibTorch)".into(),
+            },
+        ),
+        ("CUDA driver", or_none(&cuda.driver_version)),
+        ("CUDA runtime", or_none(&cuda.runtime_version)),
+        (
+            "cuDNN",
+            match (&cuda.cudnn_version, cuda.cudnn_available) {
+                (Some(version), true) => format!("{version}, available"),
+                (Some(version), false) => format!("{version}, not available"),
+                (None, _) => "-".into(),
+            },
+        ),
+    ];
+    if cuda.gpus.is_empty() {
+        lines.push(("GPUs", "none: models run on the CPU".into()));
+    }
+    for gpu in &cuda.gpus {
+        lines.push((
+            "GPU",
+            format!(
+                "cuda:{} {}, {:.1} GiB, compute capability {}",
+                gpu.index,
+                gpu.name,
+                gpu.memory_bytes as f64 / f64::from(1u32 << 30),
+                gpu.compute_capability
+            ),
+        ));
+    }
+    lines.push(("--device auto", runtime.auto_device.clone()));
+    let weights = &report.weights;
+    lines.push((
+        "weights cache",
+        match &weights.cache {
+            Ok(dir) => format!(
+                "{}{}",
+                dir.display(),
+                if weights.offline {
+                    " (offline: HF_HUB_OFFLINE is set, only cached weights are used)"
+                } else {
+                    " (online: missing weights are downloaded)"
+                }
+            ),
+            Err(why) => why.clone(),
+        },
+    ));
+    lines.push((
+        "rerun viewer",
+        report.rerun.as_deref().map_or_else(
+            || "not found on PATH (needed only for --spawn)".into(),
+            |path| path.display().to_string(),
+        ),
+    ));
+    // The longest name and its colon.
+    let width = lines
+        .iter()
+        .map(|(name, _)| name.len() + 1)
+        .max()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|(name, value)| format!("{:<width$}  {value}\n", format!("{name}:")))
+        .collect()
+}
+
+/// The first executable file called `name` in a folder of `PATH`.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
