@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anydepth_core::colormap::Colormap;
 use anydepth_model::{
-    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision, StageTimings,
+    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision, Preprocessing,
+    StageTimings,
 };
 use anydepth_pipeline::output::{output_path, write_output, Format};
 use anyhow::{bail, Context, Result};
@@ -31,6 +32,15 @@ pub struct BenchArgs {
     /// Allow TensorFloat-32 in fp32 convolutions and matrix products on CUDA GPUs.
     #[arg(long)]
     pub tf32: bool,
+
+    /// Where photos are resized and normalised (auto: on a GPU there, else exact).
+    #[arg(
+        long = "preprocess",
+        value_enum,
+        default_value = "auto",
+        value_name = "WHERE"
+    )]
+    pub preprocessing: Preprocessing,
 
     /// Images per forward pass.
     #[arg(long, default_value_t = 1)]
@@ -74,6 +84,7 @@ pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         precision: args.precision,
         batch_size: args.batch,
         allow_tf32: args.tf32,
+        preprocessing: args.preprocessing,
         ..Default::default()
     };
     let estimator = loader

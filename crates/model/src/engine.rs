@@ -55,6 +55,21 @@ pub enum Precision {
     Bf16,
 }
 
+/// Where photos become network input (resized and normalised).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Preprocessing {
+    /// On the device when it is a GPU, else exact.
+    #[default]
+    Auto,
+    /// On the host, exactly as the official code (OpenCV's cubic resize): network input
+    /// equal to the official tensor to float32 rounding.
+    Exact,
+    /// On the device: the photo is uploaded as it is, then resized (LibTorch's bicubic)
+    /// and normalised there. Depth within 1e-3 of the range of the exact mode's.
+    Device,
+}
+
 /// What the caller knows about the model, overriding what the checkpoint suggests.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ModelSpec {
@@ -81,6 +96,8 @@ pub struct EstimatorOptions {
     /// faster, with inputs rounded to 10 mantissa bits. Off, float32 stays float32, as on
     /// the CPU. No effect on the CPU or at fp16/bf16.
     pub allow_tf32: bool,
+    /// Where photos are resized and normalised.
+    pub preprocessing: Preprocessing,
 }
 
 impl Default for EstimatorOptions {
@@ -91,6 +108,7 @@ impl Default for EstimatorOptions {
             input_size: 518,
             batch_size: 1,
             allow_tf32: false,
+            preprocessing: Preprocessing::Auto,
         }
     }
 }

@@ -23,7 +23,7 @@ pub mod runtime;
 pub use config::{Encoder, Head, ModelConfig, Version};
 pub use engine::{
     DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec,
-    Precision, StageTimings,
+    Precision, Preprocessing, StageTimings,
 };
 pub use error::{Error, Result};
 pub use runtime::RuntimeReport;

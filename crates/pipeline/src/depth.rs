@@ -138,7 +138,8 @@ impl DepthJob {
         (todo, kept)
     }
 
-    /// Runs `engine` over `todo` in batches and writes every format of each result.
+    /// Runs `engine` over `todo` in batches and writes every format of each result; the
+    /// next batch is decoded on a second thread meanwhile.
     /// Unreadable inputs and failed batches or writes are listed in the report; the others
     /// are processed.
     ///
@@ -153,52 +154,80 @@ impl DepthJob {
     ) -> Result<DepthReport> {
         let mut report = DepthReport::default();
         let mut frame = 0u64;
-        for chunk in todo.chunks(self.batch) {
-            let mut files: Vec<&PathBuf> = Vec::new();
-            let mut images: Vec<RgbImage> = Vec::new();
-            for file in chunk {
-                observer.item(&sources::stem(file));
-                match load_image(file) {
-                    Ok(img) => {
-                        files.push(file);
-                        images.push(img);
-                    }
-                    Err(e) => {
-                        report.failures.push((file.clone(), e.to_string()));
-                        observer.advance();
-                    }
-                }
+        let mut chunks = todo.chunks(self.batch);
+        // The next batch is decoded on a second thread while this one runs and is written.
+        std::thread::scope(|scope| -> Result<()> {
+            let mut next = chunks.next().map(decode);
+            while let Some(decoded) = next.take() {
+                let ahead = chunks
+                    .next()
+                    .map(|chunk| scope.spawn(move || decode(chunk)));
+                self.run_batch(plan, engine, decoded, observer, &mut frame, &mut report)?;
+                // A panic while decoding is a bug: carry it on here.
+                next = ahead.map(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                });
             }
-            if images.is_empty() {
-                continue;
-            }
-            match engine.predict_batch(&images) {
-                Ok(predictions) => {
-                    for ((file, image), prediction) in files.iter().zip(&images).zip(predictions) {
-                        // The result goes to the observer while the outputs are written.
-                        let log = observer
-                            .logs()
-                            .then_some(|| observer.log(frame, file, image, &prediction));
-                        let outcome = crate::run_beside(log, || {
-                            self.write_all(plan, file, image, &prediction)
-                        })?;
-                        match outcome {
-                            Ok(()) => report.written += 1,
-                            Err(e) => report.failures.push(((*file).clone(), chain_text(&e))),
-                        }
-                        frame += 1;
-                        observer.advance();
-                    }
+            Ok(())
+        })?;
+        Ok(report)
+    }
+
+    /// Runs one decoded batch through `engine` and writes its outputs.
+    fn run_batch(
+        &self,
+        plan: &DepthPlan,
+        engine: &dyn DepthEngine,
+        decoded: Vec<(&PathBuf, std::result::Result<RgbImage, String>)>,
+        observer: &dyn DepthObserver,
+        frame: &mut u64,
+        report: &mut DepthReport,
+    ) -> Result<()> {
+        let mut files: Vec<&PathBuf> = Vec::new();
+        let mut images: Vec<RgbImage> = Vec::new();
+        for (file, image) in decoded {
+            observer.item(&sources::stem(file));
+            match image {
+                Ok(img) => {
+                    files.push(file);
+                    images.push(img);
                 }
                 Err(e) => {
-                    for file in files {
-                        report.failures.push((file.clone(), e.to_string()));
-                        observer.advance();
-                    }
+                    report.failures.push((file.clone(), e));
+                    observer.advance();
                 }
             }
         }
-        Ok(report)
+        if images.is_empty() {
+            return Ok(());
+        }
+        match engine.predict_batch(&images) {
+            Ok(predictions) => {
+                for ((file, image), prediction) in files.iter().zip(&images).zip(predictions) {
+                    // The result goes to the observer while the outputs are written.
+                    let log = observer
+                        .logs()
+                        .then_some(|| observer.log(*frame, file, image, &prediction));
+                    let outcome =
+                        crate::run_beside(log, || self.write_all(plan, file, image, &prediction))?;
+                    match outcome {
+                        Ok(()) => report.written += 1,
+                        Err(e) => report.failures.push(((*file).clone(), chain_text(&e))),
+                    }
+                    *frame += 1;
+                    observer.advance();
+                }
+            }
+            Err(e) => {
+                for file in files {
+                    report.failures.push((file.clone(), e.to_string()));
+                    observer.advance();
+                }
+            }
+        }
+        Ok(())
     }
 
     fn write_all(
@@ -224,4 +253,12 @@ impl DepthJob {
         }
         Ok(())
     }
+}
+
+/// Decodes the photos of one batch, each to its image or why it could not be read.
+fn decode(files: &[PathBuf]) -> Vec<(&PathBuf, std::result::Result<RgbImage, String>)> {
+    files
+        .iter()
+        .map(|file| (file, load_image(file).map_err(|e| e.to_string())))
+        .collect()
 }

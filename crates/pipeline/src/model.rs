@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anydepth_model::config::{Encoder, Head, Metric, Version};
 use anydepth_model::hub::{self, Hub};
 use anydepth_model::{
-    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision,
+    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision, Preprocessing,
 };
 
 use crate::error::{bail, Context, Result};
@@ -48,6 +48,19 @@ pub struct ModelRequest {
     /// about 1e-3 relative error (without it fp32 matches the CPU).
     #[cfg_attr(feature = "clap", arg(long))]
     pub tf32: bool,
+
+    /// Where photos are resized and normalised: auto (on a GPU there, else exact), exact
+    /// (on the host, as the official code to float32 rounding), device (within 1e-3).
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "preprocess",
+            value_enum,
+            default_value = "auto",
+            value_name = "WHERE"
+        )
+    )]
+    pub preprocessing: Preprocessing,
 }
 
 impl ModelRequest {
@@ -90,6 +103,7 @@ impl ModelRequest {
             input_size: self.input_size,
             batch_size,
             allow_tf32: self.tf32,
+            preprocessing: self.preprocessing,
         }
     }
 

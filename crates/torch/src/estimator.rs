@@ -10,13 +10,15 @@ use tch::{nn, Device, Kind, Tensor};
 use anydepth_model::config::{Head, ModelConfig, Version};
 use anydepth_model::engine::{
     DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec,
-    Precision, StageTimings,
+    Precision, Preprocessing, StageTimings,
 };
 use anydepth_model::RuntimeReport;
 
 use crate::error::{Error, Result};
 use crate::network::DepthAnything;
-use crate::preprocess::{preprocess, Preprocessed};
+use crate::preprocess::{
+    checked_target_size, preprocess, preprocess_on_device, upload, Preprocessed,
+};
 use crate::weights::Checkpoint;
 
 /// The LibTorch device `choice` means on this machine. `Auto` and `Cuda` load LibTorch's
@@ -224,19 +226,30 @@ impl DepthEstimator {
         mut timings: Option<&mut StageTimings>,
     ) -> Result<Vec<Prediction>> {
         let started = Instant::now();
+        let on_device = self.preprocesses_on_device();
+        // Exact: the network input, made here; on the device: only its size, for now.
         let inputs = images
             .iter()
-            .map(|img| self.preprocess(img))
+            .map(|img| {
+                if on_device {
+                    checked_target_size(img, self.options.input_size).map(Input::Size)
+                } else {
+                    self.preprocess(img).map(Input::Host)
+                }
+            })
             .collect::<Result<Vec<_>>>()?;
         if let Some(timings) = timings.as_deref_mut() {
             timings.preprocess += started.elapsed().as_secs_f64();
         }
+        let key = |i: usize| {
+            let (width, height) = inputs[i].size();
+            (height, width)
+        };
         let mut order: Vec<usize> = (0..images.len()).collect();
-        order.sort_by_key(|&i| (inputs[i].height, inputs[i].width, i));
+        order.sort_by_key(|&i| (key(i), i));
         let mut results: Vec<Option<Prediction>> = (0..images.len()).map(|_| None).collect();
         let mut start = 0;
         while start < order.len() {
-            let key = |i: usize| (inputs[i].height, inputs[i].width);
             let mut end = start + 1;
             while end < order.len()
                 && end - start < self.options.batch_size
@@ -245,12 +258,11 @@ impl DepthEstimator {
                 end += 1;
             }
             let group = &order[start..end];
-            let batch: Vec<&Preprocessed> = group.iter().map(|&i| &inputs[i]).collect();
-            let sizes: Vec<(u32, u32)> = group
-                .iter()
-                .map(|&i| (images[i].width, images[i].height))
-                .collect();
-            let predictions = self.run(&batch, &sizes, timings.as_deref_mut())?;
+            let batch = Batch {
+                photos: group.iter().map(|&i| &images[i]).collect(),
+                inputs: group.iter().map(|&i| &inputs[i]).collect(),
+            };
+            let predictions = self.run(&batch, timings.as_deref_mut())?;
             for (&i, prediction) in group.iter().zip(predictions) {
                 results[i] = Some(prediction);
             }
@@ -262,28 +274,60 @@ impl DepthEstimator {
             .collect()
     }
 
-    /// Network output for preprocessed inputs of one size, resized back to each
-    /// `(width, height)` bilinearly with corners aligned, as the official `infer_image`.
-    /// Adds the time of upload, network and resize back to `timings` when given.
+    /// Whether photos are resized and normalised on the device (see [`Preprocessing`]).
+    pub fn preprocesses_on_device(&self) -> bool {
+        match self.options.preprocessing {
+            Preprocessing::Auto => self.device.is_cuda(),
+            Preprocessing::Exact => false,
+            Preprocessing::Device => true,
+        }
+    }
+
+    /// Network output for photos whose inputs have one size, resized back to each photo's
+    /// size bilinearly with corners aligned, as the official `infer_image`. Adds the time
+    /// of upload, (device) preprocessing, network and resize back to `timings` when given.
     fn run(
         &self,
-        batch: &[&Preprocessed],
-        sizes: &[(u32, u32)],
+        batch: &Batch<'_>,
         timings: Option<&mut StageTimings>,
     ) -> Result<Vec<Prediction>> {
         let _guard = tch::no_grad_guard();
-        let (w, h) = (batch[0].width as i64, batch[0].height as i64);
         let kind = kind_of(self.options.precision);
+        let sizes: Vec<(u32, u32)> = batch.photos.iter().map(|p| (p.width, p.height)).collect();
         let mut clock = timings.map(|timings| StageClock::start(timings, self.device));
         let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<Prediction>> {
-            let planes: Vec<Tensor> = batch
-                .iter()
-                .map(|p| Tensor::from_slice(&p.data).view([3, h, w]))
-                .collect();
-            let x = Tensor::stack(&planes, 0)
-                .to_device(self.device)
-                .to_kind(kind);
-            lap(&mut clock, |t| &mut t.upload);
+            let x = match batch.inputs.first() {
+                Some(Input::Size(size)) => {
+                    let photos: Vec<Tensor> = batch
+                        .photos
+                        .iter()
+                        .map(|photo| upload(photo, self.device))
+                        .collect();
+                    lap(&mut clock, |t| &mut t.upload);
+                    let x = preprocess_on_device(&photos, *size).to_kind(kind);
+                    lap(&mut clock, |t| &mut t.preprocess);
+                    x
+                }
+                _ => {
+                    let planes = batch
+                        .inputs
+                        .iter()
+                        .map(|input| match input {
+                            Input::Host(p) => Ok(Tensor::from_slice(&p.data).view([
+                                3,
+                                i64::from(p.height),
+                                i64::from(p.width),
+                            ])),
+                            Input::Size(_) => Err(Error::Invalid("mixed preprocessing".into())),
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let x = Tensor::stack(&planes, 0)
+                        .to_device(self.device)
+                        .to_kind(kind);
+                    lap(&mut clock, |t| &mut t.upload);
+                    x
+                }
+            };
             let out = self.model.forward(&x)?.to_kind(Kind::Float);
             lap(&mut clock, |t| &mut t.network);
             let predictions = sizes
@@ -323,6 +367,28 @@ impl DepthEstimator {
             }
         }
     }
+}
+
+/// One image's network input: made on the host, or only its size (made on the device).
+enum Input {
+    Host(Preprocessed),
+    Size((u32, u32)),
+}
+
+impl Input {
+    /// `(width, height)` of the network input.
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Input::Host(p) => (p.width, p.height),
+            Input::Size(size) => *size,
+        }
+    }
+}
+
+/// Photos whose network inputs have one size, run together.
+struct Batch<'a> {
+    photos: Vec<&'a RgbImage>,
+    inputs: Vec<&'a Input>,
 }
 
 /// Times consecutive stages on `device`, synchronising it at each boundary so that queued

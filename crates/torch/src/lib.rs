@@ -17,7 +17,8 @@ pub mod pth;
 pub mod weights;
 
 pub use anydepth_model::{
-    DeviceChoice, Encoder, EstimatorOptions, Head, ModelConfig, ModelSpec, Precision, Version,
+    DeviceChoice, Encoder, EstimatorOptions, Head, ModelConfig, ModelSpec, Precision,
+    Preprocessing, Version,
 };
 pub use error::{Error, Result};
 pub use estimator::{DepthEstimator, TorchLoader};

@@ -23,6 +23,7 @@
 //! ```
 
 use anydepth_core::RgbImage;
+use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -123,21 +124,7 @@ pub fn resize_cubic(img: &RgbImage, width: u32, height: u32) -> Result<Vec<f64>>
 /// About 18 ms for a 1920 x 1080 photo at 518 (release build, one core of a shared
 /// 2-core machine).
 pub fn preprocess(img: &RgbImage, input_size: u32) -> Result<Preprocessed> {
-    if input_size < MULTIPLE_OF {
-        return Err(Error::Invalid(format!(
-            "input size must be at least {MULTIPLE_OF}, got {input_size}"
-        )));
-    }
-    check_image(img)?;
-    let (width, height) = target_size(img.width, img.height, input_size);
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels == 0 || pixels > MAX_TARGET_PIXELS || width == u32::MAX || height == u32::MAX {
-        return Err(Error::Invalid(format!(
-            "a {} x {} image at input size {input_size} would be resized to {width} x \
-             {height}, more than {MAX_TARGET_PIXELS} pixels",
-            img.width, img.height
-        )));
-    }
+    let (width, height) = checked_target_size(img, input_size)?;
     let plane = width as usize * height as usize;
     let mut data = vec![0f32; 3 * plane];
     resize_cubic_rows(img, width, height, |y, row| {
@@ -155,6 +142,69 @@ pub fn preprocess(img: &RgbImage, input_size: u32) -> Result<Preprocessed> {
         height,
         data,
     })
+}
+
+/// [`target_size`] of a valid image, refusing sizes [`preprocess`] refuses.
+///
+/// # Errors
+/// As [`preprocess`].
+pub fn checked_target_size(img: &RgbImage, input_size: u32) -> Result<(u32, u32)> {
+    if input_size < MULTIPLE_OF {
+        return Err(Error::Invalid(format!(
+            "input size must be at least {MULTIPLE_OF}, got {input_size}"
+        )));
+    }
+    check_image(img)?;
+    let (width, height) = target_size(img.width, img.height, input_size);
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels == 0 || pixels > MAX_TARGET_PIXELS || width == u32::MAX || height == u32::MAX {
+        return Err(Error::Invalid(format!(
+            "a {} x {} image at input size {input_size} would be resized to {width} x \
+             {height}, more than {MAX_TARGET_PIXELS} pixels",
+            img.width, img.height
+        )));
+    }
+    Ok((width, height))
+}
+
+/// Uploads a photo to `device` as it is (HWC float32 in `[0, 1]`), in pinned host memory
+/// on a GPU so that the copy does not block the host.
+pub fn upload(img: &RgbImage, device: Device) -> Tensor {
+    let host = Tensor::from_slice(&img.data).view([i64::from(img.height), i64::from(img.width), 3]);
+    if device.is_cuda() {
+        host.pin_memory(device)
+            .to_device_(device, Kind::Float, true, false)
+    } else {
+        host
+    }
+}
+
+/// The network input for photos already on the device ([`upload`]), made there: resized
+/// to `(width, height)` with LibTorch's bicubic interpolation (a = -0.75, half-pixel
+/// centres, replicated borders, as OpenCV's `INTER_CUBIC` but in float32 and with LibTorch's
+/// rounding of coordinates), then normalised with the ImageNet statistics, as a
+/// `N x 3 x height x width` float32 batch.
+pub fn preprocess_on_device(photos: &[Tensor], (width, height): (u32, u32)) -> Tensor {
+    let device = photos.first().map_or(Device::Cpu, Tensor::device);
+    let size = [i64::from(height), i64::from(width)];
+    let resized: Vec<Tensor> = photos
+        .iter()
+        .map(|photo| {
+            let nchw = photo.permute([2, 0, 1]).unsqueeze(0);
+            if nchw.size()[2..] == size {
+                nchw
+            } else {
+                nchw.upsample_bicubic2d(size, /* align_corners= */ false, None, None)
+            }
+        })
+        .collect();
+    let mean = Tensor::from_slice(&IMAGENET_MEAN.map(|m| m as f32))
+        .view([1, 3, 1, 1])
+        .to_device(device);
+    let std = Tensor::from_slice(&IMAGENET_STD.map(|s| s as f32))
+        .view([1, 3, 1, 1])
+        .to_device(device);
+    (Tensor::cat(&resized, 0) - mean) / std
 }
 
 fn check_image(img: &RgbImage) -> Result<()> {

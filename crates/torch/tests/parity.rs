@@ -16,7 +16,7 @@ use anydepth_core::{load_image, Prediction};
 use anydepth_torch::weights::Checkpoint;
 use anydepth_torch::{
     DepthEstimator, DeviceChoice, EstimatorOptions, Head, ModelConfig, ModelSpec, Precision,
-    Version,
+    Preprocessing, Version,
 };
 
 const DEPTH_TOLERANCE: f32 = 1e-4; // of the reference's range
@@ -75,6 +75,7 @@ fn whole_pipeline_matches_the_official_code() {
                 input_size,
                 batch_size: 1,
                 allow_tf32: false,
+                preprocessing: Preprocessing::Exact,
             };
             let estimator =
                 DepthEstimator::from_parts(&checkpoint, config, options).expect("model builds");
@@ -159,6 +160,73 @@ fn batches_give_the_same_depth_as_single_images() {
         let range = s.values().iter().fold(0.0f32, |m, v| m.max(*v));
         assert!(err <= 1e-5 * range.max(1e-6), "batched differs by {err}");
     }
+}
+
+#[test]
+fn device_preprocessing_stays_within_1e3_of_exact() {
+    let Some(dir) = common::reference_dir() else {
+        return;
+    };
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest readable"),
+    )
+    .expect("manifest is JSON");
+    let case = &manifest["cases"][0];
+    let weights = dir.join(case["weights"].as_str().expect("weights"));
+    let load = |preprocessing| {
+        DepthEstimator::from_checkpoint(
+            &weights,
+            ModelSpec::default(),
+            EstimatorOptions {
+                device: DeviceChoice::Cpu,
+                preprocessing,
+                ..Default::default()
+            },
+        )
+        .expect("model loads")
+    };
+    let (exact, device) = (load(Preprocessing::Exact), load(Preprocessing::Device));
+    assert!(!exact.preprocesses_on_device() && device.preprocesses_on_device());
+    let mut worst = (0.0f32, 0.0f32);
+    for image_case in case["images"].as_array().expect("images") {
+        let path = PathBuf::from(image_case["image"].as_str().expect("image"));
+        if image_case["input_size"].as_u64() != Some(518) {
+            continue;
+        }
+        let image = load_image(&path).expect("image decodes");
+
+        // The network inputs: exact on the host, LibTorch's bicubic "on the device".
+        let host = exact.preprocess(&image).expect("preprocess");
+        let on_device = anydepth_torch::preprocess::preprocess_on_device(
+            &[anydepth_torch::preprocess::upload(&image, tch::Device::Cpu)],
+            (host.width, host.height),
+        );
+        let on_device = Vec::<f32>::try_from(on_device.reshape([-1])).expect("f32 input");
+        let input_err = common::max_abs_diff(&host.data, &on_device);
+
+        let a = exact.predict(&image).expect("exact");
+        let b = device.predict(&image).expect("device");
+        let (lo, hi) = a
+            .values()
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        let err = common::max_abs_diff(a.values(), b.values()) / (hi - lo);
+        eprintln!(
+            "{}: network input differs by {input_err:.2e}, depth by {err:.2e} of range",
+            short(&path)
+        );
+        assert!(
+            err <= 1e-3,
+            "{}: device mode off by {err:.2e} of the range",
+            short(&path)
+        );
+        worst = (worst.0.max(input_err), worst.1.max(err));
+    }
+    assert!(worst.1 > 0.0, "no image was compared");
+    eprintln!(
+        "worst: input {:.2e}, depth {:.2e} of range",
+        worst.0, worst.1
+    );
 }
 
 fn short(path: &std::path::Path) -> String {
