@@ -27,10 +27,7 @@ fn whole_pipeline_matches_the_official_code() {
     let Some(dir) = common::reference_dir() else {
         return;
     };
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest readable"),
-    )
-    .expect("manifest is JSON");
+    let manifest = manifest(&dir);
     let cases = manifest["cases"].as_array().expect("cases");
     assert!(cases.len() >= 4, "expected four model cases");
     let mut worst = 0.0f32;
@@ -167,10 +164,7 @@ fn device_preprocessing_stays_within_1e3_of_exact() {
     let Some(dir) = common::reference_dir() else {
         return;
     };
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest readable"),
-    )
-    .expect("manifest is JSON");
+    let manifest = manifest(&dir);
     let case = &manifest["cases"][0];
     let weights = dir.join(case["weights"].as_str().expect("weights"));
     let load = |preprocessing| {
@@ -227,6 +221,14 @@ fn device_preprocessing_stays_within_1e3_of_exact() {
         "worst: input {:.2e}, depth {:.2e} of range",
         worst.0, worst.1
     );
+}
+
+/// The reference folder's `manifest.json`.
+fn manifest(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest readable"),
+    )
+    .expect("manifest is JSON")
 }
 
 fn short(path: &std::path::Path) -> String {
