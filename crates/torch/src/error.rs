@@ -7,17 +7,30 @@ use std::path::PathBuf;
 pub enum Error {
     /// A checkpoint could not be read at all.
     #[error("cannot read checkpoint ({reason}): {}", path.display())]
-    Checkpoint { reason: String, path: PathBuf },
+    Checkpoint {
+        /// What went wrong.
+        reason: String,
+        /// The checkpoint file.
+        path: PathBuf,
+    },
 
     /// A checkpoint was read but is not a Depth Anything model we know.
     #[error("not a Depth Anything checkpoint ({reason}): {}", path.display())]
-    UnknownModel { reason: String, path: PathBuf },
+    UnknownModel {
+        /// Why it is not recognised.
+        reason: String,
+        /// The checkpoint file.
+        path: PathBuf,
+    },
 
     /// A checkpoint's tensors do not match the model it was recognised as.
     #[error("checkpoint does not match {model}:{details}\n  in {}", path.display())]
     TensorMismatch {
+        /// The model the checkpoint was recognised as.
         model: String,
+        /// The missing, unexpected and misshapen tensors, one per line.
         details: String,
+        /// The checkpoint file.
         path: PathBuf,
     },
 

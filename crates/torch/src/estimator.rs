@@ -166,14 +166,17 @@ impl DepthEstimator {
         })
     }
 
+    /// The model that runs.
     pub fn config(&self) -> &ModelConfig {
         self.model.config()
     }
 
+    /// The device it runs on.
     pub fn device(&self) -> Device {
         self.device
     }
 
+    /// The options it was loaded with.
     pub fn options(&self) -> &EstimatorOptions {
         &self.options
     }

@@ -6,6 +6,8 @@
 //! [`anydepth_model::DepthEngine`] and [`TorchLoader`] loads it through
 //! [`anydepth_model::EngineLoader`], which is all the rest of the project sees.
 
+#![warn(missing_docs)]
+
 pub mod cuda;
 pub mod dinov2;
 pub mod dpt;

@@ -26,6 +26,7 @@ impl DepthAnything {
         }
     }
 
+    /// The configuration it was built from.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
     }

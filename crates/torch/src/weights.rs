@@ -17,16 +17,22 @@ use anydepth_model::config::{Encoder, Head, Version};
 /// What a checkpoint says about the model it holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CheckpointHints {
+    /// The release, from `config.json` or the file name (`None`: it does not say).
     pub version: Option<Version>,
+    /// The head (relative or metric with its range), from `config.json` or the file name.
     pub head: Option<Head>,
 }
 
 /// Tensors of a checkpoint under official names, with what was recognised.
 #[derive(Debug)]
 pub struct Checkpoint {
+    /// The file it was read from.
     pub path: PathBuf,
+    /// The encoder size, recognised from the tensors' shapes.
     pub encoder: Encoder,
+    /// What the file's name or `config.json` say about the model.
     pub hints: CheckpointHints,
+    /// The tensors, under the official checkpoints' names.
     pub tensors: BTreeMap<String, Tensor>,
 }
 
