@@ -6,12 +6,13 @@ use std::process::ExitCode;
 
 use anydepth_eval::datasets::{self, Dataset, DatasetKind};
 use anydepth_eval::job::{self, EvalObserver, ReportHeader, Source};
-use anydepth_eval::protocol::{Alignment, Crop, Metrics, Protocol};
+use anydepth_eval::protocol::{Alignment, Crop, CropName, Metrics, Protocol};
 use anydepth_eval::report::Report;
 use anydepth_model::EngineLoader;
 use anydepth_pipeline::model::ModelRequest;
 use anydepth_pipeline::sources::stem;
 use anyhow::{bail, Context, Result};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 
@@ -27,17 +28,27 @@ pub enum AlignArg {
     Affine,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// `--crop`: the dataset's default crop, or one of [`CropName`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CropArg {
-    /// nyu: nyu-eigen; kitti: kitti-garg; list: none.
+    /// The dataset's crop (nyu: nyu-eigen; kitti: kitti-garg; list: none).
     Auto,
-    None,
-    /// Rows 45..471, columns 41..601 of 640 x 480 frames.
-    NyuEigen,
-    /// Garg et al.'s KITTI crop (fractions of the frame).
-    KittiGarg,
-    /// Eigen et al.'s KITTI crop (fractions of the frame).
-    KittiEigen,
+    /// A named crop.
+    Named(CropName),
+}
+
+impl CropArg {
+    /// The parser of `--crop`: `auto`, then the values (and help) of [`CropName`].
+    fn parser() -> impl TypedValueParser<Value = CropArg> {
+        let auto = PossibleValue::new("auto").help("nyu: nyu-eigen; kitti: kitti-garg; list: none");
+        let named = CropName::value_variants()
+            .iter()
+            .filter_map(ValueEnum::to_possible_value);
+        PossibleValuesParser::new(std::iter::once(auto).chain(named)).map(|value| {
+            // Only `auto` and the names of `CropName` get here.
+            CropName::from_str(&value, false).map_or(CropArg::Auto, CropArg::Named)
+        })
+    }
 }
 
 /// Arguments of `anydepth eval`.
@@ -70,7 +81,7 @@ pub struct EvalArgs {
     pub align: Option<AlignArg>,
 
     /// Pixels evaluated.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_parser = CropArg::parser(), default_value = "auto")]
     pub crop: CropArg,
 
     /// Ground truth must be deeper than this, metres [default: 0.001].
@@ -128,10 +139,7 @@ fn protocol(args: &EvalArgs) -> Result<Protocol> {
     }
     protocol.crop = match args.crop {
         CropArg::Auto => protocol.crop,
-        CropArg::None => Crop::None,
-        CropArg::NyuEigen => Crop::NYU_EIGEN,
-        CropArg::KittiGarg => Crop::KITTI_GARG,
-        CropArg::KittiEigen => Crop::KITTI_EIGEN,
+        CropArg::Named(name) => name.crop(),
     };
     Ok(protocol)
 }

@@ -50,7 +50,9 @@ const FILM_35MM_DIAGONAL_MM: f64 = 43.266_615_305_567_87;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "IntrinsicsJson")]
 pub struct Intrinsics {
+    /// Image width, in pixels.
     pub width: u32,
+    /// Image height, in pixels.
     pub height: u32,
     /// Focal length along x, in pixels.
     pub fx: f64,

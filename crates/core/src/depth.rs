@@ -60,10 +60,12 @@ impl<K: ValueKind> DepthMap<K> {
         })
     }
 
+    /// Width in pixels (values per row).
     pub fn width(&self) -> u32 {
         self.width
     }
 
+    /// Height in pixels (rows).
     pub fn height(&self) -> u32 {
         self.height
     }
@@ -114,11 +116,14 @@ pub fn finite_range(values: &[f32]) -> Option<(f32, f32)> {
 /// metric ones.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Prediction {
+    /// Affine-invariant disparity, from a relative model.
     Disparity(DepthMap<Disparity>),
+    /// Depth in metres, from a metric model.
     Metric(DepthMap<Metres>),
 }
 
 impl Prediction {
+    /// Width of the map, in pixels.
     pub fn width(&self) -> u32 {
         match self {
             Self::Disparity(d) => d.width(),
@@ -126,6 +131,7 @@ impl Prediction {
         }
     }
 
+    /// Height of the map, in pixels.
     pub fn height(&self) -> u32 {
         match self {
             Self::Disparity(d) => d.height(),

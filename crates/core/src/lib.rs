@@ -11,6 +11,8 @@
 //! assert_eq!(disparity.get(1, 0), 1.0);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod camera;
 pub mod colormap;
 mod colormap_data;

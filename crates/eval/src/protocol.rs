@@ -105,15 +105,14 @@ impl Crop {
         right: 0.964_052_29,
     };
 
+    /// The [`CropName`] of this crop, if it is one of the named crops.
+    pub fn named(&self) -> Option<CropName> {
+        CropName::ALL.into_iter().find(|n| n.crop() == *self)
+    }
+
     /// `"none"`, `"nyu-eigen"`, `"kitti-garg"` or `"kitti-eigen"`; `"custom"` for any other.
     pub fn name(&self) -> &'static str {
-        match *self {
-            Crop::None => "none",
-            c if c == Crop::NYU_EIGEN => "nyu-eigen",
-            c if c == Crop::KITTI_GARG => "kitti-garg",
-            c if c == Crop::KITTI_EIGEN => "kitti-eigen",
-            _ => "custom",
-        }
+        self.named().map_or("custom", CropName::name)
     }
 
     /// The crop as `(top, bottom, left, right)` pixel bounds (half-open) of a `width` x
@@ -153,6 +152,54 @@ impl Crop {
             )));
         }
         Ok((top, bottom, left, right))
+    }
+}
+
+/// The named crops: what `anydepth eval --crop` takes and reports call a [`Crop`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum CropName {
+    /// The whole image ([`Crop::None`]).
+    // No help text on the command line, where `none` speaks for itself.
+    #[cfg_attr(feature = "clap", value(help = None::<&'static str>))]
+    None,
+    /// Rows 45..471, columns 41..601 of 640 x 480 frames.
+    NyuEigen,
+    /// Garg et al.'s KITTI crop (fractions of the frame).
+    KittiGarg,
+    /// Eigen et al.'s KITTI crop (fractions of the frame).
+    KittiEigen,
+}
+
+impl CropName {
+    /// Every named crop, in the order the command line lists them.
+    pub const ALL: [CropName; 4] = [
+        CropName::None,
+        CropName::NyuEigen,
+        CropName::KittiGarg,
+        CropName::KittiEigen,
+    ];
+
+    /// The crop: [`Crop::None`], [`Crop::NYU_EIGEN`], [`Crop::KITTI_GARG`] or
+    /// [`Crop::KITTI_EIGEN`].
+    pub fn crop(self) -> Crop {
+        match self {
+            Self::None => Crop::None,
+            Self::NyuEigen => Crop::NYU_EIGEN,
+            Self::KittiGarg => Crop::KITTI_GARG,
+            Self::KittiEigen => Crop::KITTI_EIGEN,
+        }
+    }
+
+    /// The name on the command line and in reports: `none`, `nyu-eigen`, `kitti-garg`,
+    /// `kitti-eigen`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::NyuEigen => "nyu-eigen",
+            Self::KittiGarg => "kitti-garg",
+            Self::KittiEigen => "kitti-eigen",
+        }
     }
 }
 
@@ -783,6 +830,32 @@ mod tests {
         assert!((capped_depth(&affine, d[3], 10.0) - 10.0).abs() < 1e-4);
         assert!((capped_depth(&affine, 0.1, 10.0) - 10.0).abs() < 1e-4);
         assert!((capped_depth(&affine, 0.2, 10.0) - 5.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn crop_names_round_trip() {
+        for name in CropName::ALL {
+            assert_eq!(name.crop().named(), Some(name));
+            assert_eq!(name.crop().name(), name.name());
+        }
+        let custom = Crop::Pixels {
+            top: 0,
+            bottom: 1,
+            left: 0,
+            right: 1,
+        };
+        assert_eq!((custom.named(), custom.name()), (None, "custom"));
+    }
+
+    #[cfg(feature = "clap")]
+    #[test]
+    fn crop_names_are_the_command_line_values() {
+        use clap::ValueEnum;
+        assert_eq!(CropName::value_variants(), CropName::ALL);
+        for name in CropName::ALL {
+            let value = name.to_possible_value().expect("not skipped");
+            assert_eq!(value.get_name(), name.name());
+        }
     }
 
     #[test]

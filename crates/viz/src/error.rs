@@ -19,11 +19,19 @@ pub enum Error {
         "the Rerun viewer was started but does not listen on port {port} after {waited_secs} s \
          (does it have a display? --save FILE.rrd or --serve work without one)"
     )]
-    ViewerDidNotStart { port: u16, waited_secs: u64 },
+    ViewerDidNotStart {
+        /// The port the viewer was asked to listen on.
+        port: u16,
+        /// How long it was waited for, in seconds.
+        waited_secs: u64,
+    },
 
     /// Nothing listens where `--connect` points.
     #[error("no Rerun viewer listens at {url}: start one there first (`rerun`), or use --spawn")]
-    NotListening { url: String },
+    NotListening {
+        /// The URL given to `--connect`.
+        url: String,
+    },
 
     /// A URL, address or memory limit that does not parse.
     #[error("{0}")]
@@ -47,7 +55,12 @@ pub enum Error {
 
     /// Reading a recording back failed.
     #[error("cannot read the recording {}: {message}", path.display())]
-    Read { path: PathBuf, message: String },
+    Read {
+        /// The `.rrd` file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// The crate's result type.

@@ -31,6 +31,8 @@
 //! Without a recording nothing here runs: callers hold an `Option<Recording>` and skip the
 //! conversions entirely when it is `None`.
 
+#![warn(missing_docs)]
+
 pub mod convert;
 pub mod error;
 pub mod paths;

@@ -25,18 +25,31 @@ const SPAWN_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sink {
     /// Start a viewer (`rerun` on PATH) listening on `port`, or use the one already there.
-    Spawn { port: u16 },
+    Spawn {
+        /// The port the viewer listens on.
+        port: u16,
+    },
     /// Stream to a viewer or server at `url` (`rerun+http://HOST:PORT/proxy`).
-    Connect { url: String },
+    Connect {
+        /// The viewer's or server's URL.
+        url: String,
+    },
     /// Host a gRPC server in this process on `bind_ip:port` that viewers (native or web)
     /// connect to; it keeps up to `memory_limit` (`"25%"`, `"2GB"`) for late viewers.
     Serve {
+        /// The IP address to listen on (`0.0.0.0` for every interface).
         bind_ip: String,
+        /// The port to listen on.
         port: u16,
+        /// How much data the server keeps for late viewers, as Rerun parses it (`"25%"`,
+        /// `"2GB"`).
         memory_limit: String,
     },
     /// Write an `.rrd` file.
-    Save { path: PathBuf },
+    Save {
+        /// The `.rrd` file to write.
+        path: PathBuf,
+    },
 }
 
 /// An open Rerun recording with typed logging of anydepth's data.

@@ -228,9 +228,10 @@ fn parse_colmap_images(
 /// A 3D point of a COLMAP model where one image sees it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Observation {
-    /// Pixel position in the convention of [`Intrinsics`] (pixel centres at integer
-    /// coordinates: COLMAP's `X - 0.5`, `Y - 0.5`).
+    /// Pixel column in the convention of [`Intrinsics`] (pixel centres at integer
+    /// coordinates: COLMAP's `X - 0.5`).
     pub u: f64,
+    /// Pixel row, likewise (COLMAP's `Y - 0.5`).
     pub v: f64,
     /// The point in the model's world frame.
     pub world: Point3<f64>,
