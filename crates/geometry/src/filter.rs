@@ -284,7 +284,7 @@ pub fn voxel_downsample(cloud: &PointCloud, voxel_size_m: f32) -> Result<PointCl
 /// cloud that fails [`PointCloud::validate`].
 ///
 /// # Performance
-/// One grid k-nearest search ([`crate::neighbors`]), in parallel: about O(n k).
+/// One grid k-nearest search (the crate's `neighbors` module), in parallel: about O(n k).
 pub fn remove_statistical_outliers(
     cloud: &PointCloud,
     k_neighbors: usize,

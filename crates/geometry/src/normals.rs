@@ -32,7 +32,7 @@ use crate::{Error, PointCloud, Result};
 /// a cloud that fails [`PointCloud::validate`].
 ///
 /// # Performance
-/// One grid k-nearest search ([`crate::neighbors`]), neighbourhoods solved in
+/// One grid k-nearest search (the crate's `neighbors` module), neighbourhoods solved in
 /// parallel: about O(n k).
 pub fn estimate_normals(
     cloud: &mut PointCloud,
