@@ -34,8 +34,10 @@ struct Report {
 /// Where checkpoints from the hub go.
 #[derive(Debug, Serialize)]
 struct WeightsReport {
-    /// The cache root, or why there is none.
-    cache: Result<PathBuf, String>,
+    /// The cache root.
+    cache: Option<PathBuf>,
+    /// Why there is no cache root, when there is none.
+    cache_problem: Option<String>,
     /// `HF_HUB_OFFLINE`: only cached checkpoints are used.
     offline: bool,
     endpoint: Option<String>,
@@ -50,10 +52,8 @@ pub fn run(args: DoctorArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     let report = Report {
         anydepth: env!("CARGO_PKG_VERSION"),
         weights: WeightsReport {
-            cache: hub
-                .as_ref()
-                .map(|hub| hub.cache_dir.clone())
-                .map_err(ToString::to_string),
+            cache: hub.as_ref().ok().map(|hub| hub.cache_dir.clone()),
+            cache_problem: hub.as_ref().err().map(ToString::to_string),
             offline: hub.as_ref().is_ok_and(|hub| hub.offline),
             endpoint: hub.as_ref().ok().map(|hub| hub.endpoint.clone()),
         },
@@ -125,8 +125,8 @@ fn text(report: &Report) -> String {
     let weights = &report.weights;
     lines.push((
         "weights cache",
-        match &weights.cache {
-            Ok(dir) => format!(
+        match (&weights.cache, &weights.cache_problem) {
+            (Some(dir), _) => format!(
                 "{}{}",
                 dir.display(),
                 if weights.offline {
@@ -135,7 +135,7 @@ fn text(report: &Report) -> String {
                     " (online: missing weights are downloaded)"
                 }
             ),
-            Err(why) => why.clone(),
+            (None, why) => why.clone().unwrap_or_else(|| "unknown".into()),
         },
     ));
     lines.push((
