@@ -167,16 +167,42 @@ pub fn checked_target_size(img: &RgbImage, input_size: u32) -> Result<(u32, u32)
     Ok((width, height))
 }
 
-/// Uploads a photo to `device` as it is (HWC float32 in `[0, 1]`), in pinned host memory
-/// on a GPU so that the copy does not block the host.
+/// Uploads a photo to `device` (from pinned host memory on a GPU, so that the copy does
+/// not block the host) and returns it there as HWC float32 in `[0, 1]`.
+///
+/// A photo of 8-bit samples (every value `k / 255` for an integer `k`, as
+/// `anydepth_core::load_image` makes of 8-bit files) travels as bytes, a quarter of the
+/// float32 size, and is divided by 255 on the device (equal to the host's values up to
+/// float32 rounding: a GPU may multiply by 1/255 instead); any other photo travels as
+/// float32.
 pub fn upload(img: &RgbImage, device: Device) -> Tensor {
-    let host = Tensor::from_slice(&img.data).view([i64::from(img.height), i64::from(img.width), 3]);
-    if device.is_cuda() {
+    let shape = [i64::from(img.height), i64::from(img.width), 3];
+    let host = match as_bytes(&img.data) {
+        Some(bytes) => Tensor::from_slice(&bytes).view(shape),
+        None => Tensor::from_slice(&img.data).view(shape),
+    };
+    let on_device = if device.is_cuda() {
         host.pin_memory(device)
-            .to_device_(device, Kind::Float, true, false)
+            .to_device_(device, host.kind(), true, false)
     } else {
         host
+    };
+    if on_device.kind() == Kind::Uint8 {
+        on_device.to_kind(Kind::Float) / 255.0
+    } else {
+        on_device
     }
+}
+
+/// The 8-bit samples `values` hold, when every value is exactly `k as f32 / 255.0`.
+fn as_bytes(values: &[f32]) -> Option<Vec<u8>> {
+    values
+        .iter()
+        .map(|&v| {
+            let k = (v * 255.0).round();
+            ((0.0..=255.0).contains(&k) && k / 255.0 == v).then_some(k as u8)
+        })
+        .collect()
 }
 
 /// The network input for photos already on the device ([`upload`]), made there: resized
@@ -363,6 +389,23 @@ fn resize_row(src: &[f64], x_taps: &[([usize; 4], [f64; 4])], dst: &mut [f64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eight_bit_photos_travel_as_bytes_and_arrive_unchanged() {
+        let eight_bit: Vec<f32> = (0..=255u8).map(|k| f32::from(k) / 255.0).collect();
+        assert_eq!(as_bytes(&eight_bit), Some((0..=255u8).collect()));
+        assert_eq!(as_bytes(&[0.5]), None, "0.5 is no 8-bit sample");
+        assert_eq!(as_bytes(&[1.5]), None, "out of range");
+
+        for data in [eight_bit, vec![0.5; 256 * 3]] {
+            let photo = RgbImage::new(256, 1, data.repeat(3)[..256 * 3].to_vec()).expect("photo");
+            let uploaded = upload(&photo, Device::Cpu);
+            assert_eq!(uploaded.kind(), Kind::Float);
+            assert_eq!(uploaded.size(), [1, 256, 3]);
+            let back = Vec::<f32>::try_from(uploaded.reshape([-1])).expect("f32");
+            assert_eq!(back, photo.data);
+        }
+    }
 
     fn image(width: u32, height: u32, f: impl Fn(u32, u32, u32) -> f32) -> RgbImage {
         let mut data = Vec::new();
