@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anydepth_model::hub::Hub;
 use anydepth_model::{EngineLoader, RuntimeReport};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
@@ -25,7 +25,10 @@ pub struct DoctorArgs {
 #[derive(Debug, Serialize)]
 struct Report {
     anydepth: &'static str,
-    runtime: RuntimeReport,
+    /// The engine's runtime, unless it could not be inspected.
+    runtime: Option<RuntimeReport>,
+    /// Why the runtime could not be inspected (e.g. `anydepth-torch` does not start).
+    runtime_problem: Option<String>,
     weights: WeightsReport,
     /// The `rerun` viewer on `PATH` (what `--spawn` starts), if any.
     rerun: Option<PathBuf>,
@@ -43,11 +46,10 @@ struct WeightsReport {
     endpoint: Option<String>,
 }
 
-/// Runs `anydepth doctor`. Exits 0 whatever it finds (no GPU is a finding, not an error).
+/// Runs `anydepth doctor`. Exits 0 whatever the machine offers (no GPU is a finding, not
+/// an error), 1 when the depth runtime itself cannot be inspected (reported with the rest).
 pub fn run(args: DoctorArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
-    let runtime = loader
-        .runtime()
-        .context("cannot inspect the depth runtime")?;
+    let runtime = loader.runtime();
     let hub = Hub::from_env();
     let report = Report {
         anydepth: env!("CARGO_PKG_VERSION"),
@@ -58,23 +60,85 @@ pub fn run(args: DoctorArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
             endpoint: hub.as_ref().ok().map(|hub| hub.endpoint.clone()),
         },
         rerun: find_on_path("rerun"),
-        runtime,
+        runtime_problem: runtime.as_ref().err().map(|e| chain_text(e)),
+        runtime: runtime.ok(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", text(&report));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.runtime.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// An error and its causes, one sentence.
+fn chain_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// The report as aligned `name: value` lines.
 fn text(report: &Report) -> String {
-    let runtime = &report.runtime;
+    let mut lines: Vec<(&str, String)> = vec![("anydepth", report.anydepth.to_string())];
+    match (&report.runtime, &report.runtime_problem) {
+        (Some(runtime), _) => lines.extend(runtime_lines(runtime)),
+        (None, problem) => lines.push((
+            "LibTorch",
+            format!(
+                "cannot inspect the depth runtime: {}",
+                problem.as_deref().unwrap_or("unknown error")
+            ),
+        )),
+    }
+    let weights = &report.weights;
+    lines.push((
+        "weights cache",
+        match (&weights.cache, &weights.cache_problem) {
+            (Some(dir), _) => format!(
+                "{}{}",
+                dir.display(),
+                if weights.offline {
+                    " (offline: HF_HUB_OFFLINE is set, only cached weights are used)"
+                } else {
+                    " (online: missing weights are downloaded)"
+                }
+            ),
+            (None, why) => why.clone().unwrap_or_else(|| "unknown".into()),
+        },
+    ));
+    lines.push((
+        "rerun viewer",
+        report.rerun.as_deref().map_or_else(
+            || "not found on PATH (needed only for --spawn)".into(),
+            |path| path.display().to_string(),
+        ),
+    ));
+    // The longest name and its colon.
+    let width = lines
+        .iter()
+        .map(|(name, _)| name.len() + 1)
+        .max()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|(name, value)| format!("{:<width$}  {value}\n", format!("{name}:")))
+        .collect()
+}
+
+/// The lines of the runtime: LibTorch, CUDA, GPUs and the device `auto` picks.
+fn runtime_lines(runtime: &RuntimeReport) -> Vec<(&'static str, String)> {
     let cuda = &runtime.cuda;
     let or_none = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
-    let mut lines: Vec<(&str, String)> = vec![
-        ("anydepth", report.anydepth.to_string()),
+    let mut lines: Vec<(&'static str, String)> = vec![
         (
             "LibTorch",
             format!(
@@ -122,39 +186,7 @@ fn text(report: &Report) -> String {
         ));
     }
     lines.push(("--device auto", runtime.auto_device.clone()));
-    let weights = &report.weights;
-    lines.push((
-        "weights cache",
-        match (&weights.cache, &weights.cache_problem) {
-            (Some(dir), _) => format!(
-                "{}{}",
-                dir.display(),
-                if weights.offline {
-                    " (offline: HF_HUB_OFFLINE is set, only cached weights are used)"
-                } else {
-                    " (online: missing weights are downloaded)"
-                }
-            ),
-            (None, why) => why.clone().unwrap_or_else(|| "unknown".into()),
-        },
-    ));
-    lines.push((
-        "rerun viewer",
-        report.rerun.as_deref().map_or_else(
-            || "not found on PATH (needed only for --spawn)".into(),
-            |path| path.display().to_string(),
-        ),
-    ));
-    // The longest name and its colon.
-    let width = lines
-        .iter()
-        .map(|(name, _)| name.len() + 1)
-        .max()
-        .unwrap_or(0);
     lines
-        .iter()
-        .map(|(name, value)| format!("{:<width$}  {value}\n", format!("{name}:")))
-        .collect()
 }
 
 /// The first executable file called `name` in a folder of `PATH`.

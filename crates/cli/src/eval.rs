@@ -8,7 +8,7 @@ use anydepth_eval::datasets::{self, Dataset, DatasetKind};
 use anydepth_eval::job::{self, EvalObserver, ReportHeader, Source};
 use anydepth_eval::protocol::{Alignment, Crop, CropName, Metrics, Protocol};
 use anydepth_eval::report::Report;
-use anydepth_model::EngineLoader;
+use anydepth_model::{EngineLoader, Preprocessing};
 use anydepth_pipeline::model::ModelRequest;
 use anydepth_pipeline::sources::stem;
 use anyhow::{bail, Context, Result};
@@ -173,6 +173,16 @@ fn missing_files(dataset: &Dataset, args: &EvalArgs) -> Vec<PathBuf> {
     needed
 }
 
+/// `model` with the papers' protocol's preprocessing, the official code's: `auto` becomes
+/// `exact`, so a GPU evaluates what the CPU does.
+fn exact_by_default(model: &ModelRequest) -> ModelRequest {
+    let mut model = model.clone();
+    if model.preprocessing == Preprocessing::Auto {
+        model.preprocessing = Preprocessing::Exact;
+    }
+    model
+}
+
 /// Runs `anydepth eval`.
 pub fn run(args: EvalArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     // Validate everything before loading a model.
@@ -223,7 +233,7 @@ pub fn run(args: EvalArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         None => {
             let mut download = DownloadBar::new(args.quiet);
             let (engine, weights) =
-                args.model.load(loader, None, 1, &mut |file, done, total| {
+                exact_by_default(&args.model).load(loader, None, 1, &mut |file, done, total| {
                     download.update(file, done, total)
                 })?;
             Source::Model { engine, weights }

@@ -57,7 +57,10 @@ impl Cli {
     /// Whether the command runs a depth network (and so needs libtorch).
     pub fn needs_engine(&self) -> bool {
         match &self.command {
-            Command::Depth(_) | Command::Bench(_) | Command::Doctor(_) => true,
+            Command::Depth(_) | Command::Bench(_) => true,
+            // Runs here, and asks the engine binary for its runtime: so it also reports an
+            // engine that cannot start.
+            Command::Doctor(_) => false,
             Command::Cloud(args) => args.scene.photo.is_some(),
             Command::Mesh(args) => args.scene.photo.is_some(),
             Command::Fuse(args) => !args.request.photos.is_empty(),
@@ -91,7 +94,8 @@ pub fn run(cli: Cli, loader: &dyn EngineLoader) -> ExitCode {
 }
 
 /// The loader of a binary without libtorch: every load is refused (such a binary hands
-/// commands that need a network to `anydepth-torch`, so this is reached only by mistake).
+/// commands that need a network to `anydepth-torch`, so this is reached only by mistake);
+/// the runtime is `anydepth-torch doctor --json`'s, run beside this binary.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoEngine;
 
@@ -109,10 +113,35 @@ impl EngineLoader for NoEngine {
     }
 
     fn runtime(&self) -> anydepth_model::Result<anydepth_model::RuntimeReport> {
-        Err(anydepth_model::Error::Invalid(
-            "this binary has no depth runtime (anydepth-torch has)".into(),
-        ))
+        let invalid = anydepth_model::Error::Invalid;
+        let engine = engine_binary()
+            .ok_or_else(|| invalid(format!("cannot find the folder of {ENGINE_BINARY}")))?;
+        let out = std::process::Command::new(&engine)
+            .args(["doctor", "--json"])
+            .output()
+            .map_err(|e| invalid(format!("cannot start {}: {e}", engine.display())))?;
+        if !out.status.success() {
+            return Err(invalid(format!(
+                "{} failed ({}): {}",
+                engine.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| invalid(format!("{} printed no report: {e}", engine.display())))?;
+        serde_json::from_value(report["runtime"].clone())
+            .map_err(|e| invalid(format!("{} printed no runtime: {e}", engine.display())))
     }
+}
+
+/// The binary that links libtorch and runs depth networks, beside `anydepth`.
+pub const ENGINE_BINARY: &str = "anydepth-torch";
+
+/// Where [`ENGINE_BINARY`] should be: in the folder of the running binary.
+pub fn engine_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.join(ENGINE_BINARY))
 }
 
 fn init_tracing(verbose: u8) {

@@ -6,7 +6,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-use anydepth::{Cli, NoEngine};
+use anydepth::{engine_binary, Cli, NoEngine, ENGINE_BINARY};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -14,10 +14,7 @@ fn main() -> ExitCode {
     if !cli.needs_engine() {
         return anydepth::run(cli, &NoEngine);
     }
-    let engine = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join(ENGINE_BINARY)));
-    let Some(engine) = engine else {
+    let Some(engine) = engine_binary() else {
         eprintln!("error: cannot find the folder of this binary to start {ENGINE_BINARY}");
         return ExitCode::from(2);
     };
@@ -32,6 +29,3 @@ fn main() -> ExitCode {
     );
     ExitCode::from(2)
 }
-
-/// The binary that links libtorch and runs depth networks.
-const ENGINE_BINARY: &str = "anydepth-torch";

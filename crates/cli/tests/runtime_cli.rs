@@ -148,3 +148,26 @@ fn write_photo(path: &Path) {
     });
     img.save(path).expect("png written");
 }
+
+#[test]
+fn doctor_reports_an_engine_that_cannot_start_and_exits_1() {
+    // `anydepth` alone, without `anydepth-torch` beside it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let alone = dir.path().join("anydepth");
+    std::fs::copy(env!("CARGO_BIN_EXE_anydepth"), &alone).expect("binary copied");
+    let out = std::process::Command::new(&alone)
+        .arg("doctor")
+        .output()
+        .expect("anydepth runs");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cannot inspect the depth runtime") && text.contains("anydepth-torch"),
+        "{text}"
+    );
+    // What does not need the engine is still reported.
+    assert!(
+        text.contains("weights cache:") && text.contains("rerun viewer:"),
+        "{text}"
+    );
+}

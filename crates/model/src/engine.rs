@@ -126,7 +126,8 @@ pub struct ForwardTimings {
 pub struct StageTimings {
     /// Photos to network input (resize, normalise), on the host or the device.
     pub preprocess: f64,
-    /// Network input onto the device (and to the network's precision).
+    /// Network input onto the device (host preprocessing: also to the network's precision;
+    /// device preprocessing counts that conversion in `preprocess`).
     pub upload: f64,
     /// The forward pass.
     pub network: f64,

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The runtime behind a depth engine, as found on this machine.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RuntimeReport {
     /// The tensor library, e.g. `LibTorch`.
     pub library: String,
@@ -23,7 +23,7 @@ pub struct RuntimeReport {
 }
 
 /// CUDA support of a runtime, as found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CudaReport {
     /// Whether the library was built with CUDA (its CUDA part is installed).
     pub compiled: bool,
@@ -46,7 +46,7 @@ pub struct CudaReport {
 }
 
 /// One GPU, as the driver describes it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GpuReport {
     /// The CUDA device index (`--device cuda:INDEX`).
     pub index: u32,

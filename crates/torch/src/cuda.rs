@@ -5,7 +5,8 @@
 //! it is loaded. The linker drops it (`--as-needed`), so it is loaded here instead, from
 //! the folder `libtorch_cpu.so` was loaded from, the first time CUDA is asked for or
 //! `--device auto` resolves. Commands on `--device cpu` never load it, nor the few hundred
-//! megabytes of CUDA libraries it pulls in (about 0.5 s). A LibTorch without CUDA builds
+//! megabytes of CUDA libraries it pulls in (0.1 to 0.2 s on the build machine). A LibTorch
+//! without CUDA builds
 //! and runs the same; CUDA is then reported as not compiled in.
 //!
 //! Every LibTorch CUDA query goes through [`load`] first: LibTorch decides whether CUDA
@@ -103,7 +104,7 @@ pub fn report() -> CudaReport {
     let compiled = libtorch_dir().is_some_and(|dir| dir.join(CUDA_LIBRARY).exists());
     let loaded = load();
     let available = device_count() > 0;
-    let driver = Driver::open();
+    let driver = Driver::get();
     let mut report = CudaReport {
         compiled,
         loaded: loaded.is_ok(),
@@ -111,7 +112,7 @@ pub fn report() -> CudaReport {
         cudnn_available: available && tch::Cuda::cudnn_is_available(),
         ..CudaReport::default()
     };
-    if let Ok(driver) = &driver {
+    if let Ok(driver) = driver {
         report.driver_version = driver.version().map(cuda_version);
         report.gpus = driver.gpus();
     }
@@ -119,7 +120,7 @@ pub fn report() -> CudaReport {
         report.runtime_version = runtime_version(&cuda.library).map(cuda_version);
         report.cudnn_version = loaded_cudnn_version(&cuda.library).map(cudnn_version);
     }
-    report.problem = match (&loaded, &driver) {
+    report.problem = match (&loaded, driver) {
         (Err(why), _) => Some((*why).to_string()),
         (Ok(_), Err(why)) => Some(why.clone()),
         (Ok(_), Ok(_)) if report.gpus.is_empty() => Some("no CUDA device found".into()),
@@ -195,6 +196,13 @@ type CuDeviceTotalMem = unsafe extern "C" fn(*mut usize, c_int) -> c_int;
 type CuDeviceGetAttribute = unsafe extern "C" fn(*mut c_int, c_int, c_int) -> c_int;
 
 impl Driver {
+    /// The driver API, loaded and initialised once per process (kept loaded: LibTorch's
+    /// CUDA runtime uses the same library).
+    fn get() -> &'static Result<Driver, String> {
+        static DRIVER: OnceLock<Result<Driver, String>> = OnceLock::new();
+        DRIVER.get_or_init(Driver::open)
+    }
+
     /// Loads and initialises the driver API.
     fn open() -> Result<Self, String> {
         // SAFETY: the NVIDIA driver library has no initialisers with requirements on the
@@ -294,7 +302,8 @@ impl Driver {
 /// convolutions and forbids it in matrix products by default. TF32 rounds the inputs of
 /// those products to 10 mantissa bits; forbidding it keeps float32 on a GPU to float32
 /// arithmetic, as on the CPU and in the official code with
-/// `torch.backends.cudnn.allow_tf32 = False`.
+/// `torch.backends.cudnn.allow_tf32 = False`. The setting is LibTorch's, for the whole
+/// process: the model loaded last decides it.
 ///
 /// tch has no binding for this, so LibTorch's `at::Context` setters are called through
 /// their exported C++ symbols (Itanium ABI: the context is the first argument).
@@ -302,8 +311,9 @@ impl Driver {
 /// # Errors
 /// When this LibTorch does not export the setters.
 pub fn set_tf32(allowed: bool) -> Result<(), String> {
-    type GlobalContext = unsafe extern "C" fn() -> *mut std::ffi::c_void;
-    type SetFlag = unsafe extern "C" fn(*mut std::ffi::c_void, bool);
+    // "C-unwind": a C++ exception would unwind through here (an abort) rather than be UB.
+    type GlobalContext = unsafe extern "C-unwind" fn() -> *mut std::ffi::c_void;
+    type SetFlag = unsafe extern "C-unwind" fn(*mut std::ffi::c_void, bool);
     let process = Library::this();
     // SAFETY: `at::Context& at::globalContext()` and `void at::Context::setAllowTF32CuDNN(bool)`
     // / `setAllowTF32CuBLAS(bool)` are exported by libtorch_cpu.so with these mangled names;

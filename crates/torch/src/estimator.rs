@@ -235,7 +235,8 @@ impl DepthEstimator {
             .iter()
             .map(|img| {
                 if on_device {
-                    checked_target_size(img, self.options.input_size).map(Input::Size)
+                    checked_target_size(img, self.options.input_size)
+                        .map(|size| Input::OnDevice { size })
                 } else {
                     self.preprocess(img).map(Input::Host)
                 }
@@ -300,7 +301,7 @@ impl DepthEstimator {
         let mut clock = timings.map(|timings| StageClock::start(timings, self.device));
         let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<Prediction>> {
             let x = match batch.inputs.first() {
-                Some(Input::Size(size)) => {
+                Some(Input::OnDevice { size }) => {
                     let photos: Vec<Tensor> = batch
                         .photos
                         .iter()
@@ -321,7 +322,9 @@ impl DepthEstimator {
                                 i64::from(p.height),
                                 i64::from(p.width),
                             ])),
-                            Input::Size(_) => Err(Error::Invalid("mixed preprocessing".into())),
+                            Input::OnDevice { .. } => {
+                                Err(Error::Invalid("mixed preprocessing".into()))
+                            }
                         })
                         .collect::<Result<Vec<_>>>()?;
                     let x = Tensor::stack(&planes, 0)
@@ -372,10 +375,10 @@ impl DepthEstimator {
     }
 }
 
-/// One image's network input: made on the host, or only its size (made on the device).
+/// One image's network input: made on the host, or to be made on the device (its size).
 enum Input {
     Host(Preprocessed),
-    Size((u32, u32)),
+    OnDevice { size: (u32, u32) },
 }
 
 impl Input {
@@ -383,7 +386,7 @@ impl Input {
     fn size(&self) -> (u32, u32) {
         match self {
             Input::Host(p) => (p.width, p.height),
-            Input::Size(size) => *size,
+            Input::OnDevice { size } => *size,
         }
     }
 }

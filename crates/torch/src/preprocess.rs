@@ -182,7 +182,9 @@ pub fn upload(img: &RgbImage, device: Device) -> Tensor {
         None => Tensor::from_slice(&img.data).view(shape),
     };
     let on_device = if device.is_cuda() {
-        host.pin_memory(device)
+        // `_pin_memory`: `pin_memory(device)`, all tch offers, warns that the device
+        // argument is deprecated.
+        host.internal_pin_memory(device)
             .to_device_(device, host.kind(), true, false)
     } else {
         host
