@@ -9,7 +9,7 @@ use anydepth_model::{
     DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision, Preprocessing,
     StageTimings,
 };
-use anydepth_pipeline::output::{output_path, write_output, Format};
+use anydepth_pipeline::output::{output_path, write_output, DEFAULT_FORMATS};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
@@ -117,9 +117,6 @@ pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The formats `anydepth depth` writes by default, which the pipeline timing writes too.
-const WRITTEN: [Format; 2] = [Format::Npy, Format::Color];
-
 /// Times the whole pipeline on `photo` (`--batch` copies of it), stage by stage, and prints
 /// one line per stage: the mean per batch, and the stages' sum against the measured total.
 fn time_pipeline(estimator: &dyn DepthEngine, photo: &Path, args: &BenchArgs) -> Result<()> {
@@ -137,7 +134,7 @@ fn time_pipeline(estimator: &dyn DepthEngine, photo: &Path, args: &BenchArgs) ->
         let (predictions, stages) = estimator.predict_batch_timed(&images)?;
         let t2 = Instant::now();
         for (j, prediction) in predictions.iter().enumerate() {
-            for format in WRITTEN {
+            for format in DEFAULT_FORMATS {
                 let path = output_path(out_dir.path(), &format!("{j}"), format);
                 write_output(
                     &path,

@@ -45,6 +45,7 @@ pub struct DepthArgs {
     pub batch: usize,
 
     /// Outputs to write, comma-separated.
+    // Keep in step with `output::DEFAULT_FORMATS` (a test checks).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "npy,color")]
     pub formats: Vec<Format>,
 

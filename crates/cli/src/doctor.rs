@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anydepth_model::hub::Hub;
 use anydepth_model::{EngineLoader, RuntimeReport};
+use anydepth_pipeline::chain_text;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
@@ -73,17 +74,6 @@ pub fn run(args: DoctorArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// An error and its causes, one sentence.
-fn chain_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// The report as aligned `name: value` lines.

@@ -158,3 +158,21 @@ fn init_tracing(verbose: u8) {
         .without_time()
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_writes_the_default_formats_by_default() {
+        let cli = Cli::try_parse_from(["anydepth", "depth", "photo.jpg", "--out", "depth"])
+            .expect("parses");
+        let Command::Depth(args) = cli.command else {
+            panic!("not depth: {cli:?}");
+        };
+        assert_eq!(
+            args.formats,
+            anydepth_pipeline::output::DEFAULT_FORMATS.to_vec()
+        );
+    }
+}

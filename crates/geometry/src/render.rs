@@ -105,7 +105,8 @@ pub fn render_depth(
 ) -> Result<DepthMap<Metres>> {
     validate_camera(camera)?;
     let (width, height) = (camera.width as usize, camera.height as usize);
-    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+    // A zero side is refused by `validate_camera`.
+    if width > MAX_SIDE || height > MAX_SIDE {
         return Err(Error::Invalid(format!(
             "image size must be 1 to {MAX_SIDE} pixels a side, got {width} x {height}"
         )));

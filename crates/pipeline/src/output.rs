@@ -94,6 +94,9 @@ impl FileOutput {
 /// [`Format::SideBySide`], as in the official `run.py`.
 pub const SIDE_BY_SIDE_GAP_PX: u32 = 50;
 
+/// The formats `anydepth depth` writes when none are asked for.
+pub const DEFAULT_FORMATS: [Format; 2] = [Format::Npy, Format::Color];
+
 /// What to write for each depth map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]

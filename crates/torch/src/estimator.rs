@@ -230,25 +230,27 @@ impl DepthEstimator {
     ) -> Result<Vec<Prediction>> {
         let started = Instant::now();
         let on_device = self.preprocesses_on_device();
-        // Exact: the network input, made here; on the device: only its size, for now.
-        let inputs = images
-            .iter()
-            .map(|img| {
-                if on_device {
-                    checked_target_size(img, self.options.input_size)
-                        .map(|size| Input::OnDevice { size })
-                } else {
-                    self.preprocess(img).map(Input::Host)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // Exact: the network inputs, made here; on the device: only their sizes, for now.
+        let host: Vec<Preprocessed> = if on_device {
+            Vec::new()
+        } else {
+            images
+                .iter()
+                .map(|img| self.preprocess(img))
+                .collect::<Result<_>>()?
+        };
+        let sizes: Vec<(u32, u32)> = if on_device {
+            images
+                .iter()
+                .map(|img| checked_target_size(img, self.options.input_size))
+                .collect::<Result<_>>()?
+        } else {
+            host.iter().map(|p| (p.width, p.height)).collect()
+        };
         if let Some(timings) = timings.as_deref_mut() {
             timings.preprocess += started.elapsed().as_secs_f64();
         }
-        let key = |i: usize| {
-            let (width, height) = inputs[i].size();
-            (height, width)
-        };
+        let key = |i: usize| (sizes[i].1, sizes[i].0);
         let mut order: Vec<usize> = (0..images.len()).collect();
         order.sort_by_key(|&i| (key(i), i));
         let mut results: Vec<Option<Prediction>> = (0..images.len()).map(|_| None).collect();
@@ -264,7 +266,13 @@ impl DepthEstimator {
             let group = &order[start..end];
             let batch = Batch {
                 photos: group.iter().map(|&i| &images[i]).collect(),
-                inputs: group.iter().map(|&i| &inputs[i]).collect(),
+                input: if on_device {
+                    BatchInput::OnDevice {
+                        size: sizes[group[0]],
+                    }
+                } else {
+                    BatchInput::Host(group.iter().map(|&i| &host[i]).collect())
+                },
             };
             let predictions = self.run(&batch, timings.as_deref_mut())?;
             for (&i, prediction) in group.iter().zip(predictions) {
@@ -300,8 +308,8 @@ impl DepthEstimator {
         let sizes: Vec<(u32, u32)> = batch.photos.iter().map(|p| (p.width, p.height)).collect();
         let mut clock = timings.map(|timings| StageClock::start(timings, self.device));
         let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<Prediction>> {
-            let x = match batch.inputs.first() {
-                Some(Input::OnDevice { size }) => {
+            let x = match &batch.input {
+                BatchInput::OnDevice { size } => {
                     let photos: Vec<Tensor> = batch
                         .photos
                         .iter()
@@ -312,21 +320,17 @@ impl DepthEstimator {
                     lap(&mut clock, |t| &mut t.preprocess);
                     x
                 }
-                _ => {
-                    let planes = batch
-                        .inputs
+                BatchInput::Host(inputs) => {
+                    let planes: Vec<Tensor> = inputs
                         .iter()
-                        .map(|input| match input {
-                            Input::Host(p) => Ok(Tensor::from_slice(&p.data).view([
+                        .map(|p| {
+                            Tensor::from_slice(&p.data).view([
                                 3,
                                 i64::from(p.height),
                                 i64::from(p.width),
-                            ])),
-                            Input::OnDevice { .. } => {
-                                Err(Error::Invalid("mixed preprocessing".into()))
-                            }
+                            ])
                         })
-                        .collect::<Result<Vec<_>>>()?;
+                        .collect();
                     let x = Tensor::stack(&planes, 0)
                         .to_device(self.device)
                         .to_kind(kind);
@@ -375,26 +379,16 @@ impl DepthEstimator {
     }
 }
 
-/// One image's network input: made on the host, or to be made on the device (its size).
-enum Input {
-    Host(Preprocessed),
-    OnDevice { size: (u32, u32) },
-}
-
-impl Input {
-    /// `(width, height)` of the network input.
-    fn size(&self) -> (u32, u32) {
-        match self {
-            Input::Host(p) => (p.width, p.height),
-            Input::OnDevice { size } => *size,
-        }
-    }
-}
-
 /// Photos whose network inputs have one size, run together.
 struct Batch<'a> {
     photos: Vec<&'a RgbImage>,
-    inputs: Vec<&'a Input>,
+    input: BatchInput<'a>,
+}
+
+/// The network input of a batch: made on the host, or to be made on the device.
+enum BatchInput<'a> {
+    Host(Vec<&'a Preprocessed>),
+    OnDevice { size: (u32, u32) },
 }
 
 /// Times consecutive stages on `device`, synchronising it at each boundary so that queued
