@@ -42,10 +42,10 @@ fi
 
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   say "installing torch==$TORCH_VERSION and the reference packages (about a minute, once)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r scripts/requirements.txt
+  "$VENV/bin/python" -m pip install -q --no-cache-dir --upgrade pip
+  "$VENV/bin/python" -m pip install -q --no-cache-dir -r scripts/requirements.txt
   # The official Depth Anything V2 code, repackaged unchanged; its own pins are too strict.
-  "$VENV/bin/python" -m pip install -q --no-deps jkp-depth-anything-v2==$(cat scripts/jkp-version.txt)
+  "$VENV/bin/python" -m pip install -q --no-cache-dir --no-deps jkp-depth-anything-v2==$(cat scripts/jkp-version.txt)
   echo "$want" > "$STAMP"
 fi
 
