@@ -14,6 +14,15 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A checkpoint could not be written (the previous file at `path`, if any, is intact).
+    #[error("cannot write checkpoint ({reason}): {}", path.display())]
+    Export {
+        /// What went wrong.
+        reason: String,
+        /// The file that was to be written.
+        path: PathBuf,
+    },
+
     /// A checkpoint was read but is not a Depth Anything model we know.
     #[error("not a Depth Anything checkpoint ({reason}): {}", path.display())]
     UnknownModel {

@@ -13,6 +13,7 @@ pub mod dinov2;
 pub mod dpt;
 pub mod error;
 pub mod estimator;
+pub mod export;
 pub mod network;
 pub mod preprocess;
 pub mod pth;
