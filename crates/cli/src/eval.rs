@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anydepth_eval::datasets::{self, Dataset, DatasetKind};
 use anydepth_eval::job::{self, EvalObserver, ReportHeader, Source};
-use anydepth_eval::protocol::{Alignment, Crop, CropName, Metrics, Protocol};
+use anydepth_eval::protocol::{Alignment, CropName, Metrics, Protocol};
 use anydepth_eval::report::Report;
 use anydepth_model::{EngineLoader, Preprocessing};
 use anydepth_pipeline::model::ModelRequest;
@@ -106,22 +106,9 @@ pub struct EvalArgs {
     pub quiet: bool,
 }
 
-fn default_protocol(kind: DatasetKind) -> Protocol {
-    match kind {
-        DatasetKind::Nyu => Protocol::NYU,
-        DatasetKind::Kitti => Protocol::KITTI,
-        DatasetKind::List | DatasetKind::Da2k => Protocol {
-            min_depth_m: 1e-3,
-            max_depth_m: None,
-            crop: Crop::None,
-            alignment: Alignment::Affine,
-        },
-    }
-}
-
 /// The protocol the arguments ask for; the alignment is settled once the model is known.
 fn protocol(args: &EvalArgs) -> Result<Protocol> {
-    let mut protocol = default_protocol(args.dataset);
+    let mut protocol = args.dataset.default_protocol();
     if let Some(m) = args.min_depth {
         if !(m.is_finite() && m >= 0.0) {
             bail!("--min-depth must be a number of metres >= 0, got {m}");

@@ -15,6 +15,7 @@ mod doctor;
 mod eval;
 mod fuse;
 mod progress;
+mod train;
 mod viz;
 
 use std::process::ExitCode;
@@ -49,6 +50,11 @@ enum Command {
     Fuse(fuse::FuseArgs),
     /// Time the network and the whole pipeline (latency, throughput).
     Bench(bench::BenchArgs),
+    /// Fine-tune a model on depth ground truth (NYU, KITTI or a list of RGB-D pairs).
+    Train(train::TrainArgs),
+    /// Distil a teacher into a student: the teacher labels unlabelled photos (cached),
+    /// the student learns the labels under strong perturbations.
+    Distill(train::DistillArgs),
     /// Report LibTorch, CUDA, the GPUs, the weights cache and the Rerun viewer.
     Doctor(doctor::DoctorArgs),
 }
@@ -57,7 +63,7 @@ impl Cli {
     /// Whether the command runs a depth network (and so needs libtorch).
     pub fn needs_engine(&self) -> bool {
         match &self.command {
-            Command::Depth(_) | Command::Bench(_) => true,
+            Command::Depth(_) | Command::Bench(_) | Command::Train(_) | Command::Distill(_) => true,
             // Runs here, and asks the engine binary for its runtime: so it also reports an
             // engine that cannot start.
             Command::Doctor(_) => false,
@@ -79,6 +85,8 @@ pub fn run(cli: Cli, loader: &dyn EngineLoader) -> ExitCode {
         Command::Eval(args) => eval::run(args, loader),
         Command::Fuse(args) => fuse::run(args, loader),
         Command::Bench(args) => bench::run(args, loader),
+        Command::Train(args) => train::run(args, loader),
+        Command::Distill(args) => train::run_distill(args, loader),
         Command::Doctor(args) => doctor::run(args, loader),
     };
     match result {

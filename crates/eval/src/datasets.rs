@@ -20,7 +20,7 @@ use serde_json::Value;
 use anydepth_pipeline::Context;
 
 use crate::error::{bail, Result};
-use crate::protocol::OrderedPair;
+use crate::protocol::{Alignment, Crop, OrderedPair, Protocol};
 use anydepth_pipeline::scene::default_scale;
 use anydepth_pipeline::sources::stem;
 
@@ -46,6 +46,22 @@ impl DatasetKind {
             Self::Kitti => "kitti",
             Self::List => "list",
             Self::Da2k => "da2k",
+        }
+    }
+
+    /// The papers' protocol for this dataset: NYU 0.001-10 m with Eigen's crop, KITTI
+    /// 0.001-80 m with Garg's crop, lists from 0.001 m uncropped; disparity aligned
+    /// (affine) until the model is known to be metric.
+    pub fn default_protocol(self) -> Protocol {
+        match self {
+            Self::Nyu => Protocol::NYU,
+            Self::Kitti => Protocol::KITTI,
+            Self::List | Self::Da2k => Protocol {
+                min_depth_m: 1e-3,
+                max_depth_m: None,
+                crop: Crop::None,
+                alignment: Alignment::Affine,
+            },
         }
     }
 }

@@ -212,3 +212,45 @@ fn score_one(sample: &PairSample, source: &Source) -> Result<PairScore> {
     };
     protocol::score_pairs(&prediction, &sample.pairs)
 }
+
+/// Scores `engine` on `samples` with `kind`'s protocol (disparity aligned for a relative
+/// model, metres as they are for a metric one), as a training run's validation after
+/// `step`: AbsRel ranks checkpoints.
+///
+/// # Errors
+/// As [`evaluate_depth`].
+pub fn validate_training(
+    step: usize,
+    engine: Box<dyn DepthEngine>,
+    samples: &[DepthSample],
+    kind: crate::datasets::DatasetKind,
+) -> Result<anydepth_model::train::Validation> {
+    struct Quiet;
+    impl EvalObserver for Quiet {}
+    let mut protocol = kind.default_protocol();
+    if matches!(engine.config().head, Head::Metric { .. }) {
+        protocol.alignment = protocol::Alignment::None;
+    }
+    let source = Source::Model {
+        engine,
+        weights: PathBuf::from(format!("step {step}")),
+    };
+    let header = ReportHeader {
+        dataset: kind.name().to_owned(),
+        path: String::new(),
+        model: source.describe(),
+        count: samples.len(),
+    };
+    let report = evaluate_depth(samples, &source, &protocol, header, &Quiet)?;
+    Ok(anydepth_model::train::Validation {
+        step,
+        metrics: vec![
+            ("abs_rel".into(), report.absrel),
+            ("delta1".into(), report.delta1),
+            ("rmse".into(), report.rmse),
+            ("log_rmse".into(), report.log_rmse),
+        ],
+        key: "abs_rel".into(),
+        value: report.absrel,
+    })
+}

@@ -229,4 +229,30 @@ pub trait EngineLoader {
     /// # Errors
     /// When this loader has no runtime.
     fn runtime(&self) -> Result<crate::RuntimeReport>;
+
+    /// Runs a training plan to its end (or until the observer asks to stop).
+    ///
+    /// # Errors
+    /// When this loader cannot train, the plan is unusable, or training fails (a
+    /// non-finite loss, a checkpoint that cannot be written); the last good checkpoint is
+    /// kept.
+    fn train(
+        &self,
+        _plan: &crate::train::TrainPlan,
+        _observer: &mut dyn crate::train::TrainObserver,
+    ) -> Result<crate::train::TrainReport> {
+        Err(Error::Invalid("this binary does not train models".into()))
+    }
+
+    /// Runs a distillation plan: labels, then (unless it labels a shard) trains.
+    ///
+    /// # Errors
+    /// As [`EngineLoader::train`], and when teacher and student cannot be paired.
+    fn distill(
+        &self,
+        _plan: &crate::train::DistillPlan,
+        _observer: &mut dyn crate::train::TrainObserver,
+    ) -> Result<crate::train::DistillReport> {
+        Err(Error::Invalid("this binary does not train models".into()))
+    }
 }

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod error;
 pub mod hub;
 pub mod runtime;
+pub mod train;
 
 pub use config::{Encoder, Head, ModelConfig, Version};
 pub use engine::{

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anydepth_core::{DepthMap, Prediction, RgbImage};
 use tch::{nn, Device, Kind, Tensor};
 
-use anydepth_model::config::{Head, ModelConfig, Version};
+use anydepth_model::config::{Head, ModelConfig};
 use anydepth_model::engine::{
     DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec,
     Precision, Preprocessing, StageTimings,
@@ -109,26 +109,7 @@ impl DepthEstimator {
         options: EstimatorOptions,
     ) -> Result<Self> {
         let checkpoint = Checkpoint::read(path)?;
-        if let Some(encoder) = spec.encoder {
-            if encoder != checkpoint.encoder {
-                return Err(Error::UnknownModel {
-                    reason: format!(
-                        "{encoder} was asked for, but the file holds a {} model",
-                        checkpoint.encoder
-                    ),
-                    path: path.to_path_buf(),
-                });
-            }
-        }
-        let config = ModelConfig::new(
-            spec.version
-                .or(checkpoint.hints.version)
-                .unwrap_or(Version::V2),
-            checkpoint.encoder,
-            spec.head
-                .or(checkpoint.hints.head)
-                .unwrap_or(Head::Relative),
-        );
+        let config = checkpoint.config(spec)?;
         Self::from_parts(&checkpoint, config, options)
     }
 
@@ -455,6 +436,22 @@ impl EngineLoader for TorchLoader {
             auto_device: format!("{:?}", resolve_device(DeviceChoice::Auto)?),
             cuda,
         })
+    }
+
+    fn train(
+        &self,
+        plan: &anydepth_model::train::TrainPlan,
+        observer: &mut dyn anydepth_model::train::TrainObserver,
+    ) -> anydepth_model::Result<anydepth_model::train::TrainReport> {
+        Ok(crate::train::train(plan, observer)?)
+    }
+
+    fn distill(
+        &self,
+        plan: &anydepth_model::train::DistillPlan,
+        observer: &mut dyn anydepth_model::train::TrainObserver,
+    ) -> anydepth_model::Result<anydepth_model::train::DistillReport> {
+        Ok(crate::train::distill(plan, observer)?)
     }
 }
 

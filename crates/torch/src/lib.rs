@@ -17,6 +17,7 @@ pub mod export;
 pub mod network;
 pub mod preprocess;
 pub mod pth;
+pub mod train;
 pub mod weights;
 
 pub use anydepth_model::{

@@ -37,6 +37,51 @@ impl DepthAnything {
     /// # Errors
     /// When the input's shape is not of that form.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_with_tokens(x)?.0)
+    }
+
+    /// [`DepthAnything::forward`], also returning the encoder's last output tokens
+    /// (normalised, class token dropped: `(b, grid_h * grid_w, embed_dim)`), which
+    /// feature alignment compares.
+    ///
+    /// # Errors
+    /// As [`DepthAnything::forward`].
+    pub fn forward_with_tokens(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (h, w) = self.check_input(x)?;
+        let patch = self.cfg.vit.patch_size;
+        let tokens = self
+            .encoder
+            .intermediate_layers(x, &self.cfg.intermediate_layers);
+        let depth = self.head.forward(&tokens, h / patch, w / patch);
+        let last = tokens
+            .last()
+            .map(Tensor::shallow_clone)
+            .ok_or_else(|| Error::Invalid("the encoder returned no layer".into()))?;
+        Ok((depth, last))
+    }
+
+    /// The encoder's last output tokens alone, as [`DepthAnything::forward_with_tokens`]
+    /// returns them (the head does not run).
+    ///
+    /// # Errors
+    /// As [`DepthAnything::forward`].
+    pub fn tokens(&self, x: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
+        let last = self
+            .cfg
+            .intermediate_layers
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0);
+        self.encoder
+            .intermediate_layers(x, &[last])
+            .pop()
+            .ok_or_else(|| Error::Invalid("the encoder returned no layer".into()))
+    }
+
+    /// `(h, w)` of a valid input.
+    fn check_input(&self, x: &Tensor) -> Result<(i64, i64)> {
         let patch = self.cfg.vit.patch_size;
         let (b, c, h, w) = x.size4().map_err(|_| {
             Error::Invalid(format!(
@@ -50,9 +95,6 @@ impl DepthAnything {
                 x.size()
             )));
         }
-        let tokens = self
-            .encoder
-            .intermediate_layers(x, &self.cfg.intermediate_layers);
-        Ok(self.head.forward(&tokens, h / patch, w / patch))
+        Ok((h, w))
     }
 }

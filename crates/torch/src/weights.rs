@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 use crate::error::{Error, Result};
-use anydepth_model::config::{Encoder, Head, Version};
+use anydepth_model::config::{Encoder, Head, ModelConfig, Version};
+use anydepth_model::ModelSpec;
 
 /// What a checkpoint says about the model it holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -102,6 +103,30 @@ impl Checkpoint {
             hints,
             tensors,
         })
+    }
+
+    /// The model this checkpoint holds, with what the caller says (`spec`) overriding what
+    /// the file suggests: V2 and relative when neither tells.
+    ///
+    /// # Errors
+    /// When `spec.encoder` contradicts the tensors.
+    pub fn config(&self, spec: ModelSpec) -> Result<ModelConfig> {
+        if let Some(encoder) = spec.encoder {
+            if encoder != self.encoder {
+                return Err(Error::UnknownModel {
+                    reason: format!(
+                        "{encoder} was asked for, but the file holds a {} model",
+                        self.encoder
+                    ),
+                    path: self.path.clone(),
+                });
+            }
+        }
+        Ok(ModelConfig::new(
+            spec.version.or(self.hints.version).unwrap_or(Version::V2),
+            self.encoder,
+            spec.head.or(self.hints.head).unwrap_or(Head::Relative),
+        ))
     }
 
     /// Copies the tensors into `variables` (a model's named variables), after

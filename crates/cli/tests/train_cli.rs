@@ -1,0 +1,479 @@
+//! `anydepth train` end to end: it must really learn, write checkpoints that load, resume
+//! exactly, and refuse bad input before training.
+//!
+//! Needs the shipped data (`../shared/data`) and the reference checkpoints
+//! (`scripts/reference/make_references.py`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{anydepth, assert_code, assert_ok, s};
+
+/// Asserts success; returns stdout.
+fn stdout_ok(out: &std::process::Output) -> String {
+    assert_ok(out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A list file of `rgb depth scale` lines.
+fn list_file(dir: &Path, name: &str, rows: &[(PathBuf, PathBuf, f64)]) -> PathBuf {
+    let text: String = rows
+        .iter()
+        .map(|(rgb, depth, scale)| format!("{} {} {scale}\n", rgb.display(), depth.display()))
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("list written");
+    path
+}
+
+/// Redwood's and the Kinect's frames, with their depth in millimetres.
+fn training_rows() -> Option<Vec<(PathBuf, PathBuf, f64)>> {
+    let redwood = common::dataset("redwood-livingroom", "depth")?;
+    let kinect = common::dataset("kinect-office", "depth")?;
+    let mut rows = Vec::new();
+    for i in 0..5 {
+        rows.push((
+            redwood.join(format!("color/{i:05}.jpg")),
+            redwood.join(format!("depth/{i:05}.png")),
+            1000.0,
+        ));
+        rows.push((
+            kinect.join(format!("color/{}.png", i + 1)),
+            kinect.join(format!("depth/{}.pgm", i + 1)),
+            1000.0,
+        ));
+    }
+    Some(rows)
+}
+
+/// The NYU samples and the TUM frame.
+fn validation_rows() -> Option<Vec<(PathBuf, PathBuf, f64)>> {
+    let nyu = common::dataset("nyu-samples", "rgb")?;
+    let tum = common::dataset("single-rgbd", "TUM_depth.png")?;
+    let mut rows: Vec<_> = ["00000", "00050", "00100"]
+        .iter()
+        .map(|i| {
+            (
+                nyu.join(format!("rgb/rgb_{i}.jpg")),
+                nyu.join(format!("depth/sync_depth_{i}.png")),
+                1000.0,
+            )
+        })
+        .collect();
+    rows.push((tum.join("TUM_color.png"), tum.join("TUM_depth.png"), 5000.0));
+    Some(rows)
+}
+
+/// Unaligned AbsRel of a metric checkpoint on `list` at input 126.
+fn abs_rel(weights: &Path, list: &Path, json: &Path) -> f64 {
+    assert_ok(&anydepth(&[
+        "eval",
+        "--dataset",
+        "list",
+        s(list),
+        "--weights",
+        s(weights),
+        "--metric",
+        "indoor",
+        "--align",
+        "none",
+        "--input-size",
+        "126",
+        "--device",
+        "cpu",
+        "--json",
+        s(json),
+        "-q",
+    ]));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).expect("report")).expect("json");
+    report["absrel"].as_f64().expect("absrel")
+}
+
+/// A freshly initialised official metric V2-S (PyTorch's default initialisation), written
+/// by `scripts/reference/random_init.py`.
+fn random_init_metric(dir: &Path) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        common::missing(&format!("no virtual environment at {}", python.display()));
+        return None;
+    }
+    let out = dir.join("init.pth");
+    let status = std::process::Command::new(python)
+        .arg(root.join("scripts/reference/random_init.py"))
+        .arg(&out)
+        .args(["--metric", "20", "--seed", "0"])
+        .status()
+        .expect("python runs");
+    assert!(status.success(), "random_init.py failed");
+    Some(out)
+}
+
+#[test]
+fn metric_fine_tuning_learns() {
+    let (Some(train_rows), Some(val_rows)) = (training_rows(), validation_rows()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let Some(init) = random_init_metric(dir.path()) else {
+        return;
+    };
+    let train = list_file(dir.path(), "train.txt", &train_rows);
+    let val = list_file(dir.path(), "val.txt", &val_rows);
+    let before = abs_rel(&init, &val, &dir.path().join("before.json"));
+
+    let out = dir.path().join("run/metric.pth");
+    let args = |steps: &str, out: &Path| -> Vec<String> {
+        [
+            "train",
+            "--weights",
+            s(&init),
+            "--dataset",
+            "list",
+            s(&train),
+            "--out",
+            s(out),
+            "--steps",
+            steps,
+            "--batch",
+            "2",
+            "--input-size",
+            "126",
+            "--lr",
+            "1e-4",
+            "--device",
+            "cpu",
+            "--seed",
+            "0",
+            "-q",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect()
+    };
+    let full: Vec<String> = args("80", &out);
+    let text = stdout_ok(&anydepth(
+        &full.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    assert!(text.contains("trained 80 steps"), "{text}");
+    let after = abs_rel(&out, &val, &dir.path().join("after.json"));
+    let cut = 1.0 - after / before;
+    println!(
+        "AbsRel {before:.4} -> {after:.4}: cut by {:.1}%",
+        100.0 * cut
+    );
+    assert!(
+        cut >= 0.40,
+        "AbsRel {before:.4} -> {after:.4} is a cut of only {:.1}%",
+        100.0 * cut
+    );
+
+    // The logs: one CSV line per step, and the JSON history.
+    let csv = std::fs::read_to_string(dir.path().join("run/metric.log.csv")).expect("csv log");
+    assert_eq!(csv.lines().count(), 81, "{csv}");
+    assert!(dir.path().join("run/metric.log.json").is_file());
+    assert!(dir.path().join("run/metric.pth.state").is_file());
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
+    let Some(train_rows) = training_rows() else {
+        return;
+    };
+    let Some(init) = common::reference_file("v2-vits-metric-indoor/model.safetensors") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let train = list_file(dir.path(), "train.txt", &train_rows[..4]);
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--weights",
+            s(&init),
+            "--dataset",
+            "list",
+            s(&train),
+            "--out",
+            s(out),
+            "--steps",
+            "4",
+            "--batch",
+            "2",
+            "--input-size",
+            "42",
+            "--lr",
+            "1e-4",
+            "--device",
+            "cpu",
+            "--seed",
+            "3",
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        stdout_ok(&anydepth(&args))
+    };
+    // Same file names (the archive inside a .pth is named after the file).
+    let straight = dir.path().join("straight/model.pth");
+    run(&straight, &[]);
+    let resumed = dir.path().join("resumed/model.pth");
+    let text = run(&resumed, &["--stop-at", "2"]);
+    assert!(text.contains("stopped after step 2 of 4"), "{text}");
+    let text = run(&resumed, &["--resume", s(&resumed)]);
+    assert!(text.contains("trained 4 steps"), "{text}");
+    let a = std::fs::read(&straight).expect("straight run");
+    let b = std::fs::read(&resumed).expect("resumed run");
+    assert!(
+        a == b,
+        "the resumed run's weights differ from the uninterrupted run's"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("resumed/model.log.csv")).expect("log");
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+}
+
+#[test]
+fn bad_input_stops_before_training() {
+    let Some(init) = common::reference_file("v2-vits-metric-indoor/model.safetensors") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    // Depth that is all zero: no valid pixel.
+    let rgb = dir.path().join("a.png");
+    image::RgbImage::new(64, 48).save(&rgb).expect("photo");
+    let depth = dir.path().join("a_depth.png");
+    image::ImageBuffer::<image::Luma<u16>, _>::new(64, 48)
+        .save(&depth)
+        .expect("depth");
+    let broken = dir.path().join("broken.png");
+    std::fs::write(&broken, b"not an image").expect("file");
+    let list = list_file(
+        dir.path(),
+        "train.txt",
+        &[
+            (rgb.clone(), depth.clone(), 1000.0),
+            (broken.clone(), depth, 1000.0),
+        ],
+    );
+    let out = dir.path().join("out.pth");
+    let result = anydepth(&[
+        "train",
+        "--weights",
+        s(&init),
+        "--dataset",
+        "list",
+        s(&list),
+        "--out",
+        s(&out),
+        "--steps",
+        "2",
+        "--batch",
+        "1",
+        "--input-size",
+        "42",
+        "--device",
+        "cpu",
+        "-q",
+    ]);
+    assert_code(&result, 2);
+    let message = common::stderr(&result);
+    assert!(message.contains("valid depth pixel"), "{message}");
+    assert!(!out.exists(), "a checkpoint was written");
+
+    let result = anydepth(&[
+        "train",
+        "--weights",
+        s(&init),
+        "--dataset",
+        "list",
+        s(&list),
+        "--out",
+        s(&out),
+        "--input-size",
+        "50",
+        "--device",
+        "cpu",
+        "-q",
+    ]);
+    assert_code(&result, 2);
+    assert!(common::stderr(&result).contains("multiple of 14"));
+}
+
+/// The shipped photos: seven to train on, two held out.
+fn photos() -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let dir = common::dataset("photos", "demo01.jpg")?;
+    let train = [
+        "demo01.jpg",
+        "demo03.jpg",
+        "demo04.jpg",
+        "demo08.jpg",
+        "demo11.jpg",
+        "demo12.jpg",
+        "david-kohler-VFRTXGw1VjU-unsplash.jpg",
+    ];
+    let held_out = [
+        "jonathan-borba-CnthDZXCdoY-unsplash.jpg",
+        "randy-fath-G1yhU1Ej-9A-unsplash.jpg",
+    ];
+    Some((
+        train.iter().map(|p| dir.join(p)).collect(),
+        held_out.iter().map(|p| dir.join(p)).collect(),
+    ))
+}
+
+/// A second random V2-S, calibrated as the reference checkpoints are.
+fn random_student(dir: &Path, calibration: &Path) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        common::missing(&format!("no virtual environment at {}", python.display()));
+        return None;
+    }
+    let out = dir.join("student.pth");
+    let status = std::process::Command::new(python)
+        .arg(root.join("scripts/reference/random_init.py"))
+        .arg(&out)
+        .args(["--seed", "7", "--non-degenerate"])
+        .arg(calibration)
+        .status()
+        .expect("python runs");
+    assert!(status.success(), "random_init.py failed");
+    Some(out)
+}
+
+/// The validations of a run's JSON log: `(step, value)`.
+fn validations(log: &Path) -> Vec<(u64, f64)> {
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(log).expect("log")).expect("json");
+    log["validations"]
+        .as_array()
+        .expect("validations")
+        .iter()
+        .map(|v| {
+            (
+                v["step"].as_u64().expect("step"),
+                v["value"].as_f64().expect("value"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn distillation_learns_the_teacher_from_sharded_cached_labels() {
+    let Some((train, held_out)) = photos() else {
+        return;
+    };
+    let Some(teacher) = common::reference_file("v2-vits/depth_anything_v2_vits.pth") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let Some(student) = random_student(dir.path(), &train[0]) else {
+        return;
+    };
+    let labels = dir.path().join("labels");
+    let out = dir.path().join("run/student.pth");
+    let base: Vec<String> = [
+        "distill",
+        "--teacher",
+        s(&teacher),
+        "--student",
+        s(&student),
+        "--labels",
+        s(&labels),
+        "--out",
+        s(&out),
+        "--input-size",
+        "126",
+        "--teacher-input-size",
+        "126",
+        "--lr",
+        "1e-4",
+        "--batch",
+        "4",
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+        "-q",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    let with = |extra: Vec<String>| -> Vec<String> {
+        let mut args = base.clone();
+        args.push("--images".into());
+        args.extend(train.iter().map(|p| s(p).to_owned()));
+        args.extend(extra);
+        args
+    };
+    // Two machines label one shard each into the shared cache, then one run trains.
+    for shard in ["0/2", "1/2"] {
+        let args = with(vec!["--shard".into(), shard.into()]);
+        let text = stdout_ok(&anydepth(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        ));
+        assert!(text.contains(&format!("labelled shard {shard}")), "{text}");
+    }
+    assert!(!out.exists(), "a labelling run wrote a checkpoint");
+    let mut args = with(vec!["--steps".into(), "150".into(), "--val".into()]);
+    args.extend(held_out.iter().map(|p| s(p).to_owned()));
+    let result = anydepth(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let text = stdout_ok(&result);
+    assert!(text.contains("trained 150 steps"), "{text}");
+    let quiet_stderr = common::stderr(&result);
+    assert!(quiet_stderr.is_empty(), "{quiet_stderr}");
+
+    let history = validations(&dir.path().join("run/student.log.json"));
+    let (first, last) = (history[0], history[history.len() - 1]);
+    assert_eq!((first.0, last.0), (0, 150), "{history:?}");
+    let cut = 1.0 - last.1 / first.1;
+    println!(
+        "affine-invariant error to the teacher on held-out crops: {:.4} -> {:.4}, cut by {:.1}%",
+        first.1,
+        last.1,
+        100.0 * cut
+    );
+    assert!(
+        cut >= 0.30,
+        "error {:.4} -> {:.4}: a cut of only {:.1}%",
+        first.1,
+        last.1,
+        100.0 * cut
+    );
+}
+
+#[test]
+fn a_metric_teacher_is_refused_before_labelling() {
+    let Some((train, _)) = photos() else {
+        return;
+    };
+    let (Some(teacher), Some(student)) = (
+        common::reference_file("v2-vits-metric-indoor/model.safetensors"),
+        common::reference_file("v2-vits/depth_anything_v2_vits.pth"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let labels = dir.path().join("labels");
+    let out = dir.path().join("student.pth");
+    let result = anydepth(&[
+        "distill",
+        "--teacher",
+        s(&teacher),
+        "--student",
+        s(&student),
+        "--images",
+        s(&train[0]),
+        "--labels",
+        s(&labels),
+        "--out",
+        s(&out),
+        "--device",
+        "cpu",
+        "-q",
+    ]);
+    assert_code(&result, 2);
+    let message = common::stderr(&result);
+    assert!(message.contains("cannot pair a metric"), "{message}");
+    assert!(!labels.exists(), "labels were made");
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Time of one training step (forward, SiLog or affine-invariant loss, backward, AdamW) of
+the official Depth Anything V2 network in PyTorch, to set beside `anydepth train`'s
+steps (its `<out>.log.csv` has images/s per step).
+
+The loop is the plain one of the official metric fine-tuning: AdamW with the encoder at
+lr and the decoder at 10 lr, weight decay 0.01. Inputs are random (data loading is not
+timed here; anydepth's figure includes it).
+
+Usage: train_step.py CHECKPOINT [--metric MAX] [--batch 2] [--size 126] [--steps 20]
+       [--warmup 3] [--threads N] [--device cpu|cuda]
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
+from make_references import OfficialModel  # noqa: E402
+from train_reference import affine, load_weights, silog  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoint")
+    ap.add_argument("--metric", type=float, default=None)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--size", type=int, default=126)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    model = OfficialModel("vits", "v2", args.metric)
+    model.load_state_dict(load_weights(args.checkpoint), strict=True)
+    model.to(device).train()
+    encoder = [p for n, p in model.named_parameters() if n.startswith("pretrained.")]
+    decoder = [p for n, p in model.named_parameters() if not n.startswith("pretrained.")]
+    lr = 1e-4
+    opt = torch.optim.AdamW(
+        [{"params": encoder, "lr": lr}, {"params": decoder, "lr": 10 * lr}],
+        lr=lr, betas=(0.9, 0.999), weight_decay=0.01,
+    )
+    b, s = args.batch, args.size
+    x = torch.randn(b, 3, s, s, device=device)
+    depth = 1.0 + 4.0 * torch.rand(b, s, s, device=device)
+    mask = torch.ones(b, s, s, dtype=torch.bool, device=device)
+
+    times = []
+    for i in range(args.warmup + args.steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        pred = model(x)
+        loss = silog(pred, depth, mask) if args.metric else affine(pred, 1.0 / depth, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    print(
+        f"PyTorch {torch.__version__}, {args.device}, threads {torch.get_num_threads()}: "
+        f"batch {b} x {s}x{s}, median step {1000 * median:.1f} ms "
+        f"({b / median:.2f} images/s) over {args.steps} steps"
+    )
+
+
+if __name__ == "__main__":
+    main()
