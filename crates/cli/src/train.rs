@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use anydepth_core::colormap::Colormap;
 use anydepth_eval::datasets::{self, Dataset, DatasetKind, DepthSample};
 use anydepth_model::config::Encoder;
 use anydepth_model::train::{
@@ -22,6 +23,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::progress::DownloadBar;
+use crate::viz::RerunArgs;
+use anydepth_viz::{paths, Recording};
 
 /// The flags every training run shares.
 #[derive(Debug, Args)]
@@ -67,6 +70,9 @@ pub struct RunFlags {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub rerun: RerunArgs,
 }
 
 impl RunFlags {
@@ -305,9 +311,9 @@ pub fn run(args: TrainArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         out: args.run.out.clone(),
         resume: args.run.resume.clone(),
     };
-    let mut observer = Observer::new(&args.run, validation);
+    let mut observer = Observer::new(&args.run, validation)?;
     let report = loader.train(&plan, &mut observer);
-    observer.finish();
+    observer.finish()?;
     finish(&args.run, &observer, report.context("training failed")?)
 }
 
@@ -399,9 +405,9 @@ pub fn run_distill(args: DistillArgs, loader: &dyn EngineLoader) -> Result<ExitC
         out: args.run.out.clone(),
         resume: args.run.resume.clone(),
     };
-    let mut observer = Observer::new(&args.run, None);
+    let mut observer = Observer::new(&args.run, None)?;
     let report = loader.distill(&plan, &mut observer);
-    observer.finish();
+    observer.finish()?;
     let report = report.context("distillation failed")?;
     let labels = &report.labels;
     if !args.run.quiet {
@@ -482,9 +488,13 @@ fn finish(flags: &RunFlags, observer: &Observer, report: TrainReport) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Progress bars, validation with the evaluation protocol, --stop-at and Ctrl-C.
+/// Progress bars, validation with the evaluation protocol, Rerun time series and sample
+/// predictions, --stop-at and Ctrl-C.
 struct Observer {
     bar: Option<ProgressBar>,
+    recording: Option<Recording>,
+    /// Set when logging to Rerun failed: said once, then training goes on without it.
+    rerun_failed: bool,
     quiet: bool,
     validation: Option<(DatasetKind, Vec<DepthSample>)>,
     ctrl_c: Arc<AtomicBool>,
@@ -493,7 +503,8 @@ struct Observer {
 }
 
 impl Observer {
-    fn new(flags: &RunFlags, validation: Option<(DatasetKind, Vec<DepthSample>)>) -> Self {
+    fn new(flags: &RunFlags, validation: Option<(DatasetKind, Vec<DepthSample>)>) -> Result<Self> {
+        let recording = flags.rerun.start()?;
         let ctrl_c = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&ctrl_c);
         // A second Ctrl-C while the checkpoint is written ends the process.
@@ -502,13 +513,29 @@ impl Observer {
                 std::process::exit(130);
             }
         });
-        Self {
+        Ok(Self {
             bar: None,
+            recording,
+            rerun_failed: false,
             quiet: flags.quiet,
             validation,
             ctrl_c,
             stop_at: flags.stop_at,
             reached_stop_at: false,
+        })
+    }
+
+    /// Logs to Rerun, if asked; a failure is said once and logging stops.
+    fn rerun(&mut self, log: impl FnOnce(&Recording) -> anydepth_viz::Result<()>) {
+        let Some(recording) = &self.recording else {
+            return;
+        };
+        if let Err(e) = log(recording) {
+            if !self.rerun_failed {
+                self.say(format!("Rerun logging stopped: {e}"));
+            }
+            self.rerun_failed = true;
+            self.recording = None;
         }
     }
 
@@ -531,10 +558,16 @@ impl Observer {
         self.bar.insert(bar)
     }
 
-    fn finish(&mut self) {
+    fn clear_bar(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+
+    /// Clears the bar and flushes the recording.
+    fn finish(&mut self) -> Result<()> {
+        self.clear_bar();
+        crate::viz::finish(self.recording.take())
     }
 
     fn say(&self, line: String) {
@@ -562,7 +595,7 @@ impl TrainObserver for Observer {
     }
 
     fn started(&mut self, first_step: usize, steps: usize, samples: usize, device: &str) {
-        self.finish();
+        self.clear_bar();
         self.say(format!(
             "training on {samples} samples on {device}, steps {first_step}..={steps}"
         ));
@@ -580,6 +613,12 @@ impl TrainObserver for Observer {
 
     fn step(&mut self, record: &StepRecord) {
         self.reached_stop_at |= self.stop_at.is_some_and(|n| record.step >= n);
+        self.rerun(|r| {
+            r.set_step(record.step as u64);
+            r.log_scalar(paths::TRAIN_LOSS, record.loss)?;
+            r.log_scalar(paths::TRAIN_LR, record.lr)?;
+            r.log_scalar(paths::TRAIN_SPEED, record.images_per_second)
+        });
         if let Some(bar) = &self.bar {
             bar.set_position(record.step as u64);
             bar.set_message(format!(
@@ -597,6 +636,25 @@ impl TrainObserver for Observer {
         let Some((kind, samples)) = &self.validation else {
             return Ok(None);
         };
+        if let (Some(recording), Some(first)) = (&self.recording, samples.first()) {
+            // A sample prediction on the step timeline: the first validation photo.
+            let predicted = anydepth_core::load_image(&first.rgb)
+                .map_err(|e| e.to_string())
+                .and_then(|photo| match engine.predict(&photo) {
+                    Ok(prediction) => Ok((photo, prediction)),
+                    Err(e) => Err(e.to_string()),
+                });
+            let logged = predicted.and_then(|(photo, prediction)| {
+                recording.set_step(step as u64);
+                recording
+                    .log_image(&photo)
+                    .and_then(|()| recording.log_prediction(&prediction, Colormap::default()))
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = logged {
+                self.say(format!("cannot log the sample prediction: {e}"));
+            }
+        }
         anydepth_eval::job::validate_training(step, engine, samples, *kind)
             .map(Some)
             .map_err(|e| anydepth_model::Error::Invalid(format!("validation failed: {e:#}")))
@@ -610,6 +668,13 @@ impl TrainObserver for Observer {
             .collect::<Vec<_>>()
             .join(", ");
         self.say(format!("step {}: {metrics}", validation.step));
+        self.rerun(|r| {
+            r.set_step(validation.step as u64);
+            for (name, value) in &validation.metrics {
+                r.log_scalar(&format!("{}/{name}", paths::TRAIN_VALIDATION), *value)?;
+            }
+            Ok(())
+        });
     }
 
     fn stop_requested(&self) -> bool {

@@ -477,3 +477,113 @@ fn a_metric_teacher_is_refused_before_labelling() {
     assert!(message.contains("cannot pair a metric"), "{message}");
     assert!(!labels.exists(), "labels were made");
 }
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
+    let Some(train_rows) = training_rows() else {
+        return;
+    };
+    // This calibrated random model diverges within a few steps at a high rate.
+    let Some(init) = common::reference_file("v2-vits-metric-indoor/model.safetensors") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let train = list_file(dir.path(), "train.txt", &train_rows);
+    let out = dir.path().join("run/model.pth");
+    let result = anydepth(&[
+        "train",
+        "--weights",
+        s(&init),
+        "--dataset",
+        "list",
+        s(&train),
+        "--out",
+        s(&out),
+        "--steps",
+        "20",
+        "--batch",
+        "2",
+        "--input-size",
+        "42",
+        "--lr",
+        "1e-2",
+        "--save-every",
+        "1",
+        "--device",
+        "cpu",
+        "-q",
+    ]);
+    assert_code(&result, 2);
+    let message = common::stderr(&result);
+    let failed_at: usize = message
+        .split("at step ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no step in {message}"));
+    assert!(message.contains("the loss is"), "{message}");
+    if failed_at > 1 {
+        // The checkpoint of the step before is intact and resumable.
+        assert!(out.is_file() && dir.path().join("run/model.pth.state").is_file());
+        let csv = std::fs::read_to_string(dir.path().join("run/model.log.csv")).expect("log");
+        assert_eq!(csv.lines().count(), failed_at, "{csv}");
+    }
+}
+
+#[test]
+fn rerun_gets_time_series_and_sample_predictions_on_the_step_timeline() {
+    use anydepth_viz::paths;
+    use anydepth_viz::rrd::Rrd;
+    let (Some(train_rows), Some(val_rows)) = (training_rows(), validation_rows()) else {
+        return;
+    };
+    let Some(init) = common::reference_file("v2-vits/depth_anything_v2_vits.pth") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let train = list_file(dir.path(), "train.txt", &train_rows[..2]);
+    let val = list_file(dir.path(), "val.txt", &val_rows[..1]);
+    let out = dir.path().join("model.pth");
+    let rrd = dir.path().join("train.rrd");
+    assert_ok(&anydepth(&[
+        "train",
+        "--weights",
+        s(&init),
+        "--dataset",
+        "list",
+        s(&train),
+        "--out",
+        s(&out),
+        "--steps",
+        "3",
+        "--batch",
+        "1",
+        "--input-size",
+        "42",
+        "--lr",
+        "1e-6",
+        "--val",
+        s(&val),
+        "--val-every",
+        "1",
+        "--device",
+        "cpu",
+        "--save",
+        s(&rrd),
+        "-q",
+    ]));
+    let rrd = Rrd::read(&rrd).expect("recording decodes");
+    let loss = paths::TRAIN_LOSS;
+    assert!(
+        rrd.archetypes(loss).contains("Scalars"),
+        "{:?}",
+        rrd.archetypes(loss)
+    );
+    assert_eq!(rrd.row_count(loss, "Scalars:scalars"), 3);
+    assert!(rrd.timelines(loss).contains(paths::STEP_TIMELINE));
+    // Validation before the first step and after each of the three.
+    let abs_rel = format!("{}/abs_rel", paths::TRAIN_VALIDATION);
+    assert_eq!(rrd.row_count(&abs_rel, "Scalars:scalars"), 4);
+    assert_eq!(rrd.row_count(paths::RGB, "Image:buffer"), 4);
+    assert_eq!(rrd.row_count(paths::DISPARITY, "Image:buffer"), 4);
+}

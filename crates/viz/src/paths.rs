@@ -10,6 +10,10 @@
 //! world/cloud                 Points3D: one view's point cloud, in the world frame
 //! world/mesh                  Mesh3D: one view's depth-grid mesh, in the world frame
 //! world/model                 Mesh3D or Points3D: the fused model (static)
+//! train/loss                  Scalars: training loss per step (`step` timeline)
+//! train/lr                    Scalars: the encoder's learning rate per step
+//! train/images_per_second     Scalars: training speed per step
+//! train/validation/NAME       Scalars: a validation metric (abs_rel, delta1, ...)
 //! ```
 //!
 //! Everything under `world/camera/image` lives in the camera's image space (pixels); the
@@ -35,6 +39,17 @@ pub const MESH: &str = "world/mesh";
 /// The fused model.
 pub const MODEL: &str = "world/model";
 
+/// Training: the loss of each step (time series on the `step` timeline).
+pub const TRAIN_LOSS: &str = "train/loss";
+/// Training: the encoder's learning rate of each step.
+pub const TRAIN_LR: &str = "train/lr";
+/// Training: images per second of each step.
+pub const TRAIN_SPEED: &str = "train/images_per_second";
+/// Training: the validations' metrics, one series per metric under it.
+pub const TRAIN_VALIDATION: &str = "train/validation";
+
+/// The timeline of training steps (sequence).
+pub const STEP_TIMELINE: &str = "step";
 /// The timeline of frame indices (sequence).
 pub const FRAME_TIMELINE: &str = "frame";
 /// The timeline of capture times, when frames have them.

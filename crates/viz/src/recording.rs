@@ -156,6 +156,19 @@ impl Recording {
         );
     }
 
+    /// Puts what follows at step `step` of the `step` timeline (training).
+    pub fn set_step(&self, step: u64) {
+        self.stream.set_time_sequence(
+            paths::STEP_TIMELINE,
+            i64::try_from(step).unwrap_or(i64::MAX),
+        );
+    }
+
+    /// Logs one value of the time series at `path` (e.g. [`paths::TRAIN_LOSS`]).
+    pub fn log_scalar(&self, path: &str, value: f64) -> Result<()> {
+        Ok(self.stream.log(path, &rerun::Scalars::new([value]))?)
+    }
+
     /// Puts what follows at `seconds` on the `time` timeline: a timestamp when it reads as
     /// seconds since 1970 after 1973 (TUM files), else a duration from the start.
     pub fn set_time_secs(&self, seconds: f64) {

@@ -295,7 +295,7 @@ fn shard_of(images: &[PathBuf], shard: Option<(usize, usize)>) -> Vec<PathBuf> {
 fn student(plan: &DistillPlan, resume: Option<&Path>) -> Result<(Checkpoint, ModelConfig)> {
     if let Some(path) = resume {
         let checkpoint = Checkpoint::read(path)?;
-        let config = checkpoint.config(plan.student_spec)?;
+        let config = checkpoint.config(trainer::resumed_spec(path, plan.student_spec)?)?;
         return Ok((checkpoint, config));
     }
     match &plan.student {

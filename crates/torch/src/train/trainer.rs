@@ -8,11 +8,11 @@ use std::time::Instant;
 use rayon::prelude::*;
 use tch::{nn, Device, Kind, Tensor};
 
-use anydepth_model::config::{Head, ModelConfig};
+use anydepth_model::config::{Head, ModelConfig, Version};
 use anydepth_model::train::{
     StepRecord, TrainObserver, TrainOptions, TrainOutputs, TrainPlan, TrainReport, Validation,
 };
-use anydepth_model::{EstimatorOptions, Precision, Preprocessing};
+use anydepth_model::{EstimatorOptions, ModelSpec, Precision, Preprocessing};
 
 use crate::error::{Error, Result};
 use crate::estimator::{resolve_device, DepthEstimator};
@@ -305,6 +305,18 @@ fn write_state(path: &Path, trainable: &Trainable, seed: u64) -> Result<()> {
         "meta.fingerprint".into(),
         Tensor::from_slice(&[trainable.fingerprint()]),
     ));
+    // The model, which a `.pth` does not record: a resumed run trains the same head.
+    let config = trainable.network().config();
+    let version: i64 = match config.version {
+        Version::V1 => 1,
+        Version::V2 => 2,
+    };
+    let max_depth = match config.head {
+        Head::Relative => 0.0,
+        Head::Metric { max_depth_m } => max_depth_m,
+    };
+    tensors.push(("meta.version".into(), Tensor::from_slice(&[version])));
+    tensors.push(("meta.max_depth_m".into(), Tensor::from_slice(&[max_depth])));
     write_via_temp(path, |tmp| {
         Tensor::write_safetensors(&tensors, tmp).map_err(Error::from)
     })
@@ -333,6 +345,42 @@ pub fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> R
         .map_err(|e| fail(&e))?;
     tmp.persist(path).map_err(|e| fail(&e.error))?;
     Ok(())
+}
+
+/// The model a run resumed from `resume` trains: what its state recorded (the `.pth`
+/// beside it does not say), over what `spec` says.
+///
+/// # Errors
+/// When the state cannot be read.
+pub fn resumed_spec(resume: &Path, spec: ModelSpec) -> Result<ModelSpec> {
+    let state = TrainOutputs::for_checkpoint(resume).state;
+    let invalid =
+        |why: String| Error::Invalid(format!("cannot resume from {}: {why}", state.display()));
+    let tensors = Tensor::read_safetensors(&state).map_err(|e| invalid(e.to_string()))?;
+    let meta = |key: &str| {
+        tensors
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, t)| t.shallow_clone())
+            .ok_or_else(|| invalid(format!("no {key} in the state")))
+    };
+    let version = match meta("meta.version")?.int64_value(&[0]) {
+        1 => Version::V1,
+        _ => Version::V2,
+    };
+    let max_depth = meta("meta.max_depth_m")?.double_value(&[0]);
+    let head = if max_depth > 0.0 {
+        Head::Metric {
+            max_depth_m: max_depth,
+        }
+    } else {
+        Head::Relative
+    };
+    Ok(ModelSpec {
+        encoder: spec.encoder,
+        version: Some(version),
+        head: Some(head),
+    })
 }
 
 /// Reads [`write_state`]'s file into `trainable`'s optimiser; returns the step.
@@ -382,7 +430,11 @@ pub fn train(plan: &TrainPlan, observer: &mut dyn TrainObserver) -> Result<Train
     check_options(&options)?;
     let from = plan.resume.as_deref().unwrap_or(&plan.init);
     let checkpoint = Checkpoint::read(from)?;
-    let config = checkpoint.config(plan.spec)?;
+    let spec = match &plan.resume {
+        Some(resume) => resumed_spec(resume, plan.spec)?,
+        None => plan.spec,
+    };
+    let config = checkpoint.config(spec)?;
     let device = resolve_device(options.device)?;
     let range = depth_range(config.head, &options);
     let (samples, skipped) = prepare_all(plan, range, observer)?;
