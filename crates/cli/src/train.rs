@@ -13,7 +13,7 @@ use anydepth_eval::datasets::{self, Dataset, DatasetKind, DepthSample};
 use anydepth_model::config::Encoder;
 use anydepth_model::train::{
     DistillPlan, Perturbations, StepRecord, Student, TrainObserver, TrainOptions, TrainOutputs,
-    TrainPlan, TrainReport, TrainSample, Validation,
+    TrainPlan, TrainReport, TrainSample, TrainStart, Validation,
 };
 use anydepth_model::{DepthEngine, DeviceChoice, EngineLoader, ModelSpec, Precision};
 use anydepth_pipeline::model::ModelRequest;
@@ -207,6 +207,11 @@ pub struct DistillArgs {
     #[arg(long, default_value_t = 0.85, value_name = "ALPHA")]
     pub feature_margin: f64,
 
+    /// The weight of MiDaS's gradient-matching term in the student's loss (0: the trimmed
+    /// affine-invariant loss alone).
+    #[arg(long, default_value_t = 0.5, value_name = "W")]
+    pub gradient_weight: f64,
+
     /// Colour jitter strength of the student's input (0: off).
     #[arg(long, default_value_t = 0.4, value_name = "S")]
     pub color_jitter: f64,
@@ -334,6 +339,9 @@ fn check_distill_args(args: &DistillArgs) -> Result<()> {
     {
         bail!("--feature-align must be a weight >= 0");
     }
+    if !(args.gradient_weight.is_finite() && args.gradient_weight >= 0.0) {
+        bail!("--gradient-weight must be a weight >= 0");
+    }
     for (flag, p) in [("--blur", args.blur), ("--cutmix", args.cutmix)] {
         if !(0.0..=1.0).contains(&p) {
             bail!("{flag} is a probability, between 0 and 1: got {p}");
@@ -401,6 +409,7 @@ pub fn run_distill(args: DistillArgs, loader: &dyn EngineLoader) -> Result<ExitC
         },
         feature_alignment: args.feature_align.unwrap_or(0.0),
         feature_margin: args.feature_margin,
+        gradient_weight: args.gradient_weight,
         options,
         out: args.run.out.clone(),
         resume: args.run.resume.clone(),
@@ -594,10 +603,17 @@ impl TrainObserver for Observer {
         }
     }
 
-    fn started(&mut self, first_step: usize, steps: usize, samples: usize, device: &str) {
+    fn started(&mut self, start: &TrainStart) {
+        let TrainStart {
+            first_step,
+            steps,
+            samples,
+            ..
+        } = *start;
         self.clear_bar();
         self.say(format!(
-            "training on {samples} samples on {device}, steps {first_step}..={steps}"
+            "training {} ({} loss) on {samples} samples on {}, steps {first_step}..={steps}",
+            start.model, start.loss, start.device
         ));
         let bar = self.new_bar(
             steps,

@@ -179,6 +179,9 @@ pub struct DistillPlan {
     pub feature_alignment: f64,
     /// Tokens whose cosine similarity is above this are not pushed further (0.85).
     pub feature_margin: f64,
+    /// The weight of MiDaS's gradient-matching term in the student's loss (0.5 as in the
+    /// relative loss; 0: the trimmed affine-invariant loss alone).
+    pub gradient_weight: f64,
     /// How training runs.
     pub options: TrainOptions,
     /// The student checkpoint to write.
@@ -284,11 +287,27 @@ pub struct Validation {
     pub value: f64,
 }
 
+/// What a run says as its steps begin.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainStart {
+    /// The first step it takes (after a resume, the one after the checkpoint's).
+    pub first_step: usize,
+    /// The steps in all.
+    pub steps: usize,
+    /// The samples it draws from (after those that could not be read were left out).
+    pub samples: usize,
+    /// The device, as LibTorch names it.
+    pub device: String,
+    /// The model being trained, e.g. "Depth Anything V2 vits metric (max 20 m)".
+    pub model: String,
+    /// The loss it minimises, e.g. "SiLog".
+    pub loss: &'static str,
+}
+
 /// What a front end hears from a training run, and how it validates and stops it.
 pub trait TrainObserver {
-    /// Training starts at `first_step` (after a resume) of `steps`, on `samples` samples
-    /// (after those that could not be read were skipped).
-    fn started(&mut self, _first_step: usize, _steps: usize, _samples: usize, _device: &str) {}
+    /// The steps begin.
+    fn started(&mut self, _start: &TrainStart) {}
 
     /// `done` of `total` photos have a label (cached or made now).
     fn labelling(&mut self, _done: usize, _total: usize) {}

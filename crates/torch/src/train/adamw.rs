@@ -83,11 +83,6 @@ impl AdamW {
         }
     }
 
-    /// The steps taken.
-    pub fn steps_taken(&self) -> i64 {
-        self.step
-    }
-
     /// Clears every parameter's gradient.
     pub fn zero_grad(&mut self) {
         for slot in self.slots.values_mut() {
@@ -124,11 +119,14 @@ impl AdamW {
             let exp_avg_sq = slot
                 .exp_avg_sq
                 .get_or_insert_with(|| Tensor::zeros_like(&param));
-            let _ = exp_avg_sq
-                .g_mul_scalar_(beta2)
-                .addcmul_(&grad, &grad.g_mul_scalar(1.0 - beta2));
-            let denom = exp_avg_sq.sqrt() / bias2_sqrt + eps;
-            let _ = param.addcdiv_(&(&*exp_avg * (-lr / bias1)), &denom);
+            // v + (1 - β2)(g² - v) = β2·v + (1 - β2)·g²
+            let _ = exp_avg_sq.lerp_(&grad.square(), 1.0 - beta2);
+            // p - lr/(1 - β1^t) · m / d = p + m / (d / (-lr/(1 - β1^t))): one temporary.
+            let mut denom = exp_avg_sq.sqrt();
+            let _ = denom.g_div_scalar_(bias2_sqrt);
+            let _ = denom.g_add_scalar_(eps);
+            let _ = denom.g_div_scalar_(-lr / bias1);
+            let _ = param.addcdiv_(exp_avg, &denom);
         }
     }
 

@@ -128,6 +128,7 @@ pub fn distill(plan: &DistillPlan, observer: &mut dyn TrainObserver) -> Result<D
             out: &plan.out,
             resume: from,
             sizes: &sizes,
+            loss_name: "trimmed affine-invariant on the teacher's labels",
         },
         trainable,
         observer,
@@ -164,10 +165,16 @@ impl StudentLoss<'_> {
         );
         let perturbations = &self.plan.perturbations;
         let input = perturb(&batch.input, perturbations, &mut rng);
+        let weights = AffineInvariant {
+            trim: LABEL_TRIM,
+            gradient_weight: self.plan.gradient_weight,
+            ..AffineInvariant::default()
+        };
         let (loss, tokens, input) = cutmix_loss(
             trainable,
             &batch,
             input,
+            &weights,
             perturbations.cutmix_probability,
             &mut rng,
         )?;
@@ -585,18 +592,15 @@ fn cutmix_loss(
     trainable: &Trainable,
     batch: &Batch,
     input: Tensor,
+    weights: &AffineInvariant,
     p: f64,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let weights = AffineInvariant {
-        trim: LABEL_TRIM,
-        ..AffineInvariant::default()
-    };
     let size = input.size();
     let (b, h, w) = (size[0], size[2], size[3]);
     if b < 2 || rng.random::<f64>() >= p {
         let (pred, tokens) = trainable.network().forward_with_tokens(&input)?;
-        let loss = affine_invariant(&pred, &batch.target, &batch.mask, &weights)?;
+        let loss = affine_invariant(&pred, &batch.target, &batch.mask, weights)?;
         return Ok((loss, tokens, input));
     }
     let cut = (1.0 - rng.random::<f64>()).sqrt();
@@ -622,10 +626,10 @@ fn cutmix_loss(
     let mut loss = Tensor::zeros([], (Kind::Float, device));
     if n_out > 0.0 {
         loss +=
-            affine_invariant(&pred, &batch.target, &out_mask, &weights)? * (n_out / (n_out + n_in));
+            affine_invariant(&pred, &batch.target, &out_mask, weights)? * (n_out / (n_out + n_in));
     }
     if n_in > 0.0 {
-        loss += affine_invariant(&pred, &rolled(&batch.target), &in_mask, &weights)?
+        loss += affine_invariant(&pred, &rolled(&batch.target), &in_mask, weights)?
             * (n_in / (n_out + n_in));
     }
     Ok((loss, tokens, mixed))

@@ -10,7 +10,8 @@ use tch::{nn, Device, Kind, Tensor};
 
 use anydepth_model::config::{Head, ModelConfig, Version};
 use anydepth_model::train::{
-    StepRecord, TrainObserver, TrainOptions, TrainOutputs, TrainPlan, TrainReport, Validation,
+    StepRecord, TrainObserver, TrainOptions, TrainOutputs, TrainPlan, TrainReport, TrainStart,
+    Validation,
 };
 use anydepth_model::{EstimatorOptions, ModelSpec, Precision, Preprocessing};
 
@@ -459,6 +460,10 @@ pub fn train(plan: &TrainPlan, observer: &mut dyn TrainObserver) -> Result<Train
             out: &plan.out,
             resume: plan.resume.as_deref(),
             sizes: &sizes,
+            loss_name: match config.head {
+                Head::Metric { .. } => "SiLog",
+                Head::Relative => "affine-invariant + gradient matching",
+            },
         },
         trainable,
         observer,
@@ -481,6 +486,8 @@ pub struct Run<'a> {
     pub resume: Option<&'a Path>,
     /// `(width, height)` of every sample after the resize: crops are drawn in them.
     pub sizes: &'a [(usize, usize)],
+    /// The loss the batches are scored with, for messages.
+    pub loss_name: &'static str,
 }
 
 /// The loss of one step's batch: `(sample index, crop)` picks.
@@ -510,6 +517,7 @@ pub fn run(
         out,
         resume,
         sizes,
+        loss_name,
     } = setup;
     let outputs = TrainOutputs::for_checkpoint(out);
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -528,12 +536,14 @@ pub fn run(
         None => 1,
     };
     let device = trainable.device();
-    observer.started(
+    observer.started(&TrainStart {
         first_step,
-        options.steps,
-        sizes.len(),
-        &format!("{device:?}"),
-    );
+        steps: options.steps,
+        samples: sizes.len(),
+        device: format!("{device:?}"),
+        model: config.describe(),
+        loss: loss_name,
+    });
     let mut best: Option<Validation> = log.best().cloned();
     let mut check = |trainable: &Trainable,
                      step: usize,
