@@ -107,12 +107,11 @@ pub fn distill(plan: &DistillPlan, observer: &mut dyn TrainObserver) -> Result<D
     let mut batch_loss = |trainable: &Trainable, step: usize, picks: &[(usize, Crop)]| {
         student_loss.loss(trainable, step, picks)
     };
-    let mut validate = |trainable: &Trainable, step: usize, observer: &mut dyn TrainObserver| {
+    let mut validate = |trainable: &Trainable, step: usize, _: &mut dyn TrainObserver| {
         if validation.is_empty() {
             return Ok(None);
         }
         let value = label_error(trainable, &validation, crop, device)?;
-        let _ = observer;
         Ok(Some(Validation {
             step,
             metrics: vec![("affine_error".into(), value)],
