@@ -91,24 +91,31 @@ fn abs_rel(weights: &Path, list: &Path, json: &Path) -> f64 {
     report["absrel"].as_f64().expect("absrel")
 }
 
-/// A freshly initialised official metric V2-S (PyTorch's default initialisation), written
-/// by `scripts/reference/random_init.py`.
-fn random_init_metric(dir: &Path) -> Option<PathBuf> {
+/// Runs `scripts/reference/random_init.py OUT ARGS...`: a freshly initialised official
+/// V2 model (PyTorch's default initialisation), optionally calibrated.
+fn random_init(out: PathBuf, args: &[&std::ffi::OsStr]) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join(".venv/bin/python");
     if !python.exists() {
         common::missing(&format!("no virtual environment at {}", python.display()));
         return None;
     }
-    let out = dir.join("init.pth");
     let status = std::process::Command::new(python)
         .arg(root.join("scripts/reference/random_init.py"))
         .arg(&out)
-        .args(["--metric", "20", "--seed", "0"])
+        .args(args)
         .status()
         .expect("python runs");
     assert!(status.success(), "random_init.py failed");
     Some(out)
+}
+
+/// A random-init metric V2-S (max 20 m).
+fn random_init_metric(dir: &Path) -> Option<PathBuf> {
+    random_init(
+        dir.join("init.pth"),
+        &["--metric", "20", "--seed", "0"].map(std::ffi::OsStr::new),
+    )
 }
 
 #[test]
@@ -328,22 +335,11 @@ fn photos() -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
 
 /// A second random V2-S, calibrated as the reference checkpoints are.
 fn random_student(dir: &Path, calibration: &Path) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
-    if !python.exists() {
-        common::missing(&format!("no virtual environment at {}", python.display()));
-        return None;
-    }
-    let out = dir.join("student.pth");
-    let status = std::process::Command::new(python)
-        .arg(root.join("scripts/reference/random_init.py"))
-        .arg(&out)
-        .args(["--seed", "7", "--non-degenerate"])
-        .arg(calibration)
-        .status()
-        .expect("python runs");
-    assert!(status.success(), "random_init.py failed");
-    Some(out)
+    let args = ["--seed", "7", "--non-degenerate"].map(std::ffi::OsStr::new);
+    random_init(
+        dir.join("student.pth"),
+        &[&args[..], &[calibration.as_os_str()]].concat(),
+    )
 }
 
 /// The validations of a run's JSON log: `(step, value)`.
