@@ -22,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
 from make_references import OfficialModel  # noqa: E402
 from train_reference import affine, load_weights, silog  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_baselines import optimiser  # noqa: E402
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -41,13 +44,9 @@ def main():
     model = OfficialModel("vits", "v2", args.metric)
     model.load_state_dict(load_weights(args.checkpoint), strict=True)
     model.to(device).train()
-    encoder = [p for n, p in model.named_parameters() if n.startswith("pretrained.")]
-    decoder = [p for n, p in model.named_parameters() if not n.startswith("pretrained.")]
     lr = 1e-4
-    opt = torch.optim.AdamW(
-        [{"params": encoder, "lr": lr}, {"params": decoder, "lr": 10 * lr}],
-        lr=lr, betas=(0.9, 0.999), weight_decay=0.01,
-    )
+    opt = optimiser(model, lr)
+    opt.param_groups[1]["lr"] = 10 * lr
     b, s = args.batch, args.size
     x = torch.randn(b, 3, s, s, device=device)
     depth = 1.0 + 4.0 * torch.rand(b, s, s, device=device)

@@ -90,9 +90,6 @@ def main():
     ap.add_argument("--size", type=int, nargs=2, default=[98, 126])
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--adamw-steps", type=int, default=0,
-                    help="then take this many AdamW steps on the same batch (official recipe)")
-    ap.add_argument("--lr", type=float, default=1e-4)
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -114,41 +111,14 @@ def main():
     mask = (depth > 1e-3) & (depth < max_depth)
     depth = torch.where(mask, depth, torch.zeros_like(depth))
 
-    def batch_loss():
-        pred = model(x)
-        if args.loss == "silog":
-            return silog(pred, depth, mask), pred
+    pred = model(x)
+    if args.loss == "silog":
+        loss = silog(pred, depth, mask)
+    else:
         disparity = torch.where(mask, 1.0 / depth.clamp(min=1e-12), torch.zeros_like(depth))
-        return affine(pred, disparity, mask, trim=args.trim), pred
-
-    loss, pred = batch_loss()
+        loss = affine(pred, disparity, mask, trim=args.trim)
     loss.backward()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    # AdamW as the official metric fine-tuning: encoder at lr, decoder at 10 lr, weight
-    # decay 0.01, polynomial decay (1 - step/total)^0.9 set before each step.
-    steps = args.adamw_steps
-    losses = []
-    if steps:
-        named = list(model.named_parameters())
-        groups = [
-            {"params": [p for n, p in named if n.startswith("pretrained.")]},
-            {"params": [p for n, p in named if not n.startswith("pretrained.")]},
-        ]
-        opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), weight_decay=0.01)
-        for k in range(steps):
-            lr = args.lr * (1 - k / steps) ** 0.9
-            opt.param_groups[0]["lr"] = lr
-            opt.param_groups[1]["lr"] = 10 * lr
-            if k > 0:
-                step_loss, _ = batch_loss()
-                opt.zero_grad()
-                step_loss.backward()
-            else:
-                step_loss = loss
-            losses.append(float(step_loss))
-            opt.step()
-        losses.append(float(batch_loss()[0]))
+    grads = {n: p.grad.detach() for n, p in model.named_parameters() if p.grad is not None}
 
     out = {
         "input": x.contiguous(),
@@ -159,8 +129,6 @@ def main():
     }
     for name, g in grads.items():
         out[f"grad.{name}"] = g.contiguous()
-    if losses:
-        out["adamw_losses"] = torch.tensor(losses, dtype=torch.float64)
     save_file(out, args.out)
     print(f"loss {loss.item():.6f}, {sum(k.startswith('grad.') for k in out)} gradients", file=sys.stderr)
 

@@ -19,7 +19,7 @@ use anydepth_model::{DepthEngine, DeviceChoice, EngineLoader, ModelSpec, Precisi
 use anydepth_pipeline::model::ModelRequest;
 use anydepth_pipeline::sources::expand_images;
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::progress::DownloadBar;
@@ -255,11 +255,11 @@ fn dataset_arg(values: &[String], flag: &str) -> Result<(DatasetKind, PathBuf)> 
     let [kind, path] = values else {
         bail!("{flag} takes two values: KIND PATH");
     };
-    let kind = match kind.as_str() {
-        "nyu" => DatasetKind::Nyu,
-        "kitti" => DatasetKind::Kitti,
-        "list" => DatasetKind::List,
-        other => bail!("{flag} {other}: the layout must be nyu, kitti or list"),
+    let kind = match DatasetKind::from_str(kind, true) {
+        Ok(DatasetKind::Da2k) | Err(_) => {
+            bail!("{flag} {kind}: the layout must be nyu, kitti or list")
+        }
+        Ok(kind) => kind,
     };
     Ok((kind, PathBuf::from(path)))
 }
@@ -324,12 +324,6 @@ pub fn run(args: TrainArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
 
 /// Checks the flags of `anydepth distill` that need no file.
 fn check_distill_args(args: &DistillArgs) -> Result<()> {
-    if args.input_size < 14 || !args.input_size.is_multiple_of(14) {
-        bail!(
-            "--input-size must be a positive multiple of 14 (the patch size), got {}",
-            args.input_size
-        );
-    }
     if args.teacher_input_size < 14 {
         bail!("--teacher-input-size must be at least 14");
     }

@@ -343,12 +343,6 @@ pub trait TrainObserver {
     }
 }
 
-/// An observer that hears nothing and never validates.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Silent;
-
-impl TrainObserver for Silent {}
-
 /// How a training run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainReport {

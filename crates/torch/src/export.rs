@@ -125,6 +125,26 @@ pub fn write_hf_safetensors(
     config_file.persist().map_err(config_fail)
 }
 
+/// Writes `tensors` under their own names as one safetensors file (training state, label
+/// caches), atomically (see the [module documentation](self)).
+///
+/// # Errors
+/// [`Error::Export`] when a tensor cannot be written (undefined, sparse, a dtype
+/// safetensors does not have) or the file cannot be written; a previous file is then
+/// untouched.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let fail = |reason: String| Error::Export {
+        reason,
+        path: path.to_path_buf(),
+    };
+    check_destination(path).map_err(fail)?;
+    let metas = describe(tensors).map_err(fail)?;
+    let header = safetensors_header(tensors, &metas).map_err(fail)?;
+    let mut file = AtomicFile::create(path).map_err(fail)?;
+    write_safetensors_data(file.writer().map_err(fail)?, &header, tensors, &metas).map_err(fail)?;
+    file.persist().map_err(fail)
+}
+
 /// Renames tensors from the official layout to the Hugging Face `transformers` one, the
 /// inverse of the renaming [`crate::weights::Checkpoint`] does on reading: the fused
 /// `attn.qkv` projections are split into `query`, `key` and `value` (views, no copy), the

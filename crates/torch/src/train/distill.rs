@@ -28,7 +28,7 @@ use crate::train::data::{
     make_batch, prepare, prepare_labelled, Batch, Crop, DepthRange, Prepared,
 };
 use crate::train::loss::{affine_invariant, feature_alignment, AffineInvariant};
-use crate::train::trainer::{self, check_options, supervised_loss, write_via_temp, Run, Trainable};
+use crate::train::trainer::{self, check_options, supervised_loss, Run, Trainable};
 use crate::weights::{Checkpoint, CheckpointHints};
 
 /// The share of each image's largest per-pixel losses ignored on pseudo-labels.
@@ -492,9 +492,7 @@ fn label_all(
         });
         match label {
             Ok(label) => {
-                write_via_temp(&path, |tmp| {
-                    Ok(Tensor::write_safetensors(&[("label", &label)], tmp)?)
-                })?;
+                crate::export::write_safetensors(&path, &[("label".to_owned(), label)])?;
                 report.labelled += 1;
                 labels.push((photo.clone(), path));
             }

@@ -298,13 +298,18 @@ pub fn write_weights(
 
 /// The optimiser state beside a checkpoint: the step, the seed, the weights' fingerprint
 /// and the moments, in one safetensors file written atomically.
-fn write_state(path: &Path, trainable: &Trainable, seed: u64) -> Result<()> {
+fn write_state(
+    path: &Path,
+    trainable: &Trainable,
+    weights: &[(String, Tensor)],
+    seed: u64,
+) -> Result<()> {
     let (step, mut tensors) = trainable.optimizer.state();
     tensors.push(("meta.step".into(), Tensor::from_slice(&[step])));
     tensors.push(("meta.seed".into(), Tensor::from_slice(&[seed as i64])));
     tensors.push((
         "meta.fingerprint".into(),
-        Tensor::from_slice(&[trainable.fingerprint()]),
+        Tensor::from_slice(&[fingerprint(weights)]),
     ));
     // The model, which a `.pth` does not record: a resumed run trains the same head.
     let config = trainable.network().config();
@@ -318,34 +323,7 @@ fn write_state(path: &Path, trainable: &Trainable, seed: u64) -> Result<()> {
     };
     tensors.push(("meta.version".into(), Tensor::from_slice(&[version])));
     tensors.push(("meta.max_depth_m".into(), Tensor::from_slice(&[max_depth])));
-    write_via_temp(path, |tmp| {
-        Tensor::write_safetensors(&tensors, tmp).map_err(Error::from)
-    })
-}
-
-/// Writes `path` by having `write` fill a temporary file beside it, then renaming that
-/// over `path`: a failure leaves an earlier file intact and no temporary file behind.
-///
-/// # Errors
-/// When the temporary file cannot be made, `write` fails or the rename fails.
-pub fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let fail =
-        |e: &dyn std::fmt::Display| Error::Invalid(format!("cannot write {}: {e}", path.display()));
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".anydepth-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| fail(&e))?;
-    write(tmp.path()).map_err(|e| fail(&e))?;
-    std::fs::File::open(tmp.path())
-        .and_then(|f| f.sync_all())
-        .map_err(|e| fail(&e))?;
-    tmp.persist(path).map_err(|e| fail(&e.error))?;
-    Ok(())
+    crate::export::write_safetensors(path, &tensors)
 }
 
 /// The model a run resumed from `resume` trains: what its state recorded (the `.pth`
@@ -568,8 +546,9 @@ pub fn run(
     }
     let save =
         |trainable: &Trainable, log: &TrainLog, observer: &mut dyn TrainObserver| -> Result<()> {
-            write_weights(&outputs.last, &trainable.weights(), &config)?;
-            write_state(&outputs.state, trainable, options.seed)?;
+            let weights = trainable.weights();
+            write_weights(&outputs.last, &weights, &config)?;
+            write_state(&outputs.state, trainable, &weights, options.seed)?;
             log.write_json()?;
             observer.saved(&outputs.last);
             Ok(())
@@ -581,6 +560,8 @@ pub fn run(
     let mut step = first_step - 1;
     let run_started = Instant::now();
     let mut images = 0usize;
+    // The sample order of the epoch being drawn from: (epoch, order).
+    let mut order: (u64, Vec<usize>) = (u64::MAX, Vec::new());
     for s in first_step..=options.steps {
         if observer.stop_requested() {
             interrupted = true;
@@ -591,8 +572,13 @@ pub fn run(
         let picks: Vec<(usize, Crop)> = (0..options.batch as u64)
             .map(|j| {
                 let position = (s as u64 - 1) * options.batch as u64 + j;
-                let order = epoch_order(options.seed, position / n, sizes.len());
-                let index = order[(position % n) as usize];
+                if order.0 != position / n {
+                    order = (
+                        position / n,
+                        epoch_order(options.seed, position / n, sizes.len()),
+                    );
+                }
+                let index = order.1[(position % n) as usize];
                 let crop = Crop::draw(
                     options.seed,
                     position,
