@@ -302,6 +302,45 @@ impl ModelConfig {
     }
 }
 
+/// Video Depth Anything: V2's encoder and DPT head with temporal motion modules, run on
+/// windows of frames.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VideoConfig {
+    /// The image network it extends (V2's encoder and head; a ReLU output).
+    pub base: ModelConfig,
+    /// Whether its output is depth in metres (the metric releases) rather than relative
+    /// disparity. Relative windows are aligned to each other by scale and shift; metric
+    /// ones are not.
+    pub metric: bool,
+    /// Frames per window, which is also the length of the temporal position encoding (32).
+    pub window: i64,
+    /// Attention heads of each temporal attention (8).
+    pub temporal_heads: i64,
+}
+
+impl VideoConfig {
+    /// The released configuration with `encoder` (ViT-S, B or L).
+    pub fn new(encoder: Encoder, metric: bool) -> Self {
+        Self {
+            base: ModelConfig::new(Version::V2, encoder, Head::Relative),
+            metric,
+            window: 32,
+            temporal_heads: 8,
+        }
+    }
+
+    /// The encoder size.
+    pub fn encoder(&self) -> Encoder {
+        self.base.encoder
+    }
+
+    /// A short description such as `Video Depth Anything vits relative`.
+    pub fn describe(&self) -> String {
+        let kind = if self.metric { "metric" } else { "relative" };
+        format!("Video Depth Anything {} {kind}", self.base.encoder)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

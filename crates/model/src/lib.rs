@@ -21,7 +21,7 @@ pub mod hub;
 pub mod runtime;
 pub mod train;
 
-pub use config::{Encoder, Head, ModelConfig, Version};
+pub use config::{Encoder, Head, ModelConfig, Version, VideoConfig};
 pub use engine::{
     DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec,
     Precision, Preprocessing, StageTimings,

@@ -9,6 +9,8 @@ use tch::Tensor;
 
 use anydepth_model::config::{DptConfig, Head};
 
+use crate::temporal::{TemporalModule, CACHED_PER_MODULE};
+
 fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
     nn::conv2d(
         p,
@@ -114,7 +116,7 @@ impl FusionBlock {
     }
 }
 
-/// The DPT head.
+/// The DPT head; Video Depth Anything's adds four temporal motion modules.
 #[derive(Debug)]
 pub struct DptHead {
     projects: Vec<nn::Conv2D>,
@@ -124,9 +126,15 @@ pub struct DptHead {
     output_conv1: nn::Conv2D,
     output_conv2_0: nn::Conv2D,
     output_conv2_2: nn::Conv2D,
+    /// On the two deepest reassembled levels, then after the two deepest fusion blocks.
+    motion_modules: Vec<TemporalModule>,
     head: Head,
     patch_size: i64,
 }
+
+/// Frames of the temporal head's last stages (the two finest fusion blocks and the
+/// output convolutions) run together, as the official code micro-batches them.
+const TAIL_FRAMES: i64 = 4;
 
 impl DptHead {
     /// Builds the head under `p` (the official checkpoints use `depth_head`).
@@ -172,38 +180,125 @@ impl DptHead {
                 1,
                 true,
             ),
+            motion_modules: Vec::new(),
             head,
             patch_size,
         }
     }
 
+    /// Video Depth Anything's head under `p` (`head` in its checkpoints): the relative
+    /// DPT head plus motion modules with `heads` attention heads over windows of up to
+    /// `max_frames`.
+    pub fn temporal(
+        p: nn::Path,
+        cfg: &DptConfig,
+        patch_size: i64,
+        heads: i64,
+        max_frames: i64,
+    ) -> Self {
+        let modules = &p / "motion_modules";
+        let mut head = Self::new(p, cfg, Head::Relative, patch_size);
+        let widths = [
+            cfg.out_channels[2],
+            cfg.out_channels[3],
+            cfg.features,
+            cfg.features,
+        ];
+        head.motion_modules = widths
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| TemporalModule::new(&modules / i, c, heads, max_frames))
+            .collect();
+        head
+    }
+
     /// Regresses `(b, 14 * grid_h, 14 * grid_w)` values from four token maps of shape
     /// `(b, grid_h * grid_w, c)`.
     pub fn forward(&self, tokens: &[Tensor], grid_h: i64, grid_w: i64) -> Tensor {
-        let levels: Vec<Tensor> = tokens
+        self.forward_frames(tokens, grid_h, grid_w, 1, None).0
+    }
+
+    /// [`DptHead::forward`] on `batch * frames` token maps (frames inner), with the motion
+    /// modules (if any) attending across the `frames` of each batch item, or, with
+    /// `cached` (what earlier calls returned, concatenated over frames), from each new
+    /// frame to the cached ones. Also returns what to cache for these frames:
+    /// [`CACHED_PER_MODULE`] tensors per motion module, in module order.
+    pub fn forward_frames(
+        &self,
+        tokens: &[Tensor],
+        grid_h: i64,
+        grid_w: i64,
+        frames: i64,
+        cached: Option<&[Tensor]>,
+    ) -> (Tensor, Vec<Tensor>) {
+        let reassembled: Vec<Tensor> = tokens
             .iter()
             .zip(&self.projects)
             .zip(&self.resize_layers)
-            .zip(&self.layer_rn)
-            .map(|(((t, project), resize), rn)| {
+            .map(|((t, project), resize)| {
                 let (b, _n, c) = t.size3().unwrap_or((0, 0, 0));
                 t.permute([0, 2, 1])
                     .reshape([b, c, grid_h, grid_w])
                     .apply(project)
                     .apply(resize)
-                    .apply(rn)
             })
+            .collect();
+        let mut to_cache = Vec::new();
+        let mut temporal = |i: usize, x: Tensor| -> Tensor {
+            let Some(module) = self.motion_modules.get(i) else {
+                return x;
+            };
+            let range = i * CACHED_PER_MODULE..(i + 1) * CACHED_PER_MODULE;
+            let (y, cache) = module.forward(&x, frames, cached.and_then(|c| c.get(range)));
+            to_cache.extend(cache);
+            y
+        };
+        let mut levels = reassembled.into_iter();
+        let (Some(l1), Some(l2), Some(l3), Some(l4)) =
+            (levels.next(), levels.next(), levels.next(), levels.next())
+        else {
+            return (Tensor::new(), to_cache);
+        };
+        let l3 = temporal(0, l3);
+        let l4 = temporal(1, l4);
+        let rn: Vec<Tensor> = [l1, l2, l3, l4]
+            .iter()
+            .zip(&self.layer_rn)
+            .map(|(l, conv)| l.apply(conv))
             .collect();
         let size = |t: &Tensor| {
             let s = t.size();
             (s[2], s[3])
         };
-        let [l1, l2, l3, l4] = [&levels[0], &levels[1], &levels[2], &levels[3]];
-        let path4 = self.refinenets[3].forward(l4, None, size(l3));
-        let path3 = self.refinenets[2].forward(&path4, Some(l3), size(l2));
-        let path2 = self.refinenets[1].forward(&path3, Some(l2), size(l1));
-        let (h1, w1) = size(l1);
-        let path1 = self.refinenets[0].forward(&path2, Some(l1), (2 * h1, 2 * w1));
+        let path4 = self.refinenets[3].forward(&rn[3], None, size(&rn[2]));
+        let path4 = temporal(2, path4);
+        let path3 = self.refinenets[2].forward(&path4, Some(&rn[2]), size(&rn[1]));
+        let path3 = temporal(3, path3);
+
+        let batch = path3.size()[0];
+        let out =
+            if self.motion_modules.is_empty() || batch <= TAIL_FRAMES || batch % TAIL_FRAMES != 0 {
+                self.tail(&path3, &rn[1], &rn[0], grid_h, grid_w)
+            } else {
+                let chunks: Vec<Tensor> = (0..batch / TAIL_FRAMES)
+                    .map(|c| {
+                        let part = |t: &Tensor| t.narrow(0, c * TAIL_FRAMES, TAIL_FRAMES);
+                        self.tail(&part(&path3), &part(&rn[1]), &part(&rn[0]), grid_h, grid_w)
+                    })
+                    .collect();
+                Tensor::cat(&chunks, 0)
+            };
+        (out, to_cache)
+    }
+
+    /// The two finest fusion blocks and the output convolutions.
+    fn tail(&self, path3: &Tensor, rn2: &Tensor, rn1: &Tensor, grid_h: i64, grid_w: i64) -> Tensor {
+        let (h1, w1) = {
+            let s = rn1.size();
+            (s[2], s[3])
+        };
+        let path2 = self.refinenets[1].forward(path3, Some(rn2), (h1, w1));
+        let path1 = self.refinenets[0].forward(&path2, Some(rn1), (2 * h1, 2 * w1));
 
         let out = path1.apply(&self.output_conv1);
         let out = resize_bilinear_aligned(&out, grid_h * self.patch_size, grid_w * self.patch_size);

@@ -17,7 +17,9 @@ pub mod export;
 pub mod network;
 pub mod preprocess;
 pub mod pth;
+pub mod temporal;
 pub mod train;
+pub mod video;
 pub mod weights;
 
 pub use anydepth_model::{

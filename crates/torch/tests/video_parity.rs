@@ -1,0 +1,194 @@
+//! Parity of Video Depth Anything with the official code, on CPU in fp32.
+//!
+//! `scripts/reference/video_reference.py` writes a random-weight checkpoint in the official
+//! layout, with the motion modules' zero-initialised output projections re-initialised so
+//! the temporal path changes the output (it checks that it does), a 50-frame clip as PNGs,
+//! and the official outputs: `infer_video_depth` (relative: three windows aligned by scale
+//! and shift and blended; metric: not aligned) and the streaming class frame by frame.
+//! Every frame must agree within 1e-3 of the reference's range.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use anydepth_core::{load_image, Prediction, RgbImage};
+use anydepth_torch::video::{clip_input_size, is_video_checkpoint, video_config, VideoDepthModel};
+use anydepth_torch::weights::Checkpoint;
+use anydepth_torch::{DeviceChoice, EstimatorOptions, ModelSpec, Precision, Preprocessing};
+
+const TOLERANCE: f32 = 1e-3; // of the reference's range
+
+struct Reference {
+    dir: PathBuf,
+    manifest: serde_json::Value,
+    frames: Vec<RgbImage>,
+}
+
+fn reference() -> Option<Reference> {
+    let dir = std::env::var_os("ANYDEPTH_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::project_root().join(".cache/reference"))
+        .join("video");
+    let manifest_path = dir.join("manifest.json");
+    if !manifest_path.is_file() {
+        common::missing(&format!(
+            "no video references in {} (run .venv/bin/python scripts/reference/video_reference.py)",
+            dir.display()
+        ));
+        return None;
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("manifest reads"))
+            .expect("manifest parses");
+    let count = manifest["frames"].as_u64().expect("frames") as usize;
+    let frames = (0..count)
+        .map(|i| load_image(&dir.join(format!("frames/{i:06}.png"))).expect("frame decodes"))
+        .collect();
+    Some(Reference {
+        dir,
+        manifest,
+        frames,
+    })
+}
+
+fn options(input_size: u32) -> EstimatorOptions {
+    EstimatorOptions {
+        device: DeviceChoice::Cpu,
+        precision: Precision::Fp32,
+        input_size,
+        batch_size: 1,
+        allow_tf32: false,
+        preprocessing: Preprocessing::Exact,
+    }
+}
+
+fn load(reference: &Reference, metric: bool) -> VideoDepthModel {
+    let weights = reference
+        .dir
+        .join(reference.manifest["weights"].as_str().expect("weights"));
+    let checkpoint = Checkpoint::read(&weights).expect("checkpoint reads");
+    assert!(is_video_checkpoint(&checkpoint));
+    let config = video_config(&checkpoint, ModelSpec::default(), Some(metric)).expect("config");
+    let input_size = reference.manifest["input_size"]
+        .as_u64()
+        .expect("input size") as u32;
+    VideoDepthModel::from_parts(&checkpoint, config, options(input_size)).expect("model builds")
+}
+
+/// Compares predictions with the reference `(frames, h, w)` array; returns the worst
+/// difference relative to the reference's range.
+fn compare(name: &str, dir: &Path, predictions: &[Prediction]) -> f32 {
+    let (shape, expected) = common::read_npy_f32(&dir.join(format!("{name}.npy")));
+    assert_eq!(predictions.len(), shape[0], "{name}: frame count");
+    let plane = shape[1] * shape[2];
+    let (lo, hi) = expected
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let range = hi - lo;
+    assert!(range > 0.0, "{name}: flat reference");
+    let mut worst = 0.0f32;
+    for (i, prediction) in predictions.iter().enumerate() {
+        let (width, height, values) = match prediction {
+            Prediction::Disparity(d) => (d.width(), d.height(), d.data()),
+            Prediction::Metric(d) => (d.width(), d.height(), d.data()),
+        };
+        assert_eq!((height as usize, width as usize), (shape[1], shape[2]));
+        let diff = common::max_abs_diff(values, &expected[i * plane..(i + 1) * plane]) / range;
+        assert!(
+            diff <= TOLERANCE,
+            "{name}: frame {i} differs by {diff:.2e} of the range"
+        );
+        worst = worst.max(diff);
+    }
+    eprintln!("{name}: worst frame differs by {worst:.2e} of the range ({range:.3})");
+    worst
+}
+
+fn windowed(model: &VideoDepthModel, frames: &[RgbImage]) -> Vec<Prediction> {
+    let mut clip = model.windowed();
+    let mut out = Vec::new();
+    for frame in frames {
+        out.extend(clip.push(frame).expect("frame runs"));
+        // Frames come out at most a window and a blend behind.
+        assert!(out.len() + 32 + 8 >= frames.len().min(out.len() + 40));
+    }
+    out.extend(clip.finish().expect("clip finishes"));
+    out
+}
+
+#[test]
+fn windowed_inference_matches_the_official_code() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let share = reference.manifest["temporal_share"]
+        .as_f64()
+        .expect("share");
+    assert!(
+        share > 0.05,
+        "the temporal path must matter in the reference"
+    );
+    let model = load(&reference, false);
+    let depth = windowed(&model, &reference.frames);
+    assert!(matches!(depth[0], Prediction::Disparity(_)));
+    compare("windowed", &reference.dir, &depth);
+}
+
+#[test]
+fn metric_windows_are_not_aligned() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let model = load(&reference, true);
+    let depth = windowed(&model, &reference.frames);
+    assert!(matches!(depth[0], Prediction::Metric(_)));
+    compare("windowed_metric", &reference.dir, &depth);
+}
+
+#[test]
+fn streaming_matches_the_official_streaming_class() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let model = load(&reference, false);
+    let mut stream = model.streaming();
+    let depth: Vec<Prediction> = reference
+        .frames
+        .iter()
+        .map(|f| stream.push(f).expect("frame runs"))
+        .collect();
+    compare("streaming", &reference.dir, &depth);
+}
+
+#[test]
+fn clips_shorter_than_a_window_and_frames_of_another_size() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let model = load(&reference, false);
+    // Shorter than a window: padded with the last frame, every frame comes out once.
+    for count in [1, 5, 22, 23, 32] {
+        let depth = windowed(&model, &reference.frames[..count]);
+        assert_eq!(depth.len(), count, "{count} frames in, one depth each out");
+    }
+    let mut clip = model.windowed();
+    clip.push(&reference.frames[0]).expect("first frame");
+    let other = RgbImage::new(16, 16, vec![0.5; 16 * 16 * 3]).expect("image");
+    let err = clip
+        .push(&other)
+        .expect_err("a frame of another size is refused");
+    assert!(err.to_string().contains("frame 1"), "{err}");
+    assert!(
+        model.windowed().finish().is_err(),
+        "an empty clip is an error"
+    );
+}
+
+#[test]
+fn wide_frames_use_a_smaller_input_as_the_official_code() {
+    // 16:9 keeps the input size; wider frames reduce it.
+    assert_eq!(clip_input_size(1920, 1080, 518), 518);
+    assert_eq!(clip_input_size(1080, 1920, 518), 518);
+    // ratio 2.4: int(518 * 1.777 / 2.4) = 383 -> round(383 / 14) * 14 = 378
+    assert_eq!(clip_input_size(2400, 1000, 518), 378);
+}
