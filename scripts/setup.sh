@@ -2,6 +2,7 @@
 # Sets up everything anydepth needs to build and test, in the project directory:
 #   .venv/            Python virtual environment with torch 2.11.0 (its libtorch is what tch links)
 #   .venv/torch       symlink to the venv's torch package (LIBTORCH in .cargo/config.toml)
+#   apt packages      FFmpeg's development libraries and libclang (crates/video), libusb
 # Idempotent: a second run checks versions and returns in a few seconds.
 #
 #   scripts/setup.sh            runtime + reference packages (tests, benchmarks)
@@ -38,6 +39,20 @@ fi
 if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
   say "installing libusb-1.0-0 with apt-get (needed by the open3d package)"
   apt-get update -qq && apt-get install -y -qq libusb-1.0-0 libgomp1 libgl1 >/dev/null
+fi
+
+# crates/video links FFmpeg's libraries (5.1 on Debian 12); ffmpeg-sys-next generates its
+# bindings with bindgen, which needs libclang. Only missing packages are installed.
+ffmpeg_packages="libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev libavfilter-dev libclang-dev clang pkg-config"
+missing=""
+for package in $ffmpeg_packages; do
+  status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+  say "installing FFmpeg's development libraries and libclang with apt-get:$missing"
+  # shellcheck disable=SC2086 # one word per package
+  apt-get update -qq && apt-get install -y -qq $missing >/dev/null
 fi
 
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
