@@ -18,6 +18,9 @@ Random weights are made to fail a wrong implementation: the position embedding i
 a large spread (so its interpolation matters) and the last bias is shifted so most
 outputs are positive (a fresh model outputs all zeros after the final ReLU).
 
+Also runs tae_reference.py (Video Depth Anything's temporal alignment error on the shared
+RGB-D sequences) into OUT_DIR/tae, with its own manifest and version.
+
 Usage: make_references.py [OUT_DIR]   (default: .cache/reference under the project root)
 Writes OUT_DIR/manifest.json last; reruns are skipped when the manifest is up to date.
 """
@@ -34,6 +37,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from depth_anything_v2.dpt import DepthAnythingV2
+
+import tae_reference  # beside this file
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ANYDEPTH_DATA", ROOT.parent / "shared" / "data"))
@@ -228,6 +233,7 @@ def odd_image(path):
 
 def main():
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".cache" / "reference"
+    tae_reference.main(out / "tae")  # skipped while its own manifest is up to date
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
         try:

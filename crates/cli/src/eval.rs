@@ -4,10 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anydepth_eval::datasets::{self, Dataset, DatasetKind};
-use anydepth_eval::job::{self, EvalObserver, ReportHeader, Source};
+use anydepth_core::camera::Intrinsics;
+use anydepth_core::depth_io::read_depth_values;
+use anydepth_core::pose::{read_trajectory, PoseEntry, PoseFormat, PoseKey};
+use anydepth_core::Metres;
+use anydepth_eval::datasets::{self, Dataset, DatasetKind, DepthSample};
+use anydepth_eval::job::{self, EvalObserver, ReportHeader, Sequence, Source};
 use anydepth_eval::protocol::{Alignment, CropName, Metrics, Protocol};
-use anydepth_eval::report::Report;
+use anydepth_eval::report::{DepthReport, Report};
+use anydepth_eval::temporal::FrameCamera;
 use anydepth_model::{EngineLoader, Preprocessing};
 use anydepth_pipeline::model::ModelRequest;
 use anydepth_pipeline::sources::stem;
@@ -51,12 +56,38 @@ impl CropArg {
     }
 }
 
+/// `--intrinsics`: four numbers or a JSON file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CameraArg {
+    /// fx, fy, cx, cy in pixels, for frames of the ground truth's size.
+    Values([f64; 4]),
+    /// A JSON file read by [`Intrinsics::from_json_file`].
+    File(PathBuf),
+}
+
+impl CameraArg {
+    /// `fx,fy,cx,cy` (four numbers) or, without a comma, a file path.
+    fn parse(text: &str) -> Result<CameraArg, String> {
+        if !text.contains(',') {
+            return Ok(CameraArg::File(PathBuf::from(text)));
+        }
+        let values: Result<Vec<f64>, _> = text.split(',').map(|v| v.trim().parse()).collect();
+        match values.as_deref() {
+            Ok(&[fx, fy, cx, cy]) => Ok(CameraArg::Values([fx, fy, cx, cy])),
+            _ => Err(format!(
+                "expected four numbers fx,fy,cx,cy or a JSON file, got {text:?}"
+            )),
+        }
+    }
+}
+
 /// Arguments of `anydepth eval`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   anydepth eval --dataset nyu path/to/nyu --model vits --json nyu_vits.json
   anydepth eval --dataset kitti path/to/kitti --weights depth_anything_v2_vitb.pth
   anydepth eval --dataset list split.txt --predictions depth/ --max-depth 20
+  anydepth eval --dataset list video.txt --predictions depth/ --poses poses.txt --intrinsics camera.json
   anydepth eval --dataset da2k path/to/DA-2K --model vitl")]
 pub struct EvalArgs {
     /// The dataset: its folder, or its annotation or list file.
@@ -96,6 +127,25 @@ pub struct EvalArgs {
     /// Evaluate only the first N images.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+
+    /// Camera poses of the list's frames, which then form a video in list order: TUM,
+    /// `tx ty tz qx qy qz qw` per line, Open3D .log, a COLMAP text model or NeRF
+    /// transforms.json (matched by order, time or name, as `fuse` matches them). Adds the
+    /// temporal alignment error (TAE) of Video Depth Anything's benchmark: the sequence
+    /// aligned once, each frame reprojected into the next and back. Only with --dataset list.
+    #[arg(long, value_name = "FILE")]
+    pub poses: Option<PathBuf>,
+
+    /// Format of --poses [default: recognised from the content]: tum, plain, log, colmap,
+    /// nerf.
+    #[arg(long, value_name = "FORMAT", requires = "poses")]
+    pub pose_format: Option<PoseFormat>,
+
+    /// The frames' camera for TAE: fx,fy,cx,cy in pixels (pixel centres at integer
+    /// coordinates) or a JSON file ({"width", "height", "fx", "fy", "cx", "cy"}, or Open3D's
+    /// "intrinsic_matrix") [default: the pose file's (COLMAP, NeRF)].
+    #[arg(long, value_name = "FX,FY,CX,CY|FILE", requires = "poses", value_parser = CameraArg::parse)]
+    pub intrinsics: Option<CameraArg>,
 
     /// Write the results as JSON (replaced atomically if it exists).
     #[arg(long, value_name = "FILE")]
@@ -170,10 +220,8 @@ fn exact_by_default(model: &ModelRequest) -> ModelRequest {
     model
 }
 
-/// Runs `anydepth eval`.
-pub fn run(args: EvalArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
-    // Validate everything before loading a model.
-    let mut protocol = protocol(&args)?;
+/// Refuses flags that contradict each other or the dataset.
+fn check_flags(args: &EvalArgs) -> Result<()> {
     if args.limit == Some(0) {
         bail!("--limit must be at least 1");
     }
@@ -188,6 +236,25 @@ pub fn run(args: EvalArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     {
         bail!("DA-2K scores the order of point pairs: --align, --crop, --min-depth and --max-depth do not apply");
     }
+    if args.poses.is_some() {
+        if args.dataset != DatasetKind::List {
+            bail!("--poses makes the frames of a list a video: it applies to --dataset list");
+        }
+        if args.align == Some(AlignArg::Median) {
+            bail!(
+                "with --poses, TAE aligns the whole sequence with one scale and shift (--align \
+                 affine) or takes metric depth as it is (--align none), not --align median"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `anydepth eval`.
+pub fn run(args: EvalArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
+    // Validate everything before loading a model.
+    let mut protocol = protocol(&args)?;
+    check_flags(&args)?;
     args.model.spec(None)?;
     let mut dataset = datasets::load(args.dataset, &args.path)?;
     if let Some(n) = args.limit {
@@ -211,6 +278,13 @@ pub fn run(args: EvalArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
             first.display()
         );
     }
+    let sequence = match (&args.poses, &dataset) {
+        (Some(poses), Dataset::Depth(samples)) => Some(
+            video_cameras(samples, poses, args.pose_format, args.intrinsics.as_ref())
+                .context("the frames as a video (--poses)")?,
+        ),
+        _ => None,
+    };
 
     let source = match &args.predictions {
         Some(dir) => Source::Files {
@@ -249,11 +323,15 @@ pub fn run(args: EvalArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         count: dataset.len(),
     };
     let observer = Bar(&bar);
-    let result = match &dataset {
-        Dataset::Depth(samples) => {
+    let result = match (&dataset, &sequence) {
+        (Dataset::Depth(samples), Some(sequence)) => {
+            job::evaluate_sequence(samples, &source, &protocol, sequence, header, &observer)
+                .map(Report::Depth)
+        }
+        (Dataset::Depth(samples), None) => {
             job::evaluate_depth(samples, &source, &protocol, header, &observer).map(Report::Depth)
         }
-        Dataset::Pairs(samples) => {
+        (Dataset::Pairs(samples), _) => {
             job::evaluate_pairs(samples, &source, header, &observer).map(Report::Pairs)
         }
     };
@@ -275,6 +353,62 @@ pub fn run(args: EvalArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The camera of every frame of `samples`: poses from `path`, matched to the frames by
+/// order, time or name, and the intrinsics of `camera`, else of the pose file.
+fn video_cameras(
+    samples: &[DepthSample],
+    path: &Path,
+    format: Option<PoseFormat>,
+    camera: Option<&CameraArg>,
+) -> Result<Sequence> {
+    let Some(first) = samples.first().filter(|_| samples.len() >= 2) else {
+        bail!(
+            "TAE compares consecutive frames: the list holds {} (see --limit)",
+            samples.len()
+        );
+    };
+    let trajectory = read_trajectory(path, format)?;
+    let by_order = trajectory
+        .poses
+        .iter()
+        .all(|entry| matches!(entry.key, PoseKey::Index(_)));
+    let entries: Vec<&PoseEntry> = if by_order {
+        trajectory.poses_for_frames(samples.len())?
+    } else {
+        let photos: Vec<&Path> = samples.iter().map(|s| s.rgb.as_path()).collect();
+        trajectory.poses_for_files(&photos)?
+    };
+    let given = match camera {
+        None => None,
+        Some(CameraArg::File(file)) => Some(Intrinsics::from_json_file(file)?),
+        Some(&CameraArg::Values([fx, fy, cx, cy])) => {
+            // For frames of the ground truth's size.
+            let gt = read_depth_values::<Metres>(&first.depth, first.depth_scale)?;
+            Some(Intrinsics::new(fx, fy, cx, cy, gt.width(), gt.height())?)
+        }
+    };
+    let cameras = entries
+        .into_iter()
+        .map(|entry| {
+            let Some(intrinsics) = given.or(entry.intrinsics) else {
+                bail!(
+                    "TAE needs the frames' camera: pass --intrinsics FX,FY,CX,CY or a JSON file \
+                     ({} gives none)",
+                    path.display()
+                );
+            };
+            Ok(FrameCamera {
+                intrinsics,
+                world_from_camera: entry.world_from_camera,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Sequence {
+        cameras,
+        poses: path.display().to_string(),
+    })
 }
 
 /// The progress bar as the evaluation's observer.
@@ -317,6 +451,7 @@ fn print_report(report: &Report) {
             };
             let title = format!("mean of {} images", r.images.len());
             println!("{}", metrics_row(&title, &mean));
+            print_temporal(r);
             if r.resized > 0 {
                 eprintln!(
                     "{} prediction(s) resized (bilinear) to the ground truth's size before scoring",
@@ -332,6 +467,27 @@ fn print_report(report: &Report) {
             r.images.len()
         ),
     }
+}
+
+/// The temporal alignment error, pair by pair, when the frames were a video.
+fn print_temporal(report: &DepthReport) {
+    let (Some(tae), Some(temporal)) = (report.tae, &report.temporal) else {
+        return;
+    };
+    println!();
+    println!(
+        "{:<28} {:>7}  {:>7}  {:>8}",
+        "frame pair", "tae(%)", "forward", "backward"
+    );
+    for pair in &temporal.pairs {
+        let name = format!("{} -> {}", pair.first, pair.second);
+        println!(
+            "{name:<28} {:>7.4}  {:>7.4}  {:>8.4}",
+            pair.tae, pair.forward, pair.backward
+        );
+    }
+    let title = format!("TAE over {} pairs", temporal.pairs.len());
+    println!("{title:<28} {tae:>7.4}");
 }
 
 fn write_json(path: &Path, report: &Report) -> Result<()> {

@@ -12,8 +12,9 @@ use crate::datasets::{DepthSample, PairSample};
 use anydepth_pipeline::Context;
 
 use crate::error::{bail, Result};
-use crate::protocol::{self, ImageEvaluation, PairScore, Protocol};
-use crate::report::{DepthReport, ImageRow, PairReport, PairRow};
+use crate::protocol::{self, decimal_metres, ImageEvaluation, PairScore, Protocol};
+use crate::report::{DepthReport, ImageRow, PairReport, PairRow, TemporalReport};
+use crate::temporal::{FrameCamera, SequenceTae};
 
 /// Where predictions come from.
 pub enum Source {
@@ -103,6 +104,16 @@ pub trait EvalObserver {
     fn advance(&self) {}
 }
 
+/// The frames of a video: with their cameras, [`evaluate_sequence`] also scores the
+/// temporal alignment error ([`crate::temporal`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sequence {
+    /// Per sample, in order, its camera.
+    pub cameras: Vec<FrameCamera>,
+    /// Where the poses came from, for reports.
+    pub poses: String,
+}
+
 /// Scores every sample with `protocol`; the mean over images is the dataset's score.
 ///
 /// # Errors
@@ -115,12 +126,54 @@ pub fn evaluate_depth(
     header: ReportHeader,
     observer: &dyn EvalObserver,
 ) -> Result<DepthReport> {
+    score_depth(samples, source, protocol, None, header, observer)
+}
+
+/// Scores the frames of a video as [`evaluate_depth`] does, and their temporal alignment
+/// error (TAE, [`crate::temporal`]): `protocol`'s range and crop, its alignment applied
+/// once to the whole sequence.
+///
+/// # Errors
+/// As [`evaluate_depth`]; also when `sequence` has not one camera per sample, the
+/// alignment is median scaling, or the TAE cannot be computed (fewer than 2 frames,
+/// frames of different sizes, a camera of another size than its frame).
+pub fn evaluate_sequence(
+    samples: &[DepthSample],
+    source: &Source,
+    protocol: &Protocol,
+    sequence: &Sequence,
+    header: ReportHeader,
+    observer: &dyn EvalObserver,
+) -> Result<DepthReport> {
+    if sequence.cameras.len() != samples.len() {
+        bail!(
+            "{} cameras for {} frames",
+            sequence.cameras.len(),
+            samples.len()
+        );
+    }
+    score_depth(samples, source, protocol, Some(sequence), header, observer)
+}
+
+fn score_depth(
+    samples: &[DepthSample],
+    source: &Source,
+    protocol: &Protocol,
+    sequence: Option<&Sequence>,
+    header: ReportHeader,
+    observer: &dyn EvalObserver,
+) -> Result<DepthReport> {
     let mut per_image = Vec::new();
     let mut rows = Vec::new();
     let mut resized = 0usize;
-    for sample in samples {
+    let mut tae = sequence.map(|_| SequenceTae::new(protocol)).transpose()?;
+    for (i, sample) in samples.iter().enumerate() {
         observer.item(&sample.name);
-        let result = evaluate_one(sample, source, protocol)
+        let frame = match (&mut tae, sequence) {
+            (Some(tae), Some(s)) => s.cameras.get(i).map(|camera| (tae, camera)),
+            _ => None,
+        };
+        let result = evaluate_one(sample, source, protocol, frame)
             .with_context(|| format!("image {}", sample.name))?;
         resized += usize::from(result.resized);
         rows.push(ImageRow::new(&sample.name, &result));
@@ -130,6 +183,20 @@ pub fn evaluate_depth(
     let Some(mean) = protocol::mean(&per_image) else {
         bail!("no image was evaluated");
     };
+    let temporal = match (tae, sequence) {
+        (Some(tae), Some(sequence)) => {
+            let score = tae
+                .finish()
+                .context("the temporal alignment error of the sequence")?;
+            let names: Vec<&str> = samples.iter().map(|s| s.name.as_str()).collect();
+            Some((
+                score.tae,
+                Box::new(TemporalReport::new(&score, &names, &sequence.poses)),
+            ))
+        }
+        _ => None,
+    };
+    let (tae, temporal) = temporal.unzip();
     Ok(DepthReport {
         absrel: mean.absrel,
         aggregation: "mean over images of the per-image metrics".into(),
@@ -142,28 +209,31 @@ pub fn evaluate_depth(
         delta3: mean.delta3,
         images: rows,
         log_rmse: mean.log_rmse,
-        max_depth_m: protocol.max_depth_m.map(metres),
-        min_depth_m: metres(protocol.min_depth_m),
+        max_depth_m: protocol.max_depth_m.map(decimal_metres),
+        min_depth_m: decimal_metres(protocol.min_depth_m),
         model: header.model,
         path: header.path,
         resized,
         rmse: mean.rmse,
+        tae,
+        temporal,
     })
 }
 
-/// An `f32` range bound as the decimal it was written as (0.001, not 0.0010000000474974513).
-fn metres(m: f32) -> f64 {
-    (f64::from(m) * 1e6).round() / 1e6
-}
-
+/// Scores one image; with a sequence, also adds it as the sequence's next frame.
 fn evaluate_one(
     sample: &DepthSample,
     source: &Source,
     protocol: &Protocol,
+    frame: Option<(&mut SequenceTae, &FrameCamera)>,
 ) -> Result<ImageEvaluation> {
     let gt: DepthMap<Metres> = read_depth_values(&sample.depth, sample.depth_scale)?;
     let prediction = source.predict(&sample.name, &sample.rgb)?;
-    protocol::evaluate(&prediction, &gt, protocol)
+    let result = protocol::evaluate(&prediction, &gt, protocol)?;
+    if let Some((tae, camera)) = frame {
+        tae.push(&prediction, &gt, camera)?;
+    }
+    Ok(result)
 }
 
 /// Scores DA-2K's point pairs: the share of all pairs ordered correctly.

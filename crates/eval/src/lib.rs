@@ -1,7 +1,8 @@
 //! Depth evaluation as the Depth Anything papers do it: the metrics and protocol
 //! ([`protocol`]), the datasets on disk ([`datasets`]: NYU, KITTI, DA-2K, lists), scoring a
-//! whole dataset from a model or from predictions on disk ([`job`]), and the report
-//! ([`report`]) that `anydepth eval --json` writes.
+//! whole dataset from a model or from predictions on disk ([`job`]), the temporal alignment
+//! error of a video with poses ([`temporal`]), and the report ([`report`]) that `anydepth
+//! eval --json` writes.
 //!
 //! ```
 //! use anydepth_core::{DepthMap, Metres, Prediction};
@@ -22,5 +23,6 @@ pub mod error;
 pub mod job;
 pub mod protocol;
 pub mod report;
+pub mod temporal;
 
 pub use error::{Error, Result};

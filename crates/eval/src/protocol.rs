@@ -259,9 +259,14 @@ impl Protocol {
     };
 
     /// Whether a ground-truth depth lies strictly inside the range.
-    fn in_range(&self, gt: f32) -> bool {
+    pub(crate) fn in_range(&self, gt: f32) -> bool {
         gt.is_finite() && gt > self.min_depth_m && self.max_depth_m.is_none_or(|max| gt < max)
     }
+}
+
+/// An `f32` range bound as the decimal it was written as (0.001, not 0.0010000000474974513).
+pub(crate) fn decimal_metres(m: f32) -> f64 {
+    (f64::from(m) * 1e6).round() / 1e6
 }
 
 /// The standard depth metrics of one image (or their mean over images).

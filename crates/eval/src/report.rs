@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::protocol::{Fit, ImageEvaluation, Metrics, PairScore};
+use crate::temporal::TemporalScore;
 
 /// The scores of a depth dataset (NYU, KITTI, a list).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -44,6 +45,97 @@ pub struct DepthReport {
     pub resized: usize,
     /// Root mean square error in metres, mean over images.
     pub rmse: f64,
+    /// Temporal alignment error in percent, for a sequence with poses ([`TemporalReport`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tae: Option<f64>,
+    /// How the temporal alignment error was computed, pair by pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temporal: Option<Box<TemporalReport>>,
+}
+
+/// The temporal alignment error of a sequence ([`crate::temporal`]): how it was computed
+/// and each pair of consecutive frames. Errors are AbsRel x 100, as the TAE itself.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TemporalReport {
+    /// How the pairs' errors were combined.
+    pub aggregation: String,
+    /// How predictions became depth: one scale and shift for the whole sequence, or none.
+    pub alignment: String,
+    /// Predictions were clipped to this depth, in metres.
+    pub max_depth_m: f64,
+    /// Per pair of consecutive frames, in order.
+    pub pairs: Vec<FramePairRow>,
+    /// The camera poses' file.
+    pub poses: String,
+    /// The sequence's scale (affine alignment in disparity space).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// The sequence's shift (affine alignment in disparity space).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<f64>,
+}
+
+impl TemporalReport {
+    /// The report of `score` for frames named `names` (in order) with poses from `poses`.
+    pub fn new(score: &TemporalScore, names: &[&str], poses: &str) -> Self {
+        let (scale, shift) = match score.fit {
+            Fit::Affine(a) => (Some(a.scale), Some(a.shift)),
+            Fit::None | Fit::Median { .. } => (None, None),
+        };
+        let name = |i: usize| {
+            names
+                .get(i)
+                .map_or_else(|| format!("#{i}"), |n| (*n).to_owned())
+        };
+        let pairs = score
+            .pairs
+            .iter()
+            .enumerate()
+            .map(|(i, pair)| FramePairRow {
+                backward: 100.0 * pair.backward.absrel,
+                backward_pixels: pair.backward.pixels,
+                first: name(i),
+                forward: 100.0 * pair.forward.absrel,
+                forward_pixels: pair.forward.pixels,
+                second: name(i + 1),
+                tae: pair.tae(),
+            })
+            .collect();
+        Self {
+            aggregation: "100 x mean of the forward and backward reprojection AbsRel over \
+                          consecutive frame pairs"
+                .into(),
+            alignment: match score.fit {
+                Fit::Affine(_) => "affine in disparity space, one scale and shift for the sequence",
+                _ => "none",
+            }
+            .into(),
+            max_depth_m: score.max_depth_m,
+            pairs,
+            poses: poses.to_owned(),
+            scale,
+            shift,
+        }
+    }
+}
+
+/// One pair of consecutive frames of a [`TemporalReport`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FramePairRow {
+    /// The second frame reprojected into the first: AbsRel x 100.
+    pub backward: f64,
+    /// Pixels of the first frame compared.
+    pub backward_pixels: usize,
+    /// The first frame's name.
+    pub first: String,
+    /// The first frame reprojected into the second: AbsRel x 100.
+    pub forward: f64,
+    /// Pixels of the second frame compared.
+    pub forward_pixels: usize,
+    /// The second frame's name.
+    pub second: String,
+    /// The mean of both directions.
+    pub tae: f64,
 }
 
 /// One image of a [`DepthReport`].
