@@ -23,9 +23,15 @@ use crate::viz::{self, RerunArgs};
   anydepth depth photo.jpg --out depth/
   anydepth depth photos/ 'more/*.png' --out depth/ --formats npy,color,side-by-side
   anydepth depth room.jpg --metric indoor --formats npy,png16 --out depth/
-  anydepth depth photo.jpg --weights depth_anything_v2_vitb.pth --device cuda --precision fp16")]
+  anydepth depth photo.jpg --weights depth_anything_v2_vitb.pth --device cuda --precision fp16
+Clips (Video Depth Anything unless --per-frame):
+  anydepth depth clip.mp4 --out depth/ --formats npy,mp4
+  anydepth depth --sequence frames/ --out depth/ --formats npy,side-by-side-mp4
+  anydepth depth clip.mov --per-frame --stabilize --out depth/
+  anydepth depth --live /dev/video0 --out live/ --formats mp4 --spawn")]
 pub struct DepthArgs {
-    /// Image files, folders (their images) or glob patterns.
+    /// Image files, folders (their images) or glob patterns; video files; with
+    /// --sequence, the frames of one clip; with --live, the live source.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 
@@ -60,6 +66,9 @@ pub struct DepthArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub clip: crate::video::ClipArgs,
 
     #[command(flatten)]
     pub rerun: RerunArgs,
@@ -101,6 +110,9 @@ impl DepthObserver for Observer<'_> {
 
 /// Runs `anydepth depth`; returns exit code 1 when some inputs failed.
 pub fn run(args: DepthArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
+    if crate::video::is_clip_job(&args) {
+        return crate::video::run(args, loader);
+    }
     let job = DepthJob {
         inputs: args.inputs.clone(),
         out_dir: args.out.clone(),

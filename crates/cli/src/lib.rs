@@ -15,7 +15,9 @@ mod doctor;
 mod eval;
 mod fuse;
 mod progress;
+mod stabilize;
 mod train;
+mod video;
 mod viz;
 
 use std::process::ExitCode;
@@ -48,6 +50,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Fuse many RGB-D frames or photos into one mesh (TSDF), with poses or tracked.
     Fuse(fuse::FuseArgs),
+    /// Give a clip's per-frame relative disparity one consistent scale and shift (steady
+    /// video depth), fitting each frame to earlier ones over pixels that correspond.
+    Stabilize(stabilize::StabilizeArgs),
     /// Time the network and the whole pipeline (latency, throughput).
     Bench(bench::BenchArgs),
     /// Fine-tune a model on depth ground truth (NYU, KITTI or a list of RGB-D pairs).
@@ -67,6 +72,7 @@ impl Cli {
             // Runs here, and asks the engine binary for its runtime: so it also reports an
             // engine that cannot start.
             Command::Doctor(_) => false,
+            Command::Stabilize(_) => false,
             Command::Cloud(args) => args.scene.photo.is_some(),
             Command::Mesh(args) => args.scene.photo.is_some(),
             Command::Fuse(args) => !args.request.photos.is_empty(),
@@ -84,6 +90,7 @@ pub fn run(cli: Cli, loader: &dyn EngineLoader) -> ExitCode {
         Command::Mesh(args) => cloud::run_mesh(args, loader),
         Command::Eval(args) => eval::run(args, loader),
         Command::Fuse(args) => fuse::run(args, loader),
+        Command::Stabilize(args) => stabilize::run(args),
         Command::Bench(args) => bench::run(args, loader),
         Command::Train(args) => train::run(args, loader),
         Command::Distill(args) => train::run_distill(args, loader),
@@ -182,5 +189,19 @@ mod tests {
             args.formats,
             anydepth_pipeline::output::DEFAULT_FORMATS.to_vec()
         );
+    }
+
+    #[test]
+    fn stabilize_runs_without_a_network() {
+        let cli = Cli::try_parse_from([
+            "anydepth",
+            "stabilize",
+            "--disparity",
+            "depth/*.npy",
+            "--out",
+            "steady",
+        ])
+        .expect("parses");
+        assert!(!cli.needs_engine());
     }
 }

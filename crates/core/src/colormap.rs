@@ -87,6 +87,27 @@ impl Colormap {
     }
 }
 
+impl Colormap {
+    /// Colours a map with a fixed range: `lo` gets the first colour, `hi` the last, values
+    /// outside are clamped (non-finite ones get the first). For the frames of a clip, so
+    /// that one depth keeps one colour from frame to frame.
+    pub fn apply_in_range(self, values: &[f32], lo: f32, hi: f32) -> Vec<u8> {
+        let lut = self.lut();
+        let span = hi - lo;
+        values
+            .iter()
+            .flat_map(|&d| {
+                let index = if d.is_finite() && span > 0.0 {
+                    ((d - lo) / span * 255.0).clamp(0.0, 255.0) as u8
+                } else {
+                    0
+                };
+                lut[usize::from(index)]
+            })
+            .collect()
+    }
+}
+
 impl fmt::Display for Colormap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -121,6 +142,18 @@ pub fn normalize_to_indices(values: &[f32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fixed_range_clamps_and_matches_min_max_on_the_same_range() {
+        let values = [0.0, 1.0, 2.0, 3.0];
+        let fixed = Colormap::Gray.apply_in_range(&values, 0.0, 3.0);
+        assert_eq!(fixed, Colormap::Gray.apply(&values));
+        let clamped = Colormap::Gray.apply_in_range(&[-5.0, 9.0, f32::NAN], 0.0, 3.0);
+        let lut = Colormap::Gray.lut();
+        assert_eq!(&clamped[0..3], &lut[0]);
+        assert_eq!(&clamped[3..6], &lut[255]);
+        assert_eq!(&clamped[6..9], &lut[0]);
+    }
 
     /// Spot values printed by matplotlib 3.11.2 / numpy 2.4.6 with
     /// `(matplotlib.colormaps.get_cmap(name)(np.uint8(i))[:3] * 255).astype(np.uint8)`,

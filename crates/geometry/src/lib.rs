@@ -23,6 +23,7 @@ pub mod mesh;
 mod neighbors;
 pub mod normals;
 pub mod render;
+pub mod stabilize;
 pub mod tsdf;
 pub mod unproject;
 

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use anydepth_core::{Prediction, RgbImage};
 
-use crate::config::{Encoder, Head, ModelConfig, Version};
+use crate::config::{Encoder, Head, ModelConfig, Version, VideoConfig};
 use crate::error::{Error, Result};
 
 /// Where inference runs.
@@ -209,6 +209,69 @@ impl fmt::Debug for dyn DepthEngine + '_ {
     }
 }
 
+/// How a video model goes through a clip.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ClipMode {
+    /// Overlapping 32-frame windows, as the official `infer_video_depth`: the steadiest
+    /// depth, each frame final at most a window (22 frames) and a blend (8) later.
+    #[default]
+    Windowed,
+    /// One frame at a time against the cached temporal states of earlier frames, as the
+    /// official streaming class: one frame of latency, for live sources.
+    Streaming,
+}
+
+/// One clip going through a video model: frames in, in order; depth out, in order, once
+/// final.
+pub trait ClipDepth {
+    /// Adds the next frame; returns the frames whose depth became final (maybe none).
+    ///
+    /// # Errors
+    /// When the frame's size differs from the first frame's, or inference fails.
+    fn push(&mut self, frame: &RgbImage) -> Result<Vec<Prediction>>;
+
+    /// Ends the clip; returns the frames still held back.
+    ///
+    /// # Errors
+    /// When no frame was pushed, or inference fails.
+    fn finish(self: Box<Self>) -> Result<Vec<Prediction>>;
+}
+
+/// A loaded video network (Video Depth Anything): clips in, depth per frame out.
+pub trait VideoEngine {
+    /// The model that runs.
+    fn config(&self) -> &VideoConfig;
+
+    /// The device it runs on, as LibTorch names it.
+    fn device_name(&self) -> String;
+
+    /// The options it was loaded with.
+    fn options(&self) -> &EstimatorOptions;
+
+    /// Starts a clip.
+    fn start(&self, mode: ClipMode) -> Box<dyn ClipDepth + '_>;
+}
+
+impl fmt::Debug for dyn VideoEngine + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VideoEngine")
+            .field("model", &self.config().describe())
+            .field("device", &self.device_name())
+            .finish()
+    }
+}
+
+/// What a checkpoint loads as for a clip: a video network, or an image network run on
+/// each frame.
+#[derive(Debug)]
+pub enum ClipEngine {
+    /// Video Depth Anything: frames attend to each other.
+    Video(Box<dyn VideoEngine>),
+    /// Depth Anything V1/V2: each frame on its own.
+    PerFrame(Box<dyn DepthEngine>),
+}
+
 /// Loads depth engines from checkpoint files.
 pub trait EngineLoader {
     /// Loads the checkpoint at `weights` (`.pth` or `.safetensors`).
@@ -222,6 +285,24 @@ pub trait EngineLoader {
         spec: ModelSpec,
         options: EstimatorOptions,
     ) -> Result<Box<dyn DepthEngine>>;
+
+    /// Loads the checkpoint at `weights` for clips: Video Depth Anything (recognised from
+    /// its tensors; `metric` overrides what the file name says) as a [`VideoEngine`], any
+    /// other Depth Anything model as a per-frame [`DepthEngine`].
+    ///
+    /// # Errors
+    /// As [`EngineLoader::load`]; by default, that this binary runs no video models.
+    fn load_for_clips(
+        &self,
+        _weights: &Path,
+        _spec: ModelSpec,
+        _metric: Option<bool>,
+        _options: EstimatorOptions,
+    ) -> Result<ClipEngine> {
+        Err(Error::Invalid(
+            "this binary does not run video models".into(),
+        ))
+    }
 
     /// What the runtime finds on this machine: library version, CUDA, GPUs, and the
     /// device `--device auto` resolves to. Loads the runtime's CUDA part when it has one.

@@ -23,8 +23,8 @@ pub mod train;
 
 pub use config::{Encoder, Head, ModelConfig, Version, VideoConfig};
 pub use engine::{
-    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec,
-    Precision, Preprocessing, StageTimings,
+    ClipDepth, ClipEngine, ClipMode, DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions,
+    ForwardTimings, ModelSpec, Precision, Preprocessing, StageTimings, VideoEngine,
 };
 pub use error::{Error, Result};
 pub use runtime::RuntimeReport;

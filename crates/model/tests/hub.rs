@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anydepth_model::config::{Encoder, Metric, Version};
-use anydepth_model::hub::{released, Hub, HubError, HubFile, RepoType};
+use anydepth_model::hub::{released, released_video, Hub, HubError, HubFile, RepoType};
 use sha2::{Digest, Sha256};
 
 /// One canned HTTP response.
@@ -581,6 +581,27 @@ fn released_table() -> anyhow::Result<()> {
     let err = released(Version::V1, Encoder::Vitl, Some(Metric::Outdoor))
         .expect_err("V1 metric is ZoeDepth");
     assert!(matches!(err, HubError::NotPublished { .. }), "{err:?}");
+    Ok(())
+}
+
+#[test]
+fn released_video_table() -> anyhow::Result<()> {
+    let small = released_video(Encoder::Vits, false)?;
+    assert_eq!(small.repo, "depth-anything/Video-Depth-Anything-Small");
+    assert_eq!(small.filename, "video_depth_anything_vits.pth");
+    let metric = released_video(Encoder::Vitl, true)?;
+    assert_eq!(
+        metric.repo,
+        "depth-anything/Metric-Video-Depth-Anything-Large"
+    );
+    assert_eq!(metric.filename, "metric_video_depth_anything_vitl.pth");
+    assert_eq!(
+        metric.url("https://huggingface.co"),
+        "https://huggingface.co/depth-anything/Metric-Video-Depth-Anything-Large/resolve/main/\
+         metric_video_depth_anything_vitl.pth"
+    );
+    let err = released_video(Encoder::Vitg, false).expect_err("no Giant");
+    assert!(err.to_string().contains("Giant"), "{err}");
     Ok(())
 }
 

@@ -107,6 +107,12 @@ impl DepthJob {
         if formats.is_empty() {
             bail!("--formats lists nothing to write");
         }
+        if let Some(video) = formats.iter().find(|f| f.is_video()) {
+            bail!(
+                "--formats {} writes a video of a clip; the inputs are photos",
+                video.name()
+            );
+        }
         let inputs = sources::expand_images(&self.inputs)?;
         Ok(DepthPlan {
             files: inputs.files,

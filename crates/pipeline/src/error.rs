@@ -36,6 +36,10 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] anydepth_model::Error),
 
+    /// An error of `anydepth-video` (decoding or encoding a video).
+    #[error(transparent)]
+    Video(#[from] anydepth_video::Error),
+
     /// An I/O error of the standard library (`std::io::Error`).
     #[error(transparent)]
     Io(#[from] std::io::Error),

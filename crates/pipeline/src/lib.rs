@@ -10,6 +10,10 @@
 //!   batches, with skip-if-exists and a failure list;
 //! - [`fuse::FuseRequest::run`]: many views into one mesh or cloud;
 //! - [`model::ModelRequest`]: which model, and its weights from a file or the hub cache;
+//! - [`stabilize::StabilizeRequest`]: a clip's relative disparity files brought to one
+//!   consistent scale and shift;
+//! - [`video::VideoJob`]: clips (video files, image sequences, live sources) to depth per
+//!   frame and depth videos, through Video Depth Anything or a per-frame model;
 //! - [`sources`]: files, folders and globs as ordered frame lists;
 //! - [`output`]: every encoder (npy, png16, pfm, exr, colour, side-by-side, PLY, OBJ).
 //!
@@ -41,6 +45,8 @@ pub mod model;
 pub mod output;
 pub mod scene;
 pub mod sources;
+pub mod stabilize;
+pub mod video;
 
 pub use error::{chain_text, Context, Error, Result};
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anydepth_model::config::{Encoder, Head, Metric, Version};
 use anydepth_model::hub::{self, Hub};
 use anydepth_model::{
-    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision, Preprocessing,
+    ClipEngine, DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision,
+    Preprocessing,
 };
 
 use crate::error::{bail, Context, Result};
@@ -134,6 +135,50 @@ impl ModelRequest {
         Ok((engine, weights))
     }
 
+    /// Loads the model for clips: the weights given (Video Depth Anything or not, as its
+    /// tensors say), or the released Video Depth Anything (metric with `--metric`), or with
+    /// `per_frame` the released image model.
+    ///
+    /// # Errors
+    /// As [`ModelRequest::load`].
+    pub fn load_for_clips(
+        &self,
+        loader: &dyn EngineLoader,
+        per_frame: bool,
+        metric_max_depth_m: Option<f64>,
+        download_progress: &mut dyn FnMut(&str, u64, Option<u64>),
+    ) -> Result<(ClipEngine, PathBuf)> {
+        let spec = self.spec(metric_max_depth_m)?;
+        let weights = if self.weights.is_some() || per_frame {
+            self.resolve_weights(metric_max_depth_m.is_some(), download_progress)?
+        } else {
+            if self.version == Some(Version::V1) {
+                bail!(
+                    "Video Depth Anything is built on V2; add --per-frame to run V1 on each frame"
+                );
+            }
+            let file =
+                hub::released_video(self.model.unwrap_or(Encoder::Vits), self.metric.is_some())
+                    .map_err(anydepth_model::Error::from)?;
+            fetch_released(&file, download_progress)?
+        };
+        // A Video Depth Anything file's name says whether it is metric; --metric overrides.
+        let metric = self.metric.map(|_| true);
+        let engine = loader
+            .load_for_clips(&weights, spec, metric, self.options(1))
+            .context("cannot load the model")?;
+        if per_frame {
+            if let ClipEngine::Video(video) = &engine {
+                bail!(
+                    "--per-frame runs an image model, but {} is {}",
+                    weights.display(),
+                    video.config().describe()
+                );
+            }
+        }
+        Ok((engine, weights))
+    }
+
     /// The weights file: the one given, or the released model from the hub cache
     /// (downloaded when missing; `progress` hears `(file name, done, total)` bytes).
     ///
@@ -154,16 +199,24 @@ impl ModelRequest {
         }
         let file =
             hub::released(version, encoder, self.metric).map_err(anydepth_model::Error::from)?;
-        let hub = Hub::from_env().map_err(anydepth_model::Error::from)?;
-        if let Some(path) = hub.cached(&file).map_err(anydepth_model::Error::from)? {
-            return Ok(path);
-        }
-        let name = file.filename.clone();
-        let path = hub
-            .download(&file, &mut |done, total| progress(&name, done, total))
-            .map_err(anydepth_model::Error::from)?;
-        Ok(path)
+        fetch_released(&file, progress)
     }
+}
+
+/// `file` from the hub cache, downloaded when missing.
+fn fetch_released(
+    file: &hub::HubFile,
+    progress: &mut dyn FnMut(&str, u64, Option<u64>),
+) -> Result<PathBuf> {
+    let hub = Hub::from_env().map_err(anydepth_model::Error::from)?;
+    if let Some(path) = hub.cached(file).map_err(anydepth_model::Error::from)? {
+        return Ok(path);
+    }
+    let name = file.filename.clone();
+    let path = hub
+        .download(file, &mut |done, total| progress(&name, done, total))
+        .map_err(anydepth_model::Error::from)?;
+    Ok(path)
 }
 
 fn existing_file(path: &Path) -> Result<PathBuf> {

@@ -119,18 +119,31 @@ pub enum Format {
     /// The input photo, a 50 px white gap and the coloured depth, side by side (8-bit PNG).
     #[cfg_attr(feature = "clap", value(name = "side-by-side"))]
     SideBySide,
+    /// Clips only: the coloured depth as an H.264 video with the clip's frames and rate.
+    #[cfg_attr(feature = "clap", value(name = "mp4"))]
+    Mp4,
+    /// Clips only: the frame and its coloured depth side by side, as an H.264 video.
+    #[cfg_attr(feature = "clap", value(name = "side-by-side-mp4"))]
+    SideBySideMp4,
 }
 
 impl Format {
     /// Every format, in the order of the command line's help.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 8] = [
         Self::Npy,
         Self::Png16,
         Self::Pfm,
         Self::Exr,
         Self::Color,
         Self::SideBySide,
+        Self::Mp4,
+        Self::SideBySideMp4,
     ];
+
+    /// Whether this is a video of a whole clip rather than a file per depth map.
+    pub fn is_video(self) -> bool {
+        matches!(self, Self::Mp4 | Self::SideBySideMp4)
+    }
 
     /// The format's name on the command line.
     pub fn name(self) -> &'static str {
@@ -141,6 +154,8 @@ impl Format {
             Self::Exr => "exr",
             Self::Color => "color",
             Self::SideBySide => "side-by-side",
+            Self::Mp4 => "mp4",
+            Self::SideBySideMp4 => "side-by-side-mp4",
         }
     }
 
@@ -153,6 +168,8 @@ impl Format {
             Self::Exr => ".exr",
             Self::Color => "_depth.png",
             Self::SideBySide => "_side.png",
+            Self::Mp4 => "_depth.mp4",
+            Self::SideBySideMp4 => "_side.mp4",
         }
     }
 }
@@ -250,7 +267,21 @@ fn encode(
             let buffer = side_by_side(image, &colormap.apply(values))?;
             encode_png(&buffer)
         }
+        Format::Mp4 | Format::SideBySideMp4 => bail!(
+            "--formats {} is a video of a whole clip, not a file per depth map",
+            format.name()
+        ),
     }
+}
+
+/// The frame, a [`SIDE_BY_SIDE_GAP_PX`] white gap and the coloured depth (`depth_rgb`,
+/// interleaved 8-bit RGB of the frame's size), side by side: the pixels of
+/// [`Format::SideBySide`], as interleaved 8-bit RGB.
+///
+/// # Errors
+/// When `depth_rgb` is not of the frame's size.
+pub fn side_by_side_rgb(image: &RgbImage, depth_rgb: &[u8]) -> Result<Vec<u8>> {
+    Ok(side_by_side(image, depth_rgb)?.into_raw())
 }
 
 /// PNG bytes of an image buffer.
@@ -401,12 +432,26 @@ mod tests {
                 "out/photo.pfm",
                 "out/photo.exr",
                 "out/photo_depth.png",
-                "out/photo_side.png"
+                "out/photo_side.png",
+                "out/photo_depth.mp4",
+                "out/photo_side.mp4"
             ]
             .map(PathBuf::from)
         );
         let cli: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-        assert_eq!(cli, ["npy", "png16", "pfm", "exr", "color", "side-by-side"]);
+        assert_eq!(
+            cli,
+            [
+                "npy",
+                "png16",
+                "pfm",
+                "exr",
+                "color",
+                "side-by-side",
+                "mp4",
+                "side-by-side-mp4"
+            ]
+        );
     }
 
     #[test]
@@ -586,7 +631,7 @@ print(' '.join(repr(float(x)) for x in d.ravel()))
     fn constant_and_nan_maps_write_without_panic() {
         let dir = tempfile::tempdir().expect("temp dir");
         for (i, values) in [[7.0f32; 4], [f32::NAN; 4]].iter().enumerate() {
-            for format in Format::ALL {
+            for format in Format::ALL.into_iter().filter(|f| !f.is_video()) {
                 let path = output_path(dir.path(), &format!("m{i}"), format);
                 let photo = RgbImage::new(2, 2, vec![0.5; 12]).expect("photo");
                 write_output(

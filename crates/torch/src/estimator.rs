@@ -9,8 +9,8 @@ use tch::{nn, Device, Kind, Tensor};
 
 use anydepth_model::config::{Head, ModelConfig};
 use anydepth_model::engine::{
-    DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings, ModelSpec,
-    Precision, Preprocessing, StageTimings,
+    ClipEngine, DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings,
+    ModelSpec, Precision, Preprocessing, StageTimings,
 };
 use anydepth_model::RuntimeReport;
 
@@ -109,6 +109,14 @@ impl DepthEstimator {
         options: EstimatorOptions,
     ) -> Result<Self> {
         let checkpoint = Checkpoint::read(path)?;
+        if crate::video::is_video_checkpoint(&checkpoint) {
+            return Err(Error::UnknownModel {
+                reason: "this is Video Depth Anything, which runs on clips (videos, \
+                         --sequence folders, live sources), not on single photos"
+                    .into(),
+                path: path.to_path_buf(),
+            });
+        }
         let config = checkpoint.config(spec)?;
         Self::from_parts(&checkpoint, config, options)
     }
@@ -422,6 +430,29 @@ impl EngineLoader for TorchLoader {
         Ok(Box::new(DepthEstimator::from_checkpoint(
             weights, spec, options,
         )?))
+    }
+
+    fn load_for_clips(
+        &self,
+        weights: &Path,
+        spec: ModelSpec,
+        metric: Option<bool>,
+        options: EstimatorOptions,
+    ) -> anydepth_model::Result<ClipEngine> {
+        let checkpoint = Checkpoint::read(weights)?;
+        if crate::video::is_video_checkpoint(&checkpoint) {
+            let config = crate::video::video_config(&checkpoint, spec, metric)?;
+            Ok(ClipEngine::Video(Box::new(
+                crate::video::VideoDepthModel::from_parts(&checkpoint, config, options)?,
+            )))
+        } else {
+            let config = checkpoint.config(spec)?;
+            Ok(ClipEngine::PerFrame(Box::new(DepthEstimator::from_parts(
+                &checkpoint,
+                config,
+                options,
+            )?)))
+        }
     }
 
     fn runtime(&self) -> anydepth_model::Result<RuntimeReport> {

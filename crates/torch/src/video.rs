@@ -19,7 +19,9 @@ use anydepth_core::{DepthMap, Prediction, RgbImage};
 use tch::{nn, Device, Kind, Tensor};
 
 use anydepth_model::config::{Encoder, VideoConfig};
-use anydepth_model::engine::{EstimatorOptions, ModelSpec, Precision};
+use anydepth_model::engine::{
+    ClipDepth, ClipMode, EstimatorOptions, ModelSpec, Precision, VideoEngine,
+};
 
 use crate::dinov2::DinoV2;
 use crate::dpt::DptHead;
@@ -571,5 +573,49 @@ impl<'m> StreamingDepth<'m> {
         }
         self.received += 1;
         self.model.prediction(&depth.get(0), size)
+    }
+}
+
+impl VideoEngine for VideoDepthModel {
+    fn config(&self) -> &VideoConfig {
+        VideoDepthModel::config(self)
+    }
+
+    fn device_name(&self) -> String {
+        format!("{:?}", self.device)
+    }
+
+    fn options(&self) -> &EstimatorOptions {
+        &self.options
+    }
+
+    fn start(&self, mode: ClipMode) -> Box<dyn ClipDepth + '_> {
+        match mode {
+            ClipMode::Windowed => Box::new(self.windowed()),
+            ClipMode::Streaming => Box::new(self.streaming()),
+        }
+    }
+}
+
+impl ClipDepth for WindowedDepth<'_> {
+    fn push(&mut self, frame: &RgbImage) -> anydepth_model::Result<Vec<Prediction>> {
+        Ok(WindowedDepth::push(self, frame)?)
+    }
+
+    fn finish(self: Box<Self>) -> anydepth_model::Result<Vec<Prediction>> {
+        Ok(WindowedDepth::finish(*self)?)
+    }
+}
+
+impl ClipDepth for StreamingDepth<'_> {
+    fn push(&mut self, frame: &RgbImage) -> anydepth_model::Result<Vec<Prediction>> {
+        Ok(vec![StreamingDepth::push(self, frame)?])
+    }
+
+    fn finish(self: Box<Self>) -> anydepth_model::Result<Vec<Prediction>> {
+        if self.received == 0 {
+            return Err(Error::Invalid("the clip has no frames".into()).into());
+        }
+        Ok(Vec::new())
     }
 }

@@ -204,6 +204,33 @@ pub fn released(
     Ok(file)
 }
 
+/// The released Video Depth Anything checkpoint with `encoder` (S, B or L), relative or
+/// `metric`. Checksums come from the hub.
+///
+/// # Errors
+/// [`HubError::NotPublished`] for a Giant model, which was never released.
+pub fn released_video(encoder: Encoder, metric: bool) -> Result<HubFile, HubError> {
+    let enc = encoder.name();
+    let (repo_word, file_word) = if metric {
+        ("Metric-", "metric_")
+    } else {
+        ("", "")
+    };
+    if encoder == Encoder::Vitg {
+        return Err(HubError::NotPublished {
+            what: format!("{repo_word}Video Depth Anything Giant"),
+            note: "",
+        });
+    }
+    Ok(HubFile::model(
+        format!(
+            "depth-anything/{repo_word}Video-Depth-Anything-{}",
+            size_word(encoder)
+        ),
+        format!("{file_word}video_depth_anything_{enc}.pth"),
+    ))
+}
+
 /// sha256 (and size) of the released files docs/REFERENCE.md records.
 fn known_checksum(
     version: Version,
