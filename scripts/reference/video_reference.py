@@ -19,6 +19,9 @@ Outputs (OUT_DIR, default .cache/reference/video):
   windowed.npy                    infer_video_depth(frames, fps, input_size, 'cpu', fp32=True)
   windowed_metric.npy             the same with metric=True (no scale/shift between windows)
   streaming.npy                   infer_video_depth_one on each frame in turn
+  layouts.json                    {encoder: {tensor name: shape}} of the official ViT-S, B
+                                  and L models (a real-size random checkpoint of each would
+                                  take gigabytes)
   manifest.json                   written last; reruns are skipped while VERSION matches
 
 Usage: video_reference.py [OUT_DIR]
@@ -32,7 +35,7 @@ import cv2
 import numpy as np
 import torch
 
-VERSION = 1
+VERSION = 2
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = Path(os.environ.get("ANYDEPTH_VDA_REFERENCE", ROOT.parent / "shared" / "reference" / "video-depth-anything"))
 FRAMES = 50  # three windows of 32 with a stride of 22, and past the streaming cache's limit
@@ -40,6 +43,11 @@ SIZE = (320, 180)  # the example clip is 854x480; downscaled to keep the test fa
 INPUT_SIZE = 112
 SEED = 7
 FPS = 24.0
+PRESETS = {
+    "vits": dict(features=64, out_channels=[48, 96, 192, 384]),
+    "vitb": dict(features=128, out_channels=[96, 192, 384, 768]),
+    "vitl": dict(features=256, out_channels=[256, 512, 1024, 1024]),
+}
 
 
 def read_clip(path, count, size):
@@ -80,7 +88,14 @@ def main():
     for i, rgb in enumerate(frames):
         cv2.imwrite(str(out / "frames" / f"{i:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
-    config = dict(encoder="vits", features=64, out_channels=[48, 96, 192, 384])
+    layouts = {}
+    for encoder, preset in PRESETS.items():
+        state = VideoDepthAnything(encoder=encoder, **preset).state_dict()
+        layouts[encoder] = {k: list(v.shape) for k, v in state.items()}
+        del state
+    (out / "layouts.json").write_text(json.dumps(layouts))
+
+    config = dict(encoder="vits", **PRESETS["vits"])
     torch.manual_seed(SEED)
     model = VideoDepthAnything(**config).eval()
     with torch.no_grad():

@@ -316,3 +316,50 @@ fn a_per_frame_model_runs_on_a_clip_and_stabilizes_it() {
         stderr(&run)
     );
 }
+
+#[test]
+fn a_live_source_that_ends_leaves_its_outputs_finished() {
+    let Some(weights) = video_weights() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A FIFO is a live source: what a camera pipe or `ffmpeg ... -f matroska -` gives.
+    let clip = dir.path().join("clip.mkv");
+    write_clip(&clip, 30);
+    let fifo = dir.path().join("camera");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let bytes = std::fs::read(&clip).expect("read clip");
+    let feeder = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(&fifo, bytes))
+    };
+    let out = dir.path().join("out");
+    let run = anydepth(&[
+        "depth",
+        "--live",
+        s(&fifo),
+        "--weights",
+        s(&weights),
+        "--input-size",
+        "56",
+        "--device",
+        "cpu",
+        "--formats",
+        "npy,mp4",
+        "--out",
+        s(&out),
+    ]);
+    feeder.join().expect("feeder").expect("clip fed");
+    let err = assert_ok(&run);
+    assert!(err.contains("Streaming"), "live sources stream: {err}");
+    let written = std::fs::read_dir(out.join("camera"))
+        .expect("frames")
+        .count();
+    assert!((1..=30).contains(&written), "{written} frames");
+    // The video is finished and holds the frames written, whatever was dropped.
+    assert_eq!(frame_times(&out.join("camera_depth.mp4")).len(), written);
+}

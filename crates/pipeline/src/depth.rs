@@ -243,21 +243,15 @@ impl DepthJob {
         image: &RgbImage,
         prediction: &Prediction,
     ) -> Result<()> {
-        let stem = sources::stem(file);
-        for &format in &plan.formats {
-            let path = output::output_path(&self.out_dir, &stem, format);
-            output::write_output(
-                &path,
-                format,
-                prediction.values(),
-                prediction.width(),
-                prediction.height(),
-                Some(image),
-                self.colormap,
-                self.force,
-            )?;
-        }
-        Ok(())
+        output::write_prediction(
+            &self.out_dir,
+            &sources::stem(file),
+            &plan.formats,
+            prediction,
+            Some(image),
+            self.colormap,
+            self.force,
+        )
     }
 }
 

@@ -226,6 +226,35 @@ pub fn write_output(
     })?)
 }
 
+/// Writes `prediction` in each of `formats` as `<dir>/<stem><suffix>` ([`output_path`]),
+/// with [`write_output`]; `image` is the photo it was predicted from.
+///
+/// # Errors
+/// As [`write_output`], for the first format that fails.
+pub fn write_prediction(
+    dir: &Path,
+    stem: &str,
+    formats: &[Format],
+    prediction: &anydepth_core::Prediction,
+    image: Option<&RgbImage>,
+    colormap: Colormap,
+    force: bool,
+) -> Result<()> {
+    for &format in formats {
+        write_output(
+            &output_path(dir, stem, format),
+            format,
+            prediction.values(),
+            prediction.width(),
+            prediction.height(),
+            image,
+            colormap,
+            force,
+        )?;
+    }
+    Ok(())
+}
+
 /// Encodes a (validated) map into the bytes of a `format` file.
 fn encode(
     format: Format,

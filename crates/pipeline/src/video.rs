@@ -429,6 +429,12 @@ impl VideoJob {
             }
         };
         observer.clip(&clip.name, source.frames);
+        if source.variable_rate {
+            observer.note(&format!(
+                "{}: variable frame rate; its videos keep the frames' own times",
+                clip.name
+            ));
+        }
         let keep_images = observer.logs()
             || plan
                 .frame_formats
@@ -485,7 +491,7 @@ impl VideoJob {
         } else if failure.is_none() {
             failure = Some("the clip has no frames".into());
         }
-        sink.finish(&mut report)?;
+        sink.finish()?;
         report.dropped = source.dropped();
         report.error = failure;
         report.seconds = start.elapsed().as_secs_f64();
@@ -497,14 +503,9 @@ impl VideoJob {
         let open = |input: &Path, options: OpenOptions| -> Result<FrameStream> {
             let source = VideoSource::open(input, &options)?;
             let info = source.info();
-            if info.variable_frame_rate {
-                tracing::info!(
-                    "{}: variable frame rate; frame times are kept",
-                    input.display()
-                );
-            }
             Ok(FrameStream {
                 frames: info.frame_count,
+                variable_rate: info.variable_frame_rate,
                 // Without a rate in the container, videos are written at the sequence default.
                 rate: info
                     .frame_rate
@@ -570,6 +571,8 @@ struct FrameStream {
     /// The clip's length when known.
     frames: Option<u64>,
     rate: FrameRate,
+    /// Whether the container says its frame intervals vary.
+    variable_rate: bool,
 }
 
 enum Frames {
@@ -637,6 +640,7 @@ fn open_sequence(files: Vec<PathBuf>, fps: f64) -> FrameStream {
         decoded: Frames::Sequence(rx),
         frames: Some(frames),
         rate: rate_of(fps),
+        variable_rate: false,
     }
 }
 
@@ -751,21 +755,16 @@ impl ClipSink<'_> {
                 prediction,
             )
         });
-        crate::run_beside(log, || -> Result<()> {
-            for &format in &self.plan.frame_formats {
-                let path = output::output_path(&self.clip.frames_dir, &frame.stem, format);
-                output::write_output(
-                    &path,
-                    format,
-                    prediction.values(),
-                    prediction.width(),
-                    prediction.height(),
-                    Some(&frame.image),
-                    self.job.colormap,
-                    self.job.force,
-                )?;
-            }
-            Ok(())
+        crate::run_beside(log, || {
+            output::write_prediction(
+                &self.clip.frames_dir,
+                &frame.stem,
+                &self.plan.frame_formats,
+                prediction,
+                Some(&frame.image),
+                self.job.colormap,
+                self.job.force,
+            )
         })?
     }
 
@@ -822,7 +821,7 @@ impl ClipSink<'_> {
     }
 
     /// Encodes what waits and finishes the videos.
-    fn finish(mut self, _report: &mut ClipReport) -> Result<()> {
+    fn finish(mut self) -> Result<()> {
         if !self.waiting.is_empty() {
             if self.color_range.is_none() {
                 self.fix_color_range();

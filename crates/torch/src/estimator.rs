@@ -131,22 +131,10 @@ impl DepthEstimator {
         options: EstimatorOptions,
     ) -> Result<Self> {
         validate_options(&options)?;
-        let device = resolve_device(options.device)?;
-        if device.is_cuda() {
-            if let Err(why) = crate::cuda::set_tf32(options.allow_tf32) {
-                tracing::warn!("cannot set TensorFloat-32 to {}: {why}", options.allow_tf32);
-            }
-        }
-        let mut vs = nn::VarStore::new(device);
-        let model = DepthAnything::new(&vs.root(), config);
-        checkpoint.copy_into(&vs.variables(), &config.describe())?;
-        vs.freeze();
-        match options.precision {
-            Precision::Fp32 => {}
-            Precision::Fp16 => vs.half(),
-            Precision::Bf16 => vs.bfloat16(),
-        }
-        tracing::info!(model = %config.describe(), ?device, precision = ?options.precision, "model loaded");
+        let (vs, model) = load_store(checkpoint, &options, &config.describe(), |root| {
+            DepthAnything::new(root, config)
+        })?;
+        let device = vs.device();
         Ok(Self {
             _vs: vs,
             model,
@@ -545,7 +533,35 @@ impl DepthEngine for DepthEstimator {
     }
 }
 
-fn validate_options(options: &EstimatorOptions) -> Result<()> {
+/// Builds a network with `build` on the device `options` ask for (TensorFloat-32 set as
+/// asked on a GPU), fills it from `checkpoint`, freezes it and casts it to the precision.
+pub(crate) fn load_store<M>(
+    checkpoint: &Checkpoint,
+    options: &EstimatorOptions,
+    description: &str,
+    build: impl FnOnce(&nn::Path) -> M,
+) -> Result<(nn::VarStore, M)> {
+    let device = resolve_device(options.device)?;
+    if device.is_cuda() {
+        if let Err(why) = crate::cuda::set_tf32(options.allow_tf32) {
+            tracing::warn!("cannot set TensorFloat-32 to {}: {why}", options.allow_tf32);
+        }
+    }
+    let mut vs = nn::VarStore::new(device);
+    let model = build(&vs.root());
+    checkpoint.copy_into(&vs.variables(), description)?;
+    vs.freeze();
+    match options.precision {
+        Precision::Fp32 => {}
+        Precision::Fp16 => vs.half(),
+        Precision::Bf16 => vs.bfloat16(),
+    }
+    tracing::info!(model = %description, ?device, precision = ?options.precision, "model loaded");
+    Ok((vs, model))
+}
+
+/// Refuses options no model can run with.
+pub(crate) fn validate_options(options: &EstimatorOptions) -> Result<()> {
     if options.input_size < 14 || options.input_size > 8192 {
         return Err(Error::Invalid(format!(
             "input size {} is out of range: use 14..=8192 (518 as trained)",

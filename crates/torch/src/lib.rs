@@ -1,4 +1,4 @@
-//! Depth Anything V1/V2 monocular depth on LibTorch: the crate that links libtorch.
+//! Depth Anything V1/V2 and Video Depth Anything on LibTorch: the crate that links libtorch.
 //!
 //! The network is a port of the official code (DINOv2 ViT encoder + DPT head) that loads
 //! the official `.pth` checkpoints and Hugging Face safetensors, with preprocessing that
@@ -24,9 +24,10 @@ pub mod weights;
 
 pub use anydepth_model::{
     DeviceChoice, Encoder, EstimatorOptions, Head, ModelConfig, ModelSpec, Precision,
-    Preprocessing, Version,
+    Preprocessing, Version, VideoConfig,
 };
 pub use error::{Error, Result};
 pub use estimator::{DepthEstimator, TorchLoader};
 pub use network::DepthAnything;
+pub use video::VideoDepthModel;
 pub use weights::Checkpoint;

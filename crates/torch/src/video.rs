@@ -19,14 +19,12 @@ use anydepth_core::{DepthMap, Prediction, RgbImage};
 use tch::{nn, Device, Kind, Tensor};
 
 use anydepth_model::config::{Encoder, VideoConfig};
-use anydepth_model::engine::{
-    ClipDepth, ClipMode, EstimatorOptions, ModelSpec, Precision, VideoEngine,
-};
+use anydepth_model::engine::{ClipDepth, ClipMode, EstimatorOptions, ModelSpec, VideoEngine};
 
 use crate::dinov2::DinoV2;
 use crate::dpt::DptHead;
 use crate::error::{Error, Result};
-use crate::estimator::{kind_of, resolve_device};
+use crate::estimator::{kind_of, load_store, validate_options};
 use crate::preprocess::preprocess;
 use crate::weights::Checkpoint;
 
@@ -161,28 +159,11 @@ impl VideoDepthModel {
         config: VideoConfig,
         options: EstimatorOptions,
     ) -> Result<Self> {
-        if options.input_size < 14 {
-            return Err(Error::Invalid(format!(
-                "input size must be at least 14, got {}",
-                options.input_size
-            )));
-        }
-        let device = resolve_device(options.device)?;
-        if device.is_cuda() {
-            if let Err(why) = crate::cuda::set_tf32(options.allow_tf32) {
-                tracing::warn!("cannot set TensorFloat-32 to {}: {why}", options.allow_tf32);
-            }
-        }
-        let mut vs = nn::VarStore::new(device);
-        let network = VideoDepthNetwork::new(&vs.root(), config);
-        checkpoint.copy_into(&vs.variables(), &config.describe())?;
-        vs.freeze();
-        match options.precision {
-            Precision::Fp32 => {}
-            Precision::Fp16 => vs.half(),
-            Precision::Bf16 => vs.bfloat16(),
-        }
-        tracing::info!(model = %config.describe(), ?device, precision = ?options.precision, "video model loaded");
+        validate_options(&options)?;
+        let (vs, network) = load_store(checkpoint, &options, &config.describe(), |root| {
+            VideoDepthNetwork::new(root, config)
+        })?;
+        let device = vs.device();
         Ok(Self {
             _vs: vs,
             network,

@@ -12,9 +12,14 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use anydepth_core::{load_image, Prediction, RgbImage};
-use anydepth_torch::video::{clip_input_size, is_video_checkpoint, video_config, VideoDepthModel};
-use anydepth_torch::weights::Checkpoint;
-use anydepth_torch::{DeviceChoice, EstimatorOptions, ModelSpec, Precision, Preprocessing};
+use anydepth_torch::video::{
+    clip_input_size, is_video_checkpoint, video_config, VideoDepthModel, VideoDepthNetwork,
+};
+use anydepth_torch::weights::{Checkpoint, CheckpointHints};
+use anydepth_torch::{
+    DeviceChoice, Encoder, EstimatorOptions, ModelSpec, Precision, Preprocessing, VideoConfig,
+};
+use tch::{nn, Device, Kind, Tensor};
 
 const TOLERANCE: f32 = 1e-3; // of the reference's range
 
@@ -191,4 +196,71 @@ fn wide_frames_use_a_smaller_input_as_the_official_code() {
     assert_eq!(clip_input_size(1080, 1920, 518), 518);
     // ratio 2.4: int(518 * 1.777 / 2.4) = 383 -> round(383 / 14) * 14 = 378
     assert_eq!(clip_input_size(2400, 1000, 518), 378);
+}
+
+/// The official model's tensors of `encoder`, as empty tensors of their shapes.
+fn layout(layouts: &serde_json::Value, encoder: Encoder) -> Vec<(String, Tensor)> {
+    layouts[encoder.name()]
+        .as_object()
+        .expect("tensors")
+        .iter()
+        .map(|(name, shape)| {
+            let shape: Vec<i64> = shape
+                .as_array()
+                .expect("shape")
+                .iter()
+                .map(|d| d.as_i64().expect("dim"))
+                .collect();
+            (
+                name.clone(),
+                Tensor::empty(shape, (Kind::Float, Device::Cpu)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_released_size_matches_the_official_layout() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let text = std::fs::read_to_string(reference.dir.join("layouts.json")).expect("layouts");
+    let layouts: serde_json::Value = serde_json::from_str(&text).expect("layouts parse");
+    for encoder in [Encoder::Vits, Encoder::Vitb, Encoder::Vitl] {
+        let tensors = layout(&layouts, encoder);
+        let count = tensors.len();
+        let name = format!("video_depth_anything_{}.pth", encoder.name());
+        let checkpoint =
+            Checkpoint::from_tensors(Path::new(&name), tensors, CheckpointHints::default())
+                .expect("recognised");
+        assert_eq!(checkpoint.encoder, encoder);
+        assert!(is_video_checkpoint(&checkpoint));
+        let config = video_config(&checkpoint, ModelSpec::default(), None).expect("config");
+        assert_eq!(config, VideoConfig::new(encoder, false));
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _network = VideoDepthNetwork::new(&vs.root(), config);
+        checkpoint
+            .verify(&vs.variables(), &config.describe())
+            .unwrap_or_else(|e| panic!("{encoder}: {e}"));
+        eprintln!("{encoder}: {count} tensors match");
+    }
+    // The metric releases are told by their file names, or by the caller.
+    let metric = Checkpoint::from_tensors(
+        Path::new("metric_video_depth_anything_vits.pth"),
+        layout(&layouts, Encoder::Vits),
+        CheckpointHints::default(),
+    )
+    .expect("recognised");
+    let config = video_config(&metric, ModelSpec::default(), None).expect("config");
+    assert!(config.metric);
+    let config = video_config(&metric, ModelSpec::default(), Some(false)).expect("config");
+    assert!(!config.metric);
+    let wrong = ModelSpec {
+        encoder: Some(Encoder::Vitb),
+        ..Default::default()
+    };
+    assert!(
+        video_config(&metric, wrong, None).is_err(),
+        "a size the file contradicts"
+    );
 }
