@@ -62,22 +62,30 @@ def load_eval_tae():
         "scipy": dict(),
         "scipy.ndimage": dict(map_coordinates=None),
     }
+    path = REFERENCE / "benchmark" / "eval" / "eval_tae.py"
+    if not path.is_file():
+        sys.exit(f"{path} not found (set ANYDEPTH_VDA_REFERENCE)")
     installed = {name: importlib.util.find_spec(name) is not None for name in ("matplotlib", "scipy")}
+    added = []
     for name, attrs in stand_ins.items():
         if installed[name.split(".")[0]]:
             continue
         module = types.ModuleType(name)
         module.__dict__.update(attrs)
         sys.modules[name] = module
+        added.append(name)
         parent, _, child = name.rpartition(".")
         if parent:
             setattr(sys.modules[parent], child, module)
-    path = REFERENCE / "benchmark" / "eval" / "eval_tae.py"
-    if not path.is_file():
-        sys.exit(f"{path} not found (set ANYDEPTH_VDA_REFERENCE)")
-    spec = importlib.util.spec_from_file_location("vda_eval_tae", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec = importlib.util.spec_from_file_location("vda_eval_tae", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        # The stand-ins have no import spec; left in sys.modules they would break later
+        # imports in the same process that probe for the real packages (transformers does).
+        for name in added:
+            sys.modules.pop(name, None)
     return module
 
 
