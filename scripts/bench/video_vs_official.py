@@ -56,7 +56,7 @@ def main():
         frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     frames = np.stack(frames)
 
-    model = VideoDepthAnything(**PRESETS[args.encoder], metric=args.metric)
+    model = VideoDepthAnything(encoder=args.encoder, **PRESETS[args.encoder], metric=args.metric)
     model.load_state_dict(torch.load(args.checkpoint, map_location="cpu"), strict=True)
     model = model.to(args.device).eval()
     start = time.perf_counter()
