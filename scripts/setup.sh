@@ -2,7 +2,11 @@
 # Sets up everything anydepth needs to build and test, in the project directory:
 #   .venv/            Python virtual environment with torch 2.11.0 (its libtorch is what tch links)
 #   .venv/torch       symlink to the venv's torch package (LIBTORCH in .cargo/config.toml)
-#   apt packages      FFmpeg's development libraries and libclang (crates/video), libusb
+#   apt packages      FFmpeg's development libraries and libclang (crates/video), libusb,
+#                     Node.js and npm, Chromium (the web page's test)
+#   scripts/node/node_modules  three.js (the service's web page), the Khronos
+#                     glTF-Validator and puppeteer-core (tests), pinned by
+#                     scripts/node/package-lock.json
 # Idempotent: a second run checks versions and returns in a few seconds.
 #
 #   scripts/setup.sh            runtime + reference packages (tests, benchmarks)
@@ -53,6 +57,25 @@ if [ -n "$missing" ]; then
   say "installing FFmpeg's development libraries and libclang with apt-get:$missing"
   # shellcheck disable=SC2086 # one word per package
   apt-get update -qq && apt-get install -y -qq $missing >/dev/null
+fi
+
+# Node.js runs the glTF-Validator in the tests; npm installs it and three.js.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  say "installing Node.js and npm with apt-get"
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+# Chromium runs the service's web page headless in its test (scripts/node/web_check.mjs,
+# WebGL on SwiftShader: no GPU needed).
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Chromium with apt-get (the web page's test)"
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+node_want=$(sha256sum scripts/node/package-lock.json | cut -d' ' -f1)
+node_stamp=scripts/node/node_modules/.anydepth-setup
+if [ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]; then
+  say "installing the Node packages of scripts/node/package-lock.json"
+  npm ci --prefix scripts/node --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$node_want" > "$node_stamp"
 fi
 
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then

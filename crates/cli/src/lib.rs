@@ -15,6 +15,7 @@ mod doctor;
 mod eval;
 mod fuse;
 mod progress;
+mod serve;
 mod stabilize;
 mod train;
 mod video;
@@ -62,13 +63,20 @@ enum Command {
     Distill(train::DistillArgs),
     /// Report LibTorch, CUDA, the GPUs, the weights cache and the Rerun viewer.
     Doctor(doctor::DoctorArgs),
+    /// Serve depth maps, point clouds and meshes of posted photos over HTTP, the model
+    /// loaded once and requests batched on it.
+    Serve(serve::ServeArgs),
 }
 
 impl Cli {
     /// Whether the command runs a depth network (and so needs libtorch).
     pub fn needs_engine(&self) -> bool {
         match &self.command {
-            Command::Depth(_) | Command::Bench(_) | Command::Train(_) | Command::Distill(_) => true,
+            Command::Depth(_)
+            | Command::Bench(_)
+            | Command::Train(_)
+            | Command::Distill(_)
+            | Command::Serve(_) => true,
             // Runs here, and asks the engine binary for its runtime: so it also reports an
             // engine that cannot start.
             Command::Doctor(_) => false,
@@ -95,6 +103,7 @@ pub fn run(cli: Cli, loader: &dyn EngineLoader) -> ExitCode {
         Command::Train(args) => train::run(args, loader),
         Command::Distill(args) => train::run_distill(args, loader),
         Command::Doctor(args) => doctor::run(args, loader),
+        Command::Serve(args) => serve::run(args, loader),
     };
     match result {
         Ok(code) => code,
@@ -188,6 +197,20 @@ mod tests {
         assert_eq!(
             args.formats,
             anydepth_pipeline::output::DEFAULT_FORMATS.to_vec()
+        );
+    }
+
+    #[test]
+    fn serve_runs_a_network() {
+        let cli = Cli::try_parse_from(["anydepth", "serve", "--port", "0"]).expect("parses");
+        assert!(cli.needs_engine());
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve: {cli:?}");
+        };
+        assert_eq!(args.request.model.input_size, 518);
+        assert_eq!(
+            args.request.max_body,
+            anydepth_serve::DEFAULT_MAX_BODY_BYTES
         );
     }
 

@@ -202,6 +202,38 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
     decode_image(&bytes).map_err(fail)
 }
 
+/// The most pixels [`decode_image_bytes`] decodes (100 megapixels, e.g. 12 000 x 8 000):
+/// bytes from the network must not make us allocate gigabytes from a forged header.
+pub const MAX_DECODE_PIXELS: u64 = 100_000_000;
+
+/// Decodes the bytes of an image file as [`load_image`] decodes a file (the same
+/// pixels, EXIF orientation applied), for bytes that did not come from a file (an HTTP
+/// request's body). Images larger than [`MAX_DECODE_PIXELS`] are refused from their
+/// header, before any pixel is decoded (decompression bombs); below that, the `image`
+/// crate's default [`image::Limits`] (512 MiB per allocation) still hold for the formats
+/// it decodes.
+///
+/// # Errors
+/// [`Error::Format`] when the bytes are empty, not an image of a supported format,
+/// truncated or corrupt, or larger than [`MAX_DECODE_PIXELS`].
+pub fn decode_image_bytes(bytes: &[u8]) -> Result<RgbImage> {
+    let fail = |reason: String| Error::Format {
+        what: "image",
+        reason,
+    };
+    if let Ok(format) = image::guess_format(bytes) {
+        let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), format)
+            .into_dimensions()
+            .map_err(|e| fail(format!("cannot read the image header: {e}")))?;
+        if u64::from(width) * u64::from(height) > MAX_DECODE_PIXELS {
+            return Err(fail(format!(
+                "the image is {width} x {height} pixels, more than {MAX_DECODE_PIXELS} allowed"
+            )));
+        }
+    }
+    decode_image(bytes).map_err(fail)
+}
+
 /// The size of an image as [`load_image`] would return it (EXIF orientation applied),
 /// from the file's header alone, without decoding the pixels.
 ///
@@ -724,6 +756,59 @@ mod tests {
         }
         // PNG for all 8 layouts plus what the other encoders accept.
         assert!(decoded >= 16, "only {decoded} combinations decoded");
+    }
+
+    /// A small PNG announcing `width` x `height` RGB pixels: a decompression bomb's header
+    /// (signature, IHDR, a little IDAT, IEND).
+    fn png_header(width: u32, height: u32) -> Vec<u8> {
+        fn crc32(data: &[u8]) -> u32 {
+            let mut crc = 0xffff_ffffu32;
+            for &b in data {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xedb8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut header = width.to_be_bytes().to_vec();
+        header.extend_from_slice(&height.to_be_bytes());
+        header.extend_from_slice(&[8, 2, 0, 0, 0]);
+        // A zlib stream of a few zero bytes: the rows a real bomb would inflate to.
+        let data = [0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01];
+        for (kind, body) in [
+            (b"IHDR", &header[..]),
+            (b"IDAT", &data[..]),
+            (b"IEND", &[][..]),
+        ] {
+            let mut chunk = kind.to_vec();
+            chunk.extend_from_slice(body);
+            png.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            png.extend_from_slice(&chunk);
+            png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+        }
+        png
+    }
+
+    #[test]
+    fn bytes_decode_as_files_and_bombs_are_refused() {
+        let jpeg = with_exif_orientation(&jpeg_photo(), 6);
+        let from_bytes = decode_image_bytes(&jpeg).expect("decodes");
+        assert_eq!(from_bytes, load_bytes(&jpeg).expect("decodes"));
+        assert_eq!((from_bytes.width, from_bytes.height), (24, 40));
+
+        let bomb = decode_image_bytes(&png_header(100_000, 100_000)).expect_err("a bomb");
+        assert!(bomb.to_string().contains("more than"), "{bomb}");
+        let whole = jpeg_photo();
+        let cut = decode_image_bytes(&whole[..whole.len() / 2]).expect_err("truncated");
+        assert!(matches!(cut, Error::Format { .. }), "{cut}");
+        assert!(decode_image_bytes(b"").is_err());
+        assert!(decode_image_bytes(b"GIF89a not really").is_err());
     }
 
     #[test]

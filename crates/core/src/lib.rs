@@ -28,4 +28,4 @@ pub mod pose;
 pub use camera::Intrinsics;
 pub use depth::{DepthMap, Disparity, Metres, Prediction, ValueKind};
 pub use error::{Error, Result};
-pub use image::{image_size, load_image, load_rgb8, RgbImage};
+pub use image::{decode_image_bytes, image_size, load_image, load_rgb8, RgbImage};

@@ -108,6 +108,46 @@ pub fn mesh_from_depth(
     options: &GridMeshOptions,
     color: Option<&[u8]>,
 ) -> Result<TriangleMesh> {
+    grid_mesh(depth, camera, options, color).map(|grid| grid.mesh)
+}
+
+/// A depth-grid mesh and the pixel each vertex came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridMesh {
+    /// The mesh, as [`mesh_from_depth`] returns it.
+    pub mesh: TriangleMesh,
+    /// `(column, row)` of each vertex's pixel in the depth map.
+    pub pixels: Vec<[u32; 2]>,
+}
+
+impl GridMesh {
+    /// Texture coordinates of the vertices for an image the size of the depth map:
+    /// each vertex at its pixel's centre, `(0, 0)` the image's top-left corner and
+    /// `(1, 1)` its bottom-right (glTF's convention).
+    pub fn tex_coords(&self, width: u32, height: u32) -> Vec<[f32; 2]> {
+        let (w, h) = (f64::from(width), f64::from(height));
+        self.pixels
+            .iter()
+            .map(|&[u, v]| {
+                [
+                    ((f64::from(u) + 0.5) / w) as f32,
+                    ((f64::from(v) + 0.5) / h) as f32,
+                ]
+            })
+            .collect()
+    }
+}
+
+/// [`mesh_from_depth`], also returning each vertex's pixel (for texturing with the photo).
+///
+/// # Errors
+/// As [`mesh_from_depth`].
+pub fn grid_mesh(
+    depth: &DepthMap<Metres>,
+    camera: &Intrinsics,
+    options: &GridMeshOptions,
+    color: Option<&[u8]>,
+) -> Result<GridMesh> {
     let (width, height) = (depth.width(), depth.height());
     let (w, h) = (width as usize, height as usize);
     check_camera(camera, width, height)?;
@@ -180,6 +220,7 @@ pub fn mesh_from_depth(
         }
     }
     let mut vertices = Vec::new();
+    let mut pixels = Vec::new();
     let mut colors = color.map(|_| Vec::new());
     for (i, slot) in index_of.iter_mut().enumerate() {
         if *slot == u32::MAX {
@@ -192,6 +233,9 @@ pub fn mesh_from_depth(
         };
         *slot = next;
         vertices.push(p);
+        let (gx, gy) = (i % gw, i / gw);
+        // Grid coordinates times the stride are below the map's u32 size.
+        pixels.push([(gx * stride) as u32, (gy * stride) as u32]);
         if let (Some(colors), Some(rgb)) = (colors.as_mut(), color) {
             let pixel = pixel_of(i % gw, i / gw) * 3;
             colors.push([rgb[pixel], rgb[pixel + 1], rgb[pixel + 2]]);
@@ -214,7 +258,7 @@ pub fn mesh_from_depth(
         faces = mesh.faces.len(),
         "meshed a {width} x {height} depth map"
     );
-    Ok(mesh)
+    Ok(GridMesh { mesh, pixels })
 }
 
 #[cfg(test)]

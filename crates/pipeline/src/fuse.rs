@@ -23,6 +23,7 @@ use crate::error::{bail, Context, Result};
 use crate::model::ModelRequest;
 use crate::output::FileOutput;
 use crate::scene::{self, CameraRequest, DepthValues};
+use crate::shape::{ShapeFormat, ViewCamera, ViewMesh};
 use crate::sources;
 use crate::{Downloads, Notes};
 
@@ -257,16 +258,21 @@ impl FuseRequest {
         };
         let mut cameras: Option<Intrinsics> = None;
         let mut reports = Vec::with_capacity(frames.len());
+        let mut views = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter().enumerate() {
             observer.item(&frame.depth.display().to_string());
-            let report = fuse_frame(&context, &mut fusion, &mut cameras, i, frame)
+            let (report, intrinsics) = fuse_frame(&context, &mut fusion, &mut cameras, i, frame)
                 .with_context(|| format!("frame {} ({})", i + 1, frame.depth.display()))?;
+            views.push(ViewCamera {
+                intrinsics,
+                world_from_camera: report.world_from_camera,
+            });
             reports.push(report);
             observer.advance();
         }
 
         let volume = fusion.into_volume();
-        let model = args.write_model(&volume)?;
+        let model = args.write_model(&volume, &views)?;
         if let Some(path) = &args.save_poses {
             let poses: Vec<Isometry3<f64>> = reports.iter().map(|r| r.world_from_camera).collect();
             write_plain_trajectory(path, args.output.force, &poses)?;
@@ -285,8 +291,8 @@ impl FuseRequest {
         if let Some(path) = &self.save_poses {
             check_output(path, self.output.force, "--save-poses file")?;
         }
-        if self.output.is_obj() && self.cloud {
-            bail!("--cloud writes PLY: give an output ending in .ply");
+        if self.cloud && self.output.format()? == ShapeFormat::Obj {
+            bail!("--cloud writes points, which OBJ cannot hold: give an output ending in .ply or .glb");
         }
         if !(0.0..1.0).contains(&self.values.sky_fraction) {
             bail!(
@@ -333,8 +339,8 @@ impl FuseRequest {
         Ok(())
     }
 
-    /// Extracts the mesh (or the cloud) and writes it.
-    fn write_model(&self, volume: &TsdfVolume) -> Result<FusedModel> {
+    /// Extracts the mesh (or the cloud) and writes it, with the views' `cameras` when asked.
+    fn write_model(&self, volume: &TsdfVolume, cameras: &[ViewCamera]) -> Result<FusedModel> {
         let path = &self.output.path;
         let empty =
             "the fused model is empty: no surface was seen by enough frames within --max-depth";
@@ -344,7 +350,7 @@ impl FuseRequest {
                 bail!("{empty}");
             }
             self.output
-                .write_cloud(&cloud)
+                .write_cloud(&cloud, cameras)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             Ok(FusedModel::Cloud(cloud))
         } else {
@@ -352,10 +358,14 @@ impl FuseRequest {
             if mesh.faces.is_empty() {
                 bail!("{empty}");
             }
+            let mesh = ViewMesh {
+                mesh,
+                texture: None,
+            };
             self.output
-                .write_mesh(&mesh)
+                .write_mesh(&mesh, cameras)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            Ok(FusedModel::Mesh(mesh))
+            Ok(FusedModel::Mesh(mesh.mesh))
         }
     }
 }
@@ -501,7 +511,7 @@ fn fuse_frame(
     camera: &mut Option<Intrinsics>,
     index: usize,
     frame: &Frame,
-) -> Result<ViewReport> {
+) -> Result<(ViewReport, Intrinsics)> {
     let FrameContext {
         args,
         estimator,
@@ -569,7 +579,7 @@ fn fuse_frame(
     observer
         .camera(&intrinsics, &report.world_from_camera)
         .map_err(crate::Error::Observer)?;
-    Ok(report)
+    Ok((report, intrinsics))
 }
 
 /// Sparse points as depth in the camera at `world_from_camera` (those in front of it).

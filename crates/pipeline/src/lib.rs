@@ -14,8 +14,10 @@
 //!   consistent scale and shift;
 //! - [`video::VideoJob`]: clips (video files, image sequences, live sources) to depth per
 //!   frame and depth videos, through Video Depth Anything or a per-frame model;
+//! - [`shape`]: a view to a point cloud or a mesh, and both to PLY, OBJ or GLB bytes;
 //! - [`sources`]: files, folders and globs as ordered frame lists;
-//! - [`output`]: every encoder (npy, png16, pfm, exr, colour, side-by-side, PLY, OBJ).
+//! - [`output`]: every depth encoder (npy, png16, pfm, exr, colour, side-by-side) and
+//!   the cloud and mesh output files.
 //!
 //! Networks are reached only through [`anydepth_model::EngineLoader`], so nothing here
 //! links libtorch.
@@ -44,6 +46,7 @@ pub mod fuse;
 pub mod model;
 pub mod output;
 pub mod scene;
+pub mod shape;
 pub mod sources;
 pub mod stabilize;
 pub mod video;

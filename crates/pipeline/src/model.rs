@@ -12,8 +12,13 @@ use anydepth_model::{
 
 use crate::error::{bail, Context, Result};
 
+/// The official shorter side of the network input.
+pub const DEFAULT_INPUT_SIZE: u32 = 518;
+
 /// Which depth model to run, and where: shared by every job that runs one.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// `Default` is what the command line gives without flags.
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct ModelRequest {
     /// Encoder size; with --weights it must match the file.
@@ -42,7 +47,10 @@ pub struct ModelRequest {
     pub precision: Precision,
 
     /// Shorter side of the network input, rounded to a multiple of 14; larger sharpens.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 518, value_name = "N"))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value_t = DEFAULT_INPUT_SIZE, value_name = "N")
+    )]
     pub input_size: u32,
 
     /// Allow TensorFloat-32 in fp32 convolutions and matrix products on CUDA GPUs: faster,
@@ -62,6 +70,22 @@ pub struct ModelRequest {
         )
     )]
     pub preprocessing: Preprocessing,
+}
+
+impl Default for ModelRequest {
+    fn default() -> Self {
+        Self {
+            model: None,
+            version: None,
+            metric: None,
+            weights: None,
+            device: DeviceChoice::default(),
+            precision: Precision::default(),
+            input_size: DEFAULT_INPUT_SIZE,
+            tf32: false,
+            preprocessing: Preprocessing::default(),
+        }
+    }
 }
 
 impl ModelRequest {

@@ -1,6 +1,6 @@
 //! Every output encoder: depth maps as raw values (`.npy`, `.pfm`, `.exr`), normalised
-//! 16-bit PNG, and colour images like the official Depth Anything `run.py`; point clouds and
-//! meshes as PLY and OBJ ([`ply`], [`obj`], from `anydepth-geometry`).
+//! 16-bit PNG, and colour images like the official Depth Anything `run.py`; point cloud
+//! and mesh files (PLY, OBJ and GLB, encoded by [`crate::shape`] and `anydepth-geometry`).
 //!
 //! Every write is atomic: the bytes go to a temporary file in the target directory, which
 //! is flushed, synced and then renamed over the final path, so a crash or an error never
@@ -16,13 +16,14 @@ use image::codecs::png::PngEncoder;
 use image::{ImageBuffer, Luma, Rgb};
 
 use crate::error::{bail, ensure, Context, Result};
+use crate::shape::{self, ShapeFormat, ViewCamera, ViewMesh};
 
-/// A point cloud or mesh file to write: `.ply` (binary unless `ascii`) or, for a mesh,
-/// `.obj`.
+/// A point cloud or mesh file to write: `.ply` (binary unless `ascii`), `.glb` or, for a
+/// mesh, `.obj`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct FileOutput {
-    /// Output file: .ply (binary unless --ascii) or, for a mesh, .obj.
+    /// Output file: .ply (binary unless --ascii), .glb (glTF binary) or, for a mesh, .obj.
     #[cfg_attr(
         feature = "clap",
         arg(short = 'o', long = "output", id = "output", value_name = "FILE")
@@ -33,17 +34,28 @@ pub struct FileOutput {
     #[cfg_attr(feature = "clap", arg(long))]
     pub ascii: bool,
 
+    /// In a .glb output, add each view's camera (position, orientation and field of view)
+    /// with its frustum drawn as lines.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub cameras: bool,
+
     /// Replace existing outputs.
     #[cfg_attr(feature = "clap", arg(long))]
     pub force: bool,
 }
 
 impl FileOutput {
-    /// Refuses an existing file unless `force`; `what` names it in the message.
+    /// Refuses an existing file unless `force` (`what` names it in the message), a format
+    /// the options do not fit (`--ascii` for other than PLY, `--cameras` for other than
+    /// GLB).
     ///
     /// # Errors
-    /// When the file exists and `force` is false.
+    /// As described.
     pub fn check(&self, what: &str) -> Result<()> {
+        let format = self.format()?;
+        if self.cameras && !format.carries_cameras() {
+            bail!("--cameras needs a glTF output: give a file ending in .glb");
+        }
         if self.path.exists() && !self.force {
             bail!(
                 "refusing to overwrite an existing {what} (pass --force to replace it): {}",
@@ -53,40 +65,78 @@ impl FileOutput {
         Ok(())
     }
 
-    /// Whether the file is OBJ (by its extension).
-    pub fn is_obj(&self) -> bool {
-        self.path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("obj"))
-    }
-
-    /// The PLY encoding asked for.
-    pub fn encoding(&self) -> ply::PlyEncoding {
-        if self.ascii {
-            ply::PlyEncoding::Ascii
-        } else {
-            ply::PlyEncoding::BinaryLittleEndian
-        }
-    }
-
-    /// Writes `cloud` as PLY.
+    /// The file's format, by its extension.
     ///
     /// # Errors
-    /// When the cloud is invalid or the file cannot be written.
-    pub fn write_cloud(&self, cloud: &anydepth_geometry::PointCloud) -> Result<()> {
-        Ok(ply::write_point_cloud(&self.path, cloud, self.encoding())?)
+    /// When `--ascii` is given for other than PLY.
+    pub fn format(&self) -> Result<ShapeFormat> {
+        ShapeFormat::from_path(&self.path, self.ascii)
     }
 
-    /// Writes `mesh` as OBJ or PLY, by the file's extension.
+    /// Writes `cloud` (and `cameras`, when [`FileOutput::cameras`] asks for them),
+    /// atomically.
+    ///
+    /// # Errors
+    /// When the cloud is invalid, the format cannot hold it, or the file cannot be
+    /// written.
+    pub fn write_cloud(
+        &self,
+        cloud: &anydepth_geometry::PointCloud,
+        cameras: &[ViewCamera],
+    ) -> Result<()> {
+        match self.format()? {
+            // PLY streams to the file without a copy of the encoded cloud in memory.
+            ShapeFormat::Ply => {
+                ply::write_point_cloud(&self.path, cloud, ply::PlyEncoding::BinaryLittleEndian)?
+            }
+            ShapeFormat::PlyAscii => {
+                ply::write_point_cloud(&self.path, cloud, ply::PlyEncoding::Ascii)?
+            }
+            format => {
+                let bytes = shape::encode_cloud(cloud, format, self.cameras_to_write(cameras))?;
+                self.write_bytes(&bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `mesh` (and `cameras`, when [`FileOutput::cameras`] asks for them),
+    /// atomically.
     ///
     /// # Errors
     /// When the mesh is invalid or the file cannot be written.
-    pub fn write_mesh(&self, mesh: &anydepth_geometry::TriangleMesh) -> Result<()> {
-        if self.is_obj() {
-            Ok(obj::write_obj(&self.path, mesh)?)
-        } else {
-            Ok(ply::write_mesh(&self.path, mesh, self.encoding())?)
+    pub fn write_mesh(&self, mesh: &ViewMesh, cameras: &[ViewCamera]) -> Result<()> {
+        match self.format()? {
+            ShapeFormat::Ply => {
+                ply::write_mesh(&self.path, &mesh.mesh, ply::PlyEncoding::BinaryLittleEndian)?
+            }
+            ShapeFormat::PlyAscii => {
+                ply::write_mesh(&self.path, &mesh.mesh, ply::PlyEncoding::Ascii)?
+            }
+            ShapeFormat::Obj => obj::write_obj(&self.path, &mesh.mesh)?,
+            ShapeFormat::Glb => {
+                let bytes =
+                    shape::encode_mesh(mesh, ShapeFormat::Glb, self.cameras_to_write(cameras))?;
+                self.write_bytes(&bytes)?;
+            }
         }
+        Ok(())
+    }
+
+    fn cameras_to_write<'a>(&self, cameras: &'a [ViewCamera]) -> &'a [ViewCamera] {
+        if self.cameras {
+            cameras
+        } else {
+            &[]
+        }
+    }
+
+    fn write_bytes(&self, bytes: &[u8]) -> Result<()> {
+        Ok(anydepth_core::fs::write_atomically(
+            &self.path,
+            /* overwrite= */ true,
+            |out| out.write_all(bytes),
+        )?)
     }
 }
 
@@ -216,7 +266,7 @@ pub fn write_output(
             path.display()
         );
     }
-    let bytes = encode(format, values, width, height, image, colormap)?;
+    let bytes = encode_depth(format, values, width, height, image, colormap)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;
@@ -255,8 +305,13 @@ pub fn write_prediction(
     Ok(())
 }
 
-/// Encodes a (validated) map into the bytes of a `format` file.
-fn encode(
+/// Encodes a depth map (`width x height` row-major `values`) into the bytes of a
+/// `format` file: exactly what [`write_output`] writes. `image` and `colormap` as there.
+///
+/// # Errors
+/// When `values.len() != width * height`, when side-by-side output lacks a photo of the
+/// map's size, for a video format, or when encoding fails.
+pub fn encode_depth(
     format: Format,
     values: &[f32],
     width: u32,
@@ -264,6 +319,12 @@ fn encode(
     image: Option<&RgbImage>,
     colormap: Colormap,
 ) -> Result<Vec<u8>> {
+    let pixels = width as usize * height as usize;
+    ensure!(
+        values.len() == pixels,
+        "depth map has {} values, expected {width} x {height} = {pixels}",
+        values.len()
+    );
     match format {
         Format::Npy => Ok(anydepth_core::npy::encode_f32(
             values,

@@ -174,6 +174,58 @@ impl Scene {
     ) -> Result<Scene> {
         load(request, loader, notes, downloads)
     }
+
+    /// The view of a photo given as `photo_bytes` (its file's bytes, for EXIF) whose depth
+    /// engine `prediction` and 8-bit `color` are already made: what [`Scene::load`] does
+    /// after the network, for front ends that batch requests themselves (the service).
+    /// `request.photo` and `request.depth` are ignored.
+    ///
+    /// # Errors
+    /// As [`Scene::load`], and when `color` is not one pixel per depth value.
+    pub fn from_prediction(
+        request: &SceneRequest,
+        prediction: Prediction,
+        color: Vec<[u8; 3]>,
+        photo_bytes: &[u8],
+        notes: Notes,
+    ) -> Result<Scene> {
+        check_max_depth(request)?;
+        if color.len() != prediction.width() as usize * prediction.height() as usize {
+            bail!(
+                "{} colours for a {} x {} depth map",
+                color.len(),
+                prediction.width(),
+                prediction.height()
+            );
+        }
+        finish(
+            request,
+            prediction,
+            Some(color),
+            PhotoSource::Bytes(photo_bytes),
+            notes,
+        )
+    }
+}
+
+/// Where a view's EXIF camera can come from.
+#[derive(Clone, Copy)]
+enum PhotoSource<'a> {
+    /// No photo (a depth file without colours).
+    None,
+    /// A file on disk.
+    File(&'a Path),
+    /// A file's bytes.
+    Bytes(&'a [u8]),
+}
+
+fn check_max_depth(args: &SceneRequest) -> Result<()> {
+    if let Some(m) = args.max_depth {
+        if !(m.is_finite() && m > 0.0) {
+            bail!("--max-depth must be a positive number of metres, got {m}");
+        }
+    }
+    Ok(())
 }
 
 fn load(
@@ -182,11 +234,7 @@ fn load(
     notes: Notes,
     downloads: Downloads,
 ) -> Result<Scene> {
-    if let Some(m) = args.max_depth {
-        if !(m.is_finite() && m > 0.0) {
-            bail!("--max-depth must be a positive number of metres, got {m}");
-        }
-    }
+    check_max_depth(args)?;
     let (values, color, color_path) = match (&args.photo, &args.depth) {
         (Some(photo), None) => {
             if args.color.is_some() {
@@ -226,6 +274,21 @@ fn load(
         (None, None) => bail!("give a photo, or an existing depth map with --depth FILE"),
         (Some(_), Some(_)) => bail!("give either a photo or --depth, not both"),
     };
+    let photo = match &color_path {
+        Some(path) => PhotoSource::File(path),
+        None => PhotoSource::None,
+    };
+    finish(args, values, color, photo, notes)
+}
+
+/// Depth in metres (disparity masked and fitted as asked), checked, and the camera.
+fn finish(
+    args: &SceneRequest,
+    values: Prediction,
+    color: Option<Vec<[u8; 3]>>,
+    photo: PhotoSource<'_>,
+    notes: Notes,
+) -> Result<Scene> {
     let depth = match values {
         Prediction::Metric(depth) => {
             if args.align_depth.is_some() || args.values.scale.is_some() {
@@ -255,9 +318,8 @@ fn load(
     if depth.finite_range().is_none_or(|(_, hi)| hi <= 0.0) {
         bail!("the depth map holds no valid (positive) depth");
     }
-    let camera =
-        args.camera
-            .resolve(color_path.as_deref(), depth.width(), depth.height(), notes)?;
+    let (width, height) = (depth.width(), depth.height());
+    let camera = camera(&args.camera, photo, width, height, notes)?;
     Ok(Scene {
         depth,
         color,
@@ -279,25 +341,33 @@ impl CameraRequest {
         height: u32,
         notes: Notes,
     ) -> Result<Intrinsics> {
-        camera(
-            self.intrinsics.as_deref(),
-            self.fov,
-            photo,
-            width,
-            height,
-            notes,
-        )
+        let photo = photo.map_or(PhotoSource::None, PhotoSource::File);
+        camera(self, photo, width, height, notes)
+    }
+
+    /// [`CameraRequest::resolve`] with the EXIF of a photo file given as its bytes.
+    ///
+    /// # Errors
+    /// As [`CameraRequest::resolve`].
+    pub fn resolve_with_exif(
+        &self,
+        photo_bytes: &[u8],
+        width: u32,
+        height: u32,
+        notes: Notes,
+    ) -> Result<Intrinsics> {
+        camera(self, PhotoSource::Bytes(photo_bytes), width, height, notes)
     }
 }
 
 fn camera(
-    intrinsics: Option<&[f64]>,
-    fov: Option<f64>,
-    photo: Option<&Path>,
+    request: &CameraRequest,
+    photo: PhotoSource<'_>,
     width: u32,
     height: u32,
     notes: Notes,
 ) -> Result<Intrinsics> {
+    let (intrinsics, fov) = (request.intrinsics.as_deref(), request.fov);
     if let Some(k) = intrinsics {
         let [fx, fy, cx, cy] = k[..] else {
             bail!(
@@ -310,12 +380,15 @@ fn camera(
     if let Some(fov) = fov {
         return Ok(Intrinsics::from_fov(width, height, fov)?);
     }
-    if let Some(path) = photo {
-        let from_exif = Intrinsics::from_exif_file(path, width, height)
-            .with_context(|| format!("cannot read the camera from EXIF: {}", path.display()))?;
-        if let Some(camera) = from_exif {
-            return Ok(camera);
-        }
+    let from_exif = match photo {
+        PhotoSource::None => None,
+        PhotoSource::File(path) => Intrinsics::from_exif_file(path, width, height)
+            .with_context(|| format!("cannot read the camera from EXIF: {}", path.display()))?,
+        PhotoSource::Bytes(bytes) => Intrinsics::from_exif(bytes, width, height)
+            .context("cannot read the camera from the photo's EXIF")?,
+    };
+    if let Some(camera) = from_exif {
+        return Ok(camera);
     }
     let camera = Intrinsics::default_guess(width, height)?;
     notes(&format!(

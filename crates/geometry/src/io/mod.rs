@@ -1,4 +1,5 @@
-//! Reading and writing point clouds and meshes: PLY (binary or ASCII) and OBJ.
+//! Reading and writing point clouds and meshes: PLY (binary or ASCII) and OBJ; writing
+//! glTF binary (`.glb`).
 //!
 //! Files are written atomically: to a temporary file in the destination's directory,
 //! then renamed over the destination, so a crash never leaves half a file behind.
@@ -20,6 +21,7 @@
 //! assert_eq!(read_point_cloud(&path).expect("read"), cloud);
 //! ```
 
+pub mod gltf;
 pub mod obj;
 pub mod ply;
 

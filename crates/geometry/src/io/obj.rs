@@ -26,6 +26,7 @@
 //! assert!(text.contains("\nf 1 2 3\n"));
 //! ```
 
+use std::io::{self, Write};
 use std::path::Path;
 
 use crate::io::write_atomically;
@@ -38,37 +39,51 @@ use crate::{Result, TriangleMesh};
 /// [`TriangleMesh::validate`]); [`crate::Error::File`] when the file cannot be written.
 pub fn write_obj(path: &Path, mesh: &TriangleMesh) -> Result<()> {
     mesh.validate()?;
-    write_atomically(path, |out| {
-        writeln!(out, "# written by anydepth")?;
-        writeln!(
-            out,
-            "# {} vertices, {} faces",
-            mesh.vertices.len(),
-            mesh.faces.len()
-        )?;
-        for (i, p) in mesh.vertices.iter().enumerate() {
-            write!(out, "v {} {} {}", p.x, p.y, p.z)?;
-            if let Some(colors) = &mesh.colors {
-                let [r, g, b] = colors[i].map(|c| f32::from(c) / 255.0);
-                write!(out, " {r} {g} {b}")?;
-            }
-            writeln!(out)?;
+    write_atomically(path, |out| write_obj_to(out, mesh))
+}
+
+/// The bytes [`write_obj`] writes.
+///
+/// # Errors
+/// As [`write_obj`], without the file.
+pub fn encode_obj(mesh: &TriangleMesh) -> Result<Vec<u8>> {
+    mesh.validate()?;
+    let mut bytes = Vec::new();
+    write_obj_to(&mut bytes, mesh)
+        .map_err(|e| crate::Error::Invalid(format!("cannot encode OBJ: {e}")))?;
+    Ok(bytes)
+}
+
+fn write_obj_to(out: &mut dyn Write, mesh: &TriangleMesh) -> io::Result<()> {
+    writeln!(out, "# written by anydepth")?;
+    writeln!(
+        out,
+        "# {} vertices, {} faces",
+        mesh.vertices.len(),
+        mesh.faces.len()
+    )?;
+    for (i, p) in mesh.vertices.iter().enumerate() {
+        write!(out, "v {} {} {}", p.x, p.y, p.z)?;
+        if let Some(colors) = &mesh.colors {
+            let [r, g, b] = colors[i].map(|c| f32::from(c) / 255.0);
+            write!(out, " {r} {g} {b}")?;
         }
-        if let Some(normals) = &mesh.normals {
-            for n in normals {
-                writeln!(out, "vn {} {} {}", n.x, n.y, n.z)?;
-            }
+        writeln!(out)?;
+    }
+    if let Some(normals) = &mesh.normals {
+        for n in normals {
+            writeln!(out, "vn {} {} {}", n.x, n.y, n.z)?;
         }
-        for face in &mesh.faces {
-            let [a, b, c] = face.map(|v| u64::from(v) + 1);
-            if mesh.normals.is_some() {
-                writeln!(out, "f {a}//{a} {b}//{b} {c}//{c}")?;
-            } else {
-                writeln!(out, "f {a} {b} {c}")?;
-            }
+    }
+    for face in &mesh.faces {
+        let [a, b, c] = face.map(|v| u64::from(v) + 1);
+        if mesh.normals.is_some() {
+            writeln!(out, "f {a}//{a} {b}//{b} {c}//{c}")?;
+        } else {
+            writeln!(out, "f {a} {b} {c}")?;
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 #[cfg(test)]

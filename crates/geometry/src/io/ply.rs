@@ -63,16 +63,17 @@ pub enum PlyEncoding {
 /// [`Error::Invalid`] when the cloud is inconsistent (see [`PointCloud::validate`]);
 /// [`Error::File`] when the file cannot be written.
 pub fn write_point_cloud(path: &Path, cloud: &PointCloud, encoding: PlyEncoding) -> Result<()> {
-    cloud.validate()?;
-    let vertices = Vertices {
-        points: &cloud.points,
-        normals: cloud.normals.as_deref(),
-        colors: cloud.colors.as_deref(),
-    };
-    match encoding {
-        PlyEncoding::BinaryLittleEndian => write_binary(path, &vertices, None),
-        PlyEncoding::Ascii => write_with_ply_rs(path, &vertices, None, encoding),
-    }
+    let vertices = cloud_vertices(cloud)?;
+    write_atomically(path, |out| write_ply(out, &vertices, None, encoding))
+}
+
+/// The bytes [`write_point_cloud`] writes.
+///
+/// # Errors
+/// As [`write_point_cloud`].
+pub fn encode_point_cloud(cloud: &PointCloud, encoding: PlyEncoding) -> Result<Vec<u8>> {
+    let vertices = cloud_vertices(cloud)?;
+    encode(|out| write_ply(out, &vertices, None, encoding))
 }
 
 /// Writes a triangle mesh as a PLY file, atomically.
@@ -82,6 +83,31 @@ pub fn write_point_cloud(path: &Path, cloud: &PointCloud, encoding: PlyEncoding)
 /// has more vertices than a PLY `int` index can address; [`Error::File`] when the file
 /// cannot be written.
 pub fn write_mesh(path: &Path, mesh: &TriangleMesh, encoding: PlyEncoding) -> Result<()> {
+    let vertices = mesh_vertices(mesh)?;
+    write_atomically(path, |out| {
+        write_ply(out, &vertices, Some(&mesh.faces), encoding)
+    })
+}
+
+/// The bytes [`write_mesh`] writes.
+///
+/// # Errors
+/// As [`write_mesh`].
+pub fn encode_mesh(mesh: &TriangleMesh, encoding: PlyEncoding) -> Result<Vec<u8>> {
+    let vertices = mesh_vertices(mesh)?;
+    encode(|out| write_ply(out, &vertices, Some(&mesh.faces), encoding))
+}
+
+fn cloud_vertices(cloud: &PointCloud) -> Result<Vertices<'_>> {
+    cloud.validate()?;
+    Ok(Vertices {
+        points: &cloud.points,
+        normals: cloud.normals.as_deref(),
+        colors: cloud.colors.as_deref(),
+    })
+}
+
+fn mesh_vertices(mesh: &TriangleMesh) -> Result<Vertices<'_>> {
     mesh.validate()?;
     if i32::try_from(mesh.vertices.len()).is_err() {
         return Err(Error::Invalid(format!(
@@ -89,14 +115,30 @@ pub fn write_mesh(path: &Path, mesh: &TriangleMesh, encoding: PlyEncoding) -> Re
             mesh.vertices.len()
         )));
     }
-    let vertices = Vertices {
+    Ok(Vertices {
         points: &mesh.vertices,
         normals: mesh.normals.as_deref(),
         colors: mesh.colors.as_deref(),
-    };
+    })
+}
+
+/// What `write` writes, in memory.
+fn encode(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    write(&mut bytes).map_err(|e| Error::Invalid(format!("cannot encode PLY: {e}")))?;
+    Ok(bytes)
+}
+
+/// The PLY file of `vertices` (and `faces`) in `encoding`.
+fn write_ply(
+    out: &mut dyn Write,
+    vertices: &Vertices<'_>,
+    faces: Option<&[[u32; 3]]>,
+    encoding: PlyEncoding,
+) -> io::Result<()> {
     match encoding {
-        PlyEncoding::BinaryLittleEndian => write_binary(path, &vertices, Some(&mesh.faces)),
-        PlyEncoding::Ascii => write_with_ply_rs(path, &vertices, Some(&mesh.faces), encoding),
+        PlyEncoding::BinaryLittleEndian => write_binary(out, vertices, faces),
+        PlyEncoding::Ascii => write_with_ply_rs(out, vertices, faces, encoding),
     }
 }
 
@@ -373,23 +415,25 @@ fn write_rows(
 
 /// Binary little-endian PLY, byte for byte what ply-rs-bw writes for the same data
 /// ([`write_with_ply_rs`]), encoded in parallel.
-fn write_binary(path: &Path, vertices: &Vertices<'_>, faces: Option<&[[u32; 3]]>) -> Result<()> {
+fn write_binary(
+    out: &mut dyn Write,
+    vertices: &Vertices<'_>,
+    faces: Option<&[[u32; 3]]>,
+) -> io::Result<()> {
     let header = binary_header(vertices, faces);
-    write_atomically(path, |out| {
-        out.write_all(header.as_bytes())?;
-        write_rows(
-            out,
-            vertices.points.len(),
-            vertices.row_bytes(),
-            |rows, bytes| vertices.encode(rows, bytes),
-        )?;
-        if let Some(faces) = faces {
-            write_rows(out, faces.len(), FACE_ROW_BYTES, |rows, bytes| {
-                encode_face_rows(&faces[rows], bytes);
-            })?;
-        }
-        Ok(())
-    })
+    out.write_all(header.as_bytes())?;
+    write_rows(
+        out,
+        vertices.points.len(),
+        vertices.row_bytes(),
+        |rows, bytes| vertices.encode(rows, bytes),
+    )?;
+    if let Some(faces) = faces {
+        write_rows(out, faces.len(), FACE_ROW_BYTES, |rows, bytes| {
+            encode_face_rows(&faces[rows], bytes);
+        })?;
+    }
+    Ok(())
 }
 
 fn scalar_properties(element: &mut ElementDef, names: [&str; 3], scalar: ScalarType) {
@@ -466,16 +510,14 @@ fn build_ply(
 /// Writes through ply-rs-bw: the ASCII writer, and the reference the binary writer
 /// matches byte for byte.
 fn write_with_ply_rs(
-    path: &Path,
+    mut out: &mut dyn Write,
     vertices: &Vertices<'_>,
     faces: Option<&[[u32; 3]]>,
     encoding: PlyEncoding,
-) -> Result<()> {
+) -> io::Result<()> {
     let mut ply = build_ply(vertices, faces, encoding);
-    write_atomically(path, |mut out| {
-        Writer::new().write_ply(&mut out, &mut ply)?;
-        Ok(())
-    })
+    Writer::new().write_ply(&mut out, &mut ply)?;
+    Ok(())
 }
 
 /// What a PLY file holds, before faces are checked and triangulated.
@@ -661,13 +703,18 @@ mod tests {
         vertices: &Vertices<'_>,
         faces: Option<&[[u32; 3]]>,
     ) -> PathBuf {
-        let reference = dir.join(format!("{name}-ply-rs.ply"));
-        write_with_ply_rs(&reference, vertices, faces, PlyEncoding::BinaryLittleEndian)
-            .expect("written");
+        let mut expected = Vec::new();
+        write_with_ply_rs(
+            &mut expected,
+            vertices,
+            faces,
+            PlyEncoding::BinaryLittleEndian,
+        )
+        .expect("written");
+        let mut got = Vec::new();
+        write_binary(&mut got, vertices, faces).expect("written");
         let path = dir.join(format!("{name}.ply"));
-        write_binary(&path, vertices, faces).expect("written");
-        let expected = std::fs::read(&reference).expect("readable");
-        let got = std::fs::read(&path).expect("readable");
+        std::fs::write(&path, &got).expect("written");
         assert_eq!(got.len(), expected.len(), "{name}: length");
         if let Some(at) = got.iter().zip(&expected).position(|(a, b)| a != b) {
             panic!("{name}: first difference at byte {at} of {}", got.len());
