@@ -10,23 +10,11 @@
 //! unless `ANYDEPTH_REQUIRE_REFERENCES=1`; needs `anydepth-torch` beside `anydepth`
 //! (`cargo build -p anydepth -p anydepth-torch-cli`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 mod common;
-use common::{command, data_root, engine_binary, missing, reference_file, s};
-
-/// A small photo of the shared data (640x425), else the project's example.
-fn photo() -> PathBuf {
-    let shared = data_root().join("photos/demo08.jpg");
-    if shared.is_file() {
-        return shared;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/example.png")
-}
+use common::{engine_binary, missing, reference_file, s, small_photo, Service};
 
 /// `scripts/node`, where `scripts/setup.sh` installs puppeteer-core and three.js.
 fn node_scripts() -> PathBuf {
@@ -61,18 +49,6 @@ fn browser_tools() -> Option<PathBuf> {
     None
 }
 
-/// Kills the service if the test fails before it ended.
-struct Service(Option<Child>);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 #[test]
 fn web_page_shows_depth_and_draws_the_glb_in_headless_chromium() {
     let Some(weights) = reference_file("v2-vits-metric-indoor/model.safetensors") else {
@@ -84,55 +60,16 @@ fn web_page_shows_depth_and_draws_the_glb_in_headless_chromium() {
     engine_binary();
 
     // A metric model needs no scale and shift; a small network input keeps it fast.
-    let mut serve = command();
-    serve
-        .args(["serve", "--port", "0", "-q", "--weights", s(&weights)])
-        .args(["--device", "cpu", "--input-size", "140"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut service = Service(Some(serve.spawn().expect("anydepth serve starts")));
-    let child = service.0.as_mut().expect("running");
-    let stderr = child.stderr.take().expect("stderr");
-    // The address is printed once the model is loaded; the rest of stderr is drained so
-    // the service never blocks on it.
-    let (tx, rx) = mpsc::channel();
-    let drain = std::thread::spawn(move || {
-        let mut seen = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap_or_default();
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let address = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = tx.send(address);
-            }
-        }
-        seen
-    });
-    let Ok(address) = rx.recv_timeout(Duration::from_secs(120)) else {
-        let _ = child.kill();
-        panic!(
-            "serve did not listen:\n{}",
-            drain.join().unwrap_or_default()
-        );
-    };
-    let url = format!("http://{address}/");
-
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build();
-    let start = Instant::now();
-    while agent.get(&format!("{url}healthz")).call().is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "/healthz did not answer"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let service = Service::start(&[
+        "-q",
+        "--weights",
+        s(&weights),
+        "--device",
+        "cpu",
+        "--input-size",
+        "140",
+    ]);
+    let url = service.url("/");
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web_page");
     std::fs::create_dir_all(&shots).expect("screenshot folder");
@@ -140,7 +77,7 @@ fn web_page_shows_depth_and_draws_the_glb_in_headless_chromium() {
     let _ = std::fs::remove_file(&screenshot);
     let check = Command::new("node")
         .arg(node_scripts().join("web_check.mjs"))
-        .args([url.as_str(), s(&photo()), s(&screenshot)])
+        .args([url.as_str(), s(&small_photo()), s(&screenshot)])
         .args(["--timeout-ms", "60000"])
         .env("CHROMIUM", &chromium)
         .output()
@@ -159,14 +96,5 @@ fn web_page_shows_depth_and_draws_the_glb_in_headless_chromium() {
         screenshot.display()
     );
 
-    let pid = child.id().to_string();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
-    let mut child = service.0.take().expect("running");
-    let status = child.wait().expect("serve ends");
-    let log = drain.join().unwrap_or_default();
-    assert_eq!(status.code(), Some(0), "serve ended with {status}:\n{log}");
+    service.terminate();
 }

@@ -105,3 +105,96 @@ pub fn reference_file(relative: &str) -> Option<PathBuf> {
     ));
     None
 }
+
+/// A photo of the shared data (640x425), else the project's example.
+pub fn small_photo() -> PathBuf {
+    let shared = data_root().join("photos/demo08.jpg");
+    if shared.is_file() {
+        return shared;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/example.png")
+}
+
+/// `anydepth serve` running on a free port of 127.0.0.1; killed if the test ends first.
+pub struct Service {
+    child: Option<std::process::Child>,
+    /// `host:port` it listens on.
+    pub address: String,
+    drain: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Service {
+    /// Starts `anydepth serve --port 0 <args>` and waits (up to 2 minutes) until it says
+    /// where it listens, which it does once the model is loaded; the rest of its stderr is
+    /// drained so that it never blocks on it.
+    pub fn start(args: &[&str]) -> Service {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+
+        let mut child = command()
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("anydepth serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let drain = std::thread::spawn(move || {
+            let mut seen = String::new();
+            for line in BufReader::new(stderr).lines() {
+                let line = line.unwrap_or_default();
+                seen.push_str(&line);
+                seen.push('\n');
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let address = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(address.to_owned());
+                }
+            }
+            seen
+        });
+        let Ok(address) = rx.recv_timeout(std::time::Duration::from_secs(120)) else {
+            let _ = child.kill();
+            panic!(
+                "serve did not listen:\n{}",
+                drain.join().unwrap_or_default()
+            );
+        };
+        Service {
+            child: Some(child),
+            address,
+            drain: Some(drain),
+        }
+    }
+
+    /// `http://host:port<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Sends SIGTERM and asserts that the service ends with exit code 0.
+    pub fn terminate(mut self) {
+        let mut child = self.child.take().expect("running");
+        let kill = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(kill.success());
+        let status = child.wait().expect("serve ends");
+        let log = self
+            .drain
+            .take()
+            .map(|d| d.join().unwrap_or_default())
+            .unwrap_or_default();
+        assert_eq!(status.code(), Some(0), "serve ended with {status}:\n{log}");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
