@@ -1,6 +1,6 @@
 //! End to end: `anydepth serve` with the random-weight V2 ViT-S checkpoint answers a photo
-//! with the bytes `anydepth depth --formats npy` writes for it, and SIGTERM ends it with
-//! exit code 0.
+//! with the bytes `anydepth depth --formats npy`, `anydepth mesh` (GLB) and `anydepth
+//! cloud` (PLY) write for it, and SIGTERM ends it with exit code 0.
 //!
 //! Skips (with a message) when the reference checkpoint is missing, unless
 //! `ANYDEPTH_REQUIRE_REFERENCES=1`; needs `anydepth-torch` beside `anydepth`
@@ -71,6 +71,51 @@ fn serve_answers_what_depth_writes_and_ends_on_sigterm() {
         got == expected,
         "the served npy differs from the one depth wrote"
     );
+
+    // A textured GLB mesh and a PLY cloud: the bytes `anydepth mesh` and `cloud` write
+    // with the same camera and scale.
+    let camera = ["--fov", "60", "--scale", "2", "--shift", "0.1"];
+    for (command, query, file) in [
+        (
+            "mesh",
+            "/v1/mesh?format=glb&fov=60&scale=2&shift=0.1&stride=2",
+            "mesh.glb",
+        ),
+        (
+            "cloud",
+            "/v1/cloud?format=ply&fov=60&scale=2&shift=0.1",
+            "cloud.ply",
+        ),
+    ] {
+        let path = dir.path().join(file);
+        let stride: &[&str] = if command == "mesh" {
+            &["--stride", "2"]
+        } else {
+            &[]
+        };
+        let args = [
+            &[command, s(&photo), "-o", s(&path), "-q"][..],
+            &camera,
+            stride,
+            &model,
+        ]
+        .concat();
+        assert_ok(&anydepth(&args));
+        let mut got = Vec::new();
+        agent
+            .post(&service.url(query))
+            .send_bytes(&body)
+            .expect("answers")
+            .into_reader()
+            .read_to_end(&mut got)
+            .expect("body");
+        let written = std::fs::read(&path).expect("written");
+        assert_eq!(got.len(), written.len(), "{query}");
+        assert!(
+            got == written,
+            "{query}: the answer differs from {command}'s file"
+        );
+    }
 
     service.terminate();
 }
