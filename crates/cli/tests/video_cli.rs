@@ -154,6 +154,51 @@ fn a_video_file_gives_numbered_frames_and_videos_with_its_frame_count_and_rate()
             assert!((a - (b - source[0])).abs() < 1e-3, "{name}: {a} vs {b}");
         }
     }
+    // With --save, every frame and its depth are on the frame timeline and on the time
+    // timeline at the video's own timestamps.
+    let rrd_path = out.path().join("clip.rrd");
+    let saved = anydepth(&[
+        "depth",
+        s(&clip),
+        "--weights",
+        s(&weights),
+        "--input-size",
+        "56",
+        "--device",
+        "cpu",
+        "--max-frames",
+        "5",
+        "--formats",
+        "npy",
+        "--out",
+        s(&out.path().join("saved")),
+        "--save",
+        s(&rrd_path),
+    ]);
+    assert_ok(&saved);
+    let rrd = anydepth_viz::rrd::Rrd::read(&rrd_path).expect("a recording");
+    // A relative model: disparity, colour-mapped.
+    let depth = anydepth_viz::paths::DISPARITY;
+    assert_eq!(rrd.row_count(depth, "Image:buffer"), 5);
+    assert_eq!(
+        rrd.row_count(anydepth_viz::paths::RGB, "Image:buffer"),
+        5,
+        "the frames"
+    );
+    assert_eq!(
+        rrd.times(depth, anydepth_viz::paths::FRAME_TIMELINE),
+        [0, 1, 2, 3, 4]
+    );
+    let logged = rrd.times(depth, anydepth_viz::paths::TIME_TIMELINE);
+    assert_eq!(logged.len(), 5);
+    for (ns, frame_s) in logged.iter().zip(&source) {
+        let expected_ns = (frame_s - source[0]) * 1e9;
+        assert!(
+            (*ns as f64 - expected_ns).abs() < 1e6,
+            "{ns} ns vs {frame_s} s"
+        );
+    }
+
     // A second run refuses to overwrite, naming the output.
     let again = anydepth(&[
         "depth",

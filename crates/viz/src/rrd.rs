@@ -100,6 +100,24 @@ impl Rrd {
             .collect()
     }
 
+    /// The raw times of `entity`'s rows on `timeline`, sorted (sequence numbers, or
+    /// nanoseconds for a time timeline), without repeats.
+    pub fn times(&self, entity: &str, timeline: &str) -> Vec<i64> {
+        let mut times: Vec<i64> = self
+            .of(entity)
+            .filter_map(|c| {
+                c.timelines()
+                    .iter()
+                    .find(|(name, _)| name.as_str() == timeline)
+                    .map(|(_, column)| column.times_raw().to_vec())
+            })
+            .flatten()
+            .collect();
+        times.sort_unstable();
+        times.dedup();
+        times
+    }
+
     /// How many rows (log calls) logged `component` to `entity`.
     pub fn row_count(&self, entity: &str, component: &str) -> usize {
         self.columns(entity, component)
