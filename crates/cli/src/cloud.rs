@@ -79,7 +79,7 @@ fn load_scene(request: &SceneRequest, loader: &dyn EngineLoader, quiet: bool) ->
 
 /// Runs `anydepth cloud`.
 pub fn run_cloud(args: CloudArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
-    args.output.check("output")?;
+    args.output.check_cloud("output")?;
     let recording = args.rerun.start()?;
     let scene = load_scene(&args.scene, loader, args.quiet)?;
     let cloud = build_cloud(&scene, args.scene.max_depth, &args.settings)?;
@@ -133,7 +133,8 @@ pub fn run_mesh(args: MeshArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     args.output.check("output")?;
     let recording = args.rerun.start()?;
     let scene = load_scene(&args.scene, loader, args.quiet)?;
-    let mesh = build_mesh(&scene, args.scene.max_depth, &args.settings)?;
+    let format = args.output.format()?;
+    let mesh = build_mesh(&scene, args.scene.max_depth, &args.settings, format)?;
     // The view and the mesh go to Rerun while the file is written.
     viz::log_beside(
         recording.as_ref(),

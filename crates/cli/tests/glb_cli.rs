@@ -56,7 +56,7 @@ fn assert_valid(paths: &[&Path]) {
 struct Primitive {
     positions: Vec<[f32; 3]>,
     normals: Option<Vec<[f32; 3]>>,
-    colors: Option<Vec<[u8; 3]>>,
+    colors: Option<Vec<[u16; 3]>>,
     tex_coords: Option<Vec<[f32; 2]>>,
     indices: Option<Vec<u32>>,
     textured: bool,
@@ -77,7 +77,7 @@ fn read_primitive(path: &Path, mode: gltf::mesh::Mode) -> (gltf::Document, Primi
     let read = Primitive {
         positions: reader.read_positions().expect("positions").collect(),
         normals: reader.read_normals().map(Iterator::collect),
-        colors: reader.read_colors(0).map(|c| c.into_rgb_u8().collect()),
+        colors: reader.read_colors(0).map(|c| c.into_rgb_u16().collect()),
         tex_coords: reader.read_tex_coords(0).map(|t| t.into_f32().collect()),
         indices: reader.read_indices().map(|i| i.into_u32().collect()),
         textured: material
@@ -87,6 +87,22 @@ fn read_primitive(path: &Path, mode: gltf::mesh::Mode) -> (gltf::Document, Primi
         unlit: material.unlit(),
     };
     (document, read)
+}
+
+/// The PLY's 8-bit sRGB colours as glTF stores them: linear light, normalised 16-bit.
+fn linear(colors: &Option<Vec<[u8; 3]>>) -> Option<Vec<[u16; 3]>> {
+    let decode = |c: u8| {
+        let v = f64::from(c) / 255.0;
+        let l = if v <= 0.04045 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        };
+        (l * 65535.0).round() as u16
+    };
+    colors
+        .as_ref()
+        .map(|c| c.iter().map(|rgb| rgb.map(decode)).collect())
 }
 
 /// Positions stored in glTF's axes: `(x, -y, -z)` of ours.
@@ -137,7 +153,7 @@ fn cloud_and_mesh_as_glb_match_their_ply() {
     let ply_cloud = ply::read_point_cloud(&out("cloud.ply")).expect("PLY");
     let (document, points) = read_primitive(&out("cloud.glb"), gltf::mesh::Mode::Points);
     assert_positions_match(&points.positions, &ply_cloud.points);
-    assert_eq!(points.colors, ply_cloud.colors);
+    assert_eq!(points.colors, linear(&ply_cloud.colors));
     let normals = points.normals.expect("normals");
     for (g, n) in normals
         .iter()
@@ -184,7 +200,7 @@ fn cloud_and_mesh_as_glb_match_their_ply() {
     // With --vertex-colors: the PLY's colours, no texture.
     let (_, colored) = read_primitive(&out("colored.glb"), gltf::mesh::Mode::Triangles);
     assert_positions_match(&colored.positions, &ply_mesh.vertices);
-    assert_eq!(colored.colors, ply_mesh.colors);
+    assert_eq!(colored.colors, linear(&ply_mesh.colors));
     assert!(!colored.textured && colored.tex_coords.is_none() && colored.unlit);
 }
 
@@ -225,7 +241,7 @@ fn fused_model_as_glb_with_cameras() {
     let ply_mesh = ply::read_mesh(&ply_path).expect("PLY");
     let (document, mesh) = read_primitive(&glb_path, gltf::mesh::Mode::Triangles);
     assert_positions_match(&mesh.positions, &ply_mesh.vertices);
-    assert_eq!(mesh.colors, ply_mesh.colors);
+    assert_eq!(mesh.colors, linear(&ply_mesh.colors));
     // One camera per frame, where the trajectory puts it (in glTF's axes).
     let poses = anydepth_core::pose::read_trajectory(&log, None).expect("poses");
     let cameras: Vec<_> = document.nodes().filter(|n| n.camera().is_some()).collect();
@@ -259,5 +275,13 @@ fn options_that_do_not_fit_the_format_are_refused() {
     let out = anydepth(&[&base[..], &["--ascii", "-o", s(&glb_path)]].concat());
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--ascii"), "{}", stderr(&out));
-    assert!(!ply_path.exists() && !glb_path.exists());
+    let obj_path = tmp.path().join("cloud.obj");
+    let out = anydepth(&[&base[..], &["-o", s(&obj_path)]].concat());
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("OBJ holds meshes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ply_path.exists() && !glb_path.exists() && !obj_path.exists());
 }

@@ -23,7 +23,7 @@ use crate::error::{bail, Context, Result};
 use crate::model::ModelRequest;
 use crate::output::FileOutput;
 use crate::scene::{self, CameraRequest, DepthValues};
-use crate::shape::{ShapeFormat, ViewCamera, ViewMesh};
+use crate::shape::{TexturedMesh, ViewCamera};
 use crate::sources;
 use crate::{Downloads, Notes};
 
@@ -287,12 +287,13 @@ impl FuseRequest {
 
     /// Checks the outputs and the options and makes the fusion (before anything is read).
     fn fusion(&self) -> Result<Fusion> {
-        self.output.check("output")?;
+        if self.cloud {
+            self.output.check_cloud("output")?;
+        } else {
+            self.output.check("output")?;
+        }
         if let Some(path) = &self.save_poses {
             check_output(path, self.output.force, "--save-poses file")?;
-        }
-        if self.cloud && self.output.format()? == ShapeFormat::Obj {
-            bail!("--cloud writes points, which OBJ cannot hold: give an output ending in .ply or .glb");
         }
         if !(0.0..1.0).contains(&self.values.sky_fraction) {
             bail!(
@@ -358,7 +359,7 @@ impl FuseRequest {
             if mesh.faces.is_empty() {
                 bail!("{empty}");
             }
-            let mesh = ViewMesh {
+            let mesh = TexturedMesh {
                 mesh,
                 texture: None,
             };

@@ -16,7 +16,7 @@ use image::codecs::png::PngEncoder;
 use image::{ImageBuffer, Luma, Rgb};
 
 use crate::error::{bail, ensure, Context, Result};
-use crate::shape::{self, ShapeFormat, ViewCamera, ViewMesh};
+use crate::shape::{self, ShapeFormat, TexturedMesh, ViewCamera};
 
 /// A point cloud or mesh file to write: `.ply` (binary unless `ascii`), `.glb` or, for a
 /// mesh, `.obj`.
@@ -65,6 +65,18 @@ impl FileOutput {
         Ok(())
     }
 
+    /// [`FileOutput::check`], and that the format holds points (not OBJ).
+    ///
+    /// # Errors
+    /// As [`FileOutput::check`], and for an OBJ file.
+    pub fn check_cloud(&self, what: &str) -> Result<()> {
+        self.check(what)?;
+        if self.format()? == ShapeFormat::Obj {
+            bail!("OBJ holds meshes: write a point cloud as .ply or .glb");
+        }
+        Ok(())
+    }
+
     /// The file's format, by its extension.
     ///
     /// # Errors
@@ -105,7 +117,7 @@ impl FileOutput {
     ///
     /// # Errors
     /// When the mesh is invalid or the file cannot be written.
-    pub fn write_mesh(&self, mesh: &ViewMesh, cameras: &[ViewCamera]) -> Result<()> {
+    pub fn write_mesh(&self, mesh: &TexturedMesh, cameras: &[ViewCamera]) -> Result<()> {
         match self.format()? {
             ShapeFormat::Ply => {
                 ply::write_mesh(&self.path, &mesh.mesh, ply::PlyEncoding::BinaryLittleEndian)?

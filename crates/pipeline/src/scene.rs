@@ -198,7 +198,7 @@ impl Scene {
                 prediction.height()
             );
         }
-        finish(
+        scene_from_values(
             request,
             prediction,
             Some(color),
@@ -212,7 +212,7 @@ impl Scene {
 #[derive(Clone, Copy)]
 enum PhotoSource<'a> {
     /// No photo (a depth file without colours).
-    None,
+    Absent,
     /// A file on disk.
     File(&'a Path),
     /// A file's bytes.
@@ -276,13 +276,13 @@ fn load(
     };
     let photo = match &color_path {
         Some(path) => PhotoSource::File(path),
-        None => PhotoSource::None,
+        None => PhotoSource::Absent,
     };
-    finish(args, values, color, photo, notes)
+    scene_from_values(args, values, color, photo, notes)
 }
 
 /// Depth in metres (disparity masked and fitted as asked), checked, and the camera.
-fn finish(
+fn scene_from_values(
     args: &SceneRequest,
     values: Prediction,
     color: Option<Vec<[u8; 3]>>,
@@ -341,22 +341,8 @@ impl CameraRequest {
         height: u32,
         notes: Notes,
     ) -> Result<Intrinsics> {
-        let photo = photo.map_or(PhotoSource::None, PhotoSource::File);
+        let photo = photo.map_or(PhotoSource::Absent, PhotoSource::File);
         camera(self, photo, width, height, notes)
-    }
-
-    /// [`CameraRequest::resolve`] with the EXIF of a photo file given as its bytes.
-    ///
-    /// # Errors
-    /// As [`CameraRequest::resolve`].
-    pub fn resolve_with_exif(
-        &self,
-        photo_bytes: &[u8],
-        width: u32,
-        height: u32,
-        notes: Notes,
-    ) -> Result<Intrinsics> {
-        camera(self, PhotoSource::Bytes(photo_bytes), width, height, notes)
     }
 }
 
@@ -381,7 +367,7 @@ fn camera(
         return Ok(Intrinsics::from_fov(width, height, fov)?);
     }
     let from_exif = match photo {
-        PhotoSource::None => None,
+        PhotoSource::Absent => None,
         PhotoSource::File(path) => Intrinsics::from_exif_file(path, width, height)
             .with_context(|| format!("cannot read the camera from EXIF: {}", path.display()))?,
         PhotoSource::Bytes(bytes) => Intrinsics::from_exif(bytes, width, height)

@@ -13,7 +13,7 @@
 //! use anydepth_pipeline::shape::{build_mesh, encode_mesh, MeshSettings, ShapeFormat};
 //!
 //! # fn run(scene: &Scene) -> anydepth_pipeline::Result<()> {
-//! let mesh = build_mesh(scene, None, &MeshSettings::default())?;
+//! let mesh = build_mesh(scene, None, &MeshSettings::default(), ShapeFormat::Glb)?;
 //! let glb = encode_mesh(&mesh, ShapeFormat::Glb, &[])?;
 //! std::fs::write("scene.glb", glb)?;
 //! # Ok(())
@@ -90,13 +90,13 @@ impl Default for MeshSettings {
     }
 }
 
-/// A mesh made from one view, with the photo to lay on it in GLB.
+/// A mesh to write, with the photo to lay on it in GLB when it was made from one view.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ViewMesh {
+pub struct TexturedMesh {
     /// The mesh, with vertex colours when the view has colours.
     pub mesh: TriangleMesh,
-    /// The photo and each vertex's place in it, for GLB; `None` without colours or with
-    /// [`MeshSettings::vertex_colors`].
+    /// The photo and each vertex's place in it, for GLB; `None` for other formats,
+    /// without colours, or with [`MeshSettings::vertex_colors`].
     pub texture: Option<Texture>,
 }
 
@@ -192,7 +192,8 @@ pub fn build_cloud(
 }
 
 /// The depth-grid mesh of `scene` (depth up to `max_depth` metres), with vertex colours
-/// and, unless [`MeshSettings::vertex_colors`], the photo as a texture for GLB.
+/// and, when it is to be written as `format` GLB without [`MeshSettings::vertex_colors`],
+/// the photo as its texture.
 ///
 /// # Errors
 /// When the settings are invalid or no triangle is left.
@@ -200,7 +201,8 @@ pub fn build_mesh(
     scene: &Scene,
     max_depth: Option<f32>,
     settings: &MeshSettings,
-) -> Result<ViewMesh> {
+    format: ShapeFormat,
+) -> Result<TexturedMesh> {
     let mut options = GridMeshOptions {
         stride: settings.stride,
         ..Default::default()
@@ -234,14 +236,14 @@ pub fn build_mesh(
         bail!("no triangles: the depth map has no valid 2x2 blocks within range");
     }
     let texture = match color {
-        Some(pixels) if !settings.vertex_colors => Some(Texture {
+        Some(pixels) if format == ShapeFormat::Glb && !settings.vertex_colors => Some(Texture {
             image: encode_jpeg(width, height, pixels)?,
             mime_type: "image/jpeg",
             tex_coords: grid.tex_coords(width, height),
         }),
         _ => None,
     };
-    Ok(ViewMesh {
+    Ok(TexturedMesh {
         mesh: grid.mesh,
         texture,
     })
@@ -276,7 +278,7 @@ pub fn encode_cloud(
 /// # Errors
 /// When the format cannot hold cameras, or the mesh is invalid.
 pub fn encode_mesh(
-    mesh: &ViewMesh,
+    mesh: &TexturedMesh,
     format: ShapeFormat,
     cameras: &[ViewCamera],
 ) -> Result<Vec<u8>> {

@@ -1,6 +1,7 @@
 //! anydepth as a long-running HTTP service: the model is loaded once, photos are posted,
 //! and depth maps, point clouds and meshes come back, byte for byte what the command line
-//! writes for the same photo.
+//! writes for the same photo when it runs alone (a photo batched with others may differ in
+//! the last bits on a GPU, whose kernels depend on the batch size).
 //!
 //! `anydepth serve` is the front end; [`ServeRequest::run`] is the whole service, for any
 //! [`EngineLoader`]:
@@ -119,8 +120,17 @@ pub struct ServeRequest {
     pub max_body: usize,
 
     /// Require `Authorization: Bearer TOKEN` on every endpoint but / and /healthz
-    /// (required when --bind is not a loopback address).
-    #[cfg_attr(feature = "clap", arg(long, value_name = "TOKEN"))]
+    /// (required when --bind is not a loopback address). Prefer the environment variable:
+    /// other users of the machine can read a command line.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            value_name = "TOKEN",
+            env = "ANYDEPTH_TOKEN",
+            hide_env_values = true
+        )
+    )]
     pub token: Option<String>,
 
     /// Colour map of `format=color` and `format=side-by-side` when the query names none.

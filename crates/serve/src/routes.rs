@@ -153,7 +153,7 @@ fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     else {
         return false;
     };
-    let (given, token) = (given.trim().as_bytes(), token.as_bytes());
+    let (given, token) = (given.trim().as_bytes(), token.trim().as_bytes());
     given.len() == token.len()
         && given
             .iter()

@@ -152,7 +152,7 @@ async fn shape(
         let bytes = match shape {
             Shape::Cloud => build_cloud(&scene, max_depth, &query.cloud)
                 .and_then(|cloud| encode_cloud(&cloud, query.format, &[])),
-            Shape::Mesh => build_mesh(&scene, max_depth, &query.mesh)
+            Shape::Mesh => build_mesh(&scene, max_depth, &query.mesh, query.format)
                 .and_then(|mesh| encode_mesh(&mesh, query.format, &[])),
         }
         .map_err(refused)?;

@@ -751,7 +751,8 @@ fn written_by_shape_command(photo: &[u8], scene: &SceneRequest, mesh: bool, glb:
         ShapeFormat::Ply
     };
     if mesh {
-        let mesh = build_mesh(&scene, request.max_depth, &MeshSettings::default()).expect("mesh");
+        let mesh =
+            build_mesh(&scene, request.max_depth, &MeshSettings::default(), format).expect("mesh");
         encode_mesh(&mesh, format, &[]).expect("encodes")
     } else {
         let cloud =

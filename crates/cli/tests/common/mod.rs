@@ -180,7 +180,18 @@ impl Service {
             .status()
             .expect("kill runs");
         assert!(kill.success());
-        let status = child.wait().expect("serve ends");
+        // A shutdown that stalls fails the test instead of hanging it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("serve's status") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("serve did not end within 60 s of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
         let log = self
             .drain
             .take()

@@ -8,7 +8,8 @@
 //! metres.
 //!
 //! What a file holds:
-//! - meshes: `POSITION`, `NORMAL` (when known), `COLOR_0` (8-bit, normalised) and, for a
+//! - meshes: `POSITION`, `NORMAL` (when known), `COLOR_0` (the photo's sRGB colours as
+//!   linear light, as glTF defines it; normalised 16-bit) and, for a
 //!   textured mesh, `TEXCOORD_0` with the photo as `baseColorTexture`;
 //! - point clouds: a `POINTS` primitive with `POSITION`, `COLOR_0` and `NORMAL` when known;
 //! - cameras: a perspective camera node per view (`yfov` and aspect ratio from the
@@ -50,7 +51,7 @@ const ARRAY_BUFFER: u32 = 34962;
 /// `bufferView.target` of indices.
 const ELEMENT_ARRAY_BUFFER: u32 = 34963;
 /// `accessor.componentType` values.
-const UNSIGNED_BYTE: u32 = 5121;
+const UNSIGNED_SHORT: u32 = 5123;
 const UNSIGNED_INT: u32 = 5125;
 const FLOAT: u32 = 5126;
 /// `primitive.mode` values.
@@ -116,6 +117,20 @@ impl Glb {
         if mesh.faces.is_empty() {
             return Err(Error::Invalid("a glTF mesh needs at least one face".into()));
         }
+        // Everything is checked before anything is added, so a refused mesh leaves no
+        // orphan buffers behind.
+        if let Some(texture) = texture {
+            if texture.tex_coords.len() != mesh.vertices.len() {
+                return Err(Error::Invalid(format!(
+                    "mesh has {} vertices but {} texture coordinates",
+                    mesh.vertices.len(),
+                    texture.tex_coords.len()
+                )));
+            }
+            if texture.tex_coords.iter().flatten().any(|c| !c.is_finite()) {
+                return Err(Error::Invalid("texture coordinates must be finite".into()));
+            }
+        }
         let colors = if texture.is_some() {
             None
         } else {
@@ -125,16 +140,6 @@ impl Glb {
             self.vertex_attributes(&mesh.vertices, mesh.normals.as_deref(), colors);
         let material = match texture {
             Some(texture) => {
-                if texture.tex_coords.len() != mesh.vertices.len() {
-                    return Err(Error::Invalid(format!(
-                        "mesh has {} vertices but {} texture coordinates",
-                        mesh.vertices.len(),
-                        texture.tex_coords.len()
-                    )));
-                }
-                if texture.tex_coords.iter().flatten().any(|c| !c.is_finite()) {
-                    return Err(Error::Invalid("texture coordinates must be finite".into()));
-                }
                 let flat: Vec<f32> = texture.tex_coords.iter().flatten().copied().collect();
                 let uv = self.float_accessor(&flat, "VEC2", false);
                 attributes["TEXCOORD_0"] = json!(uv);
@@ -363,8 +368,14 @@ impl Glb {
         attributes
     }
 
-    /// Appends `bytes` to the binary chunk (4-byte aligned) as a new buffer view.
-    fn buffer_view(&mut self, bytes: &[u8], target: u32, byte_stride: Option<usize>) -> usize {
+    /// Appends `bytes` to the binary chunk (4-byte aligned) as a new buffer view; images
+    /// have no `target`.
+    fn buffer_view(
+        &mut self,
+        bytes: &[u8],
+        target: Option<u32>,
+        byte_stride: Option<usize>,
+    ) -> usize {
         let offset = self.bin.len();
         self.bin.extend_from_slice(bytes);
         self.bin.resize(padded(self.bin.len()), 0);
@@ -372,8 +383,10 @@ impl Glb {
             "buffer": 0,
             "byteOffset": offset,
             "byteLength": bytes.len(),
-            "target": target,
         });
+        if let Some(target) = target {
+            view["target"] = json!(target);
+        }
         if let Some(stride) = byte_stride {
             view["byteStride"] = json!(stride);
         }
@@ -385,7 +398,7 @@ impl Glb {
     fn float_accessor(&mut self, values: &[f32], kind: &str, with_bounds: bool) -> usize {
         let width = if kind == "VEC2" { 2 } else { 3 };
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let view = self.buffer_view(&bytes, ARRAY_BUFFER, None);
+        let view = self.buffer_view(&bytes, Some(ARRAY_BUFFER), None);
         let mut accessor = json!({
             "bufferView": view,
             "componentType": FLOAT,
@@ -408,13 +421,20 @@ impl Glb {
         self.accessors.len() - 1
     }
 
-    /// 8-bit colours, normalised, padded to 4 bytes per vertex as vertex attributes must be.
+    /// Colours as glTF wants them, linear: 8-bit sRGB decoded to linear light and stored as
+    /// normalised 16-bit values (8 bits would band the darks), each vertex padded to 8
+    /// bytes as vertex attributes must be aligned to 4.
     fn color_accessor(&mut self, colors: &[[u8; 3]]) -> usize {
-        let bytes: Vec<u8> = colors.iter().flat_map(|&[r, g, b]| [r, g, b, 0]).collect();
-        let view = self.buffer_view(&bytes, ARRAY_BUFFER, Some(4));
+        let table: Vec<u16> = (0..=255).map(srgb_to_linear_u16).collect();
+        let bytes: Vec<u8> = colors
+            .iter()
+            .flat_map(|&[r, g, b]| [table[r as usize], table[g as usize], table[b as usize], 0])
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let view = self.buffer_view(&bytes, Some(ARRAY_BUFFER), Some(8));
         self.accessors.push(json!({
             "bufferView": view,
-            "componentType": UNSIGNED_BYTE,
+            "componentType": UNSIGNED_SHORT,
             "normalized": true,
             "count": colors.len(),
             "type": "VEC3",
@@ -427,7 +447,7 @@ impl Glb {
     fn index_accessor(&mut self, indices: &[u32], vertex_count: usize) -> usize {
         debug_assert!(indices.iter().all(|&i| (i as usize) < vertex_count));
         let bytes: Vec<u8> = indices.iter().flat_map(|i| i.to_le_bytes()).collect();
-        let view = self.buffer_view(&bytes, ELEMENT_ARRAY_BUFFER, None);
+        let view = self.buffer_view(&bytes, Some(ELEMENT_ARRAY_BUFFER), None);
         self.accessors.push(json!({
             "bufferView": view,
             "componentType": UNSIGNED_INT,
@@ -469,7 +489,7 @@ impl Glb {
     }
 
     fn texture_material(&mut self, texture: &Texture) -> usize {
-        let view = self.buffer_view_untargeted(&texture.image);
+        let view = self.buffer_view(&texture.image, None, None);
         self.images
             .push(json!({ "bufferView": view, "mimeType": texture.mime_type }));
         self.textures
@@ -484,19 +504,6 @@ impl Glb {
             "doubleSided": true,
             "extensions": { "KHR_materials_unlit": {} },
         }))
-    }
-
-    /// A buffer view without a target (images).
-    fn buffer_view_untargeted(&mut self, bytes: &[u8]) -> usize {
-        let offset = self.bin.len();
-        self.bin.extend_from_slice(bytes);
-        self.bin.resize(padded(self.bin.len()), 0);
-        self.buffer_views.push(json!({
-            "buffer": 0,
-            "byteOffset": offset,
-            "byteLength": bytes.len(),
-        }));
-        self.buffer_views.len() - 1
     }
 
     fn push_material(&mut self, material: Value) -> usize {
@@ -523,6 +530,18 @@ pub fn write_point_cloud(path: &Path, cloud: &PointCloud) -> Result<()> {
     let mut glb = Glb::new();
     glb.add_points("cloud", cloud)?;
     glb.write(path)
+}
+
+/// An 8-bit sRGB value as linear light, normalised to 16 bits (the sRGB transfer function,
+/// IEC 61966-2-1).
+pub fn srgb_to_linear_u16(value: u8) -> u16 {
+    let c = f64::from(value) / 255.0;
+    let linear = if c <= 0.04045 {
+        c / 12.92
+    } else {
+        ((c + 0.055) / 1.055).powf(2.4)
+    };
+    (linear * 65535.0).round() as u16
 }
 
 /// The OpenCV-axes point `p` in glTF's axes: `(x, -y, -z)`.
@@ -578,11 +597,23 @@ mod tests {
         let (q, t) = gltf_pose(&pose);
         assert_eq!(t, [1.0, -2.0, -3.0]);
         assert!((q[3].abs() - 1.0).abs() < 1e-12);
-        // A camera turned 90 degrees about y keeps a unit quaternion.
+        // A camera turned 90 degrees about y looks down OpenCV's +x; a glTF camera looks
+        // down its local -z, which must land on glTF's +x (x is kept by the flip).
         let turned = Isometry3::rotation(Vector3::new(0.0, std::f64::consts::FRAC_PI_2, 0.0));
         let (q, _) = gltf_pose(&turned);
-        let norm = q.iter().map(|v| v * v).sum::<f64>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-12);
+        let rotation =
+            UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(q[3], q[0], q[1], q[2]));
+        let forward = rotation * Vector3::new(0.0, 0.0, -1.0);
+        assert!(
+            (forward - Vector3::new(1.0, 0.0, 0.0)).norm() < 1e-12,
+            "{forward}"
+        );
+        // And its image's down (OpenCV +y, glTF local -y) stays world down (glTF -y).
+        let down = rotation * Vector3::new(0.0, -1.0, 0.0);
+        assert!(
+            (down - Vector3::new(0.0, -1.0, 0.0)).norm() < 1e-12,
+            "{down}"
+        );
     }
 
     #[test]
@@ -607,6 +638,15 @@ mod tests {
         let json: Value = serde_json::from_slice(&bytes[20..20 + json_len]).expect("JSON");
         assert_eq!(json["accessors"][0]["max"], json!([1.0, 0.0, -1.0]));
         assert_eq!(json["extensionsUsed"], json!(["KHR_materials_unlit"]));
+    }
+
+    #[test]
+    fn colours_are_stored_as_linear_light() {
+        assert_eq!(srgb_to_linear_u16(0), 0);
+        assert_eq!(srgb_to_linear_u16(255), 65535);
+        // sRGB 50% grey is about 21.4% linear.
+        let mid = f64::from(srgb_to_linear_u16(128)) / 65535.0;
+        assert!((mid - 0.2158).abs() < 1e-3, "{mid}");
     }
 
     #[test]
