@@ -108,7 +108,9 @@ pub struct ServeRequest {
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 5, value_name = "MS"))]
     pub batch_wait_ms: u64,
 
-    /// Most photos waiting for the model; beyond, requests get 503 with Retry-After.
+    /// Most photos held at once besides the batch on the model (being read, decoded or
+    /// waiting); beyond, requests get 503 with Retry-After. This bounds memory: a decoded
+    /// 4K photo takes about 100 MB.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 64, value_name = "N"))]
     pub queue: usize,
 
@@ -274,6 +276,9 @@ impl ServeRequest {
         let metrics = Arc::new(metrics::Metrics::default());
         let state = Arc::new(routes::AppState {
             queue,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                self.queue.max(1) + self.batch.max(1),
+            )),
             metrics: Arc::clone(&metrics),
             model: engine.config().describe(),
             device: engine.device_name(),

@@ -14,6 +14,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::batcher::{Queue, Refused};
 use crate::metrics::{self, Metrics};
 use crate::query::{depth_content_type, DepthQuery};
@@ -24,6 +26,10 @@ const RETRY_AFTER_SECS: u32 = 1;
 /// What every handler shares.
 pub(crate) struct AppState {
     pub queue: Queue,
+    /// One permit per photo the service may hold at once, from its body being read to its
+    /// answer being encoded (`--queue` waiting plus `--batch` on the model): what bounds
+    /// memory, since a decoded photo is far larger than its file.
+    pub slots: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
     /// The model, as `ModelConfig::describe` says.
     pub model: String,
@@ -208,6 +214,7 @@ async fn depth(
     body: Body,
 ) -> Result<Response, ApiError> {
     let query = DepthQuery::parse(query.as_deref())?;
+    let _slot = admit(&state)?;
     let photo = read_body(&state, &headers, body).await?;
     let (prediction, image) = predict(&state, photo).await?;
     let colormap = query.colormap.unwrap_or(state.colormap);
@@ -225,6 +232,16 @@ async fn depth(
     })
     .await?;
     Ok(binary(depth_content_type(format), bytes))
+}
+
+/// A slot for one more photo, held until the answer is made; 503 when every slot is taken.
+pub(crate) fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    Arc::clone(&state.slots).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the queue is full: retry later",
+        )
+    })
 }
 
 /// The request's body, at most `--max-body` bytes.

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 
 use crate::query::Query;
-use crate::routes::{binary, blocking, predict, read_body, ApiError, AppState};
+use crate::routes::{admit, binary, blocking, predict, read_body, ApiError, AppState};
 
 /// The header that carries what the user should know (for example that the camera was
 /// guessed), as `anydepth cloud` prints it.
@@ -134,6 +134,7 @@ async fn shape(
     shape: Shape,
 ) -> Result<Response, ApiError> {
     let query = ShapeQuery::parse(query.as_deref(), shape)?;
+    let _slot = admit(&state)?;
     let photo = read_body(&state, &headers, body).await?;
     let (prediction, image) = predict(&state, photo.clone()).await?;
     let (bytes, notes) = blocking(move || {
