@@ -20,6 +20,10 @@ use crate::batcher::{Queue, Refused};
 use crate::metrics::{self, Metrics};
 use crate::query::{depth_content_type, DepthQuery};
 
+/// How long a client may take to send its body: a slow one would hold a slot (and a
+/// graceful shutdown) for as long as it likes.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Seconds a client should wait before retrying when the queue is full.
 const RETRY_AFTER_SECS: u32 = 1;
 
@@ -247,8 +251,8 @@ pub(crate) fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> 
 /// The request's body, at most `--max-body` bytes.
 ///
 /// # Errors
-/// 413 beyond the limit (from `Content-Length` before reading, else while reading); 400
-/// when the body cannot be read or is empty.
+/// 413 beyond the limit (from `Content-Length` before reading, else while reading); 408
+/// when it takes longer than a minute; 400 when the body cannot be read or is empty.
 pub(crate) async fn read_body(
     state: &AppState,
     headers: &HeaderMap,
@@ -268,9 +272,18 @@ pub(crate) async fn read_body(
     if announced.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = Limited::new(body, limit)
-        .collect()
+    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect())
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )
+        })?;
+    let bytes = collected
         .map_err(|e| {
             if e.downcast_ref::<LengthLimitError>().is_some() {
                 too_large()
