@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod da3;
 pub mod engine;
 pub mod error;
 pub mod hub;

@@ -8,11 +8,11 @@ use tch::{Kind, Tensor};
 
 use anydepth_model::config::{Ffn, VitConfig};
 
-fn zeros() -> nn::Init {
+pub(crate) fn zeros() -> nn::Init {
     nn::Init::Const(0.0)
 }
 
-fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
+pub(crate) fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
     nn::linear(
         p,
         in_dim,
@@ -25,7 +25,7 @@ fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
     )
 }
 
-fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
+pub(crate) fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
     nn::layer_norm(
         p,
         vec![dim],
@@ -82,13 +82,13 @@ impl Module for Attention {
 
 /// The feed-forward block: GELU MLP or fused SwiGLU.
 #[derive(Debug)]
-enum FeedForward {
+pub(crate) enum FeedForward {
     Mlp { fc1: nn::Linear, fc2: nn::Linear },
     SwiGlu { w12: nn::Linear, w3: nn::Linear },
 }
 
 impl FeedForward {
-    fn new(p: nn::Path, cfg: &VitConfig) -> Self {
+    pub(crate) fn new(p: nn::Path, cfg: &VitConfig) -> Self {
         let (d, h) = (cfg.embed_dim, cfg.hidden_dim());
         match cfg.ffn {
             Ffn::Mlp => Self::Mlp {
@@ -191,35 +191,9 @@ impl DinoV2 {
         }
     }
 
-    /// The position embedding for a `grid_h x grid_w` patch grid, interpolated bicubically
-    /// with DINOv2's scale factors `(grid + offset) / 37`, in fp32 like the reference.
+    /// The position embedding for a `grid_h x grid_w` patch grid.
     fn pos_embed_for(&self, grid_h: i64, grid_w: i64, kind: Kind) -> Tensor {
-        let n = self.cfg.pos_grid;
-        if grid_h == n && grid_w == n {
-            return self.pos_embed.shallow_clone();
-        }
-        let d = self.cfg.embed_dim;
-        let pos = self.pos_embed.to_kind(Kind::Float);
-        let cls = pos.narrow(1, 0, 1);
-        let patch = pos
-            .narrow(1, 1, n * n)
-            .reshape([1, n, n, d])
-            .permute([0, 3, 1, 2]);
-        // Python computes float(grid + 0.1) / sqrt(N) and PyTorch maps source coordinates
-        // with 1/scale, so pass the scales, not just the output size.
-        let sqrt_n = (n as f64 * n as f64).sqrt();
-        let scale_h = (grid_h as f64 + self.cfg.interpolate_offset) / sqrt_n;
-        let scale_w = (grid_w as f64 + self.cfg.interpolate_offset) / sqrt_n;
-        let patch = patch
-            .upsample_bicubic2d(
-                [grid_h, grid_w],
-                /* align_corners= */ false,
-                scale_h,
-                scale_w,
-            )
-            .permute([0, 2, 3, 1])
-            .reshape([1, grid_h * grid_w, d]);
-        Tensor::cat(&[cls, patch], 1).to_kind(kind)
+        interpolate_pos_embed(&self.pos_embed, &self.cfg, grid_h, grid_w, kind)
     }
 
     /// Outputs of the blocks in `layers` (0-based), normalised, class token dropped:
@@ -240,4 +214,42 @@ impl DinoV2 {
         }
         outputs
     }
+}
+
+/// DINOv2's position embedding (`(1, 1 + pos_grid^2, d)`, class token first) for a
+/// `grid_h x grid_w` patch grid, interpolated bicubically with DINOv2's scale factors
+/// `(grid + offset) / pos_grid`, in fp32 like the reference, then cast to `kind`.
+pub(crate) fn interpolate_pos_embed(
+    pos_embed: &Tensor,
+    cfg: &VitConfig,
+    grid_h: i64,
+    grid_w: i64,
+    kind: Kind,
+) -> Tensor {
+    let n = cfg.pos_grid;
+    if grid_h == n && grid_w == n {
+        return pos_embed.to_kind(kind);
+    }
+    let d = cfg.embed_dim;
+    let pos = pos_embed.to_kind(Kind::Float);
+    let cls = pos.narrow(1, 0, 1);
+    let patch = pos
+        .narrow(1, 1, n * n)
+        .reshape([1, n, n, d])
+        .permute([0, 3, 1, 2]);
+    // Python computes float(grid + 0.1) / sqrt(N) and PyTorch maps source coordinates
+    // with 1/scale, so pass the scales, not just the output size.
+    let sqrt_n = (n as f64 * n as f64).sqrt();
+    let scale_h = (grid_h as f64 + cfg.interpolate_offset) / sqrt_n;
+    let scale_w = (grid_w as f64 + cfg.interpolate_offset) / sqrt_n;
+    let patch = patch
+        .upsample_bicubic2d(
+            [grid_h, grid_w],
+            /* align_corners= */ false,
+            scale_h,
+            scale_w,
+        )
+        .permute([0, 2, 3, 1])
+        .reshape([1, grid_h * grid_w, d]);
+    Tensor::cat(&[cls, patch], 1).to_kind(kind)
 }

@@ -11,7 +11,14 @@ use anydepth_model::config::{DptConfig, Head};
 
 use crate::temporal::{TemporalModule, CACHED_PER_MODULE};
 
-fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
+pub(crate) fn conv(
+    p: nn::Path,
+    c_in: i64,
+    c_out: i64,
+    k: i64,
+    stride: i64,
+    bias: bool,
+) -> nn::Conv2D {
     nn::conv2d(
         p,
         c_in,
@@ -28,7 +35,7 @@ fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> 
     )
 }
 
-fn conv_transpose(p: nn::Path, c: i64, k: i64) -> nn::ConvTranspose2D {
+pub(crate) fn conv_transpose(p: nn::Path, c: i64, k: i64) -> nn::ConvTranspose2D {
     nn::conv_transpose2d(
         p,
         c,
@@ -43,13 +50,13 @@ fn conv_transpose(p: nn::Path, c: i64, k: i64) -> nn::ConvTranspose2D {
     )
 }
 
-fn resize_bilinear_aligned(x: &Tensor, h: i64, w: i64) -> Tensor {
+pub(crate) fn resize_bilinear_aligned(x: &Tensor, h: i64, w: i64) -> Tensor {
     x.upsample_bilinear2d([h, w], /* align_corners= */ true, None, None)
 }
 
 /// How one level of tokens is brought to its pyramid resolution.
 #[derive(Debug)]
-enum Resize {
+pub(crate) enum Resize {
     Up(nn::ConvTranspose2D),
     Same,
     Down(nn::Conv2D),
@@ -67,13 +74,13 @@ impl Module for Resize {
 
 /// Pre-activation residual unit: `x + conv2(relu(conv1(relu(x))))`.
 #[derive(Debug)]
-struct ResidualConvUnit {
+pub(crate) struct ResidualConvUnit {
     conv1: nn::Conv2D,
     conv2: nn::Conv2D,
 }
 
 impl ResidualConvUnit {
-    fn new(p: nn::Path, features: i64) -> Self {
+    pub(crate) fn new(p: nn::Path, features: i64) -> Self {
         Self {
             conv1: conv(&p / "conv1", features, features, 3, 1, true),
             conv2: conv(&p / "conv2", features, features, 3, 1, true),

@@ -152,53 +152,65 @@ impl Checkpoint {
     /// # Errors
     /// [`Error::TensorMismatch`] naming every missing, unexpected and mis-shaped tensor.
     pub fn verify(&self, variables: &HashMap<String, Tensor>, model: &str) -> Result<()> {
-        let missing: Vec<&String> = variables
-            .keys()
-            .filter(|k| !self.tensors.contains_key(*k))
-            .collect();
-        let unexpected: Vec<&String> = self
-            .tensors
-            .keys()
-            .filter(|k| !variables.contains_key(*k))
-            .collect();
-        let mis_shaped: Vec<String> = self
-            .tensors
-            .iter()
-            .filter_map(|(name, t)| {
-                let var = variables.get(name)?;
-                (var.size() != t.size())
-                    .then(|| format!("{name}: file {:?}, model {:?}", t.size(), var.size()))
-            })
-            .collect();
-        if !missing.is_empty() || !unexpected.is_empty() || !mis_shaped.is_empty() {
-            let mut details = String::new();
-            let mut list = |title: &str, mut items: Vec<String>| {
-                if items.is_empty() {
-                    return;
-                }
-                items.sort();
-                details.push_str(&format!("\n  {} {title}:", items.len()));
-                for item in items.iter().take(12) {
-                    details.push_str(&format!("\n    {item}"));
-                }
-                if items.len() > 12 {
-                    details.push_str(&format!("\n    ... and {} more", items.len() - 12));
-                }
-            };
-            list("missing tensors", missing.into_iter().cloned().collect());
-            list(
-                "unexpected tensors",
-                unexpected.into_iter().cloned().collect(),
-            );
-            list("tensors of the wrong shape", mis_shaped);
-            return Err(Error::TensorMismatch {
-                model: model.to_string(),
-                details,
-                path: self.path.clone(),
-            });
-        }
-        Ok(())
+        verify_tensors(&self.tensors, variables, model, &self.path)
     }
+}
+
+/// Checks that `tensors` (read from `path`) are exactly a model's `variables`, by name and
+/// shape.
+///
+/// # Errors
+/// [`Error::TensorMismatch`] naming every missing, unexpected and mis-shaped tensor.
+pub(crate) fn verify_tensors(
+    tensors: &BTreeMap<String, Tensor>,
+    variables: &HashMap<String, Tensor>,
+    model: &str,
+    path: &Path,
+) -> Result<()> {
+    let missing: Vec<&String> = variables
+        .keys()
+        .filter(|k| !tensors.contains_key(*k))
+        .collect();
+    let unexpected: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !variables.contains_key(*k))
+        .collect();
+    let mis_shaped: Vec<String> = tensors
+        .iter()
+        .filter_map(|(name, t)| {
+            let var = variables.get(name)?;
+            (var.size() != t.size())
+                .then(|| format!("{name}: file {:?}, model {:?}", t.size(), var.size()))
+        })
+        .collect();
+    if !missing.is_empty() || !unexpected.is_empty() || !mis_shaped.is_empty() {
+        let mut details = String::new();
+        let mut list = |title: &str, mut items: Vec<String>| {
+            if items.is_empty() {
+                return;
+            }
+            items.sort();
+            details.push_str(&format!("\n  {} {title}:", items.len()));
+            for item in items.iter().take(12) {
+                details.push_str(&format!("\n    {item}"));
+            }
+            if items.len() > 12 {
+                details.push_str(&format!("\n    ... and {} more", items.len() - 12));
+            }
+        };
+        list("missing tensors", missing.into_iter().cloned().collect());
+        list(
+            "unexpected tensors",
+            unexpected.into_iter().cloned().collect(),
+        );
+        list("tensors of the wrong shape", mis_shaped);
+        return Err(Error::TensorMismatch {
+            model: model.to_string(),
+            details,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// The model size from the width of the position embedding and the number of blocks.

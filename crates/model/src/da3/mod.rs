@@ -1,0 +1,294 @@
+//! Depth Anything 3 as data: the released models, their architecture, and what a run of
+//! one returns (depth, confidence, cameras). No libtorch.
+//!
+//! Depth Anything 3 comes in two kinds:
+//! - **any-view** models (`da3-small`, `da3-base`, `da3-large`, `da3-giant`): from one or
+//!   more photos of a scene, depth (not disparity) and a confidence per pixel, and every
+//!   photo's camera (pose and intrinsics). Depth and camera positions share one scale,
+//!   which is arbitrary unless poses are given;
+//! - **monocular** models (`da3mono-large`, `da3metric-large`): one photo, depth plus a
+//!   sky mask; the metric model's depth becomes metres with the focal length:
+//!   `metres = output * ((fx + fy) / 2) / 300` ([`metric_depth_scale`]).
+//!
+//! ```
+//! use anydepth_model::da3::Da3Model;
+//!
+//! let model = Da3Model::from_model_name("da3-small").expect("a released model");
+//! let config = model.config();
+//! assert!(model.is_any_view());
+//! assert_eq!(config.out_layers, [5, 7, 9, 11]);
+//! assert_eq!(config.head_in_channels(), 768);
+//! ```
+
+use std::fmt;
+
+pub mod cameras;
+
+use crate::config::{Ffn, VitConfig};
+
+/// A released Depth Anything 3 model, named as `config.json`'s `model_name`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Da3Model {
+    /// `da3-small`: ViT-S, any view, 34 M parameters (Apache-2.0 weights).
+    Small,
+    /// `da3-base`: ViT-B, any view, 135 M (Apache-2.0).
+    Base,
+    /// `da3-large`: ViT-L, any view, 411 M (CC BY-NC 4.0).
+    Large,
+    /// `da3-giant`: ViT-g, any view, 1.1 B (CC BY-NC 4.0); its Gaussian-splat head is not
+    /// used.
+    Giant,
+    /// `da3mono-large`: ViT-L, one photo, relative depth and sky (Apache-2.0).
+    MonoLarge,
+    /// `da3metric-large`: ViT-L, one photo, metric depth given the focal length, and sky
+    /// (Apache-2.0).
+    MetricLarge,
+}
+
+impl Da3Model {
+    /// Every released model.
+    pub const ALL: [Da3Model; 6] = [
+        Da3Model::Small,
+        Da3Model::Base,
+        Da3Model::Large,
+        Da3Model::Giant,
+        Da3Model::MonoLarge,
+        Da3Model::MetricLarge,
+    ];
+
+    /// The `model_name` of the official configuration (`config.json`).
+    pub fn model_name(self) -> &'static str {
+        match self {
+            Da3Model::Small => "da3-small",
+            Da3Model::Base => "da3-base",
+            Da3Model::Large => "da3-large",
+            Da3Model::Giant => "da3-giant",
+            Da3Model::MonoLarge => "da3mono-large",
+            Da3Model::MetricLarge => "da3metric-large",
+        }
+    }
+
+    /// The model of a `model_name` (`None` for names that are not a released model).
+    pub fn from_model_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.model_name() == name)
+    }
+
+    /// Whether it takes any number of views and predicts cameras (`false`: one photo at a
+    /// time, depth and sky).
+    pub fn is_any_view(self) -> bool {
+        !matches!(self, Da3Model::MonoLarge | Da3Model::MetricLarge)
+    }
+
+    /// Whether its depth is in metres once scaled by the focal length.
+    pub fn is_metric(self) -> bool {
+        self == Da3Model::MetricLarge
+    }
+
+    /// The architecture of this model.
+    pub fn config(self) -> Da3Config {
+        let any_view = |vit: VitConfig, out_layers, alt_start, features, out_channels| Da3Config {
+            model: self,
+            vit,
+            out_layers,
+            alternating_from: Some(alt_start),
+            features,
+            out_channels,
+        };
+        match self {
+            Da3Model::Small => any_view(
+                vit(384, 12, 6, Ffn::Mlp),
+                [5, 7, 9, 11],
+                4,
+                64,
+                [48, 96, 192, 384],
+            ),
+            Da3Model::Base => any_view(
+                vit(768, 12, 12, Ffn::Mlp),
+                [5, 7, 9, 11],
+                4,
+                128,
+                [96, 192, 384, 768],
+            ),
+            Da3Model::Large => any_view(
+                vit(1024, 24, 16, Ffn::Mlp),
+                [11, 15, 19, 23],
+                8,
+                256,
+                [256, 512, 1024, 1024],
+            ),
+            Da3Model::Giant => any_view(
+                vit(1536, 40, 24, Ffn::SwiGlu),
+                [19, 27, 33, 39],
+                13,
+                256,
+                [256, 512, 1024, 1024],
+            ),
+            Da3Model::MonoLarge | Da3Model::MetricLarge => Da3Config {
+                model: self,
+                vit: vit(1024, 24, 16, Ffn::Mlp),
+                out_layers: [4, 11, 17, 23],
+                alternating_from: None,
+                features: 256,
+                out_channels: [256, 512, 1024, 1024],
+            },
+        }
+    }
+
+    /// Parameters of the network we build (the official count, without Giant's
+    /// Gaussian-splat head), for the memory check before loading.
+    pub fn approximate_parameters(self) -> u64 {
+        match self {
+            Da3Model::Small => 34_300_000,
+            Da3Model::Base => 135_400_000,
+            Da3Model::Large => 410_900_000,
+            Da3Model::Giant => 1_150_000_000,
+            Da3Model::MonoLarge | Da3Model::MetricLarge => 334_200_000,
+        }
+    }
+}
+
+impl fmt::Display for Da3Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.model_name())
+    }
+}
+
+fn vit(embed_dim: i64, depth: usize, num_heads: i64, ffn: Ffn) -> VitConfig {
+    VitConfig {
+        embed_dim,
+        depth,
+        num_heads,
+        mlp_ratio: 4,
+        ffn,
+        patch_size: 14,
+        pos_grid: 37,
+        interpolate_offset: 0.1,
+        layer_norm_eps: 1e-6,
+    }
+}
+
+/// The architecture of a Depth Anything 3 network.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Da3Config {
+    /// The released model this describes.
+    pub model: Da3Model,
+    /// The DINOv2 encoder (blocks' layer norms at eps 1e-6).
+    pub vit: VitConfig,
+    /// Blocks whose outputs feed the head (0-based).
+    pub out_layers: [usize; 4],
+    /// Any-view models: the first block with QK-norm and 2D RoPE, where camera tokens
+    /// enter; from it on, odd blocks attend across all views. `None` for the monocular
+    /// models (a plain ViT).
+    pub alternating_from: Option<usize>,
+    /// Width of the head's fusion blocks.
+    pub features: i64,
+    /// Widths of the head's four reassembled levels.
+    pub out_channels: [i64; 4],
+}
+
+impl Da3Config {
+    /// Epsilon of the encoder's final norm and of every other layer norm outside the
+    /// blocks (PyTorch's default).
+    pub const OUTER_LAYER_NORM_EPS: f64 = 1e-5;
+    /// Base of the rotary position embedding's frequencies.
+    pub const ROPE_FREQUENCY: f64 = 100.0;
+    /// Blocks of the camera encoder's trunk.
+    pub const CAMERA_ENCODER_DEPTH: usize = 4;
+    /// Attention heads of the camera encoder's blocks, for every model size.
+    pub const CAMERA_ENCODER_HEADS: i64 = 16;
+    /// Width of the head's last hidden layer.
+    pub const HEAD_FEATURES: i64 = 32;
+
+    /// Whether tokens are the concatenation of the latest per-view block's output and the
+    /// current one (any-view models) rather than the current one alone.
+    pub fn concatenates_tokens(&self) -> bool {
+        self.alternating_from.is_some()
+    }
+
+    /// Width of the tokens the head reads.
+    pub fn head_in_channels(&self) -> i64 {
+        if self.concatenates_tokens() {
+            2 * self.vit.embed_dim
+        } else {
+            self.vit.embed_dim
+        }
+    }
+
+    /// Whether block `i` attends across all views (any-view models, odd blocks from
+    /// [`Da3Config::alternating_from`] on).
+    pub fn is_cross_view(&self, block: usize) -> bool {
+        self.alternating_from
+            .is_some_and(|start| block >= start && block % 2 == 1)
+    }
+}
+
+/// How an any-view model picks the reference view (whose camera is the world frame's
+/// orientation) among three or more views without given poses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum RefViewStrategy {
+    /// The view whose class token is most "in the middle" of the others' by similarity,
+    /// norm and variance (the official default).
+    #[default]
+    SaddleBalanced,
+    /// The first view.
+    First,
+    /// The middle view (`views / 2`).
+    Middle,
+    /// The view with the widest range of similarities to the others.
+    SaddleSimRange,
+}
+
+impl RefViewStrategy {
+    /// The official name (`saddle_balanced`, `first`, `middle`, `saddle_sim_range`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RefViewStrategy::SaddleBalanced => "saddle_balanced",
+            RefViewStrategy::First => "first",
+            RefViewStrategy::Middle => "middle",
+            RefViewStrategy::SaddleSimRange => "saddle_sim_range",
+        }
+    }
+}
+
+/// Views from this many on get a reference view chosen by the strategy (fewer: the first).
+pub const REF_VIEW_SELECTION_MIN_VIEWS: usize = 3;
+
+/// The official default of the processing resolution: the long side of the network input.
+pub const DEFAULT_PROCESS_RES: u32 = 504;
+
+/// The factor that turns the metric model's output into metres: the mean focal length
+/// in pixels of the network input, over 300.
+pub fn metric_depth_scale(fx: f64, fy: f64) -> f64 {
+    (fx + fy) / 2.0 / 300.0
+}
+
+/// A camera as Depth Anything 3 predicts it, at the network input's resolution.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Da3Camera {
+    /// World from camera, row-major 4x4, OpenCV camera axes (x right, y down, z forward).
+    pub world_from_camera: [[f64; 4]; 4],
+    /// Intrinsics, row-major 3x3 (`fx, 0, cx; 0, fy, cy; 0, 0, 1`), in pixels of the
+    /// network input.
+    pub k: [[f64; 3]; 3],
+}
+
+/// What one view gets from a Depth Anything 3 run, at the network input's resolution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Da3View {
+    /// Width of the network input.
+    pub width: u32,
+    /// Height of the network input.
+    pub height: u32,
+    /// Depth along the optical axis (positive; larger is farther), row-major: relative for
+    /// the any-view and mono models (in the cameras' scale for any-view ones), metres for
+    /// the metric model once scaled.
+    pub depth: Vec<f32>,
+    /// Confidence (>= 1, larger is surer) of any-view models.
+    pub confidence: Option<Vec<f32>>,
+    /// The sky head's output (>= 0; the official code calls a pixel sky at 0.5 or more,
+    /// and not sky under 0.3) of the monocular models.
+    pub sky: Option<Vec<f32>>,
+    /// The camera of any-view models (with given poses: the given one).
+    pub camera: Option<Da3Camera>,
+}
