@@ -17,7 +17,7 @@ TORCH_VERSION=2.11.0
 VENV=.venv
 PY=${PYTHON:-python3}
 STAMP="$VENV/.anydepth-setup"
-want=$(cat scripts/requirements.txt scripts/jkp-version.txt | sha256sum | cut -d' ' -f1)
+want=$(cat scripts/requirements.txt scripts/jkp-version.txt scripts/da3-requirements.txt | sha256sum | cut -d' ' -f1)
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -84,6 +84,9 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --no-cache-dir -r scripts/requirements.txt
   # The official Depth Anything V2 code, repackaged unchanged; its own pins are too strict.
   "$VENV/bin/python" -m pip install -q --no-cache-dir --no-deps jkp-depth-anything-v2==$(cat scripts/jkp-version.txt)
+  # Depth Anything 3's official code and exactly what `import depth_anything_3.api` needs, pinned
+  # (scripts/da3-requirements.txt): the package itself pins numpy<2 and pulls in servers and xformers.
+  "$VENV/bin/python" -m pip install -q --no-cache-dir --no-deps -r scripts/da3-requirements.txt
   echo "$want" > "$STAMP"
 fi
 

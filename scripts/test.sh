@@ -10,5 +10,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/python scripts/reference/make_references.py
 .venv/bin/python scripts/reference/video_reference.py
+.venv/bin/python scripts/reference/da3_reference.py
 export ANYDEPTH_REQUIRE_REFERENCES=1
 cargo test --workspace "$@"

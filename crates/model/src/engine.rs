@@ -304,6 +304,21 @@ pub trait EngineLoader {
         ))
     }
 
+    /// Loads a Depth Anything 3 checkpoint (a released folder with `model.safetensors` and
+    /// `config.json`, or the weights file with `config.json` beside it).
+    ///
+    /// # Errors
+    /// As [`EngineLoader::load`]; by default, that this binary runs no networks.
+    fn load_da3(
+        &self,
+        _weights: &Path,
+        _options: EstimatorOptions,
+    ) -> Result<Box<dyn crate::da3::Da3Engine>> {
+        Err(Error::Invalid(
+            "this binary does not run Depth Anything 3".into(),
+        ))
+    }
+
     /// What the runtime finds on this machine: library version, CUDA, GPUs, and the
     /// device `--device auto` resolves to. Loads the runtime's CUDA part when it has one.
     ///

@@ -443,6 +443,14 @@ impl EngineLoader for TorchLoader {
         }
     }
 
+    fn load_da3(
+        &self,
+        weights: &Path,
+        options: EstimatorOptions,
+    ) -> anydepth_model::Result<Box<dyn anydepth_model::da3::Da3Engine>> {
+        Ok(Box::new(crate::da3::Da3Estimator::load(weights, options)?))
+    }
+
     fn runtime(&self) -> anydepth_model::Result<RuntimeReport> {
         let cuda = crate::cuda::report();
         let library_dir = crate::cuda::libtorch_dir();

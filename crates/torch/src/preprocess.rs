@@ -279,7 +279,7 @@ fn widen(v: f32) -> f64 {
 
 /// OpenCV's `interpolateCubic`: the four Keys weights (a = -0.75) for a fractional
 /// offset, in f32 and in OpenCV's order of operations.
-pub(crate) fn cubic_weights(x: f32) -> [f32; 4] {
+fn cubic_weights(x: f32) -> [f32; 4] {
     const A: f32 = -0.75;
     let w0 = ((A * (x + 1.0) - 5.0 * A) * (x + 1.0) + 8.0 * A) * (x + 1.0) - 4.0 * A;
     let w1 = ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
@@ -291,7 +291,7 @@ pub(crate) fn cubic_weights(x: f32) -> [f32; 4] {
 /// For each destination index, the four source indices (clamped: replicated border)
 /// and their weights, computed as `cv::resize` does: `src = (dst + 0.5) * scale - 0.5`
 /// in double, cast to float, split into floor and fraction.
-pub(crate) fn taps(src_len: u32, dst_len: u32) -> Vec<([usize; 4], [f64; 4])> {
+fn taps(src_len: u32, dst_len: u32) -> Vec<([usize; 4], [f64; 4])> {
     let scale = 1.0 / (f64::from(dst_len) / f64::from(src_len));
     let last = i64::from(src_len) - 1;
     (0..dst_len)

@@ -292,3 +292,107 @@ pub struct Da3View {
     /// The camera of any-view models (with given poses: the given one).
     pub camera: Option<Da3Camera>,
 }
+
+/// How a network input sits in its photo: the photo was scaled by `scale_x`, `scale_y`
+/// (processed size over photo size, before any crop), then `crop_left`, `crop_top`
+/// pixels were cut (views of slightly different sizes are centre-cropped to the
+/// smallest).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Placement {
+    /// Width of the network input over the photo's.
+    pub scale_x: f64,
+    /// Height of the network input (before cropping) over the photo's.
+    pub scale_y: f64,
+    /// Columns cut from the left of the scaled photo.
+    pub crop_left: u32,
+    /// Rows cut from the top of the scaled photo.
+    pub crop_top: u32,
+}
+
+impl Placement {
+    /// Intrinsics of the photo (OpenCV convention: pixel centres at integer coordinates)
+    /// as a matrix for the network input, in the official code's convention (the image's
+    /// corner at 0, its centre at `width / 2`).
+    pub fn to_input(&self, k: &anydepth_core::camera::Intrinsics) -> [[f64; 3]; 3] {
+        [
+            [k.fx * self.scale_x, 0.0, (k.cx + 0.5) * self.scale_x - f64::from(self.crop_left)],
+            [0.0, k.fy * self.scale_y, (k.cy + 0.5) * self.scale_y - f64::from(self.crop_top)],
+            [0.0, 0.0, 1.0],
+        ]
+    }
+
+    /// A network input's intrinsics (official convention) for the photo, in the OpenCV
+    /// convention.
+    pub fn to_photo(&self, k: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
+        [
+            [k[0][0] / self.scale_x, 0.0, (k[0][2] + f64::from(self.crop_left)) / self.scale_x - 0.5],
+            [0.0, k[1][1] / self.scale_y, (k[1][2] + f64::from(self.crop_top)) / self.scale_y - 0.5],
+            [0.0, 0.0, 1.0],
+        ]
+    }
+}
+
+/// A camera given for a photo.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GivenCamera {
+    /// World from camera, row-major 4x4, OpenCV axes, any scale.
+    pub world_from_camera: [[f64; 4]; 4],
+    /// Intrinsics at the photo's resolution.
+    pub intrinsics: anydepth_core::camera::Intrinsics,
+}
+
+/// One scene for a Depth Anything 3 engine.
+#[derive(Clone, Copy, Debug)]
+pub struct ViewsInput<'a> {
+    /// The photos, each at its own resolution.
+    pub photos: &'a [anydepth_core::RgbImage],
+    /// The long side of the network input (the official default is 504).
+    pub process_res: u32,
+    /// How the reference view is chosen among 3 or more views without given cameras.
+    pub strategy: RefViewStrategy,
+    /// Known cameras, one per photo (any-view models).
+    pub cameras: Option<&'a [GivenCamera]>,
+    /// The metric model: each photo's intrinsics, whose focal lengths turn its output
+    /// into metres.
+    pub intrinsics: Option<&'a [anydepth_core::camera::Intrinsics]>,
+}
+
+/// What a Depth Anything 3 engine returns for a scene, views in input order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewsOutput {
+    /// Per view, at the network input's resolution.
+    pub views: Vec<Da3View>,
+    /// Per view, where its network input sits in the photo.
+    pub placements: Vec<Placement>,
+    /// The view chosen as reference (3 or more views, no given cameras).
+    pub reference_view: Option<usize>,
+    /// With given cameras: the scale that took their units to the network's (depth was
+    /// divided by it, so depth is in the given cameras' units).
+    pub given_scale: Option<f64>,
+}
+
+/// A loaded Depth Anything 3 network.
+pub trait Da3Engine {
+    /// The model that runs.
+    fn model(&self) -> Da3Model;
+
+    /// The device it runs on, as LibTorch names it.
+    fn device_name(&self) -> String;
+
+    /// Runs one scene (any-view models) or one photo (monocular models).
+    ///
+    /// # Errors
+    /// When the input is malformed or contradictory (cameras for a monocular model, views
+    /// too different in shape to share a network input, no intrinsics for the metric
+    /// model), or inference fails.
+    fn run(&self, input: &ViewsInput<'_>) -> crate::Result<ViewsOutput>;
+}
+
+impl fmt::Debug for dyn Da3Engine + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Da3Engine")
+            .field("model", &self.model())
+            .field("device", &self.device_name())
+            .finish()
+    }
+}

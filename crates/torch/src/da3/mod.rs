@@ -23,7 +23,10 @@ use tch::{nn, Device, Kind, Tensor};
 use anydepth_model::da3::cameras::{
     camera_from_encoding, encode_camera, normalise_given_poses, umeyama_sim3,
 };
-use anydepth_model::da3::{Da3Camera, Da3Config, Da3Model, Da3View, RefViewStrategy};
+use anydepth_model::da3::{
+    Da3Camera, Da3Config, Da3Engine, Da3Model, Da3View, GivenCamera, Placement, RefViewStrategy,
+    ViewsInput, ViewsOutput,
+};
 use anydepth_model::{EstimatorOptions, Precision};
 
 use crate::error::{Error, Result};
@@ -395,11 +398,6 @@ impl Da3Estimator {
         &self.network
     }
 
-    /// The model.
-    pub fn model(&self) -> Da3Model {
-        self.network.cfg.model
-    }
-
     /// The device it runs on.
     pub fn device(&self) -> Device {
         self.device
@@ -417,5 +415,191 @@ impl Da3Estimator {
             Precision::Fp16 => Kind::Half,
             Precision::Bf16 => Kind::BFloat16,
         }
+    }
+}
+
+/// Views may lose at most this fraction of their width or height to the centre crop that
+/// brings them to one network input size; more is refused as views of different shapes.
+pub const MAX_CROP_FRACTION: f64 = 0.05;
+
+impl Da3Estimator {
+    /// Runs one scene through the network: the photos processed as the official code does,
+    /// views of slightly different sizes centre-cropped to one, given cameras and focal
+    /// lengths brought to the network input, then [`Da3Network::infer`].
+    ///
+    /// # Errors
+    /// As [`anydepth_model::da3::Da3Engine::run`].
+    pub fn run_views(&self, input: &ViewsInput<'_>) -> Result<ViewsOutput> {
+        let views = input.photos.len();
+        if views == 0 {
+            return Err(Error::Invalid("no photos to run".into()));
+        }
+        let model = self.model();
+        if !model.is_any_view() {
+            if input.cameras.is_some() {
+                return Err(Error::Invalid(format!(
+                    "{model} takes one photo at a time and no camera poses; use an any-view \
+                     model (da3-small, da3-base, da3-large, da3-giant) for poses"
+                )));
+            }
+            if views > 1 {
+                return self.run_each(input);
+            }
+        }
+        if let Some(cameras) = input.cameras {
+            if cameras.len() != views {
+                return Err(Error::Invalid(format!(
+                    "{views} photos but {} cameras",
+                    cameras.len()
+                )));
+            }
+        }
+        if model.is_metric() && input.intrinsics.is_none_or(|k| k.len() != views) {
+            return Err(Error::Invalid(format!(
+                "{model} needs each photo's intrinsics to give metres"
+            )));
+        }
+        let mut processed = input
+            .photos
+            .iter()
+            .map(|photo| preprocess::process_image(photo, input.process_res))
+            .collect::<Result<Vec<_>>>()?;
+        let full_sizes: Vec<(u32, u32)> = processed.iter().map(|p| (p.width, p.height)).collect();
+        check_common_shape(&full_sizes, input.photos)?;
+        let cuts = preprocess::crop_to_common_size(&mut processed);
+        let placements: Vec<Placement> = input
+            .photos
+            .iter()
+            .zip(&full_sizes)
+            .zip(&cuts)
+            .map(|((photo, &(w, h)), &(left, top))| Placement {
+                scale_x: f64::from(w) / f64::from(photo.width),
+                scale_y: f64::from(h) / f64::from(photo.height),
+                crop_left: left,
+                crop_top: top,
+            })
+            .collect();
+        let (width, height) = (processed[0].width, processed[0].height);
+        let data: Vec<f32> = processed
+            .iter()
+            .flat_map(|p| p.data.iter().copied())
+            .collect();
+        let images = Tensor::from_slice(&data)
+            .reshape([views as i64, 3, i64::from(height), i64::from(width)])
+            .to_device(self.device)
+            .to_kind(self.input_kind());
+        let given = input
+            .cameras
+            .map(|cameras| given_at_input(cameras, &placements));
+        let focal = input.intrinsics.filter(|_| model.is_metric()).map(|ks| {
+            ks.iter()
+                .zip(&placements)
+                .map(|(k, p)| (k.fx * p.scale_x, k.fy * p.scale_y))
+                .collect()
+        });
+        let result = self.network.infer(&Da3Scene {
+            images: &images,
+            given: given.as_ref(),
+            strategy: input.strategy,
+            focal,
+        })?;
+        Ok(ViewsOutput {
+            views: result.views,
+            placements,
+            reference_view: result.reference_view,
+            given_scale: result.given_scale,
+        })
+    }
+}
+
+impl Da3Estimator {
+    /// A monocular model on several photos: one at a time.
+    fn run_each(&self, input: &ViewsInput<'_>) -> Result<ViewsOutput> {
+        let views = input.photos.len();
+        let mut out = ViewsOutput {
+            views: Vec::with_capacity(views),
+            placements: Vec::with_capacity(views),
+            reference_view: None,
+            given_scale: None,
+        };
+        for i in 0..views {
+            let one = ViewsInput {
+                photos: &input.photos[i..=i],
+                intrinsics: input.intrinsics.map(|k| &k[i..=i]),
+                ..*input
+            };
+            let single = self.run_views(&one)?;
+            out.views.extend(single.views);
+            out.placements.extend(single.placements);
+        }
+        Ok(out)
+    }
+}
+
+/// Given cameras with their intrinsics brought to each view's network input.
+fn given_at_input(cameras: &[GivenCamera], placements: &[Placement]) -> GivenCameras {
+    GivenCameras {
+        world_from_camera: cameras
+            .iter()
+            .map(|c| Matrix4::from_fn(|i, j| c.world_from_camera[i][j]))
+            .collect(),
+        intrinsics: cameras
+            .iter()
+            .zip(placements)
+            .map(|(c, p)| {
+                let k = p.to_input(&c.intrinsics);
+                Matrix3::from_fn(|i, j| k[i][j])
+            })
+            .collect(),
+    }
+}
+
+/// Refuses views whose network inputs differ so much in shape that the centre crop to a
+/// common size would cut more than [`MAX_CROP_FRACTION`] of one.
+fn check_common_shape(sizes: &[(u32, u32)], photos: &[anydepth_core::RgbImage]) -> Result<()> {
+    let (Some(min_w), Some(min_h)) = (
+        sizes.iter().map(|s| s.0).min(),
+        sizes.iter().map(|s| s.1).min(),
+    ) else {
+        return Ok(());
+    };
+    let worst = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &(w, h))| {
+            let cut =
+                (1.0 - f64::from(min_w) / f64::from(w)).max(1.0 - f64::from(min_h) / f64::from(h));
+            (cut, i)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((cut, i)) = worst.filter(|(cut, _)| *cut > MAX_CROP_FRACTION) {
+        let shapes: Vec<String> = photos
+            .iter()
+            .map(|p| format!("{}x{}", p.width, p.height))
+            .collect();
+        return Err(Error::Invalid(format!(
+            "the photos have different shapes ({}): one network input for all of them would \
+             cut {:.0}% of photo {} (at most {:.0}% is allowed); run photos of one aspect ratio \
+             together, or crop them to one first",
+            shapes.join(", "),
+            cut * 100.0,
+            i + 1,
+            MAX_CROP_FRACTION * 100.0
+        )));
+    }
+    Ok(())
+}
+
+impl Da3Engine for Da3Estimator {
+    fn model(&self) -> Da3Model {
+        self.network.cfg.model
+    }
+
+    fn device_name(&self) -> String {
+        format!("{:?}", self.device)
+    }
+
+    fn run(&self, input: &ViewsInput<'_>) -> anydepth_model::Result<ViewsOutput> {
+        Ok(self.run_views(input)?)
     }
 }
