@@ -19,6 +19,7 @@ mod serve;
 mod stabilize;
 mod train;
 mod video;
+mod views;
 mod viz;
 
 use std::process::ExitCode;
@@ -51,6 +52,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Fuse many RGB-D frames or photos into one mesh (TSDF), with poses or tracked.
     Fuse(fuse::FuseArgs),
+    /// Depth Anything 3: a few photos of one scene to depth, confidence and cameras.
+    Views(views::ViewsArgs),
     /// Give a clip's per-frame relative disparity one consistent scale and shift (steady
     /// video depth), fitting each frame to earlier ones over pixels that correspond.
     Stabilize(stabilize::StabilizeArgs),
@@ -84,6 +87,7 @@ impl Cli {
             Command::Cloud(args) => args.scene.photo.is_some(),
             Command::Mesh(args) => args.scene.photo.is_some(),
             Command::Fuse(args) => !args.request.photos.is_empty(),
+            Command::Views(_) => true,
             Command::Eval(args) => args.predictions.is_none(),
         }
     }
@@ -98,6 +102,7 @@ pub fn run(cli: Cli, loader: &dyn EngineLoader) -> ExitCode {
         Command::Mesh(args) => cloud::run_mesh(args, loader),
         Command::Eval(args) => eval::run(args, loader),
         Command::Fuse(args) => fuse::run(args, loader),
+        Command::Views(args) => views::run(args, loader),
         Command::Stabilize(args) => stabilize::run(args),
         Command::Bench(args) => bench::run(args, loader),
         Command::Train(args) => train::run(args, loader),

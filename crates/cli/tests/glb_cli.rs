@@ -7,49 +7,16 @@
 //! `ANYDEPTH_REQUIRE_REFERENCES=1`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anydepth_geometry::io::ply;
 
 mod common;
-use common::{anydepth, assert_code, assert_ok, s, stderr};
+use common::{anydepth, assert_code, assert_ok, assert_valid_gltf as assert_valid, s, stderr};
 
 const INTRINSICS: &str = "525,525,319.5,239.5";
 
 fn redwood() -> Option<PathBuf> {
     common::dataset("redwood-livingroom", "odometry.log")
-}
-
-/// Runs the glTF-Validator on `paths`; asserts no errors and no warnings in any.
-fn assert_valid(paths: &[&Path]) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/node");
-    if !root.join("node_modules/gltf-validator").is_dir() {
-        common::missing("the glTF-Validator is not installed (run scripts/setup.sh)");
-        return;
-    }
-    let out = Command::new("node")
-        .arg(root.join("validate_gltf.mjs"))
-        .args(paths)
-        .output();
-    let out = match out {
-        Ok(out) => out,
-        Err(e) => {
-            common::missing(&format!("node cannot run ({e}); run scripts/setup.sh"));
-            return;
-        }
-    };
-    let reports = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "glTF-Validator: {reports}\n{}",
-        stderr(&out)
-    );
-    for line in reports.lines() {
-        let report: serde_json::Value = serde_json::from_str(line).expect("a JSON report");
-        assert_eq!(report["errors"], 0, "{line}");
-        assert_eq!(report["warnings"], 0, "{line}");
-    }
-    assert_eq!(reports.lines().count(), paths.len(), "{reports}");
 }
 
 /// What a GLB file's first primitive with `mode` holds, read with the `gltf` crate.

@@ -50,6 +50,7 @@ pub mod shape;
 pub mod sources;
 pub mod stabilize;
 pub mod video;
+pub mod views;
 
 pub use error::{chain_text, Context, Error, Result};
 

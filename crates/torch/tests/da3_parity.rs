@@ -16,7 +16,7 @@ use anydepth_core::load_image;
 use anydepth_model::da3::{Da3View, RefViewStrategy};
 use anydepth_model::{DeviceChoice, EstimatorOptions};
 use anydepth_torch::da3::{preprocess, Da3Estimator, Da3Scene, GivenCameras};
-use nalgebra::{Matrix3, Matrix4, Rotation3};
+use nalgebra::{Matrix3, Matrix4};
 use serde_json::Value;
 use tch::Tensor;
 
@@ -146,9 +146,9 @@ fn camera_errors(
     for ((view, pose), k) in views.iter().zip(poses).zip(ks) {
         let camera = view.camera.expect("a camera per view");
         let ours = Matrix4::from_fn(|i, j| camera.world_from_camera[i][j]);
-        let r_ours = Rotation3::from_matrix_unchecked(ours.fixed_view::<3, 3>(0, 0).into_owned());
-        let r_ref = Rotation3::from_matrix_unchecked(pose.fixed_view::<3, 3>(0, 0).into_owned());
-        rot = rot.max(r_ours.rotation_to(&r_ref).angle());
+        // The angle of R_ours^T R_ref, clamped so that rounding cannot make it NaN.
+        let r = ours.fixed_view::<3, 3>(0, 0).transpose() * pose.fixed_view::<3, 3>(0, 0);
+        rot = rot.max(((r.trace() - 1.0) / 2.0).clamp(-1.0, 1.0).acos());
         let dt = (ours.fixed_view::<3, 1>(0, 3) - pose.fixed_view::<3, 1>(0, 3)).norm();
         trans = trans.max(dt / spread);
         for (i, j) in [(0, 0), (1, 1), (0, 2), (1, 2)] {

@@ -106,6 +106,38 @@ pub fn reference_file(relative: &str) -> Option<PathBuf> {
     None
 }
 
+/// Runs the glTF-Validator on `paths`; asserts no errors and no warnings in any.
+pub fn assert_valid_gltf(paths: &[&Path]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/node");
+    if !root.join("node_modules/gltf-validator").is_dir() {
+        missing("the glTF-Validator is not installed (run scripts/setup.sh)");
+        return;
+    }
+    let out = Command::new("node")
+        .arg(root.join("validate_gltf.mjs"))
+        .args(paths)
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            missing(&format!("node cannot run ({e}); run scripts/setup.sh"));
+            return;
+        }
+    };
+    let reports = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "glTF-Validator: {reports}\n{}",
+        stderr(&out)
+    );
+    for line in reports.lines() {
+        let report: serde_json::Value = serde_json::from_str(line).expect("a JSON report");
+        assert_eq!(report["errors"], 0, "{line}");
+        assert_eq!(report["warnings"], 0, "{line}");
+    }
+    assert_eq!(reports.lines().count(), paths.len(), "{reports}");
+}
+
 /// A photo of the shared data (640x425), else the project's example.
 pub fn small_photo() -> PathBuf {
     let shared = data_root().join("photos/demo08.jpg");

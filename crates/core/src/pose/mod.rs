@@ -49,7 +49,9 @@
 //! # }
 //! ```
 
+mod cameras_json;
 mod colmap;
+mod colmap_writer;
 mod matching;
 mod nerf;
 mod open3d_log;
@@ -66,7 +68,9 @@ use nalgebra::Isometry3;
 use crate::camera::Intrinsics;
 use crate::error::{Error, Result};
 
+pub use cameras_json::{write_cameras_json, CameraFrame, CamerasFile};
 pub use colmap::{read_colmap_observations, Observation};
+pub use colmap_writer::{write_colmap_text, ColmapImage, ColmapPoint};
 pub use writer::write_plain_trajectory;
 
 use colmap::{is_colmap_path, read_colmap};
@@ -105,13 +109,23 @@ pub enum PoseFormat {
     Colmap,
     /// NeRF `transforms.json`, camera-to-world with OpenGL camera axes.
     Nerf,
+    /// `cameras.json` as `anydepth views` writes it: camera-to-world (OpenCV axes) and
+    /// intrinsics per photo name.
+    Cameras,
 }
 
 impl PoseFormat {
     /// Every format, in the order of [`PoseFormat::NAMES`].
-    pub const ALL: [Self; 5] = [Self::Tum, Self::Plain, Self::Log, Self::Colmap, Self::Nerf];
+    pub const ALL: [Self; 6] = [
+        Self::Tum,
+        Self::Plain,
+        Self::Log,
+        Self::Colmap,
+        Self::Nerf,
+        Self::Cameras,
+    ];
     /// The names [`PoseFormat::name`] gives and [`FromStr`] reads.
-    pub const NAMES: [&'static str; 5] = ["tum", "plain", "log", "colmap", "nerf"];
+    pub const NAMES: [&'static str; 6] = ["tum", "plain", "log", "colmap", "nerf", "cameras"];
 
     /// The short name: `tum`, `plain`, `log`, `colmap`, `nerf`.
     pub fn name(self) -> &'static str {
@@ -121,6 +135,7 @@ impl PoseFormat {
             Self::Log => "log",
             Self::Colmap => "colmap",
             Self::Nerf => "nerf",
+            Self::Cameras => "cameras",
         }
     }
 
@@ -132,6 +147,7 @@ impl PoseFormat {
             Self::Log => "Open3D .log trajectory",
             Self::Colmap => "COLMAP images.txt",
             Self::Nerf => "NeRF transforms.json",
+            Self::Cameras => "cameras.json",
         }
     }
 }
@@ -152,6 +168,7 @@ impl FromStr for PoseFormat {
             "log" | "open3d" | "redwood" => Ok(Self::Log),
             "colmap" => Ok(Self::Colmap),
             "nerf" | "instant-ngp" | "nerfstudio" | "transforms" => Ok(Self::Nerf),
+            "cameras" | "cameras.json" => Ok(Self::Cameras),
             _ => Err(Error::Format {
                 what: "pose format",
                 reason: format!(
@@ -260,6 +277,7 @@ pub fn read_trajectory(path: &Path, format: Option<PoseFormat>) -> Result<Trajec
         PoseFormat::Log => parse_log(&text, &src)?,
         PoseFormat::Colmap => return read_colmap(path),
         PoseFormat::Nerf => parse_nerf(&text, &src)?,
+        PoseFormat::Cameras => cameras_json::parse_cameras_json(&text, &src)?,
     };
     if poses.is_empty() {
         return Err(src.whole("no poses (the file is empty or holds only comments)"));
@@ -309,6 +327,9 @@ fn detect_in_text(path: &Path, text: &str) -> Result<PoseFormat> {
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     if is_json || text.trim_start().starts_with('{') {
+        if cameras_json::looks_like_cameras_json(text) {
+            return Ok(PoseFormat::Cameras);
+        }
         return Ok(PoseFormat::Nerf);
     }
     let mut lines = data_lines(text);

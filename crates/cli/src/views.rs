@@ -1,0 +1,142 @@
+//! `anydepth views`: a few photos of one scene through Depth Anything 3, to depth,
+//! confidence and cameras per photo, and the scene's points.
+
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use anydepth_core::depth::{DepthMap, Metres};
+use anydepth_geometry::PointCloud;
+use anydepth_model::EngineLoader;
+use anydepth_pipeline::views::{ViewsObserver, ViewsRequest, ViewsResult};
+use anydepth_pipeline::BoxError;
+use anydepth_viz::{PointRadius, Recording};
+use anyhow::Result;
+use clap::Args;
+
+use crate::viz::{self, RerunArgs};
+
+/// Arguments of `anydepth views`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  # Cameras, depth and confidence of a few photos, and the scene as a GLB and a COLMAP model:
+  anydepth views photos/*.jpg --weights DA3-SMALL/ --out scene/ --formats glb,colmap
+  # Known poses and intrinsics: depth comes out in the poses' units.
+  anydepth views color/*.jpg --weights DA3-BASE/ --poses odometry.log \\
+      --intrinsics 525,525,319.5,239.5 --out scene/
+  # Look at every camera, photo, depth map and the points in Rerun:
+  anydepth views photos/*.jpg --weights DA3-SMALL/ --out scene/ --spawn")]
+pub struct ViewsArgs {
+    #[command(flatten)]
+    pub request: ViewsRequest,
+
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub rerun: RerunArgs,
+}
+
+/// Messages and the Rerun recording, as the job's observer.
+struct Observer<'a> {
+    args: &'a ViewsArgs,
+    recording: OnceLock<Option<Recording>>,
+}
+
+impl ViewsObserver for Observer<'_> {
+    fn note(&self, message: &str) {
+        if !self.args.quiet {
+            eprintln!("{message}");
+        }
+    }
+
+    fn stage(&self, what: &str) {
+        if !self.args.quiet {
+            eprintln!("{what}...");
+        }
+    }
+
+    fn result(&self, result: &ViewsResult) -> std::result::Result<(), BoxError> {
+        let Some(recording) = self.recording.get().and_then(Option::as_ref) else {
+            return Ok(());
+        };
+        for (index, view) in result.views.iter().enumerate() {
+            recording.set_frame(index as u64);
+            recording.log_image(&view.image)?;
+            if let Some(camera) = &view.camera {
+                recording.log_camera(&camera.intrinsics, &camera.world_from_camera)?;
+            }
+            let depth =
+                DepthMap::<Metres>::new(view.image.width, view.image.height, view.depth.clone())?;
+            recording.log_depth(&depth)?;
+            let cloud = view_cloud(view, result.conf_threshold);
+            if let (false, Some(camera)) = (cloud.is_empty(), &view.camera) {
+                let radius = PointRadius::for_depth(&view.depth, camera.intrinsics.fx);
+                recording.log_cloud(anydepth_viz::paths::CLOUD, &cloud, radius)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One view's confident pixels in the world, coloured.
+fn view_cloud(view: &anydepth_pipeline::views::PhotoView, threshold: Option<f32>) -> PointCloud {
+    let mut cloud = PointCloud {
+        points: Vec::new(),
+        colors: Some(Vec::new()),
+        normals: None,
+    };
+    let Some(camera) = &view.camera else {
+        return cloud;
+    };
+    let k = &camera.intrinsics;
+    let width = view.image.width as usize;
+    for (i, &z) in view.depth.iter().enumerate() {
+        let confident = match (&view.confidence, threshold) {
+            (Some(conf), Some(t)) => conf[i] >= t,
+            _ => true,
+        };
+        if !confident || !z.is_finite() || z <= 0.0 {
+            continue;
+        }
+        let (u, v) = ((i % width) as f64, (i / width) as f64);
+        let world = camera.world_from_camera * k.unproject(u, v, f64::from(z));
+        cloud.points.push(world.cast::<f32>());
+        if let Some(colors) = &mut cloud.colors {
+            let o = i * 3;
+            colors.push(
+                [0, 1, 2].map(|c| (view.image.data[o + c] * 255.0).round().clamp(0.0, 255.0) as u8),
+            );
+        }
+    }
+    cloud
+}
+
+/// Runs `anydepth views`.
+pub fn run(args: ViewsArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
+    let observer = Observer {
+        args: &args,
+        recording: OnceLock::new(),
+    };
+    let _ = observer.recording.set(args.rerun.start()?);
+    let result = args.request.run(loader, &observer)?;
+    if !args.quiet {
+        if let Some(reference) = result.reference_view {
+            eprintln!(
+                "reference view: {} ({})",
+                reference + 1,
+                result.views[reference].path.display()
+            );
+        }
+        if let Some(scale) = result.given_scale {
+            eprintln!("depth brought to the poses' units (network scale / {scale:.4})");
+        }
+        eprintln!(
+            "{} photos: {} files written to {}",
+            result.views.len(),
+            result.written.len(),
+            args.request.out.display()
+        );
+    }
+    viz::finish(observer.recording.into_inner().flatten())?;
+    Ok(ExitCode::SUCCESS)
+}
