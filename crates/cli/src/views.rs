@@ -1,6 +1,7 @@
 //! `anydepth views`: a few photos of one scene through Depth Anything 3, to depth,
 //! confidence and cameras per photo, and the scene's points.
 
+use std::cell::RefCell;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
@@ -13,18 +14,21 @@ use anydepth_viz::{PointRadius, Recording};
 use anyhow::Result;
 use clap::Args;
 
+use crate::progress::DownloadBar;
 use crate::viz::{self, RerunArgs};
 
 /// Arguments of `anydepth views`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   # Cameras, depth and confidence of a few photos, and the scene as a GLB and a COLMAP model:
-  anydepth views photos/*.jpg --weights DA3-SMALL/ --out scene/ --formats glb,colmap
+  anydepth views photos/*.jpg --out scene/ --formats glb,colmap
+  # A checkpoint on disk (a released folder with model.safetensors and config.json):
+  anydepth views photos/*.jpg --weights DA3-BASE/ --out scene/
   # Known poses and intrinsics: depth comes out in the poses' units.
-  anydepth views color/*.jpg --weights DA3-BASE/ --poses odometry.log \\
+  anydepth views color/*.jpg --model da3-base --poses odometry.log \\
       --intrinsics 525,525,319.5,239.5 --out scene/
   # Look at every camera, photo, depth map and the points in Rerun:
-  anydepth views photos/*.jpg --weights DA3-SMALL/ --out scene/ --spawn")]
+  anydepth views photos/*.jpg --out scene/ --spawn")]
 pub struct ViewsArgs {
     #[command(flatten)]
     pub request: ViewsRequest,
@@ -40,6 +44,7 @@ pub struct ViewsArgs {
 struct Observer<'a> {
     args: &'a ViewsArgs,
     recording: OnceLock<Option<Recording>>,
+    download: RefCell<DownloadBar>,
 }
 
 impl ViewsObserver for Observer<'_> {
@@ -53,6 +58,10 @@ impl ViewsObserver for Observer<'_> {
         if !self.args.quiet {
             eprintln!("{what}...");
         }
+    }
+
+    fn download(&self, file: &str, done: u64, total: Option<u64>) {
+        self.download.borrow_mut().update(file, done, total);
     }
 
     fn result(&self, result: &ViewsResult) -> std::result::Result<(), BoxError> {
@@ -116,6 +125,7 @@ pub fn run(args: ViewsArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     let observer = Observer {
         args: &args,
         recording: OnceLock::new(),
+        download: RefCell::new(DownloadBar::new(args.quiet)),
     };
     let _ = observer.recording.set(args.rerun.start()?);
     let result = args.request.run(loader, &observer)?;

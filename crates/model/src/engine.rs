@@ -305,13 +305,15 @@ pub trait EngineLoader {
     }
 
     /// Loads a Depth Anything 3 checkpoint (a released folder with `model.safetensors` and
-    /// `config.json`, or the weights file with `config.json` beside it).
+    /// `config.json`, or the weights file with `config.json` beside it; without
+    /// `config.json`, `model` says which model it is, and with one they must agree).
     ///
     /// # Errors
     /// As [`EngineLoader::load`]; by default, that this binary runs no networks.
     fn load_da3(
         &self,
         _weights: &Path,
+        _model: Option<crate::da3::Da3Model>,
         _options: EstimatorOptions,
     ) -> Result<Box<dyn crate::da3::Da3Engine>> {
         Err(Error::Invalid(

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anydepth_model::config::{Encoder, Head, Metric, Version};
+use anydepth_model::da3::{Da3Engine, Da3Model};
 use anydepth_model::hub::{self, Hub};
 use anydepth_model::{
     ClipEngine, DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ModelSpec, Precision,
@@ -224,6 +225,79 @@ impl ModelRequest {
         let file =
             hub::released(version, encoder, self.metric).map_err(anydepth_model::Error::from)?;
         fetch_released(&file, progress)
+    }
+}
+
+/// Which Depth Anything 3 model to run, and where: `anydepth views` and the commands that
+/// take Depth Anything 3 weights.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct Da3ModelRequest {
+    /// Depth Anything 3 checkpoint: a released folder (model.safetensors and config.json),
+    /// or its model.safetensors (with config.json beside it, or --model); without it the
+    /// released --model is downloaded once from the Hugging Face hub into its cache.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PATH"))]
+    pub weights: Option<PathBuf>,
+
+    /// The released model [default: da3-small, or what config.json names]. Weights:
+    /// da3-small, da3-base, da3mono-large, da3metric-large Apache-2.0; da3-large,
+    /// da3-giant CC BY-NC 4.0.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, value_name = "MODEL"))]
+    pub model: Option<Da3Model>,
+
+    /// auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
+    #[cfg_attr(feature = "clap", arg(long, default_value = "auto"))]
+    pub device: DeviceChoice,
+
+    /// Floating-point precision of the weights and activations (the official code runs
+    /// the encoder in fp16 or bf16).
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value = "fp32"))]
+    pub precision: Precision,
+}
+
+impl Da3ModelRequest {
+    /// Resolves the weights (given, or the released model from the hub cache, downloaded
+    /// once; `progress` hears `(file name, done, total)` bytes) and loads them with
+    /// `loader`.
+    ///
+    /// # Errors
+    /// When the weights are missing, cannot be downloaded, or do not load.
+    pub fn load(
+        &self,
+        loader: &dyn EngineLoader,
+        progress: &mut dyn FnMut(&str, u64, Option<u64>),
+    ) -> Result<Box<dyn Da3Engine>> {
+        let weights = match &self.weights {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("weights not found: {}", path.display());
+                }
+                path.clone()
+            }
+            None => {
+                let model = self.model.unwrap_or(Da3Model::Small);
+                fetch_released(&hub::released_da3(model), progress)?
+            }
+        };
+        let options = EstimatorOptions {
+            device: self.device,
+            precision: self.precision,
+            ..Default::default()
+        };
+        // Released files come without config.json here: the model is the one asked for.
+        let hint = self
+            .model
+            .or(self.weights.is_none().then_some(Da3Model::Small));
+        let engine = loader
+            .load_da3(&weights, hint, options)
+            .with_context(|| format!("cannot load {}", weights.display()))?;
+        tracing::info!(
+            "{} on {} from {}",
+            engine.model(),
+            engine.device_name(),
+            weights.display()
+        );
+        Ok(engine)
     }
 }
 

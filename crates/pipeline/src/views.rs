@@ -17,18 +17,19 @@ use std::path::{Path, PathBuf};
 
 use anydepth_core::camera::Intrinsics;
 use anydepth_core::pose::{
-    read_trajectory, write_cameras_json, write_colmap_text, CameraFrame, ColmapImage,
-    ColmapPoint, PoseFormat, PoseKey,
+    read_trajectory, write_cameras_json, write_colmap_text, CameraFrame, ColmapImage, ColmapPoint,
+    PoseFormat, PoseKey,
 };
 use anydepth_core::{load_image, RgbImage};
 use anydepth_geometry::PointCloud;
 use anydepth_model::da3::{
     Da3Engine, Da3View, GivenCamera, Placement, RefViewStrategy, ViewsInput, ViewsOutput,
 };
-use anydepth_model::{DeviceChoice, EngineLoader, EstimatorOptions, Precision};
+use anydepth_model::EngineLoader;
 use nalgebra::{Isometry3, Matrix4, Point3};
 
 use crate::error::{bail, Context, Result};
+use crate::model::Da3ModelRequest;
 use crate::output::FileOutput;
 use crate::scene::CameraRequest;
 use crate::shape::ViewCamera;
@@ -58,10 +59,9 @@ pub struct ViewsRequest {
     #[cfg_attr(feature = "clap", arg(value_name = "PHOTO", required = true))]
     pub photos: Vec<PathBuf>,
 
-    /// Depth Anything 3 checkpoint: a released folder (model.safetensors and config.json),
-    /// or its model.safetensors with config.json beside it.
-    #[cfg_attr(feature = "clap", arg(long, value_name = "PATH"))]
-    pub weights: PathBuf,
+    /// The Depth Anything 3 model and where it runs.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub model: Da3ModelRequest,
 
     /// Output folder (created if needed).
     #[cfg_attr(feature = "clap", arg(long, value_name = "DIR"))]
@@ -113,14 +113,6 @@ pub struct ViewsRequest {
     /// Replace existing outputs.
     #[cfg_attr(feature = "clap", arg(long))]
     pub force: bool,
-
-    /// auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
-    #[cfg_attr(feature = "clap", arg(long, default_value = "auto"))]
-    pub device: DeviceChoice,
-
-    /// Floating-point precision of the weights and activations.
-    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value = "fp32"))]
-    pub precision: Precision,
 }
 
 /// Hears of a views job's progress; every method has a default that does nothing.
@@ -130,6 +122,9 @@ pub trait ViewsObserver {
 
     /// A stage begins (`"loading the model"`, `"running 3 views"`, `"writing"`).
     fn stage(&self, _what: &str) {}
+
+    /// Bytes of weights downloaded so far, of `total`.
+    fn download(&self, _file: &str, _done: u64, _total: Option<u64>) {}
 
     /// The result, before files are written.
     ///
@@ -210,14 +205,9 @@ impl ViewsRequest {
         };
 
         observer.stage("loading the model");
-        let options = EstimatorOptions {
-            device: self.device,
-            precision: self.precision,
-            ..Default::default()
-        };
-        let engine = loader
-            .load_da3(&self.weights, options)
-            .with_context(|| format!("cannot load {}", self.weights.display()))?;
+        let engine = self.model.load(loader, &mut |file, done, total| {
+            observer.download(file, done, total)
+        })?;
         let model = engine.model();
         if given.is_some() && !model.is_any_view() {
             bail!(
@@ -265,7 +255,10 @@ impl ViewsRequest {
             }
         }
         if self.out.is_file() {
-            bail!("--out must be a folder, but {} is a file", self.out.display());
+            bail!(
+                "--out must be a folder, but {} is a file",
+                self.out.display()
+            );
         }
         Ok(())
     }
@@ -423,7 +416,11 @@ impl ViewsRequest {
             return Ok(written);
         }
         let points = scene_points(result);
-        let cameras: Vec<ViewCamera> = result.views.iter().filter_map(|v| v.camera.clone()).collect();
+        let cameras: Vec<ViewCamera> = result
+            .views
+            .iter()
+            .filter_map(|v| v.camera.clone())
+            .collect();
         for format in &self.formats {
             match format {
                 ViewsFormat::Ply | ViewsFormat::Glb => {
@@ -477,8 +474,10 @@ fn matrix_rows(m: &Matrix4<f64>) -> [[f64; 4]; 4] {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Linear-interpolated percentile of sorted values (as `numpy.percentile`).
@@ -504,15 +503,28 @@ fn to_photos(photos: Vec<PathBuf>, images: Vec<RgbImage>, output: ViewsOutput) -
         .zip(output.views.into_iter().zip(output.placements))
         .map(|((path, image), (network, placement))| {
             let resize = |values: &[f32]| {
-                resize_to_photo(values, network.width, network.height, &placement, image.width, image.height)
+                resize_to_photo(
+                    values,
+                    network.width,
+                    network.height,
+                    &placement,
+                    image.width,
+                    image.height,
+                )
             };
             let depth = resize(&network.depth);
             let confidence = network.confidence.as_deref().map(resize);
             let camera = network.camera.and_then(|c| {
                 let k = placement.to_photo(&c.k);
-                let intrinsics =
-                    Intrinsics::new(k[0][0], k[1][1], k[0][2], k[1][2], image.width, image.height)
-                        .ok()?;
+                let intrinsics = Intrinsics::new(
+                    k[0][0],
+                    k[1][1],
+                    k[0][2],
+                    k[1][2],
+                    image.width,
+                    image.height,
+                )
+                .ok()?;
                 let m = Matrix4::from_fn(|i, j| c.world_from_camera[i][j]);
                 let world_from_camera = rigid(&m)?;
                 Some(ViewCamera {
@@ -546,7 +558,11 @@ fn rigid(m: &Matrix4<f64>) -> Option<Isometry3<f64>> {
     let r = nalgebra::Rotation3::from_matrix(&m.fixed_view::<3, 3>(0, 0).into_owned());
     let t = nalgebra::Translation3::new(m[(0, 3)], m[(1, 3)], m[(2, 3)]);
     let iso = Isometry3::from_parts(t, nalgebra::UnitQuaternion::from_rotation_matrix(&r));
-    iso.translation.vector.iter().all(|v| v.is_finite()).then_some(iso)
+    iso.translation
+        .vector
+        .iter()
+        .all(|v| v.is_finite())
+        .then_some(iso)
 }
 
 /// Bilinear resampling of a network map (`net_w x net_h`) onto the photo's pixels, at
@@ -561,21 +577,22 @@ pub fn resize_to_photo(
     photo_w: u32,
     photo_h: u32,
 ) -> Vec<f32> {
-    let axis = |photo_len: u32, scale: f64, crop: u32, net_len: u32| -> Vec<Option<(usize, usize, f32)>> {
-        (0..photo_len)
-            .map(|p| {
-                let src = (f64::from(p) + 0.5) * scale - 0.5 - f64::from(crop);
-                // Outside the input by more than half a pixel: no value.
-                if src < -0.5 || src > f64::from(net_len) - 0.5 {
-                    return None;
-                }
-                let src = src.max(0.0);
-                let i0 = (src.floor() as usize).min(net_len as usize - 1);
-                let i1 = (i0 + 1).min(net_len as usize - 1);
-                Some((i0, i1, (src - i0 as f64) as f32))
-            })
-            .collect()
-    };
+    let axis =
+        |photo_len: u32, scale: f64, crop: u32, net_len: u32| -> Vec<Option<(usize, usize, f32)>> {
+            (0..photo_len)
+                .map(|p| {
+                    let src = (f64::from(p) + 0.5) * scale - 0.5 - f64::from(crop);
+                    // Outside the input by more than half a pixel: no value.
+                    if src < -0.5 || src > f64::from(net_len) - 0.5 {
+                        return None;
+                    }
+                    let src = src.max(0.0);
+                    let i0 = (src.floor() as usize).min(net_len as usize - 1);
+                    let i1 = (i0 + 1).min(net_len as usize - 1);
+                    Some((i0, i1, (src - i0 as f64) as f32))
+                })
+                .collect()
+        };
     let xs = axis(photo_w, placement.scale_x, placement.crop_left, net_w);
     let ys = axis(photo_h, placement.scale_y, placement.crop_top, net_h);
     let w = net_w as usize;
@@ -649,14 +666,19 @@ fn scene_points(result: &ViewsResult) -> ScenePoints {
                 }
                 let in_camera = Point3::new((x as f64 - cx) / fx * z, (y as f64 - cy) / fy * z, z);
                 let world = pose * in_camera;
-                let px = (x as f64 + f64::from(view.placement.crop_left) + 0.5) / view.placement.scale_x - 0.5;
-                let py = (y as f64 + f64::from(view.placement.crop_top) + 0.5) / view.placement.scale_y - 0.5;
+                let px = (x as f64 + f64::from(view.placement.crop_left) + 0.5)
+                    / view.placement.scale_x
+                    - 0.5;
+                let py = (y as f64 + f64::from(view.placement.crop_top) + 0.5)
+                    / view.placement.scale_y
+                    - 0.5;
                 let (u, v) = (
                     (px.round().max(0.0) as u32).min(image.width - 1),
                     (py.round().max(0.0) as u32).min(image.height - 1),
                 );
                 let o = (v as usize * image.width as usize + u as usize) * 3;
-                let color = [0, 1, 2].map(|c| (image.data[o + c] * 255.0).round().clamp(0.0, 255.0) as u8);
+                let color =
+                    [0, 1, 2].map(|c| (image.data[o + c] * 255.0).round().clamp(0.0, 255.0) as u8);
                 points.points.push(world.cast::<f32>());
                 points.colors.push(color);
                 points.colmap.push(ColmapPoint {

@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         device,
         ..Default::default()
     };
-    let estimator = Da3Estimator::load(&PathBuf::from(weights), options)?;
+    let estimator = Da3Estimator::load(&PathBuf::from(weights), None, options)?;
     let (shape, values) = anydepth_core::npy::read_f32(&PathBuf::from(input))?;
     let shape: Vec<i64> = shape.iter().map(|&s| s as i64).collect();
     let images = Tensor::from_slice(&values)

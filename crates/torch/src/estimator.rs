@@ -446,9 +446,12 @@ impl EngineLoader for TorchLoader {
     fn load_da3(
         &self,
         weights: &Path,
+        model: Option<anydepth_model::da3::Da3Model>,
         options: EstimatorOptions,
     ) -> anydepth_model::Result<Box<dyn anydepth_model::da3::Da3Engine>> {
-        Ok(Box::new(crate::da3::Da3Estimator::load(weights, options)?))
+        Ok(Box::new(crate::da3::Da3Estimator::load(
+            weights, model, options,
+        )?))
     }
 
     fn runtime(&self) -> anydepth_model::Result<RuntimeReport> {

@@ -66,7 +66,7 @@ impl Reference {
             device: DeviceChoice::Cpu,
             ..Default::default()
         };
-        Da3Estimator::load(&self.dir.join(model), options)
+        Da3Estimator::load(&self.dir.join(model), None, options)
             .unwrap_or_else(|e| panic!("loading {model}: {e}"))
     }
 
@@ -416,7 +416,7 @@ fn strict_loading() {
         device: DeviceChoice::Cpu,
         ..Default::default()
     };
-    let err = Da3Estimator::load(dir.path(), options).expect_err("a missing tensor");
+    let err = Da3Estimator::load(dir.path(), None, options).expect_err("a missing tensor");
     assert!(err.to_string().contains("cam_dec.fc_fov.0.weight"), "{err}");
 
     std::fs::write(
@@ -424,6 +424,6 @@ fn strict_loading() {
         r#"{"model_name": "da3-huge"}"#,
     )
     .expect("written");
-    let err = Da3Estimator::load(dir.path(), options).expect_err("an unknown model");
+    let err = Da3Estimator::load(dir.path(), None, options).expect_err("an unknown model");
     assert!(err.to_string().contains("da3-huge"), "{err}");
 }

@@ -135,7 +135,10 @@ mod tests {
             k: [[500.0, 0.0, 319.5], [0.0, 510.0, 239.5], [0.0, 0.0, 1.0]],
         };
         write_cameras_json(&path, false, std::slice::from_ref(&frame)).expect("written");
-        assert!(write_cameras_json(&path, false, &[]).is_err(), "kept without force");
+        assert!(
+            write_cameras_json(&path, false, &[]).is_err(),
+            "kept without force"
+        );
         let trajectory = read_trajectory(&path, None).expect("readable");
         assert_eq!(trajectory.format, PoseFormat::Cameras);
         let entry = &trajectory.poses[0];

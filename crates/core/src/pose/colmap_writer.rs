@@ -78,7 +78,10 @@ pub fn write_colmap_text(
     }
     write_atomically(&dir.join("images.txt"), force, |out| {
         writeln!(out, "# Image list with two lines of data per image:")?;
-        writeln!(out, "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME")?;
+        writeln!(
+            out,
+            "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME"
+        )?;
         writeln!(out, "#   POINTS2D[] as (X, Y, POINT3D_ID)")?;
         writeln!(out, "# Number of images: {}", images.len())?;
         for (i, (image, seen)) in images.iter().zip(&observed).enumerate() {

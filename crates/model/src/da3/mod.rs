@@ -28,20 +28,27 @@ use crate::config::{Ffn, VitConfig};
 
 /// A released Depth Anything 3 model, named as `config.json`'s `model_name`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Da3Model {
-    /// `da3-small`: ViT-S, any view, 34 M parameters (Apache-2.0 weights).
+    /// ViT-S, any view, 34 M parameters (weights Apache-2.0).
+    #[cfg_attr(feature = "clap", value(name = "da3-small"))]
     Small,
-    /// `da3-base`: ViT-B, any view, 135 M (Apache-2.0).
+    /// ViT-B, any view, 135 M (Apache-2.0).
+    #[cfg_attr(feature = "clap", value(name = "da3-base"))]
     Base,
-    /// `da3-large`: ViT-L, any view, 411 M (CC BY-NC 4.0).
+    /// ViT-L, any view, 411 M (CC BY-NC 4.0).
+    #[cfg_attr(feature = "clap", value(name = "da3-large"))]
     Large,
-    /// `da3-giant`: ViT-g, any view, 1.1 B (CC BY-NC 4.0); its Gaussian-splat head is not
+    /// ViT-g, any view, 1.1 B (CC BY-NC 4.0); its Gaussian-splat head is not
     /// used.
+    #[cfg_attr(feature = "clap", value(name = "da3-giant"))]
     Giant,
-    /// `da3mono-large`: ViT-L, one photo, relative depth and sky (Apache-2.0).
+    /// ViT-L, one photo, relative depth and sky (Apache-2.0).
+    #[cfg_attr(feature = "clap", value(name = "da3mono-large"))]
     MonoLarge,
-    /// `da3metric-large`: ViT-L, one photo, metric depth given the focal length, and sky
+    /// ViT-L, one photo, metric depth given the focal length, and sky
     /// (Apache-2.0).
+    #[cfg_attr(feature = "clap", value(name = "da3metric-large"))]
     MetricLarge,
 }
 
@@ -71,6 +78,19 @@ impl Da3Model {
     /// The model of a `model_name` (`None` for names that are not a released model).
     pub fn from_model_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.model_name() == name)
+    }
+
+    /// The Hugging Face repository of the released weights (`model.safetensors` and
+    /// `config.json`).
+    pub fn hub_repo(self) -> &'static str {
+        match self {
+            Da3Model::Small => "depth-anything/DA3-SMALL",
+            Da3Model::Base => "depth-anything/DA3-BASE",
+            Da3Model::Large => "depth-anything/DA3-LARGE",
+            Da3Model::Giant => "depth-anything/DA3-GIANT",
+            Da3Model::MonoLarge => "depth-anything/DA3MONO-LARGE",
+            Da3Model::MetricLarge => "depth-anything/DA3METRIC-LARGE",
+        }
     }
 
     /// Whether it takes any number of views and predicts cameras (`false`: one photo at a
@@ -315,8 +335,16 @@ impl Placement {
     /// corner at 0, its centre at `width / 2`).
     pub fn to_input(&self, k: &anydepth_core::camera::Intrinsics) -> [[f64; 3]; 3] {
         [
-            [k.fx * self.scale_x, 0.0, (k.cx + 0.5) * self.scale_x - f64::from(self.crop_left)],
-            [0.0, k.fy * self.scale_y, (k.cy + 0.5) * self.scale_y - f64::from(self.crop_top)],
+            [
+                k.fx * self.scale_x,
+                0.0,
+                (k.cx + 0.5) * self.scale_x - f64::from(self.crop_left),
+            ],
+            [
+                0.0,
+                k.fy * self.scale_y,
+                (k.cy + 0.5) * self.scale_y - f64::from(self.crop_top),
+            ],
             [0.0, 0.0, 1.0],
         ]
     }
@@ -325,8 +353,16 @@ impl Placement {
     /// convention.
     pub fn to_photo(&self, k: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
         [
-            [k[0][0] / self.scale_x, 0.0, (k[0][2] + f64::from(self.crop_left)) / self.scale_x - 0.5],
-            [0.0, k[1][1] / self.scale_y, (k[1][2] + f64::from(self.crop_top)) / self.scale_y - 0.5],
+            [
+                k[0][0] / self.scale_x,
+                0.0,
+                (k[0][2] + f64::from(self.crop_left)) / self.scale_x - 0.5,
+            ],
+            [
+                0.0,
+                k[1][1] / self.scale_y,
+                (k[1][2] + f64::from(self.crop_top)) / self.scale_y - 0.5,
+            ],
             [0.0, 0.0, 1.0],
         ]
     }

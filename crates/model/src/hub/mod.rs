@@ -38,7 +38,7 @@ mod releases;
 
 pub use client::{download, Hub};
 
-pub use releases::{released, released_video, HubFile, RepoType};
+pub use releases::{released, released_da3, released_video, HubFile, RepoType};
 use std::io;
 use std::path::PathBuf;
 

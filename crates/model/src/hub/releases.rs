@@ -231,6 +231,13 @@ pub fn released_video(encoder: Encoder, metric: bool) -> Result<HubFile, HubErro
     ))
 }
 
+/// The released Depth Anything 3 weights of `model` (`model.safetensors` of its
+/// repository; the checksum comes from the hub). The repository's `config.json` only
+/// names the model, which the caller knows already.
+pub fn released_da3(model: crate::da3::Da3Model) -> HubFile {
+    HubFile::model(model.hub_repo(), "model.safetensors")
+}
+
 /// sha256 (and size) of the released files docs/REFERENCE.md records.
 fn known_checksum(
     version: Version,
@@ -260,5 +267,18 @@ fn kind_words(kind: Option<Metric>) -> &'static str {
         None => "relative depth",
         Some(Metric::Indoor) => "metric indoor (Hypersim)",
         Some(Metric::Outdoor) => "metric outdoor (VKITTI)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn da3_weights_come_from_the_depth_anything_organisation() {
+        let file = released_da3(crate::da3::Da3Model::MetricLarge);
+        assert_eq!(file.repo, "depth-anything/DA3METRIC-LARGE");
+        assert_eq!(file.filename, "model.safetensors");
+        assert!(file.validate().is_ok());
     }
 }

@@ -44,19 +44,32 @@ pub struct Da3Checkpoint {
 
 impl Da3Checkpoint {
     /// Reads `path` (a released folder, or its `model.safetensors` with `config.json`
-    /// beside it), after checking that the machine has the memory to run it on `device`.
+    /// beside it; without `config.json`, `hint` names the model, and with one they must
+    /// agree), after checking that the machine has the memory to run it on `device`.
     ///
     /// # Errors
     /// When a file is missing or unreadable, `model_name` is absent or not a released
-    /// model, or the memory is short.
-    pub fn read(path: &Path, device: Device) -> Result<Self> {
+    /// model, it contradicts `hint`, or the memory is short.
+    pub fn read(path: &Path, hint: Option<Da3Model>, device: Device) -> Result<Self> {
         let (weights, config) = if path.is_dir() {
             (path.join(WEIGHTS_FILE), path.join(CONFIG_FILE))
         } else {
             let folder = path.parent().unwrap_or(Path::new("."));
             (path.to_path_buf(), folder.join(CONFIG_FILE))
         };
-        let model = model_from_config(&config)?;
+        let model = match (config.is_file(), hint) {
+            (false, Some(model)) => model,
+            (_, hint) => {
+                let named = model_from_config(&config)?;
+                if let Some(hint) = hint.filter(|h| *h != named) {
+                    return Err(Error::UnknownModel {
+                        reason: format!("{hint} was asked for, but config.json names {named}"),
+                        path: config,
+                    });
+                }
+                named
+            }
+        };
         let file_bytes = std::fs::metadata(&weights)
             .map_err(|e| Error::Checkpoint {
                 reason: e.to_string(),

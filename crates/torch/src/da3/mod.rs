@@ -366,14 +366,19 @@ pub struct Da3Estimator {
 
 impl Da3Estimator {
     /// Loads a checkpoint (a `model.safetensors` or the folder holding it with its
-    /// `config.json`) onto the device and precision of `options`.
+    /// `config.json`; without `config.json`, `model` names the model) onto the device and
+    /// precision of `options`.
     ///
     /// # Errors
     /// When the file cannot be read, names an unknown model, its tensors do not match the
     /// model exactly, the device is unavailable, or the machine lacks the memory for it.
-    pub fn load(path: &std::path::Path, options: EstimatorOptions) -> Result<Self> {
+    pub fn load(
+        path: &std::path::Path,
+        model: Option<Da3Model>,
+        options: EstimatorOptions,
+    ) -> Result<Self> {
         let device = resolve_device(options.device)?;
-        let checkpoint = Da3Checkpoint::read(path, device)?;
+        let checkpoint = Da3Checkpoint::read(path, model, device)?;
         let cfg = checkpoint.model.config();
         let mut vs = nn::VarStore::new(device);
         let network = Da3Network::new(&vs.root(), &cfg);
