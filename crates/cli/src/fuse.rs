@@ -142,7 +142,7 @@ pub fn run(args: FuseArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     let what = match &outcome.model {
         FusedModel::Cloud(cloud) => {
             if let Some(recording) = &recording {
-                let radius = anydepth_viz::PointRadius::Metres(request.voxel_size / 2.0);
+                let radius = anydepth_viz::PointRadius::Metres(outcome.voxel_size / 2.0);
                 recording.log_model_cloud(cloud, radius)?;
             }
             format!("{} points", cloud.len())

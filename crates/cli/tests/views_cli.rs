@@ -398,3 +398,43 @@ fn refusals() {
         stderr(&unknown)
     );
 }
+
+#[test]
+fn fuse_takes_depth_and_cameras_from_depth_anything_3() {
+    let Some((dir, case)) = reference("small_3view") else {
+        return;
+    };
+    let photos = photos(&case);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mesh = tmp.path().join("mesh.ply");
+    let poses = tmp.path().join("poses.txt");
+    let weights = dir.join("da3-small");
+    let mut args = vec!["fuse"];
+    args.extend(photos.iter().map(|p| s(p)));
+    args.extend([
+        "--weights",
+        s(&weights),
+        "--device",
+        "cpu",
+        "--voxel-size",
+        "0.01",
+    ]);
+    args.extend(["-o", s(&mesh), "--save-poses", s(&poses)]);
+    let log = assert_ok(&anydepth(&args));
+    assert!(log.contains("3 frames fused"), "{log}");
+    let faces = anydepth_geometry::io::ply::read_mesh(&mesh)
+        .expect("a mesh")
+        .faces
+        .len();
+    assert!(faces > 1000, "{faces} triangles");
+    // The poses it fused with are the official run's cameras.
+    let saved = read_trajectory(&poses, None).expect("poses");
+    let (_, ext) = read_f32(&dir.join("cases/small_3view/extrinsics.npy")).expect("npy");
+    for (i, entry) in saved.poses.iter().enumerate() {
+        let official = official_pose(&ext[i * 12..(i + 1) * 12]);
+        let ours = entry.world_from_camera.to_homogeneous();
+        let shift = (ours.fixed_view::<3, 1>(0, 3) - official.fixed_view::<3, 1>(0, 3)).norm();
+        assert!(rotation_angle(&ours, &official) <= TOLERANCE, "view {i}");
+        assert!(shift <= 1e-4, "view {i}: {shift}");
+    }
+}

@@ -27,6 +27,8 @@ use crate::shape::{TexturedMesh, ViewCamera};
 use crate::sources;
 use crate::{Downloads, Notes};
 
+mod da3;
+
 /// What a fuse job is asked to do.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
@@ -65,17 +67,31 @@ pub struct FuseRequest {
     #[cfg_attr(feature = "clap", arg(long, value_name = "FORMAT", requires = "poses"))]
     pub pose_format: Option<PoseFormat>,
 
-    /// Voxel edge in metres.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.01, value_name = "M"))]
-    pub voxel_size: f32,
+    /// Voxel edge in metres [default: 0.01; with Depth Anything 3 and no poses, whose
+    /// depth has no units, 1/250 of the median depth].
+    #[cfg_attr(feature = "clap", arg(long, value_name = "M"))]
+    pub voxel_size: Option<f32>,
 
     /// Truncation distance in metres [default: 4 voxels].
     #[cfg_attr(feature = "clap", arg(long, value_name = "M"))]
     pub trunc: Option<f32>,
 
-    /// Ignore depth beyond this, in metres.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 3.0, value_name = "M"))]
-    pub max_depth: f32,
+    /// Ignore depth beyond this, in metres [default: 3; with Depth Anything 3 and no
+    /// poses, 4 times the median depth].
+    #[cfg_attr(feature = "clap", arg(long, value_name = "M"))]
+    pub max_depth: Option<f32>,
+
+    /// Depth Anything 3 weights (--weights): the long side of the network input.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value_t = anydepth_model::da3::DEFAULT_PROCESS_RES, value_name = "N")
+    )]
+    pub process_res: u32,
+
+    /// Depth Anything 3 weights: fuse only pixels with at least this confidence (>= 1)
+    /// [default: the 40th percentile over all views].
+    #[cfg_attr(feature = "clap", arg(long, value_name = "C"))]
+    pub conf_threshold: Option<f32>,
 
     /// Leave out voxels observed with less total weight (about: fewer frames) than this.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 1.0, value_name = "W"))]
@@ -109,6 +125,11 @@ pub struct FuseRequest {
     #[cfg_attr(feature = "clap", command(flatten))]
     pub model: ModelRequest,
 }
+
+/// The voxel edge without Depth Anything 3, in metres.
+const DEFAULT_VOXEL_SIZE_M: f32 = 0.01;
+/// The depth limit without Depth Anything 3, in metres.
+const DEFAULT_MAX_DEPTH_M: f32 = 3.0;
 
 /// One frame's files.
 struct Frame {
@@ -154,6 +175,8 @@ pub struct FuseOutcome {
     pub block_count: usize,
     /// Memory of those blocks' voxels, in bytes.
     pub memory_bytes: usize,
+    /// The voxel edge used (metres, or the depth's units).
+    pub voxel_size: f32,
 }
 
 impl FuseOutcome {
@@ -229,7 +252,12 @@ impl FuseRequest {
         observer: &dyn FuseObserver,
     ) -> Result<FuseOutcome> {
         let args = self;
-        let mut fusion = args.fusion()?;
+        if let Some(model) = self.da3_weights() {
+            return self.run_da3(model, loader, observer);
+        }
+        args.check_outputs()?;
+        let voxel_size = self.voxel_size.unwrap_or(DEFAULT_VOXEL_SIZE_M);
+        let mut fusion = args.fusion(voxel_size, self.max_depth.unwrap_or(DEFAULT_MAX_DEPTH_M))?;
         let frames = frames(args)?;
         let poses = match &args.poses {
             Some(path) => Some(pose_source(path, args.pose_format, &frames)?),
@@ -282,11 +310,12 @@ impl FuseRequest {
             reports,
             block_count: volume.block_count(),
             memory_bytes: volume.memory_bytes(),
+            voxel_size,
         })
     }
 
-    /// Checks the outputs and the options and makes the fusion (before anything is read).
-    fn fusion(&self) -> Result<Fusion> {
+    /// Checks the outputs and the options (before anything is read).
+    fn check_outputs(&self) -> Result<()> {
         if self.cloud {
             self.output.check_cloud("output")?;
         } else {
@@ -301,11 +330,16 @@ impl FuseRequest {
                 self.values.sky_fraction
             );
         }
+        Ok(())
+    }
+
+    /// The fusion with voxels of `voxel_size` and depth up to `max_depth`.
+    fn fusion(&self, voxel_size: f32, max_depth: f32) -> Result<Fusion> {
         let options = FusionOptions {
             tsdf: TsdfOptions {
-                voxel_size_m: self.voxel_size,
-                trunc_m: self.trunc.unwrap_or(4.0 * self.voxel_size),
-                max_depth_m: self.max_depth,
+                voxel_size_m: voxel_size,
+                trunc_m: self.trunc.unwrap_or(4.0 * voxel_size),
+                max_depth_m: max_depth,
                 min_weight: self.min_weight,
             },
             refine_poses: self.refine_poses,

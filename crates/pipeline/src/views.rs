@@ -34,6 +34,7 @@ use crate::output::FileOutput;
 use crate::scene::CameraRequest;
 use crate::shape::ViewCamera;
 use crate::sources;
+use crate::Notes;
 
 /// What `--formats` can add to the depth, confidence and cameras.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -200,7 +201,17 @@ impl ViewsRequest {
             .map(|p| load_image(p).with_context(|| format!("cannot read {}", p.display())))
             .collect::<Result<Vec<_>>>()?;
         let given = match &self.poses {
-            Some(path) => Some(self.given_cameras(path, &photos, &images, observer)?),
+            Some(path) => {
+                let notes = |message: &str| observer.note(message);
+                Some(given_cameras(
+                    path,
+                    self.pose_format,
+                    &self.camera,
+                    &photos,
+                    &images,
+                    &notes,
+                )?)
+            }
             None => None,
         };
 
@@ -233,7 +244,7 @@ impl ViewsRequest {
             intrinsics: intrinsics.as_deref(),
         })?;
         let mut result = to_photos(photos, images, output);
-        result.conf_threshold = self.threshold(&result);
+        result.conf_threshold = confidence_threshold(&result, self.conf_threshold);
         observer.result(&result).map_err(crate::Error::Observer)?;
         observer.stage("writing");
         std::fs::create_dir_all(&self.out)
@@ -286,61 +297,6 @@ impl ViewsRequest {
         paths
     }
 
-    /// The given poses matched to the photos, with their intrinsics.
-    fn given_cameras(
-        &self,
-        path: &Path,
-        photos: &[PathBuf],
-        images: &[RgbImage],
-        observer: &dyn ViewsObserver,
-    ) -> Result<Vec<GivenCamera>> {
-        let trajectory = read_trajectory(path, self.pose_format)?;
-        let by_order = trajectory
-            .poses
-            .iter()
-            .all(|entry| matches!(entry.key, PoseKey::Index(_)));
-        if trajectory.poses.len() < photos.len() {
-            bail!(
-                "{} holds {} poses for {} photos: give a pose for every photo",
-                path.display(),
-                trajectory.poses.len(),
-                photos.len()
-            );
-        }
-        let entries = if by_order {
-            trajectory.poses_for_frames(photos.len())?
-        } else {
-            trajectory.poses_for_files(photos)?
-        };
-        let notes = |message: &str| observer.note(message);
-        entries
-            .iter()
-            .zip(photos.iter().zip(images))
-            .map(|(entry, (photo, image))| {
-                let intrinsics = match entry.intrinsics {
-                    Some(k) if self.camera.intrinsics.is_none() && self.camera.fov.is_none() => {
-                        k.scaled(image.width, image.height)?
-                    }
-                    _ => {
-                        if self.camera.intrinsics.is_none() && self.camera.fov.is_none() {
-                            bail!(
-                                "{} gives no intrinsics: pass --intrinsics FX,FY,CX,CY or \
-                                 --fov DEG with --poses",
-                                path.display()
-                            );
-                        }
-                        self.camera
-                            .resolve(Some(photo), image.width, image.height, &notes)?
-                    }
-                };
-                Ok(GivenCamera {
-                    world_from_camera: matrix_rows(&entry.world_from_camera.to_homogeneous()),
-                    intrinsics,
-                })
-            })
-            .collect()
-    }
-
     /// Each photo's intrinsics (the metric model): --intrinsics, --fov, EXIF or the guess.
     fn photo_intrinsics(
         &self,
@@ -357,25 +313,6 @@ impl ViewsRequest {
                     .resolve(Some(photo), image.width, image.height, &notes)
             })
             .collect()
-    }
-
-    /// The confidence threshold of the points: the flag, else the 40th percentile.
-    fn threshold(&self, result: &ViewsResult) -> Option<f32> {
-        if self.conf_threshold.is_some() {
-            return self.conf_threshold;
-        }
-        let mut all: Vec<f32> = result
-            .views
-            .iter()
-            .filter_map(|v| v.network.confidence.as_deref())
-            .flatten()
-            .copied()
-            .collect();
-        if all.is_empty() {
-            return None;
-        }
-        all.sort_by(f32::total_cmp);
-        Some(percentile(&all, DEFAULT_CONF_PERCENTILE))
     }
 
     fn write(&self, result: &ViewsResult, engine: &dyn Da3Engine) -> Result<Vec<PathBuf>> {
@@ -468,6 +405,61 @@ impl ViewsRequest {
     }
 }
 
+/// The poses of `path` matched to the photos (by name, else in order; at least one per
+/// photo), with their intrinsics: the file's, unless `camera` gives them.
+pub(crate) fn given_cameras(
+    path: &Path,
+    format: Option<PoseFormat>,
+    camera: &CameraRequest,
+    photos: &[PathBuf],
+    images: &[RgbImage],
+    notes: Notes,
+) -> Result<Vec<GivenCamera>> {
+    let trajectory = read_trajectory(path, format)?;
+    let by_order = trajectory
+        .poses
+        .iter()
+        .all(|entry| matches!(entry.key, PoseKey::Index(_)));
+    if trajectory.poses.len() < photos.len() {
+        bail!(
+            "{} holds {} poses for {} photos: give a pose for every photo",
+            path.display(),
+            trajectory.poses.len(),
+            photos.len()
+        );
+    }
+    let entries = if by_order {
+        trajectory.poses_for_frames(photos.len())?
+    } else {
+        trajectory.poses_for_files(photos)?
+    };
+    entries
+        .iter()
+        .zip(photos.iter().zip(images))
+        .map(|(entry, (photo, image))| {
+            let intrinsics = match entry.intrinsics {
+                Some(k) if camera.intrinsics.is_none() && camera.fov.is_none() => {
+                    k.scaled(image.width, image.height)?
+                }
+                _ => {
+                    if camera.intrinsics.is_none() && camera.fov.is_none() {
+                        bail!(
+                            "{} gives no intrinsics: pass --intrinsics FX,FY,CX,CY or \
+                             --fov DEG with --poses",
+                            path.display()
+                        );
+                    }
+                    camera.resolve(Some(photo), image.width, image.height, notes)?
+                }
+            };
+            Ok(GivenCamera {
+                world_from_camera: matrix_rows(&entry.world_from_camera.to_homogeneous()),
+                intrinsics,
+            })
+        })
+        .collect()
+}
+
 /// A 4x4 matrix as rows.
 fn matrix_rows(m: &Matrix4<f64>) -> [[f64; 4]; 4] {
     std::array::from_fn(|i| std::array::from_fn(|j| m[(i, j)]))
@@ -478,6 +470,26 @@ fn file_name(path: &Path) -> String {
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
+}
+
+/// The confidence threshold of the points: `explicit`, else the 40th percentile of every
+/// view's confidence (none without confidence).
+pub(crate) fn confidence_threshold(result: &ViewsResult, explicit: Option<f32>) -> Option<f32> {
+    if explicit.is_some() {
+        return explicit;
+    }
+    let mut all: Vec<f32> = result
+        .views
+        .iter()
+        .filter_map(|v| v.network.confidence.as_deref())
+        .flatten()
+        .copied()
+        .collect();
+    if all.is_empty() {
+        return None;
+    }
+    all.sort_by(f32::total_cmp);
+    Some(percentile(&all, DEFAULT_CONF_PERCENTILE))
 }
 
 /// Linear-interpolated percentile of sorted values (as `numpy.percentile`).
@@ -496,7 +508,11 @@ fn write_npy(path: &Path, force: bool, values: &[f32], width: usize, height: usi
 }
 
 /// The engine's views brought to each photo's resolution.
-fn to_photos(photos: Vec<PathBuf>, images: Vec<RgbImage>, output: ViewsOutput) -> ViewsResult {
+pub(crate) fn to_photos(
+    photos: Vec<PathBuf>,
+    images: Vec<RgbImage>,
+    output: ViewsOutput,
+) -> ViewsResult {
     let views = photos
         .into_iter()
         .zip(images)

@@ -242,6 +242,20 @@ impl Da3Config {
     }
 }
 
+/// The Depth Anything 3 model a checkpoint holds, from the `config.json` in the folder
+/// `weights` (or beside the file `weights`); `None` when there is none or it names no
+/// Depth Anything 3 model. Reads no tensors.
+pub fn checkpoint_model(weights: &std::path::Path) -> Option<Da3Model> {
+    let config = if weights.is_dir() {
+        weights.join("config.json")
+    } else {
+        weights.parent()?.join("config.json")
+    };
+    let text = std::fs::read_to_string(config).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Da3Model::from_model_name(json.get("model_name")?.as_str()?)
+}
+
 /// How an any-view model picks the reference view (whose camera is the world frame's
 /// orientation) among three or more views without given poses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
