@@ -4,7 +4,7 @@
 
 use anydepth_core::depth::{DepthMap, Metres};
 use anydepth_core::{load_image, Prediction};
-use anydepth_geometry::fusion::View;
+use anydepth_geometry::fusion::{View, ViewReport};
 use anydepth_model::da3::{Da3Model, RefViewStrategy, ViewsInput};
 use anydepth_model::EngineLoader;
 
@@ -105,58 +105,7 @@ impl FuseRequest {
             ));
         }
         let mut fusion = self.fusion(voxel_size, max_depth)?;
-        observer.frames(result.views.len());
-        let mut reports = Vec::with_capacity(result.views.len());
-        let mut cameras = Vec::with_capacity(result.views.len());
-        for (index, view) in result.views.iter().enumerate() {
-            observer.item(&view.path.display().to_string());
-            let Some(camera) = view.camera.clone() else {
-                bail!("{} got no camera", view.path.display());
-            };
-            let depth: Vec<f32> = view
-                .depth
-                .iter()
-                .enumerate()
-                .map(|(i, &d)| {
-                    let confident = match (&view.confidence, threshold) {
-                        (Some(conf), Some(t)) => conf[i] >= t,
-                        _ => true,
-                    };
-                    if confident && d.is_finite() {
-                        d
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            let prediction = Prediction::Metric(DepthMap::<Metres>::new(
-                view.image.width,
-                view.image.height,
-                depth,
-            )?);
-            let colors = view.image.to_rgb8();
-            observer
-                .view(index, None, Some(&colors), &prediction)
-                .map_err(crate::Error::Observer)?;
-            let report = fusion
-                .add_view(View {
-                    depth: prediction,
-                    colors: Some(colors),
-                    camera: camera.intrinsics,
-                    world_from_camera: Some(camera.world_from_camera),
-                    scale: None,
-                })
-                .with_context(|| format!("view {} ({})", index + 1, view.path.display()))?;
-            observer
-                .camera(&camera.intrinsics, &report.world_from_camera)
-                .map_err(crate::Error::Observer)?;
-            cameras.push(ViewCamera {
-                intrinsics: camera.intrinsics,
-                world_from_camera: report.world_from_camera,
-            });
-            reports.push(report);
-            observer.advance();
-        }
+        let (reports, cameras) = fuse_views(&mut fusion, &result, threshold, observer)?;
         let volume = fusion.into_volume();
         let model = self.write_model(&volume, &cameras)?;
         if let Some(path) = &self.save_poses {
@@ -171,6 +120,72 @@ impl FuseRequest {
             voxel_size,
         })
     }
+}
+
+/// Integrates every view's confident depth at its camera; returns the reports and the
+/// cameras used.
+fn fuse_views(
+    fusion: &mut anydepth_geometry::fusion::Fusion,
+    result: &crate::views::ViewsResult,
+    threshold: Option<f32>,
+    observer: &dyn FuseObserver,
+) -> Result<(Vec<ViewReport>, Vec<ViewCamera>)> {
+    observer.frames(result.views.len());
+    let mut reports = Vec::with_capacity(result.views.len());
+    let mut cameras = Vec::with_capacity(result.views.len());
+    for (index, view) in result.views.iter().enumerate() {
+        observer.item(&view.path.display().to_string());
+        let Some(camera) = view.camera.clone() else {
+            bail!("{} got no camera", view.path.display());
+        };
+        let prediction = Prediction::Metric(DepthMap::<Metres>::new(
+            view.image.width,
+            view.image.height,
+            confident_depth(view, threshold),
+        )?);
+        let colors = view.image.to_rgb8();
+        observer
+            .view(index, None, Some(&colors), &prediction)
+            .map_err(crate::Error::Observer)?;
+        let report = fusion
+            .add_view(View {
+                depth: prediction,
+                colors: Some(colors),
+                camera: camera.intrinsics,
+                world_from_camera: Some(camera.world_from_camera),
+                scale: None,
+            })
+            .with_context(|| format!("view {} ({})", index + 1, view.path.display()))?;
+        observer
+            .camera(&camera.intrinsics, &report.world_from_camera)
+            .map_err(crate::Error::Observer)?;
+        cameras.push(ViewCamera {
+            intrinsics: camera.intrinsics,
+            world_from_camera: report.world_from_camera,
+        });
+        reports.push(report);
+        observer.advance();
+    }
+    Ok((reports, cameras))
+}
+
+/// A view's depth with pixels under the confidence threshold (and unknown ones) at 0.
+fn confident_depth(view: &crate::views::PhotoView, threshold: Option<f32>) -> Vec<f32> {
+    view.depth
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            let confident = match (&view.confidence, threshold) {
+                (Some(conf), Some(t)) => conf[i] >= t,
+                _ => true,
+            };
+            if confident && d.is_finite() {
+                d
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// The median of every view's finite, positive depth (1 when there is none).
