@@ -4,10 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anydepth_core::{Prediction, RgbImage};
+use anydepth_model::da3::checkpoint_model;
 use anydepth_model::EngineLoader;
-use anydepth_pipeline::depth::{DepthJob, DepthObserver};
-use anydepth_pipeline::model::ModelRequest;
+use anydepth_pipeline::depth::{Da3Photos, DepthJob, DepthObserver, DepthReport};
+use anydepth_pipeline::model::{Da3ModelRequest, ModelRequest};
 use anydepth_pipeline::output::Format;
+use anydepth_pipeline::scene::CameraRequest;
 use anydepth_pipeline::BoxError;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -24,6 +26,9 @@ use crate::viz::{self, RerunArgs};
   anydepth depth photos/ 'more/*.png' --out depth/ --formats npy,color,side-by-side
   anydepth depth room.jpg --metric indoor --formats npy,png16 --out depth/
   anydepth depth photo.jpg --weights depth_anything_v2_vitb.pth --device cuda --precision fp16
+  # Depth Anything 3 (a released folder): metres from DA3METRIC-LARGE, relative depth
+  # (not disparity) from the others
+  anydepth depth room.jpg --weights DA3METRIC-LARGE/ --fov 70 --out depth/
 Clips (Video Depth Anything unless --per-frame):
   anydepth depth clip.mp4 --out depth/ --formats npy,mp4
   anydepth depth --sequence frames/ --out depth/ --formats npy,side-by-side-mp4
@@ -66,6 +71,16 @@ pub struct DepthArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Depth Anything 3 weights: the long side of the network input (--input-size is the
+    /// shorter side for V1 and V2).
+    #[arg(long, default_value_t = anydepth_model::da3::DEFAULT_PROCESS_RES, value_name = "N")]
+    pub process_res: u32,
+
+    /// The metric Depth Anything 3 model's camera, whose focal length gives metres [default:
+    /// EXIF, else the 60-degree guess].
+    #[command(flatten)]
+    pub camera: CameraRequest,
 
     #[command(flatten)]
     pub clip: crate::video::ClipArgs,
@@ -110,7 +125,14 @@ impl DepthObserver for Observer<'_> {
 
 /// Runs `anydepth depth`; returns exit code 1 when some inputs failed.
 pub fn run(args: DepthArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
+    let da3 = args.model.weights.as_deref().and_then(checkpoint_model);
     if crate::video::is_clip_job(&args) {
+        if da3.is_some() {
+            anyhow::bail!(
+                "Depth Anything 3 runs on photos; for clips use Video Depth Anything (the \
+                 default) or a V2 model with --per-frame"
+            );
+        }
         return crate::video::run(args, loader);
     }
     let job = DepthJob {
@@ -152,43 +174,65 @@ pub fn run(args: DepthArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
 
     let recording = args.rerun.start()?;
     let mut download = DownloadBar::new(args.quiet);
-    let (engine, _weights) = args.model.load(
-        loader,
-        args.max_depth,
-        args.batch,
-        &mut |file, done, total| download.update(file, done, total),
-    )?;
-    drop(download);
-
+    let mut progress = |file: &str, done, total| download.update(file, done, total);
     let bar = progress_bar(todo.len(), args.quiet);
     let observer = Observer {
         bar: &bar,
         recording: recording.as_ref(),
         colormap: args.colormap,
     };
-    let report = job.run(&plan, engine.as_ref(), &todo, &observer)?;
+    let report = match da3 {
+        Some(model) => {
+            let request = Da3ModelRequest {
+                weights: args.model.weights.clone(),
+                model: Some(model),
+                device: args.model.device,
+                precision: args.model.precision,
+            };
+            let engine = request.load(loader, &mut progress)?;
+            drop(download);
+            let notes = |message: &str| bar.println(message);
+            let photos = Da3Photos {
+                engine: engine.as_ref(),
+                process_res: args.process_res,
+                camera: args.camera.clone(),
+                notes: &notes,
+            };
+            job.run(&plan, &photos, &todo, &observer)?
+        }
+        None => {
+            let (engine, _weights) =
+                args.model
+                    .load(loader, args.max_depth, args.batch, &mut progress)?;
+            drop(download);
+            job.run(&plan, &engine.as_ref(), &todo, &observer)?
+        }
+    };
     bar.finish_and_clear();
 
-    if !args.quiet {
+    let code = summarise(&report, out_dir, kept.len(), args.quiet);
+    viz::finish(recording)?;
+    Ok(code)
+}
+
+/// Prints what was written, kept and failed; exit code 1 when something failed.
+fn summarise(report: &DepthReport, out_dir: &Path, kept: usize, quiet: bool) -> ExitCode {
+    if !quiet {
         eprintln!(
-            "{} written to {}, {} kept, {} failed",
+            "{} written to {}, {kept} kept, {} failed",
             report.written,
             out_dir.display(),
-            kept.len(),
             report.failures.len()
         );
     }
-    let code = if report.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("failed:");
-        for (file, reason) in &report.failures {
-            eprintln!("  {}: {reason}", file.display());
-        }
-        ExitCode::from(1)
-    };
-    viz::finish(recording)?;
-    Ok(code)
+    if report.failures.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("failed:");
+    for (file, reason) in &report.failures {
+        eprintln!("  {}: {reason}", file.display());
+    }
+    ExitCode::from(1)
 }
 
 /// Logs one photo at `frame`: the photo, its depth, and a camera from EXIF (or a guess)

@@ -438,3 +438,56 @@ fn fuse_takes_depth_and_cameras_from_depth_anything_3() {
         assert!(shift <= 1e-4, "view {i}: {shift}");
     }
 }
+
+#[test]
+fn depth_command_runs_depth_anything_3() {
+    let Some((dir, metric_case)) = reference("metric_1view") else {
+        return;
+    };
+    let Some((_, small_case)) = reference("small_1view") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("depth");
+    let cases = [
+        (
+            "metric_1view",
+            &metric_case,
+            "da3metric-large",
+            "metric_depth",
+            vec![
+                "--process-res",
+                "336",
+                "--intrinsics",
+                "518.8579,519.4696,325.5824,253.7362",
+            ],
+        ),
+        ("small_1view", &small_case, "da3-small", "depth", vec![]),
+    ];
+    for (name, case, model, file, extra) in cases {
+        let photo = photos(case).remove(0);
+        let weights = dir.join(model);
+        let mut args = vec![
+            "depth",
+            s(&photo),
+            "--weights",
+            s(&weights),
+            "--device",
+            "cpu",
+        ];
+        args.extend(["--out", s(&out), "--formats", "npy"]);
+        args.extend(extra);
+        assert_ok(&anydepth(&args));
+        let (shape, ours) = read_f32(&out.join(format!("{}.npy", stem(&photo)))).expect("npy");
+        let (width, height) = (shape[1] as u32, shape[0] as u32);
+        let official = official_at_photo_size(
+            &dir.join("cases").join(name).join(format!("{file}.npy")),
+            width,
+            height,
+            &tmp.path().join("resized.npy"),
+        );
+        let error = relative_error(&ours, &official[0]);
+        println!("depth {name}: error / range {error:.3e}");
+        assert!(error <= TOLERANCE, "{name}: {error}");
+    }
+}

@@ -19,6 +19,15 @@ pub struct Disparity;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Metres;
 
+/// Depth along the optical axis up to an unknown scale, as Depth Anything 3's relative
+/// models predict it: positive, larger is farther, `metres = s * depth` for one unknown `s`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelativeDepth;
+
+impl ValueKind for RelativeDepth {
+    const NAME: &'static str = "depth";
+}
+
 impl ValueKind for Disparity {
     const NAME: &'static str = "disparity";
 }
@@ -112,12 +121,14 @@ pub fn finite_range(values: &[f32]) -> Option<(f32, f32)> {
         })
 }
 
-/// What a depth model returns for one image: disparity for relative models, metres for
-/// metric ones.
+/// What a depth model returns for one image: disparity for Depth Anything V1/V2's
+/// relative models, depth up to scale for Depth Anything 3's, metres for metric ones.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Prediction {
     /// Affine-invariant disparity, from a relative model.
     Disparity(DepthMap<Disparity>),
+    /// Depth up to an unknown scale, from a Depth Anything 3 relative model.
+    RelativeDepth(DepthMap<RelativeDepth>),
     /// Depth in metres, from a metric model.
     Metric(DepthMap<Metres>),
 }
@@ -127,6 +138,7 @@ impl Prediction {
     pub fn width(&self) -> u32 {
         match self {
             Self::Disparity(d) => d.width(),
+            Self::RelativeDepth(d) => d.width(),
             Self::Metric(d) => d.width(),
         }
     }
@@ -135,6 +147,7 @@ impl Prediction {
     pub fn height(&self) -> u32 {
         match self {
             Self::Disparity(d) => d.height(),
+            Self::RelativeDepth(d) => d.height(),
             Self::Metric(d) => d.height(),
         }
     }
@@ -143,17 +156,58 @@ impl Prediction {
     pub fn values(&self) -> &[f32] {
         match self {
             Self::Disparity(d) => d.data(),
+            Self::RelativeDepth(d) => d.data(),
             Self::Metric(d) => d.data(),
         }
     }
 
-    /// `"disparity"` or `"metres"`.
+    /// `"disparity"`, `"depth"` or `"metres"`.
     pub fn kind_name(&self) -> &'static str {
         match self {
             Self::Disparity(_) => Disparity::NAME,
+            Self::RelativeDepth(_) => RelativeDepth::NAME,
             Self::Metric(_) => Metres::NAME,
         }
     }
+
+    /// The prediction by whether its scale is known: relative predictions as disparity
+    /// (Depth Anything 3's relative depth as its reciprocal, 0 where the depth is not
+    /// positive), which is what affine-invariant evaluation and alignment work on, or
+    /// metres.
+    pub fn by_scale(self) -> ByScale {
+        match self {
+            Self::Disparity(d) => ByScale::Relative(d),
+            Self::RelativeDepth(d) => {
+                let (w, h, values) = d.into_parts();
+                let inverse = values
+                    .into_iter()
+                    .map(|v| {
+                        if v > 0.0 && v.is_finite() {
+                            1.0 / v
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                ByScale::Relative(DepthMap {
+                    width: w,
+                    height: h,
+                    data: inverse,
+                    kind: PhantomData,
+                })
+            }
+            Self::Metric(d) => ByScale::Metric(d),
+        }
+    }
+}
+
+/// A [`Prediction`] by whether its scale is known ([`Prediction::by_scale`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ByScale {
+    /// Relative: disparity, up to scale and shift.
+    Relative(DepthMap<Disparity>),
+    /// Metric depth.
+    Metric(DepthMap<Metres>),
 }
 
 #[cfg(test)]

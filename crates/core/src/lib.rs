@@ -26,6 +26,6 @@ pub mod openexr;
 pub mod pose;
 
 pub use camera::Intrinsics;
-pub use depth::{DepthMap, Disparity, Metres, Prediction, ValueKind};
+pub use depth::{ByScale, DepthMap, Disparity, Metres, Prediction, RelativeDepth, ValueKind};
 pub use error::{Error, Result};
 pub use image::{decode_image_bytes, image_size, load_image, load_rgb8, RgbImage};

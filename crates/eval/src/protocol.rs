@@ -464,6 +464,9 @@ pub fn fit_to(
     }
     let resized = match prediction {
         Prediction::Disparity(d) => Prediction::Disparity(resize_bilinear(d, width, height)?),
+        Prediction::RelativeDepth(d) => {
+            Prediction::RelativeDepth(resize_bilinear(d, width, height)?)
+        }
         Prediction::Metric(d) => Prediction::Metric(resize_bilinear(d, width, height)?),
     };
     Ok((Cow::Owned(resized), true))
@@ -530,11 +533,18 @@ pub fn evaluate(
                 other.name()
             )))
         }
+        (Prediction::RelativeDepth(_), Alignment::None) => {
+            return Err(Error::Invalid(
+                "a relative model predicts depth up to an unknown scale: it needs median or \
+                 affine alignment, not \"none\""
+                    .into(),
+            ))
+        }
         (Prediction::Metric(_), Alignment::None) => (
             pred_valid.iter().map(|&d| clamp(f64::from(d))).collect(),
             Fit::None,
         ),
-        (Prediction::Metric(_), Alignment::Median) => {
+        (Prediction::Metric(_) | Prediction::RelativeDepth(_), Alignment::Median) => {
             let median_pred = align::median(pred_valid.iter().map(|&d| f64::from(d)).collect());
             let median_gt = align::median(gt_valid.iter().map(|&d| f64::from(d)).collect());
             let scale = median_gt / median_pred;
@@ -549,7 +559,7 @@ pub fn evaluate(
                 .collect();
             (depth, Fit::Median { scale })
         }
-        (Prediction::Metric(_), Alignment::Affine) => {
+        (Prediction::Metric(_) | Prediction::RelativeDepth(_), Alignment::Affine) => {
             // Metres to disparity; depths below the range count as the range's near end.
             let disparity: Vec<f32> = pred_valid
                 .iter()
@@ -650,7 +660,7 @@ pub fn score_pairs(prediction: &Prediction, pairs: &[OrderedPair]) -> Result<Pai
         let (closer, farther) = (at(pair.closer)?, at(pair.farther)?);
         let ordered = match prediction {
             Prediction::Disparity(_) => closer > farther,
-            Prediction::Metric(_) => closer < farther,
+            Prediction::Metric(_) | Prediction::RelativeDepth(_) => closer < farther,
         };
         if ordered && closer.is_finite() && farther.is_finite() {
             score.correct += 1;

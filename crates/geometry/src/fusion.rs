@@ -44,7 +44,7 @@
 //! assert!(mesh.vertices.iter().all(|v| (v.z - 1.0).abs() < 0.01));
 //! ```
 
-use anydepth_core::{DepthMap, Disparity, Intrinsics, Metres, Prediction};
+use anydepth_core::{ByScale, DepthMap, Disparity, Intrinsics, Metres, Prediction};
 use nalgebra::Isometry3;
 
 use crate::align::{self, Affine, PixelDepth, Sampling};
@@ -234,8 +234,8 @@ impl Fusion {
         };
 
         // Disparity needs its pose before it has metres; metric depth can be tracked first.
-        let (depth, pose) = match view.depth {
-            Prediction::Disparity(disparity) => {
+        let (depth, pose) = match view.depth.by_scale() {
+            ByScale::Relative(disparity) => {
                 let Some(given) = view.world_from_camera else {
                     return Err(Error::Invalid(
                         "a view of relative depth (disparity) needs a pose: tracking needs \
@@ -250,7 +250,7 @@ impl Fusion {
                 let pose = self.settle_pose(&metres, &view.camera, Some(given), &mut report)?;
                 (metres, pose)
             }
-            Prediction::Metric(depth) => {
+            ByScale::Metric(depth) => {
                 let pose =
                     self.settle_pose(&depth, &view.camera, view.world_from_camera, &mut report)?;
                 let scale = match view.scale {

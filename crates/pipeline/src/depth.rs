@@ -5,13 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use anydepth_core::colormap::Colormap;
-use anydepth_core::{load_image, Prediction, RgbImage};
+use anydepth_core::{load_image, DepthMap, Prediction, RgbImage};
+use anydepth_model::da3::{Da3Engine, RefViewStrategy, ViewsInput};
 use anydepth_model::DepthEngine;
 
 use crate::error::{bail, chain_text, Result};
 use crate::model::ModelRequest;
 use crate::output::{self, Format};
-use crate::sources;
+use crate::scene::CameraRequest;
+use crate::{sources, Notes};
 
 /// What a depth job is asked to do.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +45,101 @@ pub struct DepthPlan {
     pub formats: Vec<Format>,
     /// Files in folders that are not images by their extension.
     pub ignored: Vec<PathBuf>,
+}
+
+/// What turns photos into depth for a depth job: any [`DepthEngine`] (V1, V2; a
+/// `&dyn DepthEngine` as `&engine`), or [`Da3Photos`] (Depth Anything 3, one photo at a
+/// time).
+pub trait PhotoDepth {
+    /// Depth of `images` (read from `files`), each at its own resolution, in order.
+    ///
+    /// # Errors
+    /// When inference fails.
+    fn predict_photos(
+        &self,
+        files: &[&PathBuf],
+        images: &[RgbImage],
+    ) -> anydepth_model::Result<Vec<Prediction>>;
+}
+
+impl PhotoDepth for &dyn DepthEngine {
+    fn predict_photos(
+        &self,
+        _files: &[&PathBuf],
+        images: &[RgbImage],
+    ) -> anydepth_model::Result<Vec<Prediction>> {
+        self.predict_batch(images)
+    }
+}
+
+/// Depth Anything 3 on one photo at a time, its depth brought to the photo's resolution:
+/// metres from the metric model (with each photo's intrinsics from `camera`: the flags,
+/// EXIF or the announced guess), relative depth from the others.
+pub struct Da3Photos<'a> {
+    /// The loaded network.
+    pub engine: &'a dyn Da3Engine,
+    /// The long side of the network input.
+    pub process_res: u32,
+    /// Where the metric model's focal lengths come from.
+    pub camera: CameraRequest,
+    /// Told about guessed cameras.
+    pub notes: Notes<'a>,
+}
+
+impl PhotoDepth for Da3Photos<'_> {
+    fn predict_photos(
+        &self,
+        files: &[&PathBuf],
+        images: &[RgbImage],
+    ) -> anydepth_model::Result<Vec<Prediction>> {
+        let metric = self.engine.model().is_metric();
+        files
+            .iter()
+            .zip(images)
+            .map(|(file, image)| {
+                let intrinsics = if metric {
+                    let k = self
+                        .camera
+                        .resolve(Some(file), image.width, image.height, self.notes)
+                        .map_err(|e| anydepth_model::Error::Invalid(chain_text(&e)))?;
+                    Some(vec![k])
+                } else {
+                    None
+                };
+                let output = self.engine.run(&ViewsInput {
+                    photos: std::slice::from_ref(image),
+                    process_res: self.process_res,
+                    strategy: RefViewStrategy::default(),
+                    cameras: None,
+                    intrinsics: intrinsics.as_deref(),
+                })?;
+                let (Some(view), Some(placement)) =
+                    (output.views.first(), output.placements.first())
+                else {
+                    return Err(anydepth_model::Error::Invalid("no view returned".into()));
+                };
+                let depth = crate::views::resize_to_photo(
+                    &view.depth,
+                    view.width,
+                    view.height,
+                    placement,
+                    image.width,
+                    image.height,
+                );
+                let invalid =
+                    |e: anydepth_core::Error| anydepth_model::Error::Invalid(e.to_string());
+                Ok(if metric {
+                    Prediction::Metric(
+                        DepthMap::new(image.width, image.height, depth).map_err(invalid)?,
+                    )
+                } else {
+                    Prediction::RelativeDepth(
+                        DepthMap::new(image.width, image.height, depth).map_err(invalid)?,
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// One input whose outputs already exist and that is skipped.
@@ -154,7 +251,7 @@ impl DepthJob {
     pub fn run(
         &self,
         plan: &DepthPlan,
-        engine: &dyn DepthEngine,
+        engine: &dyn PhotoDepth,
         todo: &[PathBuf],
         observer: &dyn DepthObserver,
     ) -> Result<DepthReport> {
@@ -185,7 +282,7 @@ impl DepthJob {
     fn run_batch(
         &self,
         plan: &DepthPlan,
-        engine: &dyn DepthEngine,
+        engine: &dyn PhotoDepth,
         decoded: Vec<(&PathBuf, std::result::Result<RgbImage, String>)>,
         observer: &dyn DepthObserver,
         frame: &mut u64,
@@ -209,7 +306,7 @@ impl DepthJob {
         if images.is_empty() {
             return Ok(());
         }
-        match engine.predict_batch(&images) {
+        match engine.predict_photos(&files, &images) {
             Ok(predictions) => {
                 for ((file, image), prediction) in files.iter().zip(&images).zip(predictions) {
                     // The result goes to the observer while the outputs are written.

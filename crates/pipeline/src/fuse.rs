@@ -591,10 +591,12 @@ fn fuse_frame(
         // A metric model's scale wanders from photo to photo: fit it like disparity.
         (_, Some(points)) => Some(ViewScale::Sparse(points)),
         (Prediction::Metric(_), None) => Some(ViewScale::FromModel),
-        (Prediction::Disparity(_), None) => match (index, args.values.scale, args.values.shift) {
-            (0, Some(scale), Some(shift)) => Some(ViewScale::Known(Affine { scale, shift })),
-            _ => Some(ViewScale::FromModel),
-        },
+        (Prediction::Disparity(_) | Prediction::RelativeDepth(_), None) => {
+            match (index, args.values.scale, args.values.shift) {
+                (0, Some(scale), Some(shift)) => Some(ViewScale::Known(Affine { scale, shift })),
+                _ => Some(ViewScale::FromModel),
+            }
+        }
     };
     let time_s = match entry.map(|e| &e.key) {
         Some(PoseKey::Timestamp(t)) => Some(*t),

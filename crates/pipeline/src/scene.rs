@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anydepth_core::camera::Intrinsics;
 use anydepth_core::depth_io::read_depth_values;
-use anydepth_core::{load_image, load_rgb8, DepthMap, Disparity, Metres, Prediction};
+use anydepth_core::{load_image, load_rgb8, ByScale, DepthMap, Disparity, Metres, Prediction};
 use anydepth_geometry::align::{self, Affine, PixelDepth, Sampling};
 use anydepth_model::EngineLoader;
 
@@ -289,8 +289,9 @@ fn scene_from_values(
     photo: PhotoSource<'_>,
     notes: Notes,
 ) -> Result<Scene> {
-    let depth = match values {
-        Prediction::Metric(depth) => {
+    // Depth Anything 3's relative depth goes the way of disparity, as its reciprocal.
+    let depth = match values.by_scale() {
+        ByScale::Metric(depth) => {
             if args.align_depth.is_some() || args.values.scale.is_some() {
                 bail!(
                     "the depth is already in metres: --align-depth and --scale apply to disparity"
@@ -298,7 +299,7 @@ fn scene_from_values(
             }
             depth
         }
-        Prediction::Disparity(disparity) => {
+        ByScale::Relative(disparity) => {
             if !(0.0..1.0).contains(&args.values.sky_fraction) {
                 bail!(
                     "--sky-fraction must be in [0, 1), got {}",

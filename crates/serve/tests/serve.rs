@@ -358,14 +358,9 @@ fn written_by_depth_job(photo: &[u8], name: &str, format: Format) -> Vec<u8> {
         batches: Arc::default(),
         gate: Gate::default(),
     };
-    let report = job
-        .run(
-            &plan,
-            &loader.engine(EstimatorOptions::default()),
-            &todo,
-            &Silent,
-        )
-        .expect("runs");
+    let engine = loader.engine(EstimatorOptions::default());
+    let engine: &dyn DepthEngine = &engine;
+    let report = job.run(&plan, &engine, &todo, &Silent).expect("runs");
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let stem = Path::new(name).file_stem().expect("stem").to_string_lossy();
     std::fs::read(anydepth_pipeline::output::output_path(&out, &stem, format)).expect("written")

@@ -93,10 +93,8 @@ fn compare(name: &str, dir: &Path, predictions: &[Prediction]) -> f32 {
     assert!(range > 0.0, "{name}: flat reference");
     let mut worst = 0.0f32;
     for (i, prediction) in predictions.iter().enumerate() {
-        let (width, height, values) = match prediction {
-            Prediction::Disparity(d) => (d.width(), d.height(), d.data()),
-            Prediction::Metric(d) => (d.width(), d.height(), d.data()),
-        };
+        let (width, height, values) =
+            (prediction.width(), prediction.height(), prediction.values());
         assert_eq!((height as usize, width as usize), (shape[1], shape[2]));
         let diff = common::max_abs_diff(values, &expected[i * plane..(i + 1) * plane]) / range;
         assert!(

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use anydepth_core::colormap::Colormap;
-use anydepth_core::{DepthMap, Disparity, Intrinsics, Metres};
+use anydepth_core::{DepthMap, Disparity, Intrinsics};
 use anydepth_geometry::{PointCloud, TriangleMesh};
 use nalgebra::{Isometry3, Point3, Vector3};
 use rayon::prelude::*;
@@ -226,7 +226,7 @@ pub fn rgb_image(width: u32, height: u32, pixels: Cow<[[u8; 3]]>) -> Result<reru
 
 /// Metric depth as a `DepthImage` of f32 metres (`meter = 1`). Invalid values (NaN,
 /// infinite, zero or negative) become 0, which Rerun draws as no depth.
-pub fn depth_image(depth: &DepthMap<Metres>) -> rerun::DepthImage {
+pub fn depth_image<K: anydepth_core::ValueKind>(depth: &DepthMap<K>) -> rerun::DepthImage {
     let values = par_map(depth.data(), |&d| {
         [if d.is_finite() && d > 0.0 { d } else { 0.0 }]
     });
@@ -272,6 +272,7 @@ pub fn transform(world_from_camera: &Isometry3<f64>) -> rerun::Transform3D {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anydepth_core::Metres;
 
     #[test]
     fn radius_for_depth_is_half_a_pixel_at_the_mean_valid_depth() {

@@ -226,10 +226,14 @@ impl Recording {
         )?)
     }
 
-    /// Logs what a depth model returned: metres as depth, disparity colour-mapped.
+    /// Logs what a depth model returned: metres as depth, disparity colour-mapped, Depth
+    /// Anything 3's relative depth as depth in its own units.
     pub fn log_prediction(&self, prediction: &Prediction, colormap: Colormap) -> Result<()> {
         match prediction {
             Prediction::Metric(depth) => self.log_depth(depth),
+            Prediction::RelativeDepth(depth) => Ok(self
+                .stream
+                .log(paths::DEPTH, &convert::depth_image(depth))?),
             Prediction::Disparity(disparity) => self.log_disparity(disparity, colormap),
         }
     }
