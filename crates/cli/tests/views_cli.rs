@@ -491,3 +491,43 @@ fn depth_command_runs_depth_anything_3() {
         assert!(error <= TOLERANCE, "{name}: {error}");
     }
 }
+
+#[test]
+fn rerun_recording_holds_every_view() {
+    let Some((dir, case)) = reference("small_3view") else {
+        return;
+    };
+    use anydepth_viz::paths;
+    let photos = photos(&case);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rrd_path = tmp.path().join("views.rrd");
+    let weights = dir.join("da3-small");
+    let out = tmp.path().join("scene");
+    let mut args = vec!["views"];
+    args.extend(photos.iter().map(|p| s(p)));
+    args.extend([
+        "--weights",
+        s(&weights),
+        "--out",
+        s(&out),
+        "--device",
+        "cpu",
+    ]);
+    args.extend(["--save", s(&rrd_path)]);
+    assert_ok(&anydepth(&args));
+    let rrd = anydepth_viz::rrd::Rrd::read(&rrd_path).expect("a recording");
+    for (entity, component) in [
+        (paths::CAMERA, "Transform3D:translation"),
+        (paths::IMAGE, "Pinhole:image_from_camera"),
+        (paths::RGB, "Image:buffer"),
+        (paths::DEPTH, "DepthImage:buffer"),
+        (paths::CLOUD, "Points3D:positions"),
+    ] {
+        assert_eq!(rrd.row_count(entity, component), 3, "{entity} {component}");
+    }
+    assert_eq!(
+        rrd.times(paths::DEPTH, paths::FRAME_TIMELINE),
+        vec![0, 1, 2]
+    );
+    assert!(rrd.instance_count(paths::CLOUD, "Points3D:positions") > 1000);
+}

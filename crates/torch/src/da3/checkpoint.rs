@@ -190,60 +190,63 @@ fn official_names(raw: Vec<(String, Tensor)>, path: &Path) -> Result<BTreeMap<St
 /// Refuses a model the machine cannot hold: the file is read into host memory, then the
 /// network is built in fp32 on `device` (and cast to `precision` afterwards).
 fn check_memory(model: Da3Model, file_bytes: u64, device: Device) -> Result<()> {
-    let fp32_bytes = model.approximate_parameters() * 4;
-    let (needed, available, place) = match device {
+    // The file is read into host memory first, on every device.
+    let host_available = available_host_memory();
+    match device {
         Device::Cuda(index) => {
-            // Built in fp32, then cast: the peak is the fp32 network.
-            let gpu_bytes = fp32_bytes;
+            if let Some(available) = host_available {
+                refuse_if_short(
+                    model,
+                    file_bytes + MEMORY_MARGIN_BYTES / 2,
+                    available,
+                    "this machine",
+                )?;
+            }
             let total = crate::cuda::report()
                 .gpus
                 .iter()
                 .find(|g| g.index as usize == index)
                 .map(|g| g.memory_bytes);
-            let Some(total) = total else {
-                return check_host(model, file_bytes);
-            };
-            check_host(model, file_bytes)?;
-            (
-                gpu_bytes + MEMORY_MARGIN_BYTES,
-                total,
-                format!("GPU {index}"),
-            )
+            match total {
+                // Built in fp32, then cast: the peak is the fp32 network.
+                Some(total) => refuse_if_short(
+                    model,
+                    fp32_bytes(model) + MEMORY_MARGIN_BYTES,
+                    total,
+                    &format!("GPU {index}"),
+                ),
+                None => Ok(()),
+            }
         }
-        _ => (
-            file_bytes + fp32_bytes + MEMORY_MARGIN_BYTES,
-            match available_host_memory() {
-                Some(bytes) => bytes,
-                None => return Ok(()),
-            },
-            "this machine".to_string(),
-        ),
-    };
-    if needed > available {
-        return Err(Error::Invalid(format!(
-            "{model} needs about {:.1} GiB of memory to load and run, but {place} has {:.1} GiB \
-             available; use a smaller model (da3-small, da3-base) or a machine with more memory",
-            needed as f64 / f64::from(1u32 << 30),
-            available as f64 / f64::from(1u32 << 30),
-        )));
+        _ => match host_available {
+            Some(available) => refuse_if_short(
+                model,
+                file_bytes + fp32_bytes(model) + MEMORY_MARGIN_BYTES,
+                available,
+                "this machine",
+            ),
+            None => Ok(()),
+        },
     }
-    Ok(())
 }
 
-/// The host side of loading onto a GPU: the file is read into host memory first.
-fn check_host(model: Da3Model, file_bytes: u64) -> Result<()> {
-    let Some(available) = available_host_memory() else {
+/// The network's weights in fp32, in bytes.
+fn fp32_bytes(model: Da3Model) -> u64 {
+    model.approximate_parameters() * 4
+}
+
+/// Refuses when `needed` bytes exceed what `place` has `available`.
+fn refuse_if_short(model: Da3Model, needed: u64, available: u64, place: &str) -> Result<()> {
+    if needed <= available {
         return Ok(());
-    };
-    let needed = file_bytes + MEMORY_MARGIN_BYTES / 2;
-    if needed > available {
-        return Err(Error::Invalid(format!(
-            "{model}'s weights take {:.1} GiB to read, but this machine has {:.1} GiB available",
-            file_bytes as f64 / f64::from(1u32 << 30),
-            available as f64 / f64::from(1u32 << 30),
-        )));
     }
-    Ok(())
+    let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
+    Err(Error::Invalid(format!(
+        "{model} needs about {:.1} GiB of memory to load and run, but {place} has {:.1} GiB \
+         available; use a smaller model (da3-small, da3-base) or a machine with more memory",
+        gib(needed),
+        gib(available),
+    )))
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes (`None` where there is no such file).
@@ -282,6 +285,19 @@ mod tests {
             ),
         ];
         assert!(official_names(raw, Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn giant_is_refused_where_memory_is_short() {
+        // Giant's fp32 weights alone are 4.6 GB.
+        let needed = 4_600_000_000 + fp32_bytes(Da3Model::Giant) + MEMORY_MARGIN_BYTES;
+        let err = refuse_if_short(Da3Model::Giant, needed, 8 << 30, "this machine")
+            .expect_err("8 GiB is too little");
+        assert!(
+            err.to_string().contains("da3-giant needs about 10.6 GiB"),
+            "{err}"
+        );
+        assert!(refuse_if_short(Da3Model::Giant, needed, 32 << 30, "this machine").is_ok());
     }
 
     #[test]
