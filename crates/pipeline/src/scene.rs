@@ -7,10 +7,12 @@ use anydepth_core::camera::Intrinsics;
 use anydepth_core::depth_io::read_depth_values;
 use anydepth_core::{load_image, load_rgb8, ByScale, DepthMap, Disparity, Metres, Prediction};
 use anydepth_geometry::align::{self, Affine, PixelDepth, Sampling};
+use anydepth_model::da3::{checkpoint_model, DEFAULT_PROCESS_RES};
 use anydepth_model::EngineLoader;
 
+use crate::depth::{Da3Photos, PhotoDepth};
 use crate::error::{bail, Context, Result};
-use crate::model::ModelRequest;
+use crate::model::{Da3ModelRequest, ModelRequest};
 use crate::{Downloads, Notes};
 
 /// The camera of a view, as asked for: intrinsics, or a field of view; else the photo's
@@ -241,8 +243,32 @@ fn load(
                 bail!("--color goes with --depth; a photo gives its own colours");
             }
             let image = load_image(photo)?;
-            let (estimator, _) = args.model.load(loader, None, 1, downloads)?;
-            let prediction = estimator.predict(&image)?;
+            let prediction = match args.model.weights.as_deref().and_then(checkpoint_model) {
+                // Depth Anything 3: metres from the metric model (with this photo's
+                // camera), relative depth from the others.
+                Some(model) => {
+                    let engine = Da3ModelRequest {
+                        weights: args.model.weights.clone(),
+                        model: Some(model),
+                        device: args.model.device,
+                        precision: args.model.precision,
+                    }
+                    .load(loader, downloads)?;
+                    let photos = Da3Photos {
+                        engine: engine.as_ref(),
+                        process_res: DEFAULT_PROCESS_RES,
+                        camera: args.camera.clone(),
+                        notes,
+                    };
+                    let mut predictions =
+                        photos.predict_photos(&[photo], std::slice::from_ref(&image))?;
+                    predictions.pop().context("no prediction returned")?
+                }
+                None => {
+                    let (estimator, _) = args.model.load(loader, None, 1, downloads)?;
+                    estimator.predict(&image)?
+                }
+            };
             (prediction, Some(image.to_rgb8()), Some(photo.clone()))
         }
         (None, Some(depth)) => {
@@ -409,8 +435,10 @@ fn fit_affine(args: &SceneRequest, disparity: &DepthMap<Disparity>) -> Result<Af
     }
     let Some(path) = &args.align_depth else {
         bail!(
-            "relative depth is disparity, not metres: pass --metric indoor|outdoor (a metric \
-             model), --align-depth FILE (metric depth to fit to) or --scale S --shift T"
+            "relative depth has no scale (disparity, or Depth Anything 3's depth up to scale, \
+             fitted as its reciprocal): pass --metric indoor|outdoor or Depth Anything 3 \
+             Metric-L weights (a metric model), --align-depth FILE (metric depth to fit to) \
+             or --scale S --shift T (1/metres = S * disparity + T)"
         );
     };
     let scale = args
