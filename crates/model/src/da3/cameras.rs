@@ -193,6 +193,103 @@ pub fn umeyama_sim3(from: &[Vector3<f64>], to: &[Vector3<f64>]) -> Option<Sim3> 
     })
 }
 
+/// Views from which the official code aligns given poses with RANSAC.
+pub const RANSAC_MIN_VIEWS: usize = 10;
+
+/// The Sim(3) taking the given camera centres `from` onto the predicted ones `to`, as the
+/// official code computes it: Umeyama on all cameras below [`RANSAC_MIN_VIEWS`]; from there
+/// on, its RANSAC: 10 draws of half the cameras (at least 3), inliers within the median
+/// distance from each camera (aligned on all) to its nearest predicted one, the best draw
+/// by inlier count then mean error, refitted on its inliers. The draws come from a fixed
+/// seed, but not numpy's generator, so they differ from the official ones.
+pub fn align_given_cameras(from: &[Vector3<f64>], to: &[Vector3<f64>]) -> Option<Sim3> {
+    let all = umeyama_sim3(from, to)?;
+    let n = from.len();
+    if n < RANSAC_MIN_VIEWS {
+        return Some(all);
+    }
+    let apply = |sim: &Sim3, x: &Vector3<f64>| sim.scale * (sim.rotation * x) + sim.translation;
+    let mut nearest: Vec<f64> = from
+        .iter()
+        .map(|x| {
+            let p = apply(&all, x);
+            to.iter()
+                .map(|y| (y - p).norm())
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    nearest.sort_by(f64::total_cmp);
+    let threshold = if n % 2 == 1 {
+        nearest[n / 2]
+    } else {
+        (nearest[n / 2 - 1] + nearest[n / 2]) / 2.0
+    };
+    let sample_size = ((n + 1) / 2).max(3);
+    let mut state: u64 = 42;
+    let mut next = move || {
+        // SplitMix64.
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut best: Option<(usize, f64, Vec<bool>)> = None;
+    for _ in 0..10 {
+        // A partial Fisher-Yates shuffle: `sample_size` distinct cameras.
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in 0..sample_size {
+            let j = i + (next() % (n - i) as u64) as usize;
+            order.swap(i, j);
+        }
+        let sample = &order[..sample_size];
+        let pick = |points: &[Vector3<f64>]| -> Vec<Vector3<f64>> {
+            sample.iter().map(|&i| points[i]).collect()
+        };
+        let Some(sim) = umeyama_sim3(&pick(from), &pick(to)) else {
+            continue;
+        };
+        let errors: Vec<f64> = from
+            .iter()
+            .zip(to)
+            .map(|(x, y)| (apply(&sim, x) - y).norm())
+            .collect();
+        let inliers: Vec<bool> = errors.iter().map(|&e| e <= threshold).collect();
+        let count = inliers.iter().filter(|&&i| i).count();
+        let mean = if count > 0 {
+            errors
+                .iter()
+                .zip(&inliers)
+                .filter(|(_, &i)| i)
+                .map(|(e, _)| e)
+                .sum::<f64>()
+                / count as f64
+        } else {
+            f64::INFINITY
+        };
+        let better = best
+            .as_ref()
+            .is_none_or(|(c, m, _)| count > *c || (count == *c && mean < *m));
+        if better {
+            best = Some((count, mean, inliers));
+        }
+    }
+    match best {
+        Some((count, _, inliers)) if count >= 3 => {
+            let keep = |points: &[Vector3<f64>]| -> Vec<Vector3<f64>> {
+                points
+                    .iter()
+                    .zip(&inliers)
+                    .filter(|(_, &i)| i)
+                    .map(|(p, _)| *p)
+                    .collect()
+            };
+            umeyama_sim3(&keep(from), &keep(to)).or(Some(all))
+        }
+        _ => Some(all),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +374,28 @@ mod tests {
         assert!((sim.rotation - rotation).abs().max() < 1e-12);
         assert!((sim.translation - translation).norm() < 1e-12);
         assert!(umeyama_sim3(&from[..1], &to[..1]).is_none());
+    }
+
+    #[test]
+    fn ransac_ignores_a_camera_far_off() {
+        let rotation = *Rotation3::from_euler_angles(0.1, 0.2, -0.3).matrix();
+        let from: Vec<Vector3<f64>> = (0..12)
+            .map(|i| {
+                let t = f64::from(i);
+                Vector3::new(t.cos(), 0.3 * t, t.sin())
+            })
+            .collect();
+        let mut to: Vec<Vector3<f64>> = from.iter().map(|x| 1.7 * rotation * x).collect();
+        to[5] += Vector3::new(5.0, -3.0, 2.0);
+        let plain = umeyama_sim3(&from, &to).expect("fits");
+        let robust = align_given_cameras(&from, &to).expect("fits");
+        assert!(
+            (plain.scale - 1.7).abs() > 1e-3,
+            "the outlier moves the plain fit"
+        );
+        assert!((robust.scale - 1.7).abs() < 1e-9, "{}", robust.scale);
+        // Fewer than 10 cameras: Umeyama on all, as the official code.
+        let few = align_given_cameras(&from[..6], &to[..6]).expect("fits");
+        assert_eq!(few, umeyama_sim3(&from[..6], &to[..6]).expect("fits"));
     }
 }

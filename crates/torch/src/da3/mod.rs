@@ -21,7 +21,7 @@ use nalgebra::{Matrix3, Matrix4, Vector3};
 use tch::{nn, Device, Kind, Tensor};
 
 use anydepth_model::da3::cameras::{
-    camera_from_encoding, encode_camera, normalise_given_poses, umeyama_sim3,
+    align_given_cameras, camera_from_encoding, encode_camera, normalise_given_poses,
 };
 use anydepth_model::da3::{
     Da3Camera, Da3Config, Da3Engine, Da3Model, Da3View, GivenCamera, Placement, RefViewStrategy,
@@ -316,7 +316,8 @@ pub fn fill_sky(depth: &mut [f32], sky: &[f32]) {
 
 /// Replaces the predicted cameras with the given ones and brings depth to their scale:
 /// the Sim(3) that takes the given camera centres onto the predicted ones (Umeyama, with
-/// scale) has scale `s`; depth is divided by it. Returns `s`.
+/// scale; RANSAC from 10 views, as the official code) has scale `s`; depth is divided by
+/// it. Returns `s`.
 fn adopt_given_cameras(views: &mut [Da3View], given: &GivenCameras) -> Result<f64> {
     let centre = |m: &Matrix4<f64>| Vector3::new(m[(0, 3)], m[(1, 3)], m[(2, 3)]);
     let predicted: Vec<Vector3<f64>> = views
@@ -328,7 +329,7 @@ fn adopt_given_cameras(views: &mut [Da3View], given: &GivenCameras) -> Result<f6
     let scale = if views.len() < 2 {
         1.0
     } else {
-        umeyama_sim3(&given_centres, &predicted)
+        align_given_cameras(&given_centres, &predicted)
             .map(|sim| sim.scale)
             .filter(|s| s.is_finite() && *s > 0.0)
             .ok_or_else(|| {
