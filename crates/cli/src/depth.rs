@@ -183,12 +183,8 @@ pub fn run(args: DepthArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     };
     let report = match da3 {
         Some(model) => {
-            let request = Da3ModelRequest {
-                weights: args.model.weights.clone(),
-                model: Some(model),
-                device: args.model.device,
-                precision: args.model.precision,
-            };
+            anydepth_model::da3::check_process_res(args.process_res)?;
+            let request = Da3ModelRequest::from_weights(&args.model, model);
             let engine = request.load(loader, &mut progress)?;
             drop(download);
             let notes = |message: &str| bar.println(message);

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use anydepth_core::depth::{DepthMap, Metres};
-use anydepth_geometry::PointCloud;
 use anydepth_model::EngineLoader;
-use anydepth_pipeline::views::{ViewsObserver, ViewsRequest, ViewsResult};
+use anydepth_pipeline::views::{view_points, ViewsObserver, ViewsRequest, ViewsResult};
 use anydepth_pipeline::BoxError;
 use anydepth_viz::{PointRadius, Recording};
 use anyhow::Result;
@@ -77,7 +76,7 @@ impl ViewsObserver for Observer<'_> {
             let depth =
                 DepthMap::<Metres>::new(view.image.width, view.image.height, view.depth.clone())?;
             recording.log_depth(&depth)?;
-            let cloud = view_cloud(view, result.conf_threshold);
+            let cloud = view_points(result, index);
             if let (false, Some(camera)) = (cloud.is_empty(), &view.camera) {
                 let radius = PointRadius::for_depth(&view.depth, camera.intrinsics.fx);
                 recording.log_cloud(anydepth_viz::paths::CLOUD, &cloud, radius)?;
@@ -85,39 +84,6 @@ impl ViewsObserver for Observer<'_> {
         }
         Ok(())
     }
-}
-
-/// One view's confident pixels in the world, coloured.
-fn view_cloud(view: &anydepth_pipeline::views::PhotoView, threshold: Option<f32>) -> PointCloud {
-    let mut cloud = PointCloud {
-        points: Vec::new(),
-        colors: Some(Vec::new()),
-        normals: None,
-    };
-    let Some(camera) = &view.camera else {
-        return cloud;
-    };
-    let k = &camera.intrinsics;
-    let width = view.image.width as usize;
-    for (i, &z) in view.depth.iter().enumerate() {
-        let confident = match (&view.confidence, threshold) {
-            (Some(conf), Some(t)) => conf[i] >= t,
-            _ => true,
-        };
-        if !confident || !z.is_finite() || z <= 0.0 {
-            continue;
-        }
-        let (u, v) = ((i % width) as f64, (i / width) as f64);
-        let world = camera.world_from_camera * k.unproject(u, v, f64::from(z));
-        cloud.points.push(world.cast::<f32>());
-        if let Some(colors) = &mut cloud.colors {
-            let o = i * 3;
-            colors.push(
-                [0, 1, 2].map(|c| (view.image.data[o + c] * 255.0).round().clamp(0.0, 255.0) as u8),
-            );
-        }
-    }
-    cloud
 }
 
 /// Runs `anydepth views`.

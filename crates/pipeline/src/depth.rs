@@ -125,7 +125,8 @@ impl PhotoDepth for Da3Photos<'_> {
                     placement,
                     image.width,
                     image.height,
-                );
+                )
+                .map_err(|e| anydepth_model::Error::Invalid(chain_text(&e)))?;
                 let invalid =
                     |e: anydepth_core::Error| anydepth_model::Error::Invalid(e.to_string());
                 Ok(if metric {

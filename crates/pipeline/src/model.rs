@@ -256,6 +256,27 @@ pub struct Da3ModelRequest {
 }
 
 impl Da3ModelRequest {
+    /// The Depth Anything 3 request of a [`ModelRequest`] whose weights hold `model`
+    /// (`depth`, `cloud`, `mesh` and `fuse` take Depth Anything 3 weights by `--weights`).
+    pub fn from_weights(request: &ModelRequest, model: Da3Model) -> Self {
+        Self {
+            weights: request.weights.clone(),
+            model: Some(model),
+            device: request.device,
+            precision: request.precision,
+        }
+    }
+
+    /// The model that will load, as far as the request tells without reading tensors:
+    /// `--model`, else what `config.json` names, else da3-small for a download.
+    pub fn expected_model(&self) -> Option<Da3Model> {
+        match (&self.model, &self.weights) {
+            (Some(model), _) => Some(*model),
+            (None, Some(weights)) => anydepth_model::da3::checkpoint_model(weights),
+            (None, None) => Some(Da3Model::Small),
+        }
+    }
+
     /// Resolves the weights (given, or the released model from the hub cache, downloaded
     /// once; `progress` hears `(file name, done, total)` bytes) and loads them with
     /// `loader`.

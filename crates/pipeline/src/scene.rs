@@ -247,13 +247,8 @@ fn load(
                 // Depth Anything 3: metres from the metric model (with this photo's
                 // camera), relative depth from the others.
                 Some(model) => {
-                    let engine = Da3ModelRequest {
-                        weights: args.model.weights.clone(),
-                        model: Some(model),
-                        device: args.model.device,
-                        precision: args.model.precision,
-                    }
-                    .load(loader, downloads)?;
+                    let engine = Da3ModelRequest::from_weights(&args.model, model)
+                        .load(loader, downloads)?;
                     let photos = Da3Photos {
                         engine: engine.as_ref(),
                         process_res: DEFAULT_PROCESS_RES,

@@ -23,7 +23,8 @@ use anydepth_core::pose::{
 use anydepth_core::{load_image, RgbImage};
 use anydepth_geometry::PointCloud;
 use anydepth_model::da3::{
-    Da3Engine, Da3View, GivenCamera, Placement, RefViewStrategy, ViewsInput, ViewsOutput,
+    check_conf_threshold, check_process_res, default_confidence_threshold, Da3Engine, Da3Model,
+    Da3View, GivenCamera, Placement, RefViewStrategy, ViewsInput, ViewsOutput,
 };
 use anydepth_model::EngineLoader;
 use nalgebra::{Isometry3, Matrix4, Point3};
@@ -47,10 +48,6 @@ pub enum ViewsFormat {
     /// `points.ply`: the points, coloured (binary PLY).
     Ply,
 }
-
-/// The official GLB and COLMAP exports keep the pixels above this percentile of the
-/// confidence over all views.
-pub const DEFAULT_CONF_PERCENTILE: f64 = 40.0;
 
 /// What a views job is asked to do.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,7 +97,8 @@ pub struct ViewsRequest {
     pub ref_view: RefViewStrategy,
 
     /// Points (--formats) keep pixels with at least this confidence (>= 1) [default: the
-    /// 40th percentile over all views, as the official exports].
+    /// 40th percentile over all views, at least 1.05 and at most the 90th percentile, as
+    /// the official GLB export].
     #[cfg_attr(feature = "clap", arg(long, value_name = "C"))]
     pub conf_threshold: Option<f32>,
 
@@ -183,11 +181,18 @@ impl ViewsRequest {
         observer: &dyn ViewsObserver,
     ) -> Result<ViewsResult> {
         let photos = sources::expand_images(&self.photos)?.files;
-        if photos.is_empty() {
-            bail!("no photos found in the paths given");
-        }
         self.check_options()?;
-        let planned = self.planned_outputs(&photos);
+        let any_view = self
+            .model
+            .expected_model()
+            .is_none_or(Da3Model::is_any_view);
+        if !any_view && !self.formats.is_empty() {
+            bail!(
+                "--formats writes points at the cameras, which monocular models do not give: \
+                 use an any-view model (da3-small, da3-base, da3-large, da3-giant)"
+            );
+        }
+        let planned = self.planned_outputs(&photos, any_view);
         for path in &planned {
             if path.exists() && !self.force {
                 bail!(
@@ -243,7 +248,7 @@ impl ViewsRequest {
             cameras: given.as_deref(),
             intrinsics: intrinsics.as_deref(),
         })?;
-        let mut result = to_photos(photos, images, output);
+        let mut result = to_photos(photos, images, output)?;
         result.conf_threshold = confidence_threshold(&result, self.conf_threshold);
         observer.result(&result).map_err(crate::Error::Observer)?;
         observer.stage("writing");
@@ -254,16 +259,9 @@ impl ViewsRequest {
     }
 
     fn check_options(&self) -> Result<()> {
-        if !(14..=4096).contains(&self.process_res) {
-            bail!(
-                "--process-res must be between 14 and 4096, got {}",
-                self.process_res
-            );
-        }
+        check_process_res(self.process_res)?;
         if let Some(c) = self.conf_threshold {
-            if c.is_nan() || c < 1.0 {
-                bail!("--conf-threshold must be at least 1 (confidence starts at 1), got {c}");
-            }
+            check_conf_threshold(c)?;
         }
         if self.out.is_file() {
             bail!(
@@ -275,14 +273,18 @@ impl ViewsRequest {
     }
 
     /// Every file the job may write (checked before anything runs).
-    fn planned_outputs(&self, photos: &[PathBuf]) -> Vec<PathBuf> {
+    fn planned_outputs(&self, photos: &[PathBuf], any_view: bool) -> Vec<PathBuf> {
         let mut paths = Vec::new();
         for photo in photos {
             let stem = sources::stem(photo);
             paths.push(self.out.join(format!("{stem}.depth.npy")));
-            paths.push(self.out.join(format!("{stem}.conf.npy")));
+            if any_view {
+                paths.push(self.out.join(format!("{stem}.conf.npy")));
+            }
         }
-        paths.push(self.out.join("cameras.json"));
+        if any_view {
+            paths.push(self.out.join("cameras.json"));
+        }
         for format in &self.formats {
             match format {
                 ViewsFormat::Glb => paths.push(self.out.join("scene.glb")),
@@ -472,33 +474,20 @@ fn file_name(path: &Path) -> String {
     )
 }
 
-/// The confidence threshold of the points: `explicit`, else the 40th percentile of every
-/// view's confidence (none without confidence).
+/// The confidence threshold of the points: `explicit`, else the official GLB export's
+/// default over every view's confidence (none without confidence).
 pub(crate) fn confidence_threshold(result: &ViewsResult, explicit: Option<f32>) -> Option<f32> {
     if explicit.is_some() {
         return explicit;
     }
-    let mut all: Vec<f32> = result
+    let all: Vec<f32> = result
         .views
         .iter()
         .filter_map(|v| v.network.confidence.as_deref())
         .flatten()
         .copied()
         .collect();
-    if all.is_empty() {
-        return None;
-    }
-    all.sort_by(f32::total_cmp);
-    Some(percentile(&all, DEFAULT_CONF_PERCENTILE))
-}
-
-/// Linear-interpolated percentile of sorted values (as `numpy.percentile`).
-fn percentile(sorted: &[f32], p: f64) -> f32 {
-    let position = p / 100.0 * (sorted.len() - 1) as f64;
-    let below = position.floor() as usize;
-    let above = (below + 1).min(sorted.len() - 1);
-    let weight = (position - below as f64) as f32;
-    sorted[below] + (sorted[above] - sorted[below]) * weight
+    default_confidence_threshold(&all)
 }
 
 fn write_npy(path: &Path, force: bool, values: &[f32], width: usize, height: usize) -> Result<()> {
@@ -508,11 +497,14 @@ fn write_npy(path: &Path, force: bool, values: &[f32], width: usize, height: usi
 }
 
 /// The engine's views brought to each photo's resolution.
+///
+/// # Errors
+/// When a predicted camera is not finite, or the engine's maps do not have their sizes.
 pub(crate) fn to_photos(
     photos: Vec<PathBuf>,
     images: Vec<RgbImage>,
     output: ViewsOutput,
-) -> ViewsResult {
+) -> Result<ViewsResult> {
     let views = photos
         .into_iter()
         .zip(images)
@@ -528,27 +520,16 @@ pub(crate) fn to_photos(
                     image.height,
                 )
             };
-            let depth = resize(&network.depth);
-            let confidence = network.confidence.as_deref().map(resize);
-            let camera = network.camera.and_then(|c| {
-                let k = placement.to_photo(&c.k);
-                let intrinsics = Intrinsics::new(
-                    k[0][0],
-                    k[1][1],
-                    k[0][2],
-                    k[1][2],
-                    image.width,
-                    image.height,
-                )
-                .ok()?;
-                let m = Matrix4::from_fn(|i, j| c.world_from_camera[i][j]);
-                let world_from_camera = rigid(&m)?;
-                Some(ViewCamera {
-                    intrinsics,
-                    world_from_camera,
-                })
-            });
-            PhotoView {
+            let depth = resize(&network.depth)?;
+            let confidence = network.confidence.as_deref().map(resize).transpose()?;
+            let camera = match &network.camera {
+                Some(c) => Some(
+                    photo_camera(c, &placement, image.width, image.height)
+                        .with_context(|| format!("the camera of {}", path.display()))?,
+                ),
+                None => None,
+            };
+            Ok(PhotoView {
                 path,
                 image,
                 depth,
@@ -556,35 +537,53 @@ pub(crate) fn to_photos(
                 camera,
                 network,
                 placement,
-            }
+            })
         })
-        .collect();
-    ViewsResult {
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ViewsResult {
         views,
         reference_view: output.reference_view,
         given_scale: output.given_scale,
         conf_threshold: None,
         written: Vec::new(),
-    }
+    })
 }
 
-/// The rigid transform of a 4x4 matrix whose rotation may be slightly off (a predicted
-/// quaternion's matrix): the rotation re-orthonormalised.
-fn rigid(m: &Matrix4<f64>) -> Option<Isometry3<f64>> {
-    let r = nalgebra::Rotation3::from_matrix(&m.fixed_view::<3, 3>(0, 0).into_owned());
-    let t = nalgebra::Translation3::new(m[(0, 3)], m[(1, 3)], m[(2, 3)]);
-    let iso = Isometry3::from_parts(t, nalgebra::UnitQuaternion::from_rotation_matrix(&r));
-    iso.translation
-        .vector
-        .iter()
-        .all(|v| v.is_finite())
-        .then_some(iso)
+/// A network camera at the photo's resolution: the intrinsics through the placement, the
+/// pose's rotation made exactly orthonormal (a predicted quaternion's matrix is, to
+/// rounding).
+fn photo_camera(
+    camera: &anydepth_model::da3::Da3Camera,
+    placement: &Placement,
+    width: u32,
+    height: u32,
+) -> Result<ViewCamera> {
+    let k = placement.to_photo(&camera.k);
+    let intrinsics = Intrinsics::new(k[0][0], k[1][1], k[0][2], k[1][2], width, height)?;
+    let m = Matrix4::from_fn(|i, j| camera.world_from_camera[i][j]);
+    if !m.iter().all(|v| v.is_finite()) {
+        bail!("the network predicted a camera pose that is not finite");
+    }
+    let rotation = nalgebra::UnitQuaternion::from_matrix_eps(
+        &m.fixed_view::<3, 3>(0, 0).into_owned(),
+        1e-12,
+        100,
+        nalgebra::UnitQuaternion::identity(),
+    );
+    let translation = nalgebra::Translation3::new(m[(0, 3)], m[(1, 3)], m[(2, 3)]);
+    Ok(ViewCamera {
+        intrinsics,
+        world_from_camera: Isometry3::from_parts(translation, rotation),
+    })
 }
 
 /// Bilinear resampling of a network map (`net_w x net_h`) onto the photo's pixels, at
 /// half-pixel centres as `F.interpolate(..., align_corners=False)`, through the placement
 /// (the network input is the photo scaled then centre-cropped); photo pixels outside the
 /// network input are NaN.
+///
+/// # Errors
+/// When `values` does not hold `net_w * net_h` values or a size is zero.
 pub fn resize_to_photo(
     values: &[f32],
     net_w: u32,
@@ -592,7 +591,14 @@ pub fn resize_to_photo(
     placement: &Placement,
     photo_w: u32,
     photo_h: u32,
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
+    if net_w == 0 || net_h == 0 || values.len() != net_w as usize * net_h as usize {
+        bail!(
+            "a {net_w}x{net_h} map needs {} values, got {}",
+            net_w as usize * net_h as usize,
+            values.len()
+        );
+    }
     let axis =
         |photo_len: u32, scale: f64, crop: u32, net_len: u32| -> Vec<Option<(usize, usize, f32)>> {
             (0..photo_len)
@@ -627,7 +633,7 @@ pub fn resize_to_photo(
             out.push(value);
         }
     }
-    out
+    Ok(out)
 }
 
 /// The scene's points: confident pixels of every view, in the world.
@@ -647,66 +653,84 @@ impl ScenePoints {
     }
 }
 
-/// Unprojects every network pixel whose confidence reaches the threshold (all pixels
-/// without confidence, except the monocular models' sky) with its camera, coloured from
-/// the photo.
+/// Unprojects every network pixel whose confidence reaches the threshold with its
+/// camera, coloured from the photo (any-view models: monocular ones give no cameras).
 fn scene_points(result: &ViewsResult) -> ScenePoints {
     let mut points = ScenePoints {
         points: Vec::new(),
         colors: Vec::new(),
         colmap: Vec::new(),
     };
-    for (index, view) in result.views.iter().enumerate() {
-        let Some(camera) = &view.camera else {
-            continue;
-        };
-        let net = &view.network;
-        let Some(net_camera) = &net.camera else {
-            continue;
-        };
-        // The network's intrinsics in the OpenCV convention at its own resolution.
-        let k = &net_camera.k;
-        let (fx, fy, cx, cy) = (k[0][0], k[1][1], k[0][2] - 0.5, k[1][2] - 0.5);
-        let pose = camera.world_from_camera;
-        let image = &view.image;
-        for y in 0..net.height as usize {
-            for x in 0..net.width as usize {
-                let i = y * net.width as usize + x;
-                let keep = match (&net.confidence, result.conf_threshold) {
-                    (Some(conf), Some(threshold)) => conf[i] >= threshold,
-                    _ => net.sky.as_ref().is_none_or(|sky| sky[i] < 0.3),
-                };
-                let z = f64::from(net.depth[i]);
-                if !keep || !z.is_finite() || z <= 0.0 {
-                    continue;
-                }
-                let in_camera = Point3::new((x as f64 - cx) / fx * z, (y as f64 - cy) / fy * z, z);
-                let world = pose * in_camera;
-                let px = (x as f64 + f64::from(view.placement.crop_left) + 0.5)
-                    / view.placement.scale_x
-                    - 0.5;
-                let py = (y as f64 + f64::from(view.placement.crop_top) + 0.5)
-                    / view.placement.scale_y
-                    - 0.5;
-                let (u, v) = (
-                    (px.round().max(0.0) as u32).min(image.width - 1),
-                    (py.round().max(0.0) as u32).min(image.height - 1),
-                );
-                let o = (v as usize * image.width as usize + u as usize) * 3;
-                let color =
-                    [0, 1, 2].map(|c| (image.data[o + c] * 255.0).round().clamp(0.0, 255.0) as u8);
-                points.points.push(world.cast::<f32>());
-                points.colors.push(color);
-                points.colmap.push(ColmapPoint {
-                    position: world,
-                    color,
-                    image: index,
-                    pixel: (px, py),
-                });
-            }
-        }
+    for index in 0..result.views.len() {
+        add_view_points(result, index, &mut points);
     }
     points
+}
+
+/// The points of view `index` alone, as the scene's points hold them (what the Rerun
+/// recording shows per view).
+pub fn view_points(result: &ViewsResult, index: usize) -> PointCloud {
+    let mut points = ScenePoints {
+        points: Vec::new(),
+        colors: Vec::new(),
+        colmap: Vec::new(),
+    };
+    add_view_points(result, index, &mut points);
+    PointCloud {
+        points: points.points,
+        colors: Some(points.colors),
+        normals: None,
+    }
+}
+
+fn add_view_points(result: &ViewsResult, index: usize, points: &mut ScenePoints) {
+    let Some(view) = result.views.get(index) else {
+        return;
+    };
+    let (Some(camera), Some(net_camera)) = (&view.camera, &view.network.camera) else {
+        return;
+    };
+    let net = &view.network;
+    // The network's intrinsics in the OpenCV convention at its own resolution.
+    let k = &net_camera.k;
+    let (fx, fy, cx, cy) = (k[0][0], k[1][1], k[0][2] - 0.5, k[1][2] - 0.5);
+    let pose = camera.world_from_camera;
+    let image = &view.image;
+    for y in 0..net.height as usize {
+        for x in 0..net.width as usize {
+            let i = y * net.width as usize + x;
+            let keep = match (&net.confidence, result.conf_threshold) {
+                (Some(conf), Some(threshold)) => conf[i] >= threshold,
+                _ => true,
+            };
+            let z = f64::from(net.depth[i]);
+            if !keep || !z.is_finite() || z <= 0.0 {
+                continue;
+            }
+            let in_camera = Point3::new((x as f64 - cx) / fx * z, (y as f64 - cy) / fy * z, z);
+            let world = pose * in_camera;
+            let px = (x as f64 + f64::from(view.placement.crop_left) + 0.5)
+                / view.placement.scale_x
+                - 0.5;
+            let py = (y as f64 + f64::from(view.placement.crop_top) + 0.5) / view.placement.scale_y
+                - 0.5;
+            let (u, v) = (
+                (px.round().max(0.0) as u32).min(image.width - 1),
+                (py.round().max(0.0) as u32).min(image.height - 1),
+            );
+            let o = (v as usize * image.width as usize + u as usize) * 3;
+            let color =
+                [0, 1, 2].map(|c| (image.data[o + c] * 255.0).round().clamp(0.0, 255.0) as u8);
+            points.points.push(world.cast::<f32>());
+            points.colors.push(color);
+            points.colmap.push(ColmapPoint {
+                position: world,
+                color,
+                image: index,
+                pixel: (px, py),
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -722,7 +746,7 @@ mod tests {
             crop_left: 0,
             crop_top: 0,
         };
-        let out = resize_to_photo(&[0.0, 4.0], 2, 1, &placement, 4, 1);
+        let out = resize_to_photo(&[0.0, 4.0], 2, 1, &placement, 4, 1).expect("2 values");
         assert_eq!(out, vec![0.0, 1.0, 3.0, 4.0]);
     }
 
@@ -735,13 +759,8 @@ mod tests {
             crop_left: 1,
             crop_top: 0,
         };
-        let out = resize_to_photo(&[1.0, 2.0, 3.0, 4.0], 4, 1, &placement, 6, 1);
+        let out = resize_to_photo(&[1.0, 2.0, 3.0, 4.0], 4, 1, &placement, 6, 1).expect("4 values");
         assert!(out[0].is_nan() && out[5].is_nan());
         assert_eq!(&out[1..5], &[1.0, 2.0, 3.0, 4.0]);
-    }
-
-    #[test]
-    fn percentiles_interpolate() {
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0, 5.0], 40.0), 2.6);
     }
 }

@@ -342,18 +342,19 @@ impl DepthEstimator {
             lap(&mut clock, |t| &mut t.resize_back);
             predictions
         }));
-        match outcome {
-            Ok(result) => result,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown error".into());
-                Err(Error::Invalid(format!("inference failed: {message}")))
-            }
-        }
+        outcome.unwrap_or_else(|panic| Err(inference_failed(panic)))
     }
+}
+
+/// The error for a LibTorch failure that tch raised as a panic (out of GPU memory, a
+/// kernel error): its message, as an error rather than a crash.
+pub(crate) fn inference_failed(panic: Box<dyn std::any::Any + Send>) -> Error {
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown error".into());
+    Error::Invalid(format!("inference failed: {message}"))
 }
 
 /// Photos whose network inputs have one size, run together.

@@ -224,8 +224,9 @@ pub fn rgb_image(width: u32, height: u32, pixels: Cow<[[u8; 3]]>) -> Result<reru
     Ok(rerun::Image::from_rgb24(bytes, [width, height]))
 }
 
-/// Metric depth as a `DepthImage` of f32 metres (`meter = 1`). Invalid values (NaN,
-/// infinite, zero or negative) become 0, which Rerun draws as no depth.
+/// Depth (metres, or Depth Anything 3's depth in its own units) as a `DepthImage` of f32
+/// (`meter = 1`). Invalid values (NaN, infinite, zero or negative) become 0, which Rerun
+/// draws as no depth.
 pub fn depth_image<K: anydepth_core::ValueKind>(depth: &DepthMap<K>) -> rerun::DepthImage {
     let values = par_map(depth.data(), |&d| {
         [if d.is_finite() && d > 0.0 { d } else { 0.0 }]

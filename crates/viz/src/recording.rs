@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anydepth_core::colormap::Colormap;
-use anydepth_core::{DepthMap, Disparity, Intrinsics, Metres, Prediction, RgbImage};
+use anydepth_core::{DepthMap, Disparity, Intrinsics, Prediction, RgbImage};
 use anydepth_geometry::{PointCloud, TriangleMesh};
 use nalgebra::Isometry3;
 use rerun::{RecordingStream, RecordingStreamBuilder};
@@ -211,8 +211,8 @@ impl Recording {
         Ok(self.stream.log(paths::RGB, &image)?)
     }
 
-    /// Logs metric depth (a `DepthImage` in metres).
-    pub fn log_depth(&self, depth: &DepthMap<Metres>) -> Result<()> {
+    /// Logs depth (a `DepthImage`: metres, or relative depth in its own units).
+    pub fn log_depth<K: anydepth_core::ValueKind>(&self, depth: &DepthMap<K>) -> Result<()> {
         Ok(self
             .stream
             .log(paths::DEPTH, &convert::depth_image(depth))?)
@@ -231,9 +231,7 @@ impl Recording {
     pub fn log_prediction(&self, prediction: &Prediction, colormap: Colormap) -> Result<()> {
         match prediction {
             Prediction::Metric(depth) => self.log_depth(depth),
-            Prediction::RelativeDepth(depth) => Ok(self
-                .stream
-                .log(paths::DEPTH, &convert::depth_image(depth))?),
+            Prediction::RelativeDepth(depth) => self.log_depth(depth),
             Prediction::Disparity(disparity) => self.log_disparity(disparity, colormap),
         }
     }

@@ -41,13 +41,26 @@ pub struct ColmapPoint {
 /// atomically; with `force` false, existing files are kept and an error returned.
 ///
 /// # Errors
-/// [`Error::Io`](crate::Error::Io) naming the file that cannot be written or exists.
+/// [`Error::Io`](crate::Error::Io) naming the file that cannot be written or exists;
+/// [`Error::FileFormat`](crate::Error::FileFormat) when a point names an image that is not
+/// in `images`.
 pub fn write_colmap_text(
     dir: &Path,
     force: bool,
     images: &[ColmapImage],
     points: &[ColmapPoint],
 ) -> Result<()> {
+    if let Some(point) = points.iter().find(|p| p.image >= images.len()) {
+        return Err(crate::Error::FileFormat {
+            what: "COLMAP model",
+            reason: format!(
+                "a point is seen by image {} of {}",
+                point.image + 1,
+                images.len()
+            ),
+            path: dir.join("points3D.txt"),
+        });
+    }
     write_atomically(&dir.join("cameras.txt"), force, |out| {
         writeln!(out, "# Camera list with one line of data per camera:")?;
         writeln!(out, "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]")?;

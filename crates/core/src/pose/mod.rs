@@ -127,7 +127,7 @@ impl PoseFormat {
     /// The names [`PoseFormat::name`] gives and [`FromStr`] reads.
     pub const NAMES: [&'static str; 6] = ["tum", "plain", "log", "colmap", "nerf", "cameras"];
 
-    /// The short name: `tum`, `plain`, `log`, `colmap`, `nerf`.
+    /// The short name: `tum`, `plain`, `log`, `colmap`, `nerf`, `cameras`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Tum => "tum",

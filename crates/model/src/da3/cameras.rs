@@ -156,7 +156,8 @@ pub struct Sim3 {
 
 /// Umeyama's least-squares similarity taking the points `from` onto `to` (same length, at
 /// least 2 points that are not all equal), as evo's `align(correct_scale=True)` computes
-/// it. `None` when the points are degenerate.
+/// it. `None` when the points are fewer than 2 or all equal. With 2 points, or points on
+/// one line, the rotation about that line is arbitrary; the scale is still determined.
 pub fn umeyama_sim3(from: &[Vector3<f64>], to: &[Vector3<f64>]) -> Option<Sim3> {
     let n = from.len();
     if n < 2 || to.len() != n {
@@ -224,7 +225,7 @@ pub fn align_given_cameras(from: &[Vector3<f64>], to: &[Vector3<f64>]) -> Option
     } else {
         (nearest[n / 2 - 1] + nearest[n / 2]) / 2.0
     };
-    let sample_size = ((n + 1) / 2).max(3);
+    let sample_size = n.div_ceil(2).max(3);
     let mut state: u64 = 42;
     let mut next = move || {
         // SplitMix64.

@@ -291,6 +291,67 @@ pub const REF_VIEW_SELECTION_MIN_VIEWS: usize = 3;
 /// The official default of the processing resolution: the long side of the network input.
 pub const DEFAULT_PROCESS_RES: u32 = 504;
 
+/// The range of `--process-res` the commands accept.
+pub const PROCESS_RES_RANGE: std::ops::RangeInclusive<u32> = 14..=4096;
+
+/// Checks a processing resolution against [`PROCESS_RES_RANGE`].
+///
+/// # Errors
+/// A message naming the flag and the range.
+pub fn check_process_res(process_res: u32) -> crate::Result<()> {
+    if PROCESS_RES_RANGE.contains(&process_res) {
+        return Ok(());
+    }
+    Err(crate::Error::Invalid(format!(
+        "--process-res must be between {} and {}, got {process_res}",
+        PROCESS_RES_RANGE.start(),
+        PROCESS_RES_RANGE.end()
+    )))
+}
+
+/// The `q` quantile (0..=1) of sorted values, interpolated linearly between neighbours as
+/// `numpy.percentile` and `torch.quantile` do; `NaN` for no values.
+pub fn quantile_of_sorted(sorted: &[f32], q: f64) -> f32 {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return f32::NAN;
+    };
+    let position = q.clamp(0.0, 1.0) * last as f64;
+    let below = position.floor() as usize;
+    let above = (below + 1).min(last);
+    let weight = (position - below as f64) as f32;
+    sorted[below] + (sorted[above] - sorted[below]) * weight
+}
+
+/// The official GLB export's confidence threshold over the confidences of every view:
+/// the 40th percentile, but at least 1.05 and at most the 90th percentile.
+pub fn default_confidence_threshold(confidences: &[f32]) -> Option<f32> {
+    let mut sorted: Vec<f32> = confidences
+        .iter()
+        .copied()
+        .filter(|c| c.is_finite())
+        .collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f32::total_cmp);
+    let lower = quantile_of_sorted(&sorted, 0.4);
+    let upper = quantile_of_sorted(&sorted, 0.9);
+    Some(lower.max(1.05).min(upper))
+}
+
+/// Checks a confidence threshold (confidence starts at 1).
+///
+/// # Errors
+/// When it is not a number of at least 1.
+pub fn check_conf_threshold(threshold: f32) -> crate::Result<()> {
+    if threshold.is_nan() || threshold < 1.0 {
+        return Err(crate::Error::Invalid(format!(
+            "--conf-threshold must be at least 1 (confidence starts at 1), got {threshold}"
+        )));
+    }
+    Ok(())
+}
+
 /// The factor that turns the metric model's output into metres: the mean focal length
 /// in pixels of the network input, over 300.
 pub fn metric_depth_scale(fx: f64, fy: f64) -> f64 {

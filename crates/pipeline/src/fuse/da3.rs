@@ -49,6 +49,16 @@ impl FuseRequest {
                  one network run gives every view's depth and camera in one scale"
             );
         }
+        anydepth_model::da3::check_process_res(self.process_res)?;
+        if let Some(c) = self.conf_threshold {
+            anydepth_model::da3::check_conf_threshold(c)?;
+        }
+        // The volume's parameters are checked before the network runs (the defaults that
+        // depend on its depth are valid whatever it is).
+        self.fusion(
+            self.voxel_size.unwrap_or(DEFAULT_VOXEL_SIZE_M),
+            self.max_depth.unwrap_or(DEFAULT_MAX_DEPTH_M),
+        )?;
         let photos = sources::expand_images(&self.photos)?.files;
         let images = photos
             .iter()
@@ -67,12 +77,7 @@ impl FuseRequest {
             None => None,
         };
         observer.start().map_err(crate::Error::Observer)?;
-        let request = Da3ModelRequest {
-            weights: self.model.weights.clone(),
-            model: Some(model),
-            device: self.model.device,
-            precision: self.model.precision,
-        };
+        let request = Da3ModelRequest::from_weights(&self.model, model);
         let downloads: Downloads = &mut |file, done, total| observer.download(file, done, total);
         let engine = request.load(loader, downloads)?;
         let output = engine.run(&ViewsInput {
@@ -82,7 +87,7 @@ impl FuseRequest {
             cameras: given.as_deref(),
             intrinsics: None,
         })?;
-        let result = to_photos(photos, images, output);
+        let result = to_photos(photos, images, output)?;
         let threshold = confidence_threshold(&result, self.conf_threshold);
 
         // Without poses the depth has the network's own scale: size the volume by it.

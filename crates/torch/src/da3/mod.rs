@@ -2,12 +2,14 @@
 //! and encoder), its checkpoints in the released Hugging Face layout, and a run from
 //! normalised images to per-view depth, confidence, sky and cameras.
 //!
-//! The network is called as the official `DepthAnything3Net.forward` in fp32 (the official
-//! `inference()` autocasts the encoder to half precision on every device; ask for
-//! [`Precision::Fp16`](anydepth_model::Precision) to do likewise). What the official
+//! The network is called as the official `DepthAnything3Net.forward` in fp32. (The official
+//! `inference()` autocasts the encoder to bf16 or fp16 and keeps the heads and cameras in
+//! fp32; [`Precision::Fp16`](anydepth_model::Precision) and `Bf16` here cast the whole
+//! network instead.) What the official
 //! `inference()` does around it is here too: given poses are normalised before the camera
 //! encoder and their scale put back onto the depth afterwards (Umeyama Sim(3) of the given
-//! camera centres onto the predicted ones), the monocular models' sky gets the 99th
+//! camera centres onto the predicted ones; RANSAC from 10 views, with its own draws), the
+//! monocular models' sky gets the 99th
 //! percentile of the other depths, and the metric model's output becomes metres with the
 //! focal length.
 
@@ -17,6 +19,8 @@ mod checkpoint;
 mod head;
 pub mod preprocess;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use nalgebra::{Matrix3, Matrix4, Vector3};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -24,8 +28,8 @@ use anydepth_model::da3::cameras::{
     align_given_cameras, camera_from_encoding, encode_camera, normalise_given_poses,
 };
 use anydepth_model::da3::{
-    Da3Camera, Da3Config, Da3Engine, Da3Model, Da3View, GivenCamera, Placement, RefViewStrategy,
-    ViewsInput, ViewsOutput,
+    quantile_of_sorted, Da3Camera, Da3Config, Da3Engine, Da3Model, Da3View, GivenCamera, Placement,
+    RefViewStrategy, ViewsInput, ViewsOutput,
 };
 use anydepth_model::{EstimatorOptions, Precision};
 
@@ -302,13 +306,10 @@ pub fn fill_sky(depth: &mut [f32], sky: &[f32]) {
         return;
     }
     ground.sort_by(f32::total_cmp);
-    let position = 0.99 * (ground.len() - 1) as f64;
-    let below = position.floor() as usize;
-    let above = (below + 1).min(ground.len() - 1);
-    let weight = (position - below as f64) as f32;
-    let percentile = ground[below] + (ground[above] - ground[below]) * weight;
+    let percentile = quantile_of_sorted(&ground, 0.99);
     for (d, &s) in depth.iter_mut().zip(sky) {
-        if s >= 0.3 {
+        // Sky is "not below 0.3", NaN included, as the official `~(sky < 0.3)`.
+        if s.is_nan() || s >= 0.3 {
             *d = percentile;
         }
     }
@@ -441,16 +442,19 @@ impl Da3Estimator {
             return Err(Error::Invalid("no photos to run".into()));
         }
         let model = self.model();
-        if !model.is_any_view() {
-            if input.cameras.is_some() {
-                return Err(Error::Invalid(format!(
-                    "{model} takes one photo at a time and no camera poses; use an any-view \
-                     model (da3-small, da3-base, da3-large, da3-giant) for poses"
-                )));
-            }
-            if views > 1 {
-                return self.run_each(input);
-            }
+        if !model.is_any_view() && input.cameras.is_some() {
+            return Err(Error::Invalid(format!(
+                "{model} takes one photo at a time and no camera poses; use an any-view \
+                 model (da3-small, da3-base, da3-large, da3-giant) for poses"
+            )));
+        }
+        if model.is_metric() && input.intrinsics.is_none_or(|k| k.len() != views) {
+            return Err(Error::Invalid(format!(
+                "{model} needs each photo's intrinsics to give metres"
+            )));
+        }
+        if !model.is_any_view() && views > 1 {
+            return self.run_each(input);
         }
         if let Some(cameras) = input.cameras {
             if cameras.len() != views {
@@ -459,11 +463,13 @@ impl Da3Estimator {
                     cameras.len()
                 )));
             }
-        }
-        if model.is_metric() && input.intrinsics.is_none_or(|k| k.len() != views) {
-            return Err(Error::Invalid(format!(
-                "{model} needs each photo's intrinsics to give metres"
-            )));
+            if views < 2 {
+                return Err(Error::Invalid(
+                    "given poses set the depth's units through the cameras' spread, which \
+                     one photo does not have: give two or more posed photos"
+                        .into(),
+                ));
+            }
         }
         let mut processed = input
             .photos
@@ -503,12 +509,14 @@ impl Da3Estimator {
                 .map(|(k, p)| (k.fx * p.scale_x, k.fy * p.scale_y))
                 .collect()
         });
-        let result = self.network.infer(&Da3Scene {
+        let scene = Da3Scene {
             images: &images,
             given: given.as_ref(),
             strategy: input.strategy,
             focal,
-        })?;
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| self.network.infer(&scene)))
+            .unwrap_or_else(|panic| Err(crate::estimator::inference_failed(panic)))?;
         Ok(ViewsOutput {
             views: result.views,
             placements,

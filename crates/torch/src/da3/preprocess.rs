@@ -53,7 +53,8 @@ fn upper_bound_size(width: u32, height: u32, process_res: u32) -> (u32, u32) {
     )
 }
 
-/// The nearest multiple of 14 (ties go up), at least 14... as the official code: at least 1.
+/// The nearest multiple of 14 (ties go up), at least 1 as in the official code (which
+/// gives 0 for sides under 7).
 fn nearest_multiple(x: u32) -> u32 {
     let down = x / MULTIPLE_OF * MULTIPLE_OF;
     let up = down + MULTIPLE_OF;
