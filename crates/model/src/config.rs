@@ -168,7 +168,7 @@ pub struct VitConfig {
 }
 
 impl VitConfig {
-    fn preset(embed_dim: i64, depth: usize, num_heads: i64, ffn: Ffn) -> Self {
+    pub(crate) fn preset(embed_dim: i64, depth: usize, num_heads: i64, ffn: Ffn) -> Self {
         Self {
             embed_dim,
             depth,

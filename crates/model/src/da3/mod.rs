@@ -173,18 +173,9 @@ impl fmt::Display for Da3Model {
     }
 }
 
+/// DINOv2's ViT presets (blocks' layer norms at eps 1e-6, as Depth Anything 3's).
 fn vit(embed_dim: i64, depth: usize, num_heads: i64, ffn: Ffn) -> VitConfig {
-    VitConfig {
-        embed_dim,
-        depth,
-        num_heads,
-        mlp_ratio: 4,
-        ffn,
-        patch_size: 14,
-        pos_grid: 37,
-        interpolate_offset: 0.1,
-        layer_norm_eps: 1e-6,
-    }
+    VitConfig::preset(embed_dim, depth, num_heads, ffn)
 }
 
 /// The architecture of a Depth Anything 3 network.
