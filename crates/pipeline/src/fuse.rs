@@ -299,11 +299,23 @@ impl FuseRequest {
             observer.advance();
         }
 
+        args.finish(fusion, reports, &views, voxel_size)
+    }
+
+    /// Writes the fused model (with the views' `cameras` when asked) and the poses of
+    /// `reports` (with `--save-poses`); the outcome.
+    fn finish(
+        &self,
+        fusion: Fusion,
+        reports: Vec<ViewReport>,
+        cameras: &[ViewCamera],
+        voxel_size: f32,
+    ) -> Result<FuseOutcome> {
         let volume = fusion.into_volume();
-        let model = args.write_model(&volume, &views)?;
-        if let Some(path) = &args.save_poses {
+        let model = self.write_model(&volume, cameras)?;
+        if let Some(path) = &self.save_poses {
             let poses: Vec<Isometry3<f64>> = reports.iter().map(|r| r.world_from_camera).collect();
-            write_plain_trajectory(path, args.output.force, &poses)?;
+            write_plain_trajectory(path, self.output.force, &poses)?;
         }
         Ok(FuseOutcome {
             model,

@@ -355,6 +355,7 @@ impl ViewsRequest {
             return Ok(written);
         }
         let points = scene_points(result);
+        let cloud = points.cloud();
         let cameras: Vec<ViewCamera> = result
             .views
             .iter()
@@ -374,7 +375,7 @@ impl ViewsRequest {
                         cameras: *format == ViewsFormat::Glb,
                         force: self.force,
                     };
-                    output.write_cloud(&points.cloud(), &cameras)?;
+                    output.write_cloud(&cloud, &cameras)?;
                     written.push(output.path);
                 }
                 ViewsFormat::Colmap => {

@@ -111,19 +111,7 @@ impl FuseRequest {
         }
         let mut fusion = self.fusion(voxel_size, max_depth)?;
         let (reports, cameras) = fuse_views(&mut fusion, &result, threshold, observer)?;
-        let volume = fusion.into_volume();
-        let model = self.write_model(&volume, &cameras)?;
-        if let Some(path) = &self.save_poses {
-            let poses: Vec<_> = reports.iter().map(|r| r.world_from_camera).collect();
-            anydepth_core::pose::write_plain_trajectory(path, self.output.force, &poses)?;
-        }
-        Ok(FuseOutcome {
-            model,
-            reports,
-            block_count: volume.block_count(),
-            memory_bytes: volume.memory_bytes(),
-            voxel_size,
-        })
+        self.finish(fusion, reports, &cameras, voxel_size)
     }
 }
 
