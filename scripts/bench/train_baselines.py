@@ -7,12 +7,16 @@
            the decoder at 10x, poly decay; writes the weights for `anydepth eval`.
   distill: a student learns a teacher's labels on random crops with the affine-invariant
            loss alone (no perturbations, no trimming, no gradient term); prints the
-           held-out affine-invariant error before and after, on centre crops.
+           held-out affine-invariant error before and after, on centre crops. Given
+           crops of --size (scripts/reference/photo_crops.py), as docs/BENCHMARKS.md's
+           figures are, every crop is a whole image and the teacher labels it whole.
+  --seed:  the order of the samples and the crops (and torch's seed).
 
 Usage:
-  train_baselines.py metric INIT.pth LIST OUT.pth [--steps 80 --batch 2 --size 126 --lr 1e-4]
+  train_baselines.py metric INIT.pth LIST OUT.pth [--steps 80 --batch 2 --size 126
+                     --lr 1e-4 --seed 0]
   train_baselines.py distill TEACHER.pth STUDENT.pth --train PHOTO... --val PHOTO...
-                     [--steps 150 --batch 4 --size 126 --lr 1e-4]
+                     [--steps 150 --batch 4 --size 126 --lr 1e-4 --seed 0]
 """
 import argparse
 import sys
@@ -55,7 +59,7 @@ def photo(path):
 
 
 def metric(args):
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     model = OfficialModel("vits", "v2", 20.0)
     model.load_state_dict(torch.load(args.init, weights_only=True))
     model.train()
@@ -66,7 +70,7 @@ def metric(args):
         d = cv2.imread(depth, cv2.IMREAD_UNCHANGED).astype(np.float32) / float(scale)
         data.append((x, torch.tensor(cv2.resize(d, (nw, nh), interpolation=cv2.INTER_NEAREST))))
     opt = optimiser(model, args.lr)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(args.seed)
     order = []
     for k in range(args.steps):
         schedule(opt, args.lr, k, args.steps)
@@ -83,7 +87,7 @@ def metric(args):
 
 
 def distill(args):
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     teacher = OfficialModel("vits", "v2")
     teacher.load_state_dict(torch.load(args.teacher, weights_only=True))
     teacher.eval()
@@ -114,7 +118,7 @@ def distill(args):
 
     before = error()
     opt = optimiser(student, args.lr)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(args.seed)
     order = []
     for k in range(args.steps):
         schedule(opt, args.lr, k, args.steps)
@@ -156,6 +160,7 @@ def main():
         p.add_argument("--batch", type=int, default=batch)
         p.add_argument("--size", type=int, default=126)
         p.add_argument("--lr", type=float, default=1e-4)
+        p.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     metric(args) if args.loop == "metric" else distill(args)
 

@@ -91,9 +91,9 @@ fn abs_rel(weights: &Path, list: &Path, json: &Path) -> f64 {
     report["absrel"].as_f64().expect("absrel")
 }
 
-/// Runs `scripts/reference/random_init.py OUT ARGS...`: a freshly initialised official
-/// V2 model (PyTorch's default initialisation), optionally calibrated.
-fn random_init(out: PathBuf, args: &[&std::ffi::OsStr]) -> Option<PathBuf> {
+/// Runs `scripts/reference/SCRIPT ARGS...` in the project's virtual environment; `None`
+/// (and a message) where there is none.
+fn reference_script(script: &str, args: &[&std::ffi::OsStr]) -> Option<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join(".venv/bin/python");
     if !python.exists() {
@@ -101,12 +101,18 @@ fn random_init(out: PathBuf, args: &[&std::ffi::OsStr]) -> Option<PathBuf> {
         return None;
     }
     let status = std::process::Command::new(python)
-        .arg(root.join("scripts/reference/random_init.py"))
-        .arg(&out)
+        .arg(root.join("scripts/reference").join(script))
         .args(args)
         .status()
         .expect("python runs");
-    assert!(status.success(), "random_init.py failed");
+    assert!(status.success(), "{script} failed");
+    Some(())
+}
+
+/// Runs `scripts/reference/random_init.py OUT ARGS...`: a freshly initialised official
+/// V2 model (PyTorch's default initialisation), optionally calibrated.
+fn random_init(out: PathBuf, args: &[&std::ffi::OsStr]) -> Option<PathBuf> {
+    reference_script("random_init.py", &[&[out.as_os_str()], args].concat())?;
     Some(out)
 }
 
@@ -131,9 +137,16 @@ fn metric_fine_tuning_learns() {
     let val = list_file(dir.path(), "val.txt", &val_rows);
     let before = abs_rel(&init, &val, &dir.path().join("before.json"));
 
-    let out = dir.path().join("run/metric.pth");
-    let args = |steps: &str, out: &Path| -> Vec<String> {
-        [
+    // One run's outcome depends a lot on which frames and crops come first: the random
+    // head at a decoder learning rate of 1e-3 overshoots in the first steps (a Kinect
+    // batch can drive predictions to millimetres), and where it settles by step 80
+    // varies. So the budget is judged over six data orders (seeds), as a mean.
+    let seeds = 0..6;
+    let mut cuts = Vec::new();
+    for seed in seeds.clone() {
+        let out = dir.path().join(format!("seed{seed}/metric.pth"));
+        let seed = seed.to_string();
+        let text = stdout_ok(&anydepth(&[
             "train",
             "--weights",
             s(&init),
@@ -143,9 +156,9 @@ fn metric_fine_tuning_learns() {
             "list",
             s(&train),
             "--out",
-            s(out),
+            s(&out),
             "--steps",
-            steps,
+            "80",
             "--batch",
             "2",
             "--input-size",
@@ -155,38 +168,37 @@ fn metric_fine_tuning_learns() {
             "--device",
             "cpu",
             "--seed",
-            "0",
+            &seed,
             "-q",
-        ]
-        .iter()
-        .map(|a| (*a).to_owned())
-        .collect()
-    };
-    let full: Vec<String> = args("80", &out);
-    let text = stdout_ok(&anydepth(
-        &full.iter().map(String::as_str).collect::<Vec<_>>(),
-    ));
-    assert!(text.contains("trained 80 steps"), "{text}");
-    let after = abs_rel(&out, &val, &dir.path().join("after.json"));
-    let cut = 1.0 - after / before;
-    println!(
-        "AbsRel {before:.4} -> {after:.4}: cut by {:.1}%",
-        100.0 * cut
-    );
-    // Seeds 0-5 of this budget cut AbsRel by 33-66% (mean 45%; seed 0, this one: 33%);
-    // a plain PyTorch SiLog loop on full frames cut it by 47% (docs/BENCHMARKS.md). The
-    // floor checks that it learns, below the run-to-run spread.
+        ]));
+        assert!(text.contains("trained 80 steps"), "{text}");
+        let after = abs_rel(&out, &val, &out.with_extension("json"));
+        let cut = 1.0 - after / before;
+        println!(
+            "seed {seed}: AbsRel {before:.4} -> {after:.4}, cut by {:.1}%",
+            100.0 * cut
+        );
+        cuts.push(cut);
+    }
+    let mean = cuts.iter().sum::<f64>() / cuts.len() as f64;
+    println!("mean cut over seeds {seeds:?}: {:.1}%", 100.0 * mean);
+    // A plain PyTorch SiLog loop on full frames spreads the same way: 32-60% over four
+    // data orders, mean 47% (docs/BENCHMARKS.md).
     assert!(
-        cut >= 0.25,
-        "AbsRel {before:.4} -> {after:.4} is a cut of only {:.1}%",
-        100.0 * cut
+        mean >= 0.40,
+        "a mean cut of only {:.1}% ({cuts:?})",
+        100.0 * mean
+    );
+    assert!(
+        cuts.iter().all(|&cut| cut >= 0.25),
+        "a run that barely learns: {cuts:?}"
     );
 
     // The logs: one CSV line per step, and the JSON history.
-    let csv = std::fs::read_to_string(dir.path().join("run/metric.log.csv")).expect("csv log");
+    let csv = std::fs::read_to_string(dir.path().join("seed0/metric.log.csv")).expect("csv log");
     assert_eq!(csv.lines().count(), 81, "{csv}");
-    assert!(dir.path().join("run/metric.log.json").is_file());
-    assert!(dir.path().join("run/metric.pth.state").is_file());
+    assert!(dir.path().join("seed0/metric.log.json").is_file());
+    assert!(dir.path().join("seed0/metric.pth.state").is_file());
 }
 
 #[test]
@@ -242,6 +254,97 @@ fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
     );
     let csv = std::fs::read_to_string(dir.path().join("resumed/model.log.csv")).expect("log");
     assert_eq!(csv.lines().count(), 5, "{csv}");
+}
+
+/// A real SIGINT, as Ctrl-C sends: the run stops after its step, writes a resumable
+/// checkpoint and exits with 130; `--resume` goes on from the next step.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_writes_a_resumable_checkpoint() {
+    let Some(train_rows) = training_rows() else {
+        return;
+    };
+    let Some(init) = common::reference_file("v2-vits-metric-indoor/model.safetensors") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let list = list_file(dir.path(), "train.txt", &train_rows[..2]);
+    let out = dir.path().join("run/model.pth");
+    let args = [
+        "train",
+        "--weights",
+        s(&init),
+        "--metric",
+        "indoor",
+        "--dataset",
+        "list",
+        s(&list),
+        "--out",
+        s(&out),
+        "--steps",
+        "100000",
+        "--batch",
+        "1",
+        "--input-size",
+        "42",
+        "--device",
+        "cpu",
+        "-q",
+    ];
+    let child = common::command()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("anydepth starts");
+    // Wait for two finished steps in the CSV log, then interrupt.
+    let csv = dir.path().join("run/model.log.csv");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&csv).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(300),
+            "no training steps after 300 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let result = child.wait_with_output().expect("anydepth ends");
+    assert_code(&result, 130);
+    let stderr = common::stderr(&result);
+    let step: usize = stderr
+        .split("stopped at step ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stopping step in: {stderr}"));
+    assert!(step >= 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("--resume {}", out.display())),
+        "{stderr}"
+    );
+    assert!(out.is_file() && out.with_extension("pth.state").is_file());
+    let logged = std::fs::read_to_string(&csv).expect("log").lines().count();
+    assert_eq!(
+        logged,
+        step + 1,
+        "the log holds more steps than the checkpoint"
+    );
+
+    // Resuming continues at the next step.
+    let next = (step + 1).to_string();
+    let mut resume = args.to_vec();
+    resume.extend_from_slice(&["--resume", s(&out), "--stop-at", &next]);
+    let text = stdout_ok(&anydepth(&resume));
+    assert!(
+        text.contains(&format!("stopped after step {next} of 100000")),
+        "{text}"
+    );
+    let logged = std::fs::read_to_string(&csv).expect("log").lines().count();
+    assert_eq!(logged, step + 2);
 }
 
 #[test]
@@ -333,6 +436,17 @@ fn photos() -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
     ))
 }
 
+/// Nine 126x126 crops of each photo (`scripts/reference/photo_crops.py`), written to `out`.
+fn crops(out: &Path, photos: &[PathBuf]) -> Option<PathBuf> {
+    let args: Vec<&std::ffi::OsStr> = [out.as_os_str()]
+        .into_iter()
+        .chain(["--size", "126", "--short", "252"].map(std::ffi::OsStr::new))
+        .chain(photos.iter().map(|p| p.as_os_str()))
+        .collect();
+    reference_script("photo_crops.py", &args)?;
+    Some(out.to_path_buf())
+}
+
 /// A second random V2-S, calibrated as the reference checkpoints are.
 fn random_student(dir: &Path, calibration: &Path) -> Option<PathBuf> {
     let args = ["--seed", "7", "--non-degenerate"].map(std::ffi::OsStr::new);
@@ -371,6 +485,14 @@ fn distillation_learns_the_teacher_from_sharded_cached_labels() {
     let Some(student) = random_student(dir.path(), &train[0]) else {
         return;
     };
+    // The unlabelled images are crops of the photos: the teacher labels each crop as a
+    // whole image, as it would a photo of that view.
+    let (Some(train_crops), Some(held_out_crops)) = (
+        crops(&dir.path().join("crops/train"), &train),
+        crops(&dir.path().join("crops/held-out"), &held_out),
+    ) else {
+        return;
+    };
     let labels = dir.path().join("labels");
     let out = dir.path().join("run/student.pth");
     let base: Vec<String> = [
@@ -403,7 +525,7 @@ fn distillation_learns_the_teacher_from_sharded_cached_labels() {
     let with = |extra: Vec<String>| -> Vec<String> {
         let mut args = base.clone();
         args.push("--images".into());
-        args.extend(train.iter().map(|p| s(p).to_owned()));
+        args.push(s(&train_crops).to_owned());
         args.extend(extra);
         args
     };
@@ -416,8 +538,12 @@ fn distillation_learns_the_teacher_from_sharded_cached_labels() {
         assert!(text.contains(&format!("labelled shard {shard}")), "{text}");
     }
     assert!(!out.exists(), "a labelling run wrote a checkpoint");
-    let mut args = with(vec!["--steps".into(), "150".into(), "--val".into()]);
-    args.extend(held_out.iter().map(|p| s(p).to_owned()));
+    let args = with(vec![
+        "--steps".into(),
+        "150".into(),
+        "--val".into(),
+        s(&held_out_crops).to_owned(),
+    ]);
     let result = anydepth(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let text = stdout_ok(&result);
     assert!(text.contains("trained 150 steps"), "{text}");
@@ -434,10 +560,10 @@ fn distillation_learns_the_teacher_from_sharded_cached_labels() {
         last.1,
         100.0 * cut
     );
-    // Measured 28%; a plain PyTorch loop (no perturbations, no trimming, no gradient
-    // term) with the same models, photos and crops: 31% (docs/BENCHMARKS.md).
+    // Measured 45.5%; a plain PyTorch loop (no perturbations, no trimming, no gradient
+    // term) with the same models and crops: 54.7% (docs/BENCHMARKS.md).
     assert!(
-        cut >= 0.20,
+        cut >= 0.30,
         "error {:.4} -> {:.4}: a cut of only {:.1}%",
         first.1,
         last.1,
