@@ -60,6 +60,16 @@ pub struct TrainOptions {
     pub val_input_size: u32,
     /// Write a resumable checkpoint every this many steps; 0: only at the end.
     pub save_every: usize,
+    /// Keep the resized training samples in memory up to this many bytes; a larger set
+    /// is read from disk again for every batch, one batch ahead. Results do not depend on
+    /// it.
+    #[serde(default = "default_sample_memory")]
+    pub sample_memory: usize,
+}
+
+/// 4 GiB of resized samples: about 700 photos at 518.
+fn default_sample_memory() -> usize {
+    4 << 30
 }
 
 impl Default for TrainOptions {
@@ -80,6 +90,7 @@ impl Default for TrainOptions {
             val_every: 0,
             val_input_size: 518,
             save_every: 0,
+            sample_memory: default_sample_memory(),
         }
     }
 }

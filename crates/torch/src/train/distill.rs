@@ -6,6 +6,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,7 +26,8 @@ use crate::estimator::{resolve_device, DepthEstimator};
 use crate::network::DepthAnything;
 use crate::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::train::data::{
-    make_batch, prepare, prepare_labelled, Batch, Crop, DepthRange, Prepared,
+    make_batch, prepare, prepare_labelled, Batch, Crop, DepthRange, LeftOut, Loader, Prepared,
+    SampleSet,
 };
 use crate::train::loss::{affine_invariant, feature_alignment, AffineInvariant};
 use crate::train::trainer::{self, check_options, supervised_loss, Run, Trainable};
@@ -77,10 +79,11 @@ pub fn distill(plan: &DistillPlan, observer: &mut dyn TrainObserver) -> Result<D
 
     let size = plan.options.input_size;
     let StudentData {
-        prepared,
+        photos,
         validation,
         labelled,
-    } = student_data(plan, &labels, &validation_labels)?;
+        skipped,
+    } = student_data(plan, &labels, &validation_labels, observer)?;
 
     let trainable = Trainable::new(&student_checkpoint, student_config, device, &plan.options)?;
     let frozen = if plan.feature_alignment > 0.0 {
@@ -99,14 +102,15 @@ pub fn distill(plan: &DistillPlan, observer: &mut dyn TrainObserver) -> Result<D
     let options = plan.options;
     let student_loss = StudentLoss {
         plan,
-        prepared: &prepared,
-        labelled: &labelled,
+        photos: &photos,
+        labelled: labelled.as_ref(),
         frozen: frozen.as_ref(),
         device,
     };
-    let mut batch_loss = |trainable: &Trainable, step: usize, picks: &[(usize, Crop)]| {
-        student_loss.loss(trainable, step, picks)
-    };
+    let mut batch_loss =
+        |trainable: &Trainable, step: usize, picks: &[(usize, Crop)], next: &[usize]| {
+            student_loss.loss(trainable, step, picks, next)
+        };
     let mut validate = |trainable: &Trainable, step: usize, _: &mut dyn TrainObserver| {
         if validation.is_empty() {
             return Ok(None);
@@ -119,14 +123,13 @@ pub fn distill(plan: &DistillPlan, observer: &mut dyn TrainObserver) -> Result<D
             value,
         }))
     };
-    let sizes: Vec<(usize, usize)> = prepared.iter().map(|p| (p.width, p.height)).collect();
     let mut report = trainer::run(
         Run {
             options,
             config: student_config,
             out: &plan.out,
             resume: from,
-            sizes: &sizes,
+            sizes: photos.sizes(),
             loss_name: "trimmed affine-invariant on the teacher's labels",
         },
         trainable,
@@ -135,6 +138,7 @@ pub fn distill(plan: &DistillPlan, observer: &mut dyn TrainObserver) -> Result<D
         &mut validate,
     )?;
     report.skipped = labels_report.skipped.clone();
+    report.skipped.extend(skipped);
     Ok(DistillReport {
         labels: labels_report,
         training: Some(report),
@@ -144,8 +148,8 @@ pub fn distill(plan: &DistillPlan, observer: &mut dyn TrainObserver) -> Result<D
 /// The student's loss on one step's batch.
 struct StudentLoss<'a> {
     plan: &'a DistillPlan,
-    prepared: &'a [Prepared],
-    labelled: &'a [Prepared],
+    photos: &'a SampleSet,
+    labelled: Option<&'a SampleSet>,
     frozen: Option<&'a DepthAnything>,
     device: Device,
 }
@@ -153,12 +157,16 @@ struct StudentLoss<'a> {
 impl StudentLoss<'_> {
     /// The labels' loss on the perturbed (and maybe CutMixed) crops `picks`, plus feature
     /// alignment and a labelled batch where the plan asks for them.
-    fn loss(&self, trainable: &Trainable, step: usize, picks: &[(usize, Crop)]) -> Result<Tensor> {
+    fn loss(
+        &self,
+        trainable: &Trainable,
+        step: usize,
+        picks: &[(usize, Crop)],
+        next: &[usize],
+    ) -> Result<Tensor> {
         let options = &self.plan.options;
         let crop = options.input_size as usize;
-        let picked: Vec<(&Prepared, Crop)> =
-            picks.iter().map(|&(i, c)| (&self.prepared[i], c)).collect();
-        let batch = make_batch(&picked, crop, self.device)?;
+        let batch = self.photos.batch(picks, next, crop, self.device)?;
         let mut rng = ChaCha8Rng::seed_from_u64(
             options.seed ^ PERTURBATION_SALT ^ (step as u64).wrapping_mul(0x9E37_79B9),
         );
@@ -183,22 +191,31 @@ impl StudentLoss<'_> {
             total += self.plan.feature_alignment
                 * feature_alignment(&tokens, &frozen_tokens, self.plan.feature_margin)?;
         }
-        if !self.labelled.is_empty() {
-            let picks: Vec<(&Prepared, Crop)> = (0..options.batch as u64)
-                .map(|j| {
-                    let position = (step as u64 - 1) * options.batch as u64 + j;
-                    let sample = &self.labelled[(position as usize) % self.labelled.len()];
+        if let Some(labelled) = self.labelled {
+            // Ground-truth samples in turn, cropped with their own random stream.
+            let positions = |step: usize| {
+                let first = (step as u64 - 1) * options.batch as u64;
+                (first..first + options.batch as u64)
+                    .map(|position| (position, position as usize % labelled.len()))
+            };
+            let picks: Vec<(usize, Crop)> = positions(step)
+                .map(|(position, index)| {
                     let crop = Crop::draw(
                         options.seed ^ LABELLED_SALT,
                         position,
-                        (sample.width, sample.height),
+                        labelled.sizes()[index],
                         crop,
                         options.flip_probability,
                     );
-                    (sample, crop)
+                    (index, crop)
                 })
                 .collect();
-            let batch = make_batch(&picks, crop, self.device)?;
+            let next: Vec<usize> = if step < options.steps {
+                positions(step + 1).map(|(_, index)| index).collect()
+            } else {
+                Vec::new()
+            };
+            let batch = labelled.batch(&picks, &next, crop, self.device)?;
             let pred = trainable.network().forward(&batch.input)?;
             total += supervised_loss(Head::Relative, &pred, &batch)?;
         }
@@ -209,11 +226,13 @@ impl StudentLoss<'_> {
 /// What the student trains and validates on, resized for its crops.
 struct StudentData {
     /// Photos with their labels.
-    prepared: Vec<Prepared>,
-    /// Held-out photos with their labels.
+    photos: SampleSet,
+    /// Held-out photos with their labels (kept in memory).
     validation: Vec<Prepared>,
-    /// Ground-truth samples mixed in.
-    labelled: Vec<Prepared>,
+    /// Ground-truth samples mixed in, if any.
+    labelled: Option<SampleSet>,
+    /// Photos and samples left out, with why.
+    skipped: Vec<(PathBuf, String)>,
 }
 
 /// Reads the labels and the labelled samples for crops of the plan's input size.
@@ -221,42 +240,71 @@ fn student_data(
     plan: &DistillPlan,
     labels: &[(PathBuf, PathBuf)],
     validation_labels: &[(PathBuf, PathBuf)],
+    observer: &mut dyn TrainObserver,
 ) -> Result<StudentData> {
     let size = plan.options.input_size;
-    let with_labels = |pairs: &[(PathBuf, PathBuf)]| -> Result<Vec<Prepared>> {
-        pairs
-            .par_iter()
-            .map(|(photo, label)| {
-                read_label(label).and_then(|(v, w, h)| prepare_labelled(photo, &v, (w, h), size))
-            })
-            .collect()
+    let budget = plan.options.sample_memory;
+    let with_label = move |(photo, label): &(PathBuf, PathBuf)| {
+        read_label(label).and_then(|(v, w, h)| prepare_labelled(photo, &v, (w, h), size))
     };
-    let prepared = with_labels(labels)?;
-    let validation = with_labels(validation_labels)?;
-    if prepared.is_empty() {
+    let pairs = labels.to_vec();
+    let load: Arc<Loader> = Arc::new(move |i| with_label(&pairs[i]));
+    let (photos, left_out) = SampleSet::read(labels.len(), load, budget);
+    let mut skipped = Vec::new();
+    let mut skip = |path: &Path, why: String| {
+        observer.skipped(path, &why);
+        skipped.push((path.to_path_buf(), why));
+    };
+    for (i, why) in left_out {
+        skip(
+            &labels[i].0,
+            left_out_reason(why, "its label has no finite value"),
+        );
+    }
+    if photos.is_empty() {
         return Err(Error::Invalid("no photo could be labelled".into()));
     }
+    let validation = validation_labels
+        .par_iter()
+        .map(with_label)
+        .collect::<Result<Vec<_>>>()?;
+
     let range = DepthRange {
         min: plan.options.min_depth_m,
         max: plan.options.max_depth_m.unwrap_or(f64::INFINITY),
     };
-    let labelled: Vec<Prepared> = plan
-        .labelled
-        .par_iter()
-        .filter_map(|s| prepare(s, size, range).ok())
-        .filter(|p| p.valid > 0)
-        .collect();
-    if !plan.labelled.is_empty() && labelled.is_empty() {
-        return Err(Error::Invalid(format!(
-            "none of the {} labelled samples has a valid depth pixel (and can be read)",
-            plan.labelled.len()
-        )));
-    }
+    let labelled = if plan.labelled.is_empty() {
+        None
+    } else {
+        let samples = plan.labelled.clone();
+        let load: Arc<Loader> = Arc::new(move |i| prepare(&samples[i], size, range));
+        let (labelled, left_out) = SampleSet::read(plan.labelled.len(), load, budget);
+        let no_depth = format!("no depth between {} and {} m", range.min, range.max);
+        for (i, why) in left_out {
+            skip(&plan.labelled[i].rgb, left_out_reason(why, &no_depth));
+        }
+        if labelled.is_empty() {
+            return Err(Error::Invalid(format!(
+                "none of the {} labelled samples has a valid depth pixel (and can be read)",
+                plan.labelled.len()
+            )));
+        }
+        Some(labelled)
+    };
     Ok(StudentData {
-        prepared,
+        photos,
         validation,
         labelled,
+        skipped,
     })
+}
+
+/// Why a sample was left out, in words; `no_valid` when it had no pixel that counts.
+fn left_out_reason(why: LeftOut, no_valid: &str) -> String {
+    match why {
+        LeftOut::Unreadable(e) => e.to_string(),
+        LeftOut::NoValidPixel => no_valid.to_owned(),
+    }
 }
 
 /// The teacher as an inference engine at its input size, exact preprocessing.

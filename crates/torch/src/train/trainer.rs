@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use rayon::prelude::*;
 use tch::{nn, Device, Kind, Tensor};
 
 use anydepth_model::config::{Head, ModelConfig, Version};
@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::estimator::{resolve_device, DepthEstimator};
 use crate::network::DepthAnything;
 use crate::train::adamw::AdamW;
-use crate::train::data::{epoch_order, make_batch, prepare, Batch, Crop, DepthRange, Prepared};
+use crate::train::data::{prepare, Batch, Crop, DepthRange, LeftOut, Loader, SampleSet, Schedule};
 use crate::train::log::TrainLog;
 use crate::train::loss::{affine_invariant, silog, AffineInvariant};
 use crate::weights::{Checkpoint, CheckpointHints};
@@ -237,34 +237,31 @@ fn depth_range(head: Head, options: &TrainOptions) -> DepthRange {
 /// Samples left out, with why.
 type Skipped = Vec<(PathBuf, String)>;
 
-/// Samples read and resized once, unreadable ones reported and left out.
-fn prepare_all(
+/// The training samples, read and resized once; unreadable ones and those without a
+/// valid pixel are reported and left out.
+fn read_samples(
     plan: &TrainPlan,
     range: DepthRange,
     observer: &mut dyn TrainObserver,
-) -> Result<(Vec<Prepared>, Skipped)> {
-    let results: Vec<Result<Prepared>> = plan
-        .samples
-        .par_iter()
-        .map(|s| prepare(s, plan.options.input_size, range))
-        .collect();
-    let mut prepared = Vec::new();
+) -> Result<(SampleSet, Skipped)> {
+    let sources = plan.samples.clone();
+    let size = plan.options.input_size;
+    let load: Arc<Loader> = Arc::new(move |i| prepare(&sources[i], size, range));
+    let (samples, left_out) = SampleSet::read(plan.samples.len(), load, plan.options.sample_memory);
     let mut skipped = Vec::new();
-    for (sample, result) in plan.samples.iter().zip(results) {
-        match result {
-            Ok(p) if p.valid > 0 => prepared.push(p),
-            Ok(_) => {
-                let why = format!("no depth between {} and {} m", range.min, range.max);
-                observer.skipped(&sample.depth, &why);
-                skipped.push((sample.depth.clone(), why));
-            }
-            Err(e) => {
-                observer.skipped(&sample.rgb, &e.to_string());
-                skipped.push((sample.rgb.clone(), e.to_string()));
-            }
-        }
+    for (i, why) in left_out {
+        let sample = &plan.samples[i];
+        let (path, why) = match why {
+            LeftOut::NoValidPixel => (
+                &sample.depth,
+                format!("no depth between {} and {} m", range.min, range.max),
+            ),
+            LeftOut::Unreadable(e) => (&sample.rgb, e.to_string()),
+        };
+        observer.skipped(path, &why);
+        skipped.push((path.clone(), why));
     }
-    if prepared.is_empty() {
+    if samples.is_empty() {
         return Err(Error::Invalid(format!(
             "none of the {} training samples has a valid depth pixel between {} and {} m \
              (and that can be read)",
@@ -273,7 +270,7 @@ fn prepare_all(
             range.max
         )));
     }
-    Ok((prepared, skipped))
+    Ok((samples, skipped))
 }
 
 /// Writes the weights as `path`'s format asks: Hugging Face safetensors (with
@@ -416,28 +413,27 @@ pub fn train(plan: &TrainPlan, observer: &mut dyn TrainObserver) -> Result<Train
     let config = checkpoint.config(spec)?;
     let device = resolve_device(options.device)?;
     let range = depth_range(config.head, &options);
-    let (samples, skipped) = prepare_all(plan, range, observer)?;
+    let (samples, skipped) = read_samples(plan, range, observer)?;
     let trainable = Trainable::new(&checkpoint, config, device, &options)?;
     drop(checkpoint);
     let size = options.input_size as usize;
-    let mut batch_loss = |trainable: &Trainable, _step: usize, picks: &[(usize, Crop)]| {
-        let picked: Vec<(&Prepared, Crop)> = picks.iter().map(|&(i, c)| (&samples[i], c)).collect();
-        let batch = make_batch(&picked, size, device)?;
-        let pred = trainable.network().forward(&batch.input)?;
-        supervised_loss(config.head, &pred, &batch)
-    };
+    let mut batch_loss =
+        |trainable: &Trainable, _step: usize, picks: &[(usize, Crop)], next: &[usize]| {
+            let batch = samples.batch(picks, next, size, device)?;
+            let pred = trainable.network().forward(&batch.input)?;
+            supervised_loss(config.head, &pred, &batch)
+        };
     let mut validate = |trainable: &Trainable, step: usize, observer: &mut dyn TrainObserver| {
         let engine = trainable.snapshot(options.val_input_size)?;
         Ok(observer.validate(step, Box::new(engine))?)
     };
-    let sizes: Vec<(usize, usize)> = samples.iter().map(|p| (p.width, p.height)).collect();
     let mut report = run(
         Run {
             options,
             config,
             out: &plan.out,
             resume: plan.resume.as_deref(),
-            sizes: &sizes,
+            sizes: samples.sizes(),
             loss_name: match config.head {
                 Head::Metric { .. } => "SiLog",
                 Head::Relative => "affine-invariant + gradient matching",
@@ -468,8 +464,10 @@ pub struct Run<'a> {
     pub loss_name: &'static str,
 }
 
-/// The loss of one step's batch: `(sample index, crop)` picks.
-pub type BatchLoss<'a> = dyn FnMut(&Trainable, usize, &[(usize, Crop)]) -> Result<Tensor> + 'a;
+/// The loss of one step's batch: the step, its `(sample index, crop)` picks, and the
+/// sample indices of the next step (to read ahead).
+pub type BatchLoss<'a> =
+    dyn FnMut(&Trainable, usize, &[(usize, Crop)], &[usize]) -> Result<Tensor> + 'a;
 
 /// A validation of the current model after a step (0: before the first).
 pub type Validate<'a> =
@@ -553,15 +551,18 @@ pub fn run(
             observer.saved(&outputs.last);
             Ok(())
         };
-    let n = sizes.len() as u64;
-    let size = options.input_size as usize;
+    let mut schedule = Schedule::new(
+        options.seed,
+        options.batch,
+        options.input_size as usize,
+        options.flip_probability,
+        sizes,
+    );
     let mut last_loss = None;
     let mut interrupted = false;
     let mut step = first_step - 1;
     let run_started = Instant::now();
     let mut images = 0usize;
-    // The sample order of the epoch being drawn from: (epoch, order).
-    let mut order: (u64, Vec<usize>) = (u64::MAX, Vec::new());
     for s in first_step..=options.steps {
         if observer.stop_requested() {
             interrupted = true;
@@ -569,28 +570,14 @@ pub fn run(
         }
         let started = Instant::now();
         let lr = trainable.schedule(&options, s);
-        let picks: Vec<(usize, Crop)> = (0..options.batch as u64)
-            .map(|j| {
-                let position = (s as u64 - 1) * options.batch as u64 + j;
-                if order.0 != position / n {
-                    order = (
-                        position / n,
-                        epoch_order(options.seed, position / n, sizes.len()),
-                    );
-                }
-                let index = order.1[(position % n) as usize];
-                let crop = Crop::draw(
-                    options.seed,
-                    position,
-                    sizes[index],
-                    size,
-                    options.flip_probability,
-                );
-                (index, crop)
-            })
-            .collect();
+        let picks = schedule.picks(s);
+        let next = if s < options.steps {
+            schedule.indices(s + 1)
+        } else {
+            Vec::new()
+        };
         tracing::debug!(step = s, ?picks, "batch");
-        let loss = batch_loss(&trainable, s, &picks)?;
+        let loss = batch_loss(&trainable, s, &picks, &next)?;
         let value = trainable.step(&loss, s)?;
         step = s;
         last_loss = Some(value);
