@@ -5,7 +5,9 @@
 #      depth range (exact preprocessing) and 1e-3 (on the device); fp16 and bf16 against
 #      the official fp32, target 1e-2;
 #   3. speed side by side with the official code (eager fp32, eager fp16, torch.compile
-#      fp16): V2-S and V2-L at 518x518, batch 1 and 16, and a 1920x1080 photo end to end.
+#      fp16): V2-S and V2-L at 518x518, batch 1 and 16, and a 1920x1080 photo end to end;
+#   4. training on the GPU: `anydepth train` and `anydepth distill` (V2-S, batch 8 at
+#      518x518) with their step times, beside the official PyTorch loop's.
 # Writes gpu_check.json, gpu_check.md, doctor.txt and doctor.json into --out (default
 # out/gpu-check). Where there is no GPU it prints "no CUDA device", checks nothing, exits 0.
 #
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary=$(realpath "$2"); shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) passthrough+=("$1"); shift ;;
   esac
 done

@@ -12,6 +12,10 @@ Speed (network only, median of --iters after a warm-up):
     and fp16, for V2-S and V2-L at 518x518, batch 1 and 16;
   - a 1920x1080 photo end to end: official `cv2.imread` + `infer_image` (fp32) against
     `anydepth bench --photo` (fp32 and fp16), with anydepth's stages.
+Training (V2-S metric, batch 8 at 518x518, fp32): the median step of the plain PyTorch
+loop (scripts/bench/train_step.py, random input) against `anydepth train`'s steps on
+generated 640x480 photos (data loading included), and a short `anydepth distill` run
+(labels made on the GPU) with its images/s.
 Writes gpu_check.json and gpu_check.md into --out; exits 1 when a parity target is missed.
 
 Usage (scripts/gpu_check.sh runs it):
@@ -37,6 +41,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "reference"))
 from make_references import OfficialModel, PRESETS, make_non_degenerate  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+from train_step import step_times  # noqa: E402
 
 PRESETS.setdefault("vitl", dict(features=256, out_channels=[256, 512, 1024, 1024]))
 DATA = Path(os.environ.get("ANYDEPTH_DATA", ROOT.parent / "shared" / "data"))
@@ -190,6 +197,62 @@ def end_to_end(binary, model, weights, photo, iters, device):
     return row
 
 
+def logged_step_ms(log_csv, batch, skip):
+    """The median step of an `anydepth train`/`distill` CSV log, in ms, after `skip` steps."""
+    rows = log_csv.read_text().splitlines()[1 + skip:]
+    per_second = [float(r.split(",")[3]) for r in rows]
+    return 1000 * batch / statistics.median(per_second)
+
+
+def training(binary, folder, device, small):
+    """Step times of metric fine-tuning (official loop and `anydepth train`) and a short
+    distillation, on generated photos."""
+    batch, size, steps, warmup = (2, 126, 4, 1) if small else (8, 518, 30, 5)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(2 * batch):
+        rgb, depth = folder / f"photo{i}.png", folder / f"photo{i}_depth.png"
+        cv2.imwrite(str(rgb), rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+        cv2.imwrite(str(depth), rng.integers(500, 8000, (480, 640), dtype=np.uint16))
+        rows.append(f"{rgb} {depth} 1000")
+    listing = folder / "train.txt"
+    listing.write_text("\n".join(rows) + "\n")
+    torch.manual_seed(0)
+    model = OfficialModel("vits", "v2", 20.0)
+    init = folder / "metric_vits.pth"
+    torch.save(model.state_dict(), init)
+    official = statistics.median(step_times(model, batch, size, steps, warmup, device, True))
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    out = folder / "train" / "metric.pth"
+    started = time.perf_counter()
+    anydepth(binary, "train", "--weights", init, "--metric", "indoor", "--dataset", "list",
+             listing, "--out", out, "--steps", steps + warmup, "--batch", batch,
+             "--input-size", size, "--lr", "1e-4", "--device", device, "--quiet")
+    train_s = time.perf_counter() - started
+    ours = logged_step_ms(out.with_suffix(".log.csv"), batch, warmup)
+    log(f"  train step, batch {batch} at {size}: official {1000 * official:.1f} ms, "
+        f"anydepth {ours:.1f} ms")
+    _, teacher = checkpoint("vits", folder, device)
+    out = folder / "distill" / "student.pth"
+    started = time.perf_counter()
+    anydepth(binary, "distill", "--teacher", teacher, "--student-model", "vits", "--images",
+             *[folder / f"photo{i}.png" for i in range(2 * batch)], "--labels",
+             folder / "labels", "--out", out, "--steps", steps + warmup, "--batch", batch,
+             "--input-size", size, "--teacher-input-size", size, "--device", device,
+             "--quiet")
+    distill_s = time.perf_counter() - started
+    distill = logged_step_ms(out.with_suffix(".log.csv"), batch, warmup)
+    log(f"  distill step: {distill:.1f} ms")
+    return dict(batch=batch, size=size, steps=steps, official_step_ms=1000 * official,
+                anydepth_train_step_ms=ours, anydepth_train_images_per_s=1000 * batch / ours,
+                anydepth_train_seconds=train_s, anydepth_distill_step_ms=distill,
+                anydepth_distill_images_per_s=1000 * batch / distill,
+                anydepth_distill_seconds=distill_s)
+
+
 def markdown(report):
     lines = [f"# GPU check: {report['gpu']}", "",
              f"torch {report['torch']}; anydepth doctor: see doctor.txt", "",
@@ -221,6 +284,19 @@ def markdown(report):
               f"| {e['official_fp32_ms']:.2f} | {e['anydepth_fp32_ms']:.2f} "
               f"| {e['anydepth_fp16_ms']:.2f} |", "", "anydepth fp16 stages:", "", "```",
               *e["anydepth_fp16_stages"], "```", ""]
+    tr = report.get("training")
+    if tr:
+        lines += [f"## Training, V2-S metric, batch {tr['batch']} at {tr['size']}x{tr['size']}, "
+                  f"fp32, median of {tr['steps']} steps", "",
+                  "| official loop (ms/step) | anydepth train (ms/step) | ratio "
+                  "| anydepth train images/s | anydepth distill (ms/step) "
+                  "| anydepth distill images/s |",
+                  "|---|---|---|---|---|---|",
+                  f"| {tr['official_step_ms']:.1f} | {tr['anydepth_train_step_ms']:.1f} "
+                  f"| {tr['anydepth_train_step_ms'] / tr['official_step_ms']:.2f} "
+                  f"| {tr['anydepth_train_images_per_s']:.1f} "
+                  f"| {tr['anydepth_distill_step_ms']:.1f} "
+                  f"| {tr['anydepth_distill_images_per_s']:.1f} |", ""]
     return "\n".join(lines)
 
 
@@ -257,6 +333,8 @@ def main():
                         not (args.no_compile or small)),
             end_to_end=end_to_end(args.anydepth, *models["vits"], big, args.iters, device),
         )
+        log("training")
+        report["training"] = training(args.anydepth, tmp / "training", device, small)
     report["seconds"] = time.perf_counter() - started
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
     (out / "gpu_check.md").write_text(markdown(report))

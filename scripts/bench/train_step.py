@@ -26,6 +26,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_baselines import optimiser  # noqa: E402
 
 
+def step_times(model, batch, size, steps, warmup, device, metric):
+    """Seconds of each of `steps` training steps of `model` (after `warmup` more) on
+    random input of `batch` x `size`², with SiLog when `metric`, else the affine loss."""
+    device = torch.device(device)
+    model.to(device).train()
+    lr = 1e-4
+    opt = optimiser(model, lr)
+    opt.param_groups[1]["lr"] = 10 * lr
+    x = torch.randn(batch, 3, size, size, device=device)
+    depth = 1.0 + 4.0 * torch.rand(batch, size, size, device=device)
+    mask = torch.ones(batch, size, size, dtype=torch.bool, device=device)
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        pred = model(x)
+        loss = silog(pred, depth, mask) if metric else affine(pred, 1.0 / depth, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")
@@ -39,33 +67,10 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-
     model = OfficialModel("vits", "v2", args.metric)
     model.load_state_dict(load_weights(args.checkpoint), strict=True)
-    model.to(device).train()
-    lr = 1e-4
-    opt = optimiser(model, lr)
-    opt.param_groups[1]["lr"] = 10 * lr
     b, s = args.batch, args.size
-    x = torch.randn(b, 3, s, s, device=device)
-    depth = 1.0 + 4.0 * torch.rand(b, s, s, device=device)
-    mask = torch.ones(b, s, s, dtype=torch.bool, device=device)
-
-    times = []
-    for i in range(args.warmup + args.steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        pred = model(x)
-        loss = silog(pred, depth, mask) if args.metric else affine(pred, 1.0 / depth, mask)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
+    times = step_times(model, b, s, args.steps, args.warmup, args.device, args.metric)
     median = statistics.median(times)
     print(
         f"PyTorch {torch.__version__}, {args.device}, threads {torch.get_num_threads()}: "
