@@ -258,6 +258,27 @@ fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
     assert_eq!(csv.lines().count(), 5, "{csv}");
 }
 
+/// A child process killed when dropped, so that a failed assertion leaves no run going.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    /// The child's output, if it has ended.
+    fn take_if_ended(&mut self) -> Option<std::process::Output> {
+        let child = self.0.as_mut()?;
+        child.try_wait().expect("child status")?;
+        self.0.take()?.wait_with_output().ok()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A real SIGINT, as Ctrl-C sends: the run stops after its step, writes a resumable
 /// checkpoint and exits with 130; `--resume` goes on from the next step.
 #[cfg(unix)]
@@ -293,28 +314,39 @@ fn ctrl_c_writes_a_resumable_checkpoint() {
         "cpu",
         "-q",
     ];
-    let child = common::command()
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("anydepth starts");
+    let mut child = KillOnDrop(Some(
+        common::command()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("anydepth starts"),
+    ));
     // Wait for two finished steps in the CSV log, then interrupt.
     let csv = dir.path().join("run/model.log.csv");
     let started = std::time::Instant::now();
     while std::fs::read_to_string(&csv).map_or(0, |t| t.lines().count()) < 3 {
+        if let Some(ended) = child.take_if_ended() {
+            panic!(
+                "the run ended before it was interrupted ({}): {}",
+                ended.status,
+                common::stderr(&ended)
+            );
+        }
         assert!(
             started.elapsed() < std::time::Duration::from_secs(300),
             "no training steps after 300 s"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    let pid = child.0.as_ref().expect("the run is going").id();
     let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &pid.to_string()])
         .status()
         .expect("kill runs");
     assert!(kill.success());
-    let result = child.wait_with_output().expect("anydepth ends");
+    let running = child.0.take().expect("the run is going");
+    let result = running.wait_with_output().expect("anydepth ends");
     assert_code(&result, 130);
     let stderr = common::stderr(&result);
     let step: usize = stderr
@@ -571,6 +603,90 @@ fn distillation_learns_the_teacher_from_sharded_cached_labels() {
         last.1,
         100.0 * cut
     );
+}
+
+/// A cached label that cannot be read leaves its photo out (listed at the end) and the
+/// run goes on, here with every batch read from disk.
+#[test]
+fn a_photo_whose_cached_label_is_broken_is_left_out_and_listed() {
+    let Some((train, _)) = photos() else {
+        return;
+    };
+    let Some(teacher) = common::reference_file("v2-vits/depth_anything_v2_vits.pth") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let labels = dir.path().join("labels");
+    let run = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "distill",
+            "--teacher",
+            s(&teacher),
+            "--student",
+            s(&teacher),
+            "--labels",
+            s(&labels),
+            "--out",
+            s(&out),
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--input-size",
+            "42",
+            "--teacher-input-size",
+            "42",
+            "--device",
+            "cpu",
+            "-q",
+            "--images",
+        ];
+        args.extend(train[..3].iter().map(|p| s(p)));
+        args.extend_from_slice(extra);
+        anydepth(&args)
+    };
+    let first = run("first.pth", &[]);
+    stdout_ok(&first);
+    assert!(
+        common::stderr(&first).is_empty(),
+        "{}",
+        common::stderr(&first)
+    );
+    // Break the label of the first photo.
+    let stem = train[0].file_stem().and_then(|s| s.to_str()).expect("stem");
+    let broken: Vec<PathBuf> = walk(&labels)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{stem}-")))
+        })
+        .collect();
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    std::fs::write(&broken[0], b"not a label").expect("label overwritten");
+
+    let second = run("second.pth", &["--sample-memory", "0"]);
+    let text = stdout_ok(&second);
+    assert!(text.contains("trained 2 steps"), "{text}");
+    let stderr = common::stderr(&second);
+    assert!(stderr.contains("1 sample(s) left out"), "{stderr}");
+    assert!(stderr.contains(s(&train[0])), "{stderr}");
+    assert!(!stderr.contains(s(&train[1])), "{stderr}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("folder").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]

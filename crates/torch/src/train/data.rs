@@ -3,7 +3,7 @@
 //! sample set a run draws from, in memory or read from disk one batch ahead.
 
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
@@ -41,6 +41,15 @@ impl Prepared {
     /// The memory the sample holds.
     pub fn bytes(&self) -> usize {
         (self.image.len() + self.target.len()) * std::mem::size_of::<f32>()
+    }
+
+    /// The sample's sizes and count of valid pixels, without its values.
+    fn without_data(self) -> Self {
+        Self {
+            image: Vec::new(),
+            target: Vec::new(),
+            ..self
+        }
     }
 }
 
@@ -202,11 +211,14 @@ pub struct SampleSet {
     sources: Vec<usize>,
     /// `(width, height)` of each kept sample after the resize.
     sizes: Vec<(usize, usize)>,
+    /// Every source, to name it in errors.
+    paths: Vec<PathBuf>,
     store: Store,
 }
 
 enum Store {
-    Memory(Vec<Prepared>),
+    /// The samples, and the bytes they hold.
+    Memory(Vec<Prepared>, usize),
     Disk(Prefetcher),
 }
 
@@ -220,14 +232,15 @@ pub enum LeftOut {
 }
 
 impl SampleSet {
-    /// Reads sources `0..n` through `load`, in parallel chunks, keeping them in memory
-    /// while their total size stays within `memory_budget` bytes. Returns the set and the
-    /// sources left out, by index.
+    /// Reads the sources `paths` (by index) through `load`, in parallel chunks, keeping
+    /// them in memory while their total size stays within `memory_budget` bytes. Returns
+    /// the set and the sources left out, by index.
     pub fn read(
-        n: usize,
+        paths: Vec<PathBuf>,
         load: Arc<Loader>,
         memory_budget: usize,
     ) -> (Self, Vec<(usize, LeftOut)>) {
+        let n = paths.len();
         let mut sources = Vec::new();
         let mut sizes = Vec::new();
         let mut kept = Vec::new();
@@ -235,16 +248,24 @@ impl SampleSet {
         let mut bytes = 0usize;
         let mut in_memory = true;
         for start in (0..n).step_by(READ_CHUNK) {
-            let chunk: Vec<(usize, Result<Prepared>)> = (start..n.min(start + READ_CHUNK))
+            // Once the set is read from disk, only the samples' sizes are kept.
+            let keep = in_memory;
+            let chunk: Vec<(usize, Result<(Prepared, usize)>)> = (start..n.min(start + READ_CHUNK))
                 .into_par_iter()
-                .map(|i| (i, load(i)))
+                .map(|i| {
+                    let read = load(i).map(|p| {
+                        let bytes = p.bytes();
+                        (if keep { p } else { p.without_data() }, bytes)
+                    });
+                    (i, read)
+                })
                 .collect();
             for (i, result) in chunk {
                 match result {
-                    Ok(p) if p.valid > 0 => {
+                    Ok((p, size)) if p.valid > 0 => {
                         sources.push(i);
                         sizes.push((p.width, p.height));
-                        bytes += p.bytes();
+                        bytes += size;
                         if in_memory && bytes > memory_budget {
                             in_memory = false;
                             kept = Vec::new();
@@ -259,7 +280,7 @@ impl SampleSet {
             }
         }
         let store = if in_memory {
-            Store::Memory(kept)
+            Store::Memory(kept, bytes)
         } else {
             tracing::info!(
                 samples = sources.len(),
@@ -272,6 +293,7 @@ impl SampleSet {
             Self {
                 sources,
                 sizes,
+                paths,
                 store,
             },
             left_out,
@@ -298,32 +320,61 @@ impl SampleSet {
         matches!(self.store, Store::Disk(_))
     }
 
-    /// Samples `indices` of the set; `next` are the indices the following call will ask
-    /// for, which a set on disk starts reading now.
+    /// The bytes of samples held in memory (0 when they are read from disk).
+    pub fn memory(&self) -> usize {
+        match self.store {
+            Store::Memory(_, bytes) => bytes,
+            Store::Disk(_) => 0,
+        }
+    }
+
+    /// Samples `indices` of the set: from memory, or from disk (what
+    /// [`prefetch`](Self::prefetch) started reading, if it was for these).
     ///
     /// # Errors
-    /// When a sample on disk can no longer be read.
-    pub fn get(&self, indices: &[usize], next: &[usize]) -> Result<Vec<Cow<'_, Prepared>>> {
+    /// When a sample on disk can no longer be read, or no longer is what it was when the
+    /// set was read.
+    pub fn get(&self, indices: &[usize]) -> Result<Vec<Cow<'_, Prepared>>> {
         match &self.store {
-            Store::Memory(kept) => Ok(indices.iter().map(|&i| Cow::Borrowed(&kept[i])).collect()),
+            Store::Memory(kept, _) => {
+                Ok(indices.iter().map(|&i| Cow::Borrowed(&kept[i])).collect())
+            }
             Store::Disk(prefetcher) => {
-                let sources =
-                    |of: &[usize]| -> Vec<usize> { of.iter().map(|&i| self.sources[i]).collect() };
-                let samples = prefetcher.take(&sources(indices))?;
-                if !next.is_empty() {
-                    prefetcher.request(sources(next));
+                let samples = prefetcher.take(&self.source_indices(indices))?;
+                for (&i, sample) in indices.iter().zip(&samples) {
+                    if (sample.width, sample.height) != self.sizes[i] || sample.valid == 0 {
+                        return Err(Error::Invalid(format!(
+                            "{} changed since training started: it is now {}x{} with {} \
+                             valid pixels after the resize, it was {}x{}",
+                            self.paths[self.sources[i]].display(),
+                            sample.width,
+                            sample.height,
+                            sample.valid,
+                            self.sizes[i].0,
+                            self.sizes[i].1
+                        )));
+                    }
                 }
                 Ok(samples.into_iter().map(Cow::Owned).collect())
             }
         }
     }
-}
 
-impl SampleSet {
-    /// The crops `picks` of the set, stacked on `device`; `next` as for [`get`](Self::get).
+    /// Starts reading samples `indices` on the background thread, for the next
+    /// [`get`](Self::get); nothing for a set in memory.
+    pub fn prefetch(&self, indices: &[usize]) {
+        if let Store::Disk(prefetcher) = &self.store {
+            if !indices.is_empty() {
+                prefetcher.request(self.source_indices(indices));
+            }
+        }
+    }
+
+    /// The crops `picks` of the set, stacked on `device`; then starts reading `next`
+    /// (the samples of the following batch).
     ///
     /// # Errors
-    /// When a sample on disk can no longer be read, or is smaller than the crop.
+    /// As [`get`](Self::get), and when a sample is smaller than the crop.
     pub fn batch(
         &self,
         picks: &[(usize, Crop)],
@@ -332,23 +383,36 @@ impl SampleSet {
         device: Device,
     ) -> Result<Batch> {
         let indices: Vec<usize> = picks.iter().map(|&(i, _)| i).collect();
-        let samples = self.get(&indices, next)?;
+        let samples = self.get(&indices)?;
         let picked: Vec<(&Prepared, Crop)> = samples
             .iter()
             .zip(picks)
             .map(|(sample, &(_, c))| (sample.as_ref(), c))
             .collect();
-        make_batch(&picked, crop, device)
+        let batch = make_batch(&picked, crop, device)?;
+        // Only now, so that the reads do not queue ahead of this batch's crops.
+        self.prefetch(next);
+        Ok(batch)
+    }
+
+    fn source_indices(&self, indices: &[usize]) -> Vec<usize> {
+        indices.iter().map(|&i| self.sources[i]).collect()
     }
 }
 
-/// Reads batches of sources on a background thread, one request ahead.
+/// Reads batches of sources on a background thread, one request at a time; without the
+/// thread (it could not be started), reads when asked.
 struct Prefetcher {
     load: Arc<Loader>,
-    requests: Sender<Vec<usize>>,
-    /// The sources of the request in flight.
-    in_flight: Mutex<Option<Vec<usize>>>,
-    replies: Mutex<Receiver<Result<Vec<Prepared>>>>,
+    state: Mutex<PrefetchState>,
+}
+
+struct PrefetchState {
+    /// Where requests go; `None` without a background thread.
+    requests: Option<Sender<Vec<usize>>>,
+    replies: Receiver<Result<Vec<Prepared>>>,
+    /// The sources of the request in flight, whose reply is the next on `replies`.
+    in_flight: Option<Vec<usize>>,
 }
 
 impl Prefetcher {
@@ -357,46 +421,61 @@ impl Prefetcher {
         let (reply, replies) = mpsc::channel();
         let reader = Arc::clone(&load);
         // The thread ends when the prefetcher, and with it the request sender, is dropped.
-        std::thread::spawn(move || {
-            for sources in incoming {
-                if reply.send(read_all(reader.as_ref(), &sources)).is_err() {
-                    break;
+        let spawned = std::thread::Builder::new()
+            .name("sample-reader".into())
+            .spawn(move || {
+                for sources in incoming {
+                    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        read_all(reader.as_ref(), &sources)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(Error::Invalid("reading training samples panicked".into()))
+                    });
+                    if reply.send(read).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        if let Err(e) = &spawned {
+            tracing::warn!("no background sample reader ({e}): batches are read when needed");
+        }
         Self {
             load,
-            requests,
-            in_flight: Mutex::new(None),
-            replies: Mutex::new(replies),
+            state: Mutex::new(PrefetchState {
+                requests: spawned.ok().map(|_| requests),
+                replies,
+                in_flight: None,
+            }),
         }
     }
 
-    /// Starts reading `sources`; the next [`take`](Self::take) collects them.
+    /// Starts reading `sources` unless a request is already in flight.
     fn request(&self, sources: Vec<usize>) {
-        let Ok(mut in_flight) = self.in_flight.lock() else {
+        let Ok(mut state) = self.state.lock() else {
             return;
         };
-        if in_flight.is_none() && self.requests.send(sources.clone()).is_ok() {
-            *in_flight = Some(sources);
+        if state.in_flight.is_some() {
+            return;
+        }
+        if let Some(requests) = &state.requests {
+            if requests.send(sources.clone()).is_ok() {
+                state.in_flight = Some(sources);
+            }
         }
     }
 
-    /// The samples of `sources`: the request in flight if it is for them, else read now.
+    /// The samples of `sources`: the request in flight if it is for them, else read now
+    /// (a read-ahead for other sources is dropped).
     fn take(&self, sources: &[usize]) -> Result<Vec<Prepared>> {
         let lost = || Error::Invalid("the background sample reader stopped".into());
-        let requested = self.in_flight.lock().map_err(|_| lost())?.take();
-        if let Some(requested) = requested {
-            let reply = self
-                .replies
-                .lock()
-                .map_err(|_| lost())?
-                .recv()
-                .map_err(|_| lost())?;
+        let mut state = self.state.lock().map_err(|_| lost())?;
+        if let Some(requested) = state.in_flight.take() {
+            let reply = state.replies.recv().map_err(|_| lost())?;
             if requested == sources {
                 return reply;
             }
         }
+        drop(state);
         read_all(self.load.as_ref(), sources)
     }
 }
@@ -461,6 +540,7 @@ impl<'a> Schedule<'a> {
     }
 
     fn positions(&self, step: usize) -> std::ops::Range<u64> {
+        debug_assert!(step >= 1, "steps count from 1");
         let first = (step as u64).saturating_sub(1) * self.batch;
         first..first + self.batch
     }
@@ -577,10 +657,18 @@ mod tests {
 
     #[test]
     fn a_set_read_from_disk_gives_what_one_in_memory_does() {
-        let load: Arc<Loader> = Arc::new(synthetic);
-        let (memory, left_memory) = SampleSet::read(8, Arc::clone(&load), usize::MAX);
-        let (disk, left_disk) = SampleSet::read(8, load, 0);
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&reads);
+        let load: Arc<Loader> = Arc::new(move |i| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            synthetic(i)
+        });
+        let paths: Vec<PathBuf> = (0..8).map(|i| PathBuf::from(format!("{i}.png"))).collect();
+        let (memory, left_memory) = SampleSet::read(paths.clone(), Arc::clone(&load), usize::MAX);
+        let (disk, left_disk) = SampleSet::read(paths, load, 0);
         assert!(!memory.streamed() && disk.streamed());
+        assert_eq!((memory.memory() > 0, disk.memory()), (true, 0));
         for left in [&left_memory, &left_disk] {
             assert!(matches!(
                 left.as_slice(),
@@ -589,20 +677,39 @@ mod tests {
         }
         assert_eq!(memory.len(), 6);
         assert_eq!(memory.sizes(), disk.sizes());
-        let widths = |set: &SampleSet, indices: &[usize], next: &[usize]| -> Vec<usize> {
-            let got = set.get(indices, next).expect("samples");
+        let widths = |set: &SampleSet, indices: &[usize]| -> Vec<usize> {
+            let got = set.get(indices).expect("samples");
             got.iter().map(|p| p.width).collect()
         };
-        // The read-ahead is used when the next call asks for it, and discarded otherwise.
-        for (indices, next) in [
-            (&[0, 1][..], &[2, 3][..]),
-            (&[2, 3], &[4, 5]),
-            (&[0, 0], &[1]),
-            (&[5], &[]),
+        // Set index 4 is source 6 (7 wide), 5 is source 7.
+        assert_eq!(widths(&disk, &[4, 5]), [7, 8]);
+        // A read-ahead is used when the next call asks for its samples (no read then) and
+        // dropped otherwise; either way the samples are those in memory.
+        for (indices, ahead, reads_in_get) in [
+            (&[0, 1][..], &[0, 1][..], 0),
+            (&[2, 3], &[4, 5], 2),
+            (&[0, 0], &[0, 0], 0),
+            (&[5], &[], 1),
         ] {
-            assert_eq!(widths(&memory, indices, next), widths(&disk, indices, next));
+            let start = reads.load(Ordering::SeqCst);
+            disk.prefetch(ahead);
+            // Let the read-ahead run, so that the count below is only `get`'s.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while reads.load(Ordering::SeqCst) < start + ahead.len() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the read-ahead never ran"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let before = reads.load(Ordering::SeqCst);
+            assert_eq!(widths(&disk, indices), widths(&memory, indices));
+            let read_now = reads.load(Ordering::SeqCst) - before;
+            assert_eq!(
+                read_now, reads_in_get,
+                "{indices:?} after a read-ahead of {ahead:?}"
+            );
         }
-        assert_eq!(widths(&disk, &[4, 5], &[]), [7, 8]);
     }
 
     #[test]

@@ -249,7 +249,8 @@ fn student_data(
     };
     let pairs = labels.to_vec();
     let load: Arc<Loader> = Arc::new(move |i| with_label(&pairs[i]));
-    let (photos, left_out) = SampleSet::read(labels.len(), load, budget);
+    let paths = labels.iter().map(|(photo, _)| photo.clone()).collect();
+    let (photos, left_out) = SampleSet::read(paths, load, budget);
     let mut skipped = Vec::new();
     let mut skip = |path: &Path, why: String| {
         observer.skipped(path, &why);
@@ -278,7 +279,10 @@ fn student_data(
     } else {
         let samples = plan.labelled.clone();
         let load: Arc<Loader> = Arc::new(move |i| prepare(&samples[i], size, range));
-        let (labelled, left_out) = SampleSet::read(plan.labelled.len(), load, budget);
+        // One budget for the run: what the photos left.
+        let budget = budget.saturating_sub(photos.memory());
+        let paths = plan.labelled.iter().map(|s| s.rgb.clone()).collect();
+        let (labelled, left_out) = SampleSet::read(paths, load, budget);
         let no_depth = format!("no depth between {} and {} m", range.min, range.max);
         for (i, why) in left_out {
             skip(&plan.labelled[i].rgb, left_out_reason(why, &no_depth));

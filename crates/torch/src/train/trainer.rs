@@ -247,7 +247,8 @@ fn read_samples(
     let sources = plan.samples.clone();
     let size = plan.options.input_size;
     let load: Arc<Loader> = Arc::new(move |i| prepare(&sources[i], size, range));
-    let (samples, left_out) = SampleSet::read(plan.samples.len(), load, plan.options.sample_memory);
+    let paths = plan.samples.iter().map(|s| s.rgb.clone()).collect();
+    let (samples, left_out) = SampleSet::read(paths, load, plan.options.sample_memory);
     let mut skipped = Vec::new();
     for (i, why) in left_out {
         let sample = &plan.samples[i];
