@@ -32,8 +32,13 @@
 //! - `GET /`: a web page (photo in; depth, mesh and cloud shown and downloadable), and
 //!   `GET /vendor/...`: the three.js modules it imports, embedded at build time.
 //!
+//! Without a token the service listens on loopback only, and it also refuses (403) a
+//! request whose `Host` or `Origin` names another host: a web page in the user's browser
+//! could otherwise reach it through a DNS name rebound to 127.0.0.1, or by posting across
+//! origins. `curl`, scripts and the service's own page are not affected.
+//!
 //! Every error is answered as JSON `{"error": "..."}`: 400 for a bad query, 401 without
-//! the token, 413 for a body over `--max-body`, 422 for a photo that does not decode
+//! the token, 403 for a foreign `Host` or `Origin` without a token, 413 for a body over `--max-body`, 422 for a photo that does not decode
 //! (corrupt, truncated, over [`anydepth_core::image::MAX_DECODE_PIXELS`]) or a scene that
 //! cannot be built, 503 with `Retry-After` when the queue is full.
 //!

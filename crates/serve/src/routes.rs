@@ -150,8 +150,61 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
             )
             .into_response();
         }
+    } else if let Some(why) = foreign(request.headers()) {
+        // Without a token the service listens on loopback only, but a web page in the
+        // user's browser could still reach it: through a DNS name rebound to 127.0.0.1
+        // (its Host is that name), or by posting across origins (its Origin is the page's).
+        return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
     }
     next.run(request).await
+}
+
+/// Why a request to a token-less (loopback) service did not come from this machine's own
+/// clients: a `Host` or an `Origin` that names another host. `None` when it may be served.
+fn foreign(headers: &HeaderMap) -> Option<String> {
+    let value = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+    };
+    if let Some(host) = value(header::HOST) {
+        if !is_local_host(&host) {
+            return Some(format!(
+                "Host {host:?} is not this machine: without --token the service answers \
+                 only requests addressed to localhost or a loopback address"
+            ));
+        }
+    }
+    if let Some(origin) = value(header::ORIGIN) {
+        let host = origin
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        if !is_local_host(host) {
+            return Some(format!(
+                "requests from the web page at {origin:?} are refused: without --token the \
+                 service answers only pages it serves itself and local clients"
+            ));
+        }
+    }
+    None
+}
+
+/// Whether `authority` (`host[:port]`, IPv6 in brackets) names this machine: `localhost`,
+/// a `.localhost` name, or a loopback address.
+fn is_local_host(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host)
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether the request carries `Authorization: Bearer <token>` (compared in constant time).
@@ -336,4 +389,35 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ApiError::internal(format!("the work failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts_are_localhost_names_and_loopback_addresses() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST.",
+            "app.localhost:80",
+            "127.0.0.1:8080",
+            "127.1.2.3",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(is_local_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "example.com",
+            "localhost.example.com:8080",
+            "10.0.0.1:8080",
+            "[::2]:8080",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!is_local_host(host), "{host}");
+        }
+    }
 }

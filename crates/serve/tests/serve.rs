@@ -646,6 +646,55 @@ fn the_token_is_required_except_for_health_and_the_page() {
     server.finish();
 }
 
+/// The status of a raw HTTP/1.1 GET of `path` with `headers` (each ending in CRLF): raw,
+/// because HTTP clients set `Host` themselves.
+fn raw_status(server: &Server, path: &str, headers: &str) -> u16 {
+    use std::io::{Read, Write};
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connects");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .expect("request sent");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+#[test]
+fn without_a_token_only_local_hosts_and_pages_are_served() {
+    let server = start(ServeRequest::default(), Gate::default());
+    let own = server.base.trim_start_matches("http://").to_owned();
+    for (headers, status) in [
+        (format!("Host: {own}\r\n"), 200),
+        ("Host: localhost:9\r\n".to_owned(), 200),
+        // A DNS name rebound to 127.0.0.1 by a web page.
+        ("Host: attacker.example:8080\r\n".to_owned(), 403),
+        // A page elsewhere posting across origins, or a sandboxed one.
+        (
+            format!("Host: {own}\r\nOrigin: http://attacker.example\r\n"),
+            403,
+        ),
+        (format!("Host: {own}\r\nOrigin: null\r\n"), 403),
+        // The service's own page.
+        (format!("Host: {own}\r\nOrigin: http://{own}\r\n"), 200),
+    ] {
+        assert_eq!(
+            raw_status(&server, "/metrics", &headers),
+            status,
+            "{headers}"
+        );
+    }
+    // Local clients are served as before.
+    assert_eq!(post(&server.url("/v1/depth"), &png(8, 8, 1)).status, 200);
+    server.finish();
+}
+
 #[test]
 fn other_addresses_need_a_token() {
     let open = ServeRequest {
