@@ -605,8 +605,8 @@ fn distillation_learns_the_teacher_from_sharded_cached_labels() {
     );
 }
 
-/// A cached label that cannot be read leaves its photo out (listed at the end) and the
-/// run goes on, here with every batch read from disk.
+/// A cached label that cannot be read leaves its photo out of training and validation
+/// (listed at the end) and the run goes on, here with every batch read from disk.
 #[test]
 fn a_photo_whose_cached_label_is_broken_is_left_out_and_listed() {
     let Some((train, _)) = photos() else {
@@ -643,6 +643,7 @@ fn a_photo_whose_cached_label_is_broken_is_left_out_and_listed() {
             "--images",
         ];
         args.extend(train[..3].iter().map(|p| s(p)));
+        args.extend_from_slice(&["--val", s(&train[0])]);
         args.extend_from_slice(extra);
         anydepth(&args)
     };
@@ -670,8 +671,12 @@ fn a_photo_whose_cached_label_is_broken_is_left_out_and_listed() {
     let text = stdout_ok(&second);
     assert!(text.contains("trained 2 steps"), "{text}");
     let stderr = common::stderr(&second);
-    assert!(stderr.contains("1 sample(s) left out"), "{stderr}");
-    assert!(stderr.contains(s(&train[0])), "{stderr}");
+    // Left out twice: as a training photo and as the held-out one.
+    let listed = stderr
+        .split("2 sample(s) left out:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no list of 2 left out: {stderr}"));
+    assert_eq!(listed.matches(s(&train[0])).count(), 2, "{stderr}");
     assert!(!stderr.contains(s(&train[1])), "{stderr}");
 }
 

@@ -265,10 +265,16 @@ fn student_data(
     if photos.is_empty() {
         return Err(Error::Invalid("no photo could be labelled".into()));
     }
-    let validation = validation_labels
-        .par_iter()
-        .map(with_label)
-        .collect::<Result<Vec<_>>>()?;
+    // Held-out photos are left out the same way, and kept in memory.
+    let read: Vec<Result<Prepared>> = validation_labels.par_iter().map(with_label).collect();
+    let mut validation = Vec::new();
+    for ((photo, _), result) in validation_labels.iter().zip(read) {
+        match result {
+            Ok(sample) if sample.valid > 0 => validation.push(sample),
+            Ok(_) => skip(photo, "its label has no finite value".to_owned()),
+            Err(e) => skip(photo, e.to_string()),
+        }
+    }
 
     let range = DepthRange {
         min: plan.options.min_depth_m,
