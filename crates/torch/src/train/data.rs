@@ -231,6 +231,16 @@ pub enum LeftOut {
     NoValidPixel,
 }
 
+impl LeftOut {
+    /// Why, in words; `no_valid` says it for a sample without a pixel that counts.
+    pub fn reason(self, no_valid: &str) -> String {
+        match self {
+            Self::Unreadable(e) => e.to_string(),
+            Self::NoValidPixel => no_valid.to_owned(),
+        }
+    }
+}
+
 impl SampleSet {
     /// Reads the sources `paths` (by index) through `load`, in parallel chunks, keeping
     /// them in memory while their total size stays within `memory_budget` bytes. Returns
@@ -484,6 +494,13 @@ fn read_all(load: &Loader, sources: &[usize]) -> Result<Vec<Prepared>> {
     sources.par_iter().map(|&i| load(i)).collect()
 }
 
+/// The global sample positions of `step` (from 1) of a run of `batch` samples a step.
+pub fn step_positions(step: usize, batch: usize) -> std::ops::Range<u64> {
+    debug_assert!(step >= 1, "steps count from 1");
+    let first = (step as u64).saturating_sub(1) * batch as u64;
+    first..first + batch as u64
+}
+
 /// Which samples and crops each step of a seeded run takes: every epoch visits each sample
 /// once, in an order drawn from the seed and the epoch; crops and flips are drawn per
 /// position. The same for the same seed, so a resumed run takes what the uninterrupted one
@@ -540,9 +557,7 @@ impl<'a> Schedule<'a> {
     }
 
     fn positions(&self, step: usize) -> std::ops::Range<u64> {
-        debug_assert!(step >= 1, "steps count from 1");
-        let first = (step as u64).saturating_sub(1) * self.batch;
-        first..first + self.batch
+        step_positions(step, self.batch as usize)
     }
 
     fn index(&mut self, position: u64) -> usize {

@@ -26,8 +26,8 @@ use crate::estimator::{resolve_device, DepthEstimator};
 use crate::network::DepthAnything;
 use crate::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::train::data::{
-    make_batch, prepare, prepare_labelled, Batch, Crop, DepthRange, LeftOut, Loader, Prepared,
-    SampleSet,
+    make_batch, prepare, prepare_labelled, step_positions, Batch, Crop, DepthRange, Loader,
+    Prepared, SampleSet,
 };
 use crate::train::loss::{affine_invariant, feature_alignment, AffineInvariant};
 use crate::train::trainer::{self, check_options, supervised_loss, Run, Trainable};
@@ -194,8 +194,7 @@ impl StudentLoss<'_> {
         if let Some(labelled) = self.labelled {
             // Ground-truth samples in turn, cropped with their own random stream.
             let positions = |step: usize| {
-                let first = (step as u64 - 1) * options.batch as u64;
-                (first..first + options.batch as u64)
+                step_positions(step, options.batch)
                     .map(|position| (position, position as usize % labelled.len()))
             };
             let picks: Vec<(usize, Crop)> = positions(step)
@@ -257,10 +256,7 @@ fn student_data(
         skipped.push((path.to_path_buf(), why));
     };
     for (i, why) in left_out {
-        skip(
-            &labels[i].0,
-            left_out_reason(why, "its label has no finite value"),
-        );
+        skip(&labels[i].0, why.reason("its label has no finite value"));
     }
     if photos.is_empty() {
         return Err(Error::Invalid("no photo could be labelled".into()));
@@ -291,7 +287,7 @@ fn student_data(
         let (labelled, left_out) = SampleSet::read(paths, load, budget);
         let no_depth = format!("no depth between {} and {} m", range.min, range.max);
         for (i, why) in left_out {
-            skip(&plan.labelled[i].rgb, left_out_reason(why, &no_depth));
+            skip(&plan.labelled[i].rgb, why.reason(&no_depth));
         }
         if labelled.is_empty() {
             return Err(Error::Invalid(format!(
@@ -307,14 +303,6 @@ fn student_data(
         labelled,
         skipped,
     })
-}
-
-/// Why a sample was left out, in words; `no_valid` when it had no pixel that counts.
-fn left_out_reason(why: LeftOut, no_valid: &str) -> String {
-    match why {
-        LeftOut::Unreadable(e) => e.to_string(),
-        LeftOut::NoValidPixel => no_valid.to_owned(),
-    }
 }
 
 /// The teacher as an inference engine at its input size, exact preprocessing.

@@ -250,15 +250,14 @@ fn read_samples(
     let paths = plan.samples.iter().map(|s| s.rgb.clone()).collect();
     let (samples, left_out) = SampleSet::read(paths, load, plan.options.sample_memory);
     let mut skipped = Vec::new();
+    let no_depth = format!("no depth between {} and {} m", range.min, range.max);
     for (i, why) in left_out {
         let sample = &plan.samples[i];
-        let (path, why) = match why {
-            LeftOut::NoValidPixel => (
-                &sample.depth,
-                format!("no depth between {} and {} m", range.min, range.max),
-            ),
-            LeftOut::Unreadable(e) => (&sample.rgb, e.to_string()),
+        let path = match why {
+            LeftOut::NoValidPixel => &sample.depth,
+            LeftOut::Unreadable(_) => &sample.rgb,
         };
+        let why = why.reason(&no_depth);
         observer.skipped(path, &why);
         skipped.push((path.clone(), why));
     }
