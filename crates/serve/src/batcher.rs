@@ -128,34 +128,163 @@ pub(crate) fn run_model(
 }
 
 /// Runs one batch and answers each job (in order).
+///
+/// When a batch of several photos fails (one photo too large for the device's memory, say),
+/// each photo is run again on its own, so only the photos that fail alone get an error.
 fn run_batch(engine: &dyn DepthEngine, batch: Vec<Job>, metrics: &Metrics) {
     let (images, replies): (Vec<RgbImage>, Vec<_>) =
         batch.into_iter().map(|job| (job.image, job.reply)).unzip();
     metrics.batch(images.len());
-    // An engine should not panic, but one bad photo must not take the service down.
-    let outcome = catch_unwind(AssertUnwindSafe(|| engine.predict_batch(&images)));
-    let predictions = match outcome {
-        Ok(Ok(predictions)) if predictions.len() == images.len() => predictions,
-        Ok(Ok(predictions)) => {
-            let reason = format!(
-                "the model returned {} depth maps for {} photos",
-                predictions.len(),
+    match predict(engine, &images) {
+        Ok(predictions) => {
+            for ((prediction, image), reply) in predictions.into_iter().zip(images).zip(replies) {
+                // A client that left since is no concern of ours.
+                let _ = reply.send(Ok((prediction, image)));
+            }
+        }
+        Err(reason) if images.len() == 1 => answer(replies, &reason),
+        Err(reason) => {
+            tracing::warn!(
+                "model call on {} photos failed ({reason}); running each alone",
                 images.len()
             );
-            return answer_all(replies, &reason);
+            for (image, reply) in images.into_iter().zip(replies) {
+                if reply.is_closed() {
+                    metrics.skipped(1);
+                    continue;
+                }
+                metrics.batch(1);
+                let one = std::slice::from_ref(&image);
+                match predict(engine, one).map(|mut p| p.pop()) {
+                    Ok(Some(prediction)) => {
+                        let _ = reply.send(Ok((prediction, image)));
+                    }
+                    Ok(None) => answer([reply], "the model returned no depth map"),
+                    Err(reason) => answer([reply], &reason),
+                }
+            }
         }
-        Ok(Err(err)) => return answer_all(replies, &anydepth_pipeline::chain_text(&err)),
-        Err(_) => return answer_all(replies, "the model failed (it panicked)"),
-    };
-    for ((prediction, image), reply) in predictions.into_iter().zip(images).zip(replies) {
-        // A client that left since is no concern of ours.
-        let _ = reply.send(Ok((prediction, image)));
     }
 }
 
-fn answer_all(replies: Vec<oneshot::Sender<Reply>>, reason: &str) {
+/// One model call: a depth map per image, or why there is none. A panicking engine (it
+/// should not panic, but one bad photo must not take the service down) is an error too.
+fn predict(engine: &dyn DepthEngine, images: &[RgbImage]) -> Result<Vec<Prediction>, String> {
+    match catch_unwind(AssertUnwindSafe(|| engine.predict_batch(images))) {
+        Ok(Ok(predictions)) if predictions.len() == images.len() => Ok(predictions),
+        Ok(Ok(predictions)) => Err(format!(
+            "the model returned {} depth maps for {} photos",
+            predictions.len(),
+            images.len()
+        )),
+        Ok(Err(err)) => Err(anydepth_pipeline::chain_text(&err)),
+        Err(_) => Err("the model failed (it panicked)".to_owned()),
+    }
+}
+
+fn answer(replies: impl IntoIterator<Item = oneshot::Sender<Reply>>, reason: &str) {
     tracing::warn!("model call failed: {reason}");
     for reply in replies {
         let _ = reply.send(Err(reason.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use anydepth_core::DepthMap;
+    use anydepth_model::config::{Encoder, ModelConfig};
+    use anydepth_model::{EstimatorOptions, ForwardTimings, StageTimings};
+
+    use super::*;
+
+    /// Fails every call holding a photo 13 pixels wide: with an error in a batch, and by
+    /// panicking when that photo runs alone. Records the size of each call.
+    struct PickyEngine {
+        config: ModelConfig,
+        options: EstimatorOptions,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    impl DepthEngine for PickyEngine {
+        fn config(&self) -> &ModelConfig {
+            &self.config
+        }
+
+        fn device_name(&self) -> String {
+            "Picky".into()
+        }
+
+        fn options(&self) -> &EstimatorOptions {
+            &self.options
+        }
+
+        fn predict_batch(&self, images: &[RgbImage]) -> anydepth_model::Result<Vec<Prediction>> {
+            self.calls.lock().expect("lock").push(images.len());
+            if images.iter().any(|image| image.width == 13) {
+                assert!(images.len() > 1, "a 13-pixel photo alone");
+                return Err(anydepth_model::Error::Invalid("out of memory".into()));
+            }
+            Ok(images
+                .iter()
+                .map(|image| {
+                    let values = vec![image.width as f32; (image.width * image.height) as usize];
+                    let map = DepthMap::new(image.width, image.height, values).expect("sized");
+                    Prediction::Disparity(map)
+                })
+                .collect())
+        }
+
+        fn predict_batch_timed(
+            &self,
+            images: &[RgbImage],
+        ) -> anydepth_model::Result<(Vec<Prediction>, StageTimings)> {
+            Ok((self.predict_batch(images)?, StageTimings::default()))
+        }
+
+        fn time_forward(
+            &self,
+            _batch: usize,
+            _size: (u32, u32),
+            _warmup: usize,
+            _iters: usize,
+        ) -> anydepth_model::Result<ForwardTimings> {
+            Ok(ForwardTimings { seconds: vec![] })
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_runs_each_photo_alone_and_fails_only_the_bad_one() {
+        let engine = PickyEngine {
+            config: ModelConfig::v2(Encoder::Vits),
+            options: EstimatorOptions::default(),
+            calls: Mutex::new(Vec::new()),
+        };
+        let widths = [8, 13, 9];
+        let (jobs, answers): (Vec<Job>, Vec<_>) = widths
+            .iter()
+            .map(|&width| {
+                let image =
+                    RgbImage::new(width, 2, vec![0.5; (width * 2 * 3) as usize]).expect("sized");
+                let (reply, answer) = oneshot::channel();
+                (Job { image, reply }, answer)
+            })
+            .unzip();
+        let metrics = Metrics::default();
+        run_batch(&engine, jobs, &metrics);
+
+        assert_eq!(*engine.calls.lock().expect("lock"), vec![3, 1, 1, 1]);
+        for (answer, width) in answers.into_iter().zip(widths) {
+            let reply = answer.blocking_recv().expect("answered");
+            if width == 13 {
+                let why = reply.expect_err("the bad photo fails");
+                assert!(why.contains("panicked"), "{why}");
+            } else {
+                let (prediction, image) = reply.expect("a good photo is answered");
+                assert_eq!(image.width, width);
+                assert_eq!(prediction.values()[0], width as f32);
+            }
+        }
     }
 }

@@ -40,7 +40,8 @@
 //! Every error is answered as JSON `{"error": "..."}`: 400 for a bad query, 401 without
 //! the token, 403 for a foreign `Host` or `Origin` without a token, 413 for a body over `--max-body`, 422 for a photo that does not decode
 //! (corrupt, truncated, over [`anydepth_core::image::MAX_DECODE_PIXELS`]) or a scene that
-//! cannot be built, 503 with `Retry-After` when the queue is full.
+//! cannot be built, 500 when the model fails on the photo, 503 with `Retry-After` when the
+//! queue is full.
 //!
 //! # How it runs
 //! A `DepthEngine` is not `Send` (LibTorch modules stay on their thread), so the thread
@@ -48,6 +49,8 @@
 //! tokio runtime) runs on threads of its own. Photos are decoded on tokio's blocking pool,
 //! queued (bounded: `--queue`), and run in batches of up to `--batch`, waiting at most
 //! `--batch-wait-ms` to fill one; photos whose client left while they waited are skipped.
+//! A batch the model fails on (one photo too large for the GPU's memory, say) is run again
+//! photo by photo, so only a photo that fails alone is answered 500.
 //! SIGTERM or Ctrl-C (or [`Stop::stop`]) stops accepting connections, lets the requests in
 //! flight finish, and then `run` returns.
 
