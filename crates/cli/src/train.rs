@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anydepth_core::colormap::Colormap;
 use anydepth_eval::datasets::{self, Dataset, DatasetKind, DepthSample};
-use anydepth_model::config::Encoder;
+use anydepth_model::config::{Encoder, Head};
 use anydepth_model::train::{
     DistillPlan, Perturbations, StepRecord, Student, TrainObserver, TrainOptions, TrainOutputs,
     TrainPlan, TrainReport, TrainSample, TrainStart, Validation,
@@ -496,6 +496,15 @@ fn finish(flags: &RunFlags, observer: &Observer, report: TrainReport) -> Result<
         );
     }
     println!("weights: {}", report.outputs.last.display());
+    if let Head::Metric { max_depth_m } = report.head {
+        if report.outputs.last.extension().is_some_and(|e| e == "pth") {
+            println!(
+                "a .pth does not record its metric head: run it with --max-depth {max_depth_m}, \
+                 as in anydepth depth photo.jpg --weights {} --max-depth {max_depth_m}",
+                report.outputs.last.display()
+            );
+        }
+    }
     println!(
         "log: {} and {}",
         report.outputs.log_csv.display(),

@@ -171,6 +171,8 @@ fn metric_fine_tuning_learns() {
             "-q",
         ]));
         assert!(text.contains("trained 80 steps"), "{text}");
+        // A .pth cannot say that its head is metric, so the summary says how to run it.
+        assert!(text.contains("run it with --max-depth 20"), "{text}");
         let after = abs_rel(&out, &val, &out.with_extension("json"));
         let cut = 1.0 - after / before;
         println!(

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Head;
 use crate::engine::{DepthEngine, DeviceChoice, ModelSpec};
 use crate::error::Result;
 
@@ -373,6 +374,9 @@ pub struct TrainReport {
     pub skipped: Vec<(PathBuf, String)>,
     /// Mean images per second over the run's steps.
     pub images_per_second: f64,
+    /// The head that was trained. A `.pth` file does not record it, so a metric one must
+    /// be named again (`--max-depth`) to run the weights.
+    pub head: Head,
 }
 
 #[cfg(test)]

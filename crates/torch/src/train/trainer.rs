@@ -612,5 +612,6 @@ pub fn run(
         } else {
             0.0
         },
+        head: config.head,
     })
 }
