@@ -1,5 +1,5 @@
 //! `anydepth doctor`: what this machine offers anydepth: LibTorch, CUDA and the GPUs, the
-//! weights cache, and the Rerun viewer.
+//! weights cache, FFmpeg, and the Rerun viewer.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,6 +31,9 @@ struct Report {
     /// Why the runtime could not be inspected (e.g. `anydepth-torch` does not start).
     runtime_problem: Option<String>,
     weights: WeightsReport,
+    /// The FFmpeg libraries videos are read and written with; `None` in a build without
+    /// FFmpeg (`--no-default-features`).
+    ffmpeg: Option<String>,
     /// The `rerun` viewer on `PATH` (what `--spawn` starts), if any.
     rerun: Option<PathBuf>,
 }
@@ -60,6 +63,7 @@ pub fn run(args: DoctorArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
             offline: hub.as_ref().is_ok_and(|hub| hub.offline),
             endpoint: hub.as_ref().ok().map(|hub| hub.endpoint.clone()),
         },
+        ffmpeg: anydepth_video::ffmpeg_libraries(),
         rerun: find_on_path("rerun"),
         runtime_problem: runtime.as_ref().err().map(|e| chain_text(e)),
         runtime: runtime.ok(),
@@ -104,6 +108,13 @@ fn text(report: &Report) -> String {
             ),
             (None, why) => why.clone().unwrap_or_else(|| "unknown".into()),
         },
+    ));
+    lines.push((
+        "video",
+        report.ffmpeg.as_ref().map_or_else(
+            || "built without FFmpeg (--no-default-features): video commands are off".into(),
+            |libraries| format!("FFmpeg: {libraries}"),
+        ),
     ));
     lines.push((
         "rerun viewer",

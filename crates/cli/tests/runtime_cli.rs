@@ -18,10 +18,13 @@ fn doctor_reports_the_runtime_and_exits_0_with_or_without_a_gpu() {
         "cuDNN:",
         "--device auto:",
         "weights cache:",
+        "video:",
         "rerun viewer:",
     ] {
         assert!(text.contains(label), "no {label:?} in:\n{text}");
     }
+    // The tests run a default build, which links FFmpeg.
+    assert!(text.contains("FFmpeg: libavformat "), "{text}");
 
     let out = anydepth(&["doctor", "--json"]);
     assert_ok(&out);

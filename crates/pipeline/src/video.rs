@@ -239,6 +239,15 @@ impl VideoJob {
         }
         let (video_formats, frame_formats): (Vec<Format>, Vec<Format>) =
             formats.into_iter().partition(|f| f.is_video());
+        // Without FFmpeg, said before any frame is read (not after the frames' files).
+        let needs_ffmpeg = match self.kind {
+            ClipKind::Sequence if video_formats.is_empty() => None,
+            ClipKind::Sequence => Some("write videos"),
+            ClipKind::Files | ClipKind::Live => Some("read videos"),
+        };
+        if let Some(what) = needs_ffmpeg.filter(|_| !anydepth_video::HAS_FFMPEG) {
+            return Err(anydepth_video::Error::NoFfmpeg(what.into()).into());
+        }
         let clips = match self.kind {
             ClipKind::Files => self.plan_files()?,
             ClipKind::Sequence => vec![self.plan_sequence()?],

@@ -82,6 +82,14 @@ pub enum Error {
     #[error("no {0} encoder in this FFmpeg build")]
     NoEncoder(&'static str),
 
+    /// This build has no FFmpeg (the `ffmpeg` feature was off), so it cannot read or write
+    /// videos.
+    #[error(
+        "this build of anydepth has no FFmpeg, so it cannot {0}; build it with the default \
+         features (the `ffmpeg` feature) for videos"
+    )]
+    NoFfmpeg(String),
+
     /// Writing a video file failed; the temporary file is removed.
     #[error("cannot write video: {reason}: {}", path.display())]
     Write {

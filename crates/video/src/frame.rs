@@ -73,11 +73,13 @@ impl FrameRate {
     }
 
     /// Both parts positive and within FFmpeg's `i32` fractions.
+    #[cfg(feature = "ffmpeg")]
     pub(crate) fn is_valid(self) -> bool {
         self.num > 0 && self.den > 0 && self.num <= i32::MAX as u32 && self.den <= i32::MAX as u32
     }
 
     /// From FFmpeg's fraction; `None` when unknown (zero) or negative.
+    #[cfg(feature = "ffmpeg")]
     pub(crate) fn from_rational(rational: ffmpeg_next::Rational) -> Option<Self> {
         let (num, den) = (rational.numerator(), rational.denominator());
         (num > 0 && den > 0).then(|| Self::new(num.unsigned_abs(), den.unsigned_abs()))

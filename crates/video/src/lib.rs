@@ -1,5 +1,6 @@
 //! Video input and output for anydepth through FFmpeg's libraries (libavformat,
-//! libavcodec, libswscale, libavdevice): the only crate that links FFmpeg.
+//! libavcodec, libswscale, libavdevice): the only crate that links FFmpeg, and only with
+//! its `ffmpeg` feature (on by default; see [`HAS_FFMPEG`]).
 //!
 //! **Reading.** [`VideoSource::open`] takes a file (MP4, MOV, MKV, WebM, AVI: anything
 //! FFmpeg demuxes and decodes), `-` for stdin, a FIFO, a stream URL (`rtsp://...`) or a
@@ -55,19 +56,53 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "ffmpeg")]
 mod decode;
+#[cfg(feature = "ffmpeg")]
+mod encode;
 pub mod error;
 mod frame;
+#[cfg(feature = "ffmpeg")]
 mod orientation;
 mod queue;
 mod source;
+#[cfg(not(feature = "ffmpeg"))]
+mod without_ffmpeg;
 mod writer;
 
+#[cfg(not(feature = "ffmpeg"))]
+use without_ffmpeg as decode;
+
 pub use anydepth_core::image::Orientation;
+#[cfg(feature = "ffmpeg")]
+pub use encode::VideoWriter;
 pub use error::{Error, Result};
 pub use frame::{FrameRate, VideoFrame};
 pub use source::{DropCounter, Mode, OpenOptions, Pacing, VideoInfo, VideoSource};
-pub use writer::{Codec, VideoWriter, WriterOptions};
+#[cfg(not(feature = "ffmpeg"))]
+pub use without_ffmpeg::VideoWriter;
+pub use writer::{Codec, WriterOptions};
+
+/// Whether this build reads and writes videos: the `ffmpeg` feature (on by default) links
+/// FFmpeg's libraries. Without it, opening or writing a video fails with
+/// [`Error::NoFfmpeg`], and nothing else changes.
+pub const HAS_FFMPEG: bool = cfg!(feature = "ffmpeg");
+
+/// The FFmpeg libraries this process runs with (`libavformat 59.27.100, libavcodec
+/// 59.37.100`), or `None` in a build without FFmpeg.
+pub fn ffmpeg_libraries() -> Option<String> {
+    #[cfg(feature = "ffmpeg")]
+    {
+        let dotted = |v: u32| format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff);
+        Some(format!(
+            "libavformat {}, libavcodec {}",
+            dotted(ffmpeg_next::format::version()),
+            dotted(ffmpeg_next::codec::version())
+        ))
+    }
+    #[cfg(not(feature = "ffmpeg"))]
+    None
+}
 
 /// The environment variable that sets FFmpeg's own log level.
 pub const FFMPEG_LOG_ENV: &str = "ANYDEPTH_FFMPEG_LOG";
@@ -76,6 +111,7 @@ pub const FFMPEG_LOG_ENV: &str = "ANYDEPTH_FFMPEG_LOG";
 /// [`FFMPEG_LOG_ENV`] (`quiet`, `panic`, `fatal`, `error`, `warning`, `info`, `verbose`,
 /// `debug`, `trace`), `fatal` by default: damaged streams make FFmpeg print a line per
 /// broken packet, and what went wrong reaches the caller as an [`Error`] anyway.
+#[cfg(feature = "ffmpeg")]
 fn init() {
     use ffmpeg_next::log::Level;
     static INIT: std::sync::Once = std::sync::Once::new();

@@ -6,13 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anydepth_core::image::Orientation;
-use ffmpeg_next as ffmpeg;
-use ffmpeg_next::codec::packet::side_data::Type as SideDataType;
 
-use crate::decode::Decoder;
 use crate::error::{Error, Result};
 use crate::frame::{FrameRate, VideoFrame};
-use crate::orientation;
 use crate::queue::{FrameQueue, WhenFull};
 
 /// How frames reach a consumer that is slower than the source.
@@ -188,68 +184,12 @@ impl VideoSource {
     /// [`Error::Unsupported`] for a codec without a decoder, [`Error::Invalid`] for
     /// options that cannot be used.
     pub fn open(input: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
-        crate::init();
         let input = input.as_ref();
-        let name = input.display().to_string();
         let url = check_input(input, options)?;
         let mode = options.mode.unwrap_or_else(|| Mode::detect(input));
         let stop = Arc::new(AtomicBool::new(false));
-        let context = open_input(input, url, options, &stop)?;
-        let stream = context
-            .streams()
-            .best(ffmpeg::media::Type::Video)
-            .ok_or_else(|| Error::NoVideoStream {
-                input: name.clone(),
-            })?;
-        let stream_index = stream.index();
-        let facts = StreamFacts::of(&context, &stream);
-        let codec = stream.parameters().id().name().to_owned();
-        let decoder = open_decoder(&stream).map_err(|e| Error::Unsupported {
-            codec: codec.clone(),
-            reason: e.to_string(),
-            input: name.clone(),
-        })?;
-        let (stored_width, stored_height) = (decoder.width(), decoder.height());
-        let (width, height) = if orientation::swaps_axes(facts.orientation) {
-            (stored_height, stored_width)
-        } else {
-            (stored_width, stored_height)
-        };
-        let info = VideoInfo {
-            width,
-            height,
-            orientation: facts.orientation,
-            frame_rate: facts.frame_rate,
-            variable_frame_rate: facts.variable_frame_rate,
-            frame_count: match (mode, facts.announced_frames) {
-                (Mode::Live, _) => None,
-                (Mode::File, Some(n)) => Some(n),
-                (Mode::File, None) => facts
-                    .duration_secs
-                    .zip(facts.frame_rate)
-                    .map(|(d, rate)| (d * rate.fps()).round() as u64),
-            },
-            duration_secs: facts.duration_secs,
-            codec,
-            mode,
-        };
-        tracing::debug!(input = %name, ?info, "opened video");
-
-        let file = mode == Mode::File;
-        let decode = Decoder {
-            input: context,
-            decoder,
-            stream_index,
-            time_base: facts.time_base,
-            start_ticks: facts.start_ticks.filter(|_| file),
-            announced_frames: facts.announced_frames.filter(|_| file),
-            fallback_frame_secs: facts.frame_rate.map_or(1.0 / 30.0, FrameRate::frame_secs),
-            orientation: facts.orientation,
-            mode,
-            pacing: options.pacing,
-            name,
-        };
-        let when_full = if file {
+        let (info, decode) = crate::decode::open(input, url, mode, options, &stop)?;
+        let when_full = if mode == Mode::File {
             WhenFull::Wait
         } else {
             WhenFull::DropOldest
@@ -360,145 +300,6 @@ fn check_input<'a>(input: &'a Path, options: &OpenOptions) -> Result<&'a str> {
     Ok(if text == "-" { "pipe:0" } else { text })
 }
 
-/// Opens and probes the input: through a libavdevice device when one is named (or the
-/// input is a character device, with `v4l2`), else by probing.
-fn open_input(
-    input: &Path,
-    url: &str,
-    options: &OpenOptions,
-    stop: &Arc<AtomicBool>,
-) -> Result<ffmpeg::format::context::Input> {
-    let open_error = |reason: String| Error::Open {
-        reason,
-        input: input.display().to_string(),
-    };
-    let device = match &options.device {
-        Some(device) => Some(device.as_str()),
-        None if is_char_device(input) => Some("v4l2"),
-        None => None,
-    };
-    let dictionary: ffmpeg::Dictionary = options.ffmpeg_options.iter().collect();
-    let Some(device) = device else {
-        // Polled by FFmpeg during blocking network reads: the decoder stops when the
-        // source is dropped even if the stream has stalled.
-        let stop = Arc::clone(stop);
-        return ffmpeg::format::input_with_interrupt_and_dictionary(
-            &url,
-            move || stop.load(Ordering::Relaxed),
-            dictionary,
-        )
-        .map_err(|e| open_error(e.to_string()));
-    };
-    let format = find_input_device(device).ok_or_else(|| {
-        Error::Invalid(format!("no input device `{device}` in this FFmpeg build"))
-    })?;
-    match ffmpeg::format::open_with(&url, &format, dictionary) {
-        Ok(ffmpeg::format::context::Context::Input(context)) => Ok(context),
-        Ok(ffmpeg::format::context::Context::Output(_)) => {
-            Err(open_error("opened as an output".into()))
-        }
-        Err(e) => Err(open_error(e.to_string())),
-    }
-}
-
-/// A decoder for the stream, with slice threads only: frame threads hold frames back and
-/// report errors late (see the `decode` module), and add latency to live sources.
-fn open_decoder(
-    stream: &ffmpeg::format::stream::Stream<'_>,
-) -> Result<ffmpeg::decoder::Video, ffmpeg::Error> {
-    let mut context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())?;
-    context.set_threading(ffmpeg::codec::threading::Config::kind(
-        ffmpeg::codec::threading::Type::Slice,
-    ));
-    context.decoder().video()
-}
-
-/// What the container says about the video stream.
-struct StreamFacts {
-    orientation: Orientation,
-    time_base: ffmpeg::Rational,
-    start_ticks: Option<i64>,
-    announced_frames: Option<u64>,
-    frame_rate: Option<FrameRate>,
-    variable_frame_rate: bool,
-    duration_secs: Option<f64>,
-}
-
-impl StreamFacts {
-    fn of(
-        context: &ffmpeg::format::context::Input,
-        stream: &ffmpeg::format::stream::Stream<'_>,
-    ) -> Self {
-        let time_base = stream.time_base();
-        let average_rate = FrameRate::from_rational(stream.avg_frame_rate());
-        let base_rate = FrameRate::from_rational(stream.rate());
-        let duration_secs = if stream.duration() > 0 {
-            Some(stream.duration() as f64 * f64::from(time_base))
-        } else {
-            (context.duration() > 0)
-                .then(|| context.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE))
-        };
-        Self {
-            orientation: stream_orientation(stream),
-            time_base,
-            start_ticks: (stream.start_time() != ffmpeg::ffi::AV_NOPTS_VALUE)
-                .then(|| stream.start_time()),
-            announced_frames: u64::try_from(stream.frames()).ok().filter(|&n| n > 0),
-            frame_rate: average_rate.or(base_rate),
-            variable_frame_rate: match (average_rate, base_rate) {
-                (Some(avg), Some(base)) => (avg.fps() / base.fps() - 1.0).abs() > 0.005,
-                _ => false,
-            },
-            duration_secs,
-        }
-    }
-}
-
-/// The orientation from the stream's display matrix, else its `rotate` tag.
-fn stream_orientation(stream: &ffmpeg::format::stream::Stream<'_>) -> Orientation {
-    let from_matrix = stream
-        .side_data()
-        .find(|side_data| side_data.kind() == SideDataType::DisplayMatrix)
-        .map(|side_data| orientation::from_display_matrix(side_data.data()));
-    let from_tag = stream
-        .metadata()
-        .get("rotate")
-        .map(orientation::from_rotate_tag);
-    match from_matrix.or(from_tag) {
-        Some(Some(orientation)) => orientation,
-        Some(None) => {
-            tracing::warn!("the video's rotation is not a multiple of 90 degrees; ignored");
-            Orientation::Normal
-        }
-        None => Orientation::Normal,
-    }
-}
-
-/// Whether `path` is a character device (a camera under `/dev`).
-fn is_char_device(path: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        false
-    }
-}
-
-/// The libavdevice input format called `name` (any of its comma-separated names).
-fn find_input_device(name: &str) -> Option<ffmpeg::Format> {
-    ffmpeg::device::input::video().find(|format| {
-        let format_name = match format {
-            ffmpeg::Format::Input(input) => input.name(),
-            ffmpeg::Format::Output(output) => output.name(),
-        };
-        format_name.split(',').any(|n| n == name)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +323,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "ffmpeg")]
     fn missing_files_and_bad_options_are_errors() {
         let missing = VideoSource::open("/no/such/clip.mp4", &OpenOptions::default());
         assert!(

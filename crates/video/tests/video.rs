@@ -7,6 +7,8 @@
 //! `../shared/reference/video-depth-anything/assets/example_videos` beside the project;
 //! when it is missing its test says so and passes, unless `ANYDEPTH_REQUIRE_REFERENCES=1`.
 
+#![cfg(feature = "ffmpeg")]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
