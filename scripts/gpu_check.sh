@@ -13,11 +13,15 @@
 #
 #   scripts/gpu_check.sh                          # builds target/release first
 #   scripts/gpu_check.sh --binary DIR/anydepth    # a built anydepth, anydepth-torch beside it
+#   scripts/gpu_check.sh --binary .gpu/bin/anydepth   # after scripts/gpu_bundle.sh
 #
 # Needs a Python with a CUDA torch and OpenCV (PYTHON, else .venv/bin/python, else python3)
 # and the official code (the `depth_anything_v2` package of jkp-depth-anything-v2; where it
 # cannot be installed, copy it into .gpu/site, which is put on PYTHONPATH).
-# Other flags go to scripts/bench/gpu_vs_official.py (--iters N, --no-compile).
+# scripts/gpu_bundle.sh prepares .gpu/ for a machine without Rust, FFmpeg or a package
+# index: binaries built without FFmpeg, the official code and two photos.
+# Other flags go to scripts/bench/gpu_vs_official.py (--iters N, --no-compile,
+# --sections parity,speed,end_to_end,training).
 set -euo pipefail
 
 binary=""
@@ -46,6 +50,9 @@ if ! grep -q '^GPU' <<<"$gpus" &&
   exit 0
 fi
 if [ -d .gpu/site ]; then export PYTHONPATH=$PWD/.gpu/site${PYTHONPATH:+:$PYTHONPATH}; fi
+if [ -z "${ANYDEPTH_DATA:-}" ] && [ ! -d ../shared/data/photos ] && [ -d .gpu/data/photos ]; then
+  export ANYDEPTH_DATA=$PWD/.gpu/data
+fi
 if ! "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   echo "error: $python has no CUDA torch, though nvidia-smi sees a GPU" >&2
   exit 2
@@ -62,6 +69,14 @@ else
 fi
 [ -x "$(dirname "$binary")/anydepth-torch" ] || {
   echo "error: anydepth-torch must sit beside $binary" >&2; exit 2; }
+# A binary that cannot start names its missing libraries here rather than failing below.
+missing=$(ldd "$(dirname "$binary")/anydepth-torch" | grep 'not found' || true)
+if [ -n "$missing" ]; then
+  echo "error: anydepth-torch cannot start here; missing libraries:" >&2
+  echo "$missing" >&2
+  echo "(binaries from scripts/gpu_bundle.sh need only LibTorch, glibc and libstdc++)" >&2
+  exit 2
+fi
 
 mkdir -p "$out"
 "$binary" doctor | tee "$out/doctor.txt"

@@ -16,7 +16,9 @@ Training (V2-S metric, batch 8 at 518x518, fp32): the median step of the plain P
 loop (scripts/bench/train_step.py, random input) against `anydepth train`'s steps on
 generated 640x480 photos (data loading included), and a short `anydepth distill` run
 (labels made on the GPU) with its images/s.
-Writes gpu_check.json and gpu_check.md into --out; exits 1 when a parity target is missed.
+Writes gpu_check.json and gpu_check.md into --out after each section (a run cut short
+keeps what it measured); a section that fails is reported and the next one runs. Exits 1
+when a parity target is missed or a section failed. `--sections` runs some of them.
 
 Usage (scripts/gpu_check.sh runs it):
   python3 scripts/bench/gpu_vs_official.py --anydepth target/release/anydepth --out DIR
@@ -254,40 +256,59 @@ def training(binary, folder, device, small, teacher):
                 anydepth_distill_seconds=distill_s)
 
 
+def failed_block(title, section):
+    return [f"## {title}", "", "failed:", "", "```", section["error"], "```", ""]
+
+
 def markdown(report):
     lines = [f"# GPU check: {report['gpu']}", "",
-             f"torch {report['torch']}; anydepth doctor: see doctor.txt", "",
-             "## Parity (V2-S, random weights, TF32 off)", "",
-             "| photo | size | precision | preprocessing | max error / range "
-             "| mean error / range | target | ok |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in report["parity"]:
-        lines.append(f"| {r['photo']} | {r['size']} | {r['precision']} | {r['preprocessing']} "
-                     f"| {r['max_error']:.2e} "
-                     f"| {r['mean_error']:.2e} | {r['target']:g} | {'yes' if r['ok'] else 'NO'} |")
-    lines += ["", "## Network, median ms per batch", "",
-              "| model | batch | official fp32 | official fp16 | official compile fp16 "
-              "| anydepth fp32 | anydepth fp16 | fp16 ratio | anydepth fp16 images/s |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["speed"]:
-        compiled = r.get("official_compile_fp16_ms")
-        lines.append(
-            f"| {r['model']} | {r['batch']} | {r['official_fp32_ms']:.2f} "
-            f"| {r['official_fp16_ms']:.2f} | {'-' if compiled is None else f'{compiled:.2f}'} "
-            f"| {r['anydepth_fp32_ms']:.2f} | {r['anydepth_fp16_ms']:.2f} "
-            f"| {r['fp16_ratio_to_official_eager']:.2f}x "
-            f"| {r['anydepth_fp16_images_per_s']:.0f} |")
-    e = report["end_to_end"]
-    lines += ["", "## 1920x1080 photo end to end, ms per photo, nothing written", "",
-              "| official fp32 (imread + infer_image, median) | anydepth fp32 (mean) "
-              "| anydepth fp16 (mean) |",
-              "|---|---|---|",
-              f"| {e['official_fp32_ms']:.2f} | {e['anydepth_fp32_ms']:.2f} "
-              f"| {e['anydepth_fp16_ms']:.2f} |", "", "anydepth fp16 stages:", "", "```",
-              *e["anydepth_fp16_stages"], "```", ""]
+             f"torch {report['torch']}; anydepth doctor: see doctor.txt", ""]
+    parity_rows = report.get("parity")
+    if isinstance(parity_rows, dict):
+        lines += failed_block("Parity", parity_rows)
+    elif parity_rows is not None:
+        lines += ["## Parity (V2-S, random weights, TF32 off)", "",
+                  "| photo | size | precision | preprocessing | max error / range "
+                  "| mean error / range | target | ok |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in parity_rows:
+            lines.append(f"| {r['photo']} | {r['size']} | {r['precision']} "
+                         f"| {r['preprocessing']} | {r['max_error']:.2e} "
+                         f"| {r['mean_error']:.2e} | {r['target']:g} "
+                         f"| {'yes' if r['ok'] else 'NO'} |")
+        lines.append("")
+    speed_rows = report.get("speed")
+    if isinstance(speed_rows, dict):
+        lines += failed_block("Network", speed_rows)
+    elif speed_rows is not None:
+        lines += ["## Network, median ms per batch", "",
+                  "| model | batch | official fp32 | official fp16 | official compile fp16 "
+                  "| anydepth fp32 | anydepth fp16 | fp16 ratio | anydepth fp16 images/s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in speed_rows:
+            compiled = r.get("official_compile_fp16_ms")
+            lines.append(
+                f"| {r['model']} | {r['batch']} | {r['official_fp32_ms']:.2f} "
+                f"| {r['official_fp16_ms']:.2f} "
+                f"| {'-' if compiled is None else f'{compiled:.2f}'} "
+                f"| {r['anydepth_fp32_ms']:.2f} | {r['anydepth_fp16_ms']:.2f} "
+                f"| {r['fp16_ratio_to_official_eager']:.2f}x "
+                f"| {r['anydepth_fp16_images_per_s']:.0f} |")
+        lines.append("")
+    e = report.get("end_to_end")
+    if e and "error" in e:
+        lines += failed_block("1920x1080 photo end to end", e)
+    elif e:
+        lines += ["## 1920x1080 photo end to end, ms per photo, nothing written", "",
+                  "| official fp32 (imread + infer_image, median) | anydepth fp32 (mean) "
+                  "| anydepth fp16 (mean) |",
+                  "|---|---|---|",
+                  f"| {e['official_fp32_ms']:.2f} | {e['anydepth_fp32_ms']:.2f} "
+                  f"| {e['anydepth_fp16_ms']:.2f} |", "", "anydepth fp16 stages:", "", "```",
+                  *e["anydepth_fp16_stages"], "```", ""]
     tr = report.get("training")
     if tr and "error" in tr:
-        lines += ["## Training", "", "failed:", "", "```", tr["error"], "```", ""]
+        lines += failed_block("Training", tr)
     elif tr:
         lines += [f"## Training, V2-S metric, batch {tr['batch']} at {tr['size']}x{tr['size']}, "
                   f"fp32, median of {tr['steps']} steps", "",
@@ -301,7 +322,13 @@ def markdown(report):
                   f"| {tr['anydepth_train_images_per_s']:.1f} "
                   f"| {tr['anydepth_distill_step_ms']:.1f} "
                   f"| {tr['anydepth_distill_images_per_s']:.1f} |", ""]
+    seconds = report.get("section_seconds", {})
+    lines += ["Seconds per section: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()),
+              ""]
     return "\n".join(lines)
+
+
+SECTIONS = ["parity", "speed", "end_to_end", "training"]
 
 
 def main():
@@ -311,7 +338,13 @@ def main():
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"which to run, comma-separated (default: all of {','.join(SECTIONS)})")
     args = ap.parse_args()
+    sections = [name for name in args.sections.split(",") if name]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        ap.error(f"unknown sections {unknown}; choose from {SECTIONS}")
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device")
@@ -320,38 +353,53 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    report = dict(gpu=torch.cuda.get_device_name() if device == "cuda" else "CPU (script check)",
+                  torch=torch.__version__, section_seconds={})
+
+    def save():
+        # After every section, so a run cut short keeps what it measured.
+        report["seconds"] = time.perf_counter() - started
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
+        (out / "gpu_check.md").write_text(markdown(report))
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         photo_paths, big = photos(tmp, 1 if small else 2)
-        encoders = ["vits"] if small else ["vits", "vitl"]
+        encoders = ["vits"] if small or "speed" not in sections else ["vits", "vitl"]
         log("making random-weight checkpoints")
         models = {e: checkpoint(e, tmp, device) for e in encoders}
-        log("parity")
-        rows = parity(args.anydepth, *models["vits"], photo_paths, device, tmp / "parity")
-        log("speed")
-        report = dict(
-            gpu=torch.cuda.get_device_name() if device == "cuda" else "CPU (script check)",
-            torch=torch.__version__,
-            parity=rows,
-            speed=speed(args.anydepth, models, [1] if small else [1, 16], args.iters, device,
-                        not (args.no_compile or small)),
-            end_to_end=end_to_end(args.anydepth, *models["vits"], big, args.iters, device),
+        runs = dict(
+            parity=lambda: parity(args.anydepth, *models["vits"], photo_paths, device,
+                                  tmp / "parity"),
+            speed=lambda: speed(args.anydepth, models, [1] if small else [1, 16], args.iters,
+                                device, not (args.no_compile or small)),
+            end_to_end=lambda: end_to_end(args.anydepth, *models["vits"], big, args.iters,
+                                          device),
+            training=lambda: training(args.anydepth, tmp / "training", device, small,
+                                      models["vits"][1]),
         )
-        log("training")
-        try:
-            report["training"] = training(args.anydepth, tmp / "training", device, small,
-                                          models["vits"][1])
-        except (Exception, SystemExit) as e:  # keep the parity and speed results
-            log(f"training failed: {e}")
-            report["training"] = dict(error=str(e))
-    report["seconds"] = time.perf_counter() - started
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
-    (out / "gpu_check.md").write_text(markdown(report))
+        for name in sections:
+            log(name)
+            section_started = time.perf_counter()
+            try:
+                report[name] = runs[name]()
+            except (Exception, SystemExit) as e:  # keep the other sections' results
+                log(f"{name} failed: {e}")
+                report[name] = dict(error=str(e))
+            report["section_seconds"][name] = time.perf_counter() - section_started
+            save()
+    save()
     print(markdown(report))
-    failed = [r for r in report["parity"] if not r["ok"]]
-    log(f"done in {report['seconds']:.0f} s; parity: {len(rows) - len(failed)} of {len(rows)} "
-        "within target")
-    return 1 if failed else 0
+    parity_rows = report.get("parity")
+    missed = ([r for r in parity_rows if not r["ok"]] if isinstance(parity_rows, list)
+              else [])
+    errors = [name for name in sections if isinstance(report.get(name), dict)
+              and "error" in report[name]]
+    if isinstance(parity_rows, list):
+        log(f"parity: {len(parity_rows) - len(missed)} of {len(parity_rows)} within target")
+    log(f"done in {report['seconds']:.0f} s"
+        + (f"; failed: {', '.join(errors)}" if errors else ""))
+    return 1 if missed or errors else 0
 
 
 if __name__ == "__main__":
