@@ -244,8 +244,11 @@ impl DptHead {
             .zip(&self.resize_layers)
             .map(|((t, project), resize)| {
                 let (b, _n, c) = t.size3().unwrap_or((0, 0, 0));
-                t.permute([0, 2, 1])
-                    .reshape([b, c, grid_h, grid_w])
+                // (b, h, w, c) seen as (b, c, h, w): channels-last memory without a copy,
+                // which every convolution of the head then keeps (oneDNN on the CPU and
+                // cuDNN's NHWC kernels are faster on it).
+                t.reshape([b, grid_h, grid_w, c])
+                    .permute([0, 3, 1, 2])
                     .apply(project)
                     .apply(resize)
             })
