@@ -7,7 +7,7 @@ anydepth's time includes everything a user waits for: process start, reading the
 checkpoint, decoding, preprocessing, the network, resizing back and writing the .npy.
 Python's excludes interpreter start, `import torch` and loading the model.
 
-Usage: .venv/bin/python scripts/bench/cpu_vs_official.py [--runs N] PHOTO...
+Usage: .venv/bin/python scripts/bench/cpu_vs_official.py [--runs N] [--anydepth BIN] PHOTO...
 Needs target/release/anydepth and .cache/reference (scripts/test.sh makes both)."""
 import argparse
 import os
@@ -30,9 +30,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--weights", default=str(ROOT / ".cache/reference/v2-vits/depth_anything_v2_vits.pth"))
+    ap.add_argument("--anydepth", default=str(ROOT / "target/release/anydepth"),
+                    help="the anydepth binary (default: target/release/anydepth)")
     ap.add_argument("photos", nargs="+")
     args = ap.parse_args()
-    binary = ROOT / "target/release/anydepth"
+    binary = Path(args.anydepth)
     if not binary.exists():
         sys.exit("build first: cargo build --release -p anydepth -p anydepth-torch-cli")
     torch.set_num_threads(os.cpu_count() or 1)
