@@ -22,23 +22,24 @@ for name in anydepth anydepth-torch; do
   cp "$target/release/$name" .gpu/bin/
   strip .gpu/bin/$name
 done
-if ldd .gpu/bin/anydepth-torch | grep -q 'libav'; then
-  echo "error: .gpu/bin/anydepth-torch still links FFmpeg" >&2
-  exit 1
-fi
+for name in anydepth anydepth-torch; do
+  libraries=$(ldd .gpu/bin/$name)
+  if grep -q 'libav' <<<"$libraries"; then
+    echo "error: .gpu/bin/$name still links FFmpeg" >&2
+    exit 1
+  fi
+done
 official=$(.venv/bin/python -c 'import os, depth_anything_v2; print(os.path.dirname(depth_anything_v2.__file__))')
 cp -r "$official" .gpu/site/
 find .gpu/site -name __pycache__ -prune -exec rm -rf {} +
 data=${ANYDEPTH_DATA:-../shared/data}
-photos=$(find "$data/photos" -maxdepth 1 -name '*.jpg' 2>/dev/null | sort | head -n 2 || true)
-if [ -n "$photos" ]; then
-  cp $photos .gpu/data/photos/
-else
+copied=0
+while IFS= read -r photo; do
+  cp "$photo" .gpu/data/photos/
+  copied=$((copied + 1))
+done < <(find "$data/photos" -maxdepth 1 -name '*.jpg' 2>/dev/null | sort | head -n 2)
+if [ "$copied" -eq 0 ]; then
   echo "note: no photos in $data/photos; the check will generate its own" >&2
 fi
 du -sh .gpu
-size=$(du -sb .gpu | cut -f1)
-if [ "$size" -gt $((60 * 1024 * 1024)) ]; then
-  echo "warning: .gpu holds $((size / 1024 / 1024)) MiB; a copy limited to 64 MiB may not take it" >&2
-fi
 echo "ready: scripts/gpu_check.sh --binary .gpu/bin/anydepth --out OUT (with .gpu copied along)"

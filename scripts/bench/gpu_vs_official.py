@@ -18,7 +18,9 @@ generated 640x480 photos (data loading included), and a short `anydepth distill`
 (labels made on the GPU) with its images/s.
 Writes gpu_check.json and gpu_check.md into --out after each section (a run cut short
 keeps what it measured); a section that fails is reported and the next one runs. Exits 1
-when a parity target is missed or a section failed. `--sections` runs some of them.
+when a parity row fails or a section failed; a reduced-precision row that misses its
+target passes when it is within 1.25x of the official code's own error at that precision
+(weights cast, as ours), which the table shows beside it. `--sections` runs some of them.
 
 Usage (scripts/gpu_check.sh runs it):
   python3 scripts/bench/gpu_vs_official.py --anydepth target/release/anydepth --out DIR
@@ -91,14 +93,36 @@ def anydepth(binary, *args):
     return done.stdout
 
 
+HALF_KINDS = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# A reduced-precision row that misses its target still passes when it is within this
+# factor of the official code's own error at that precision (bf16 cannot reach 1e-2 on
+# this model: docs/BENCHMARKS.md, "Reduced precision").
+AS_OFFICIAL = 1.25
+
+
+def official_half_error(model, image, ref, span, kind):
+    """Max error, as a share of the range, of the official model with its weights cast to
+    `kind` against its fp32 output `ref` (what `infer_image` does, in that precision)."""
+    net = copy.deepcopy(model).to(kind)
+    with torch.no_grad():
+        x, (h, w) = model.image2tensor(image, 518)
+        depth = net(x.to(kind))
+        depth = torch.nn.functional.interpolate(depth[:, None].float(), (h, w),
+                                                mode="bilinear", align_corners=True)[0, 0]
+    del net
+    return float(np.abs(depth.cpu().numpy().astype(np.float64) - ref).max() / span)
+
+
 def parity(binary, model, weights, photo_paths, device, folder):
-    """Rows of (photo, precision, preprocessing, max error, mean error, target, ok)."""
+    """Rows of (photo, precision, preprocessing, max error, mean error, target, the
+    official code's own error at that precision, ok)."""
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     rows = []
     for photo in photo_paths:
+        image = cv2.imread(str(photo))
         with torch.no_grad():
-            ref = model.float().infer_image(cv2.imread(str(photo)), 518)
+            ref = model.float().infer_image(image, 518)
         ref = np.asarray(ref, dtype=np.float64)
         span = float(ref.max() - ref.min())
         for precision, preprocessing, target in PARITY_CASES:
@@ -108,13 +132,20 @@ def parity(binary, model, weights, photo_paths, device, folder):
                      "npy", "--out", out, "--force", "--quiet")
             ours = np.load(out / f"{photo.stem}.npy").astype(np.float64)
             err = np.abs(ours - ref) / span
+            official = (official_half_error(model, image, ref, span, HALF_KINDS[precision])
+                        if precision in HALF_KINDS else None)
+            max_error = float(err.max())
             row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
                        precision=precision, preprocessing=preprocessing,
-                       max_error=float(err.max()), mean_error=float(err.mean()),
-                       target=target, ok=bool(err.max() <= target))
+                       max_error=max_error, mean_error=float(err.mean()),
+                       target=target, official_max_error=official,
+                       ok=bool(max_error <= target or (
+                           official is not None and max_error <= AS_OFFICIAL * official)))
             log(f"  parity {photo.name} {precision} {preprocessing}: max "
                 f"{row['max_error']:.2e}, mean {row['mean_error']:.2e} of range "
-                f"(target {target:g})")
+                f"(target {target:g}"
+                + (f"; official {precision} {official:.2e}" if official is not None else "")
+                + ")")
             rows.append(row)
     return rows
 
@@ -263,19 +294,24 @@ def failed_block(title, section):
 def markdown(report):
     lines = [f"# GPU check: {report['gpu']}", "",
              f"torch {report['torch']}; anydepth doctor: see doctor.txt", ""]
+    if "setup" in report:
+        lines += failed_block("Setup (photos and checkpoints)", report["setup"])
     parity_rows = report.get("parity")
     if isinstance(parity_rows, dict):
         lines += failed_block("Parity", parity_rows)
     elif parity_rows is not None:
         lines += ["## Parity (V2-S, random weights, TF32 off)", "",
                   "| photo | size | precision | preprocessing | max error / range "
-                  "| mean error / range | target | ok |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| mean error / range | target | official, same precision | ok |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in parity_rows:
+            official = r.get("official_max_error")
+            within = r["max_error"] <= r["target"]
+            verdict = "yes" if within else ("as official" if r["ok"] else "NO")
             lines.append(f"| {r['photo']} | {r['size']} | {r['precision']} "
                          f"| {r['preprocessing']} | {r['max_error']:.2e} "
                          f"| {r['mean_error']:.2e} | {r['target']:g} "
-                         f"| {'yes' if r['ok'] else 'NO'} |")
+                         f"| {'-' if official is None else f'{official:.2e}'} | {verdict} |")
         lines.append("")
     speed_rows = report.get("speed")
     if isinstance(speed_rows, dict):
@@ -343,8 +379,8 @@ def main():
     args = ap.parse_args()
     sections = [name for name in args.sections.split(",") if name]
     unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        ap.error(f"unknown sections {unknown}; choose from {SECTIONS}")
+    if unknown or not sections:
+        ap.error(f"--sections takes some of {SECTIONS}, got {args.sections!r}")
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device")
@@ -364,10 +400,16 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        photo_paths, big = photos(tmp, 1 if small else 2)
-        encoders = ["vits"] if small or "speed" not in sections else ["vits", "vitl"]
-        log("making random-weight checkpoints")
-        models = {e: checkpoint(e, tmp, device) for e in encoders}
+        try:
+            photo_paths, big = photos(tmp, 1 if small else 2)
+            encoders = ["vits"] if small or "speed" not in sections else ["vits", "vitl"]
+            log("making random-weight checkpoints")
+            models = {e: checkpoint(e, tmp, device) for e in encoders}
+        except Exception as e:  # nothing can run; say why in the report
+            log(f"setup failed: {e}")
+            report["setup"] = dict(error=str(e))
+            save()
+            return 1
         runs = dict(
             parity=lambda: parity(args.anydepth, *models["vits"], photo_paths, device,
                                   tmp / "parity"),
@@ -396,7 +438,7 @@ def main():
     errors = [name for name in sections if isinstance(report.get(name), dict)
               and "error" in report[name]]
     if isinstance(parity_rows, list):
-        log(f"parity: {len(parity_rows) - len(missed)} of {len(parity_rows)} within target")
+        log(f"parity: {len(parity_rows) - len(missed)} of {len(parity_rows)} rows pass")
     log(f"done in {report['seconds']:.0f} s"
         + (f"; failed: {', '.join(errors)}" if errors else ""))
     return 1 if missed or errors else 0

@@ -4,7 +4,9 @@
 //! They use the random-weight checkpoints of `scripts/reference/make_references.py` and
 //! `scripts/reference/video_reference.py` (whose 50-frame clip and official outputs give
 //! an end-to-end parity check), and skip with a message when those are absent unless
-//! `ANYDEPTH_REQUIRE_REFERENCES=1`.
+//! `ANYDEPTH_REQUIRE_REFERENCES=1`. They need the `ffmpeg` feature (on by default).
+
+#![cfg(feature = "ffmpeg")]
 
 use std::path::{Path, PathBuf};
 

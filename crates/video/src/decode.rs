@@ -1,4 +1,6 @@
-//! The decoding thread: demux, decode, convert to RGB8, orient, queue.
+//! Reading through FFmpeg: opening and probing an input ([`open`]: a file, a stream, a
+//! libavdevice device), then the decoding thread: demux, decode, convert to RGB8, orient,
+//! queue.
 //!
 //! With a file, every delivered frame precedes any damage in presentation order, so the
 //! frame indices stay those of the video. A file is cut short (truncated) when it holds
@@ -139,7 +141,7 @@ fn open_input(
 }
 
 /// A decoder for the stream, with slice threads only: frame threads hold frames back and
-/// report errors late (see the `decode` module), and add latency to live sources.
+/// report errors late (see the module's notes), and add latency to live sources.
 fn open_decoder(
     stream: &ffmpeg::format::stream::Stream<'_>,
 ) -> Result<ffmpeg::decoder::Video, ffmpeg::Error> {

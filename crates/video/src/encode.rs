@@ -8,7 +8,7 @@ use tempfile::TempPath;
 
 use crate::error::{Error, Result};
 use crate::frame::FrameRate;
-use crate::writer::{Codec, WriterOptions};
+use crate::writer_options::{Codec, WriterOptions};
 
 /// The containers the writer produces (by extension).
 const CONTAINERS: [&str; 3] = ["mp4", "mov", "mkv"];

@@ -68,7 +68,7 @@ mod queue;
 mod source;
 #[cfg(not(feature = "ffmpeg"))]
 mod without_ffmpeg;
-mod writer;
+mod writer_options;
 
 #[cfg(not(feature = "ffmpeg"))]
 use without_ffmpeg as decode;
@@ -81,7 +81,7 @@ pub use frame::{FrameRate, VideoFrame};
 pub use source::{DropCounter, Mode, OpenOptions, Pacing, VideoInfo, VideoSource};
 #[cfg(not(feature = "ffmpeg"))]
 pub use without_ffmpeg::VideoWriter;
-pub use writer::{Codec, WriterOptions};
+pub use writer_options::{Codec, WriterOptions};
 
 /// Whether this build reads and writes videos: the `ffmpeg` feature (on by default) links
 /// FFmpeg's libraries. Without it, opening or writing a video fails with

@@ -323,13 +323,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "ffmpeg")]
-    fn missing_files_and_bad_options_are_errors() {
-        let missing = VideoSource::open("/no/such/clip.mp4", &OpenOptions::default());
-        assert!(
-            matches!(&missing, Err(Error::Open { input, .. }) if input == "/no/such/clip.mp4"),
-            "{missing:?}"
-        );
+    fn options_that_cannot_be_used_are_refused_before_opening() {
         let options = OpenOptions {
             queue_frames: 0,
             ..OpenOptions::default()
@@ -338,6 +332,20 @@ mod tests {
             VideoSource::open("clip.mp4", &options),
             Err(Error::Invalid(_))
         ));
+        assert!(matches!(
+            VideoSource::open("clip\0.mp4", &OpenOptions::default()),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    #[cfg(feature = "ffmpeg")]
+    fn missing_files_and_unknown_devices_are_errors() {
+        let missing = VideoSource::open("/no/such/clip.mp4", &OpenOptions::default());
+        assert!(
+            matches!(&missing, Err(Error::Open { input, .. }) if input == "/no/such/clip.mp4"),
+            "{missing:?}"
+        );
         let options = OpenOptions {
             device: Some("no-such-device".into()),
             ..OpenOptions::default()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::queue::FrameQueue;
 use crate::source::{Mode, OpenOptions, VideoInfo};
-use crate::writer::WriterOptions;
+use crate::writer_options::WriterOptions;
 
 /// Never made: there is nothing to decode with.
 pub(crate) struct Decoder(Infallible);
