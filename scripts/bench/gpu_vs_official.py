@@ -100,17 +100,20 @@ HALF_KINDS = {"fp16": torch.float16, "bf16": torch.bfloat16}
 AS_OFFICIAL = 1.25
 
 
-def official_half_error(model, image, ref, span, kind):
-    """Max error, as a share of the range, of the official model with its weights cast to
-    `kind` against its fp32 output `ref` (what `infer_image` does, in that precision)."""
-    net = copy.deepcopy(model).to(kind)
+def official_half_error(model, image, ref, span, kind, autocast=False):
+    """Max and mean error, as shares of the range, of the official model in `kind` against
+    its fp32 output `ref` (what `infer_image` does, in that precision): its weights cast to
+    `kind`, or with `autocast`, PyTorch's mixed precision over the fp32 weights."""
+    net = model if autocast else copy.deepcopy(model).to(kind)
     with torch.no_grad():
         x, (h, w) = model.image2tensor(image, 518)
-        depth = net(x.to(kind))
+        with torch.autocast(x.device.type, dtype=kind, enabled=autocast):
+            depth = net(x if autocast else x.to(kind))
         depth = torch.nn.functional.interpolate(depth[:, None].float(), (h, w),
                                                 mode="bilinear", align_corners=True)[0, 0]
     del net
-    return float(np.abs(depth.cpu().numpy().astype(np.float64) - ref).max() / span)
+    err = np.abs(depth.cpu().numpy().astype(np.float64) - ref) / span
+    return float(err.max()), float(err.mean())
 
 
 def parity(binary, model, weights, photo_paths, device, folder):
@@ -132,7 +135,7 @@ def parity(binary, model, weights, photo_paths, device, folder):
                      "npy", "--out", out, "--force", "--quiet")
             ours = np.load(out / f"{photo.stem}.npy").astype(np.float64)
             err = np.abs(ours - ref) / span
-            official = (official_half_error(model, image, ref, span, HALF_KINDS[precision])
+            official = (official_half_error(model, image, ref, span, HALF_KINDS[precision])[0]
                         if precision in HALF_KINDS else None)
             max_error = float(err.max())
             row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
@@ -287,6 +290,11 @@ def training(binary, folder, device, small, teacher):
                 anydepth_distill_seconds=distill_s)
 
 
+def failed(section):
+    """Whether a section's entry in the report is its error rather than its results."""
+    return isinstance(section, dict) and "error" in section
+
+
 def failed_block(title, section):
     return [f"## {title}", "", "failed:", "", "```", section["error"], "```", ""]
 
@@ -297,7 +305,7 @@ def markdown(report):
     if "setup" in report:
         lines += failed_block("Setup (photos and checkpoints)", report["setup"])
     parity_rows = report.get("parity")
-    if isinstance(parity_rows, dict):
+    if failed(parity_rows):
         lines += failed_block("Parity", parity_rows)
     elif parity_rows is not None:
         lines += ["## Parity (V2-S, random weights, TF32 off)", "",
@@ -314,7 +322,7 @@ def markdown(report):
                          f"| {'-' if official is None else f'{official:.2e}'} | {verdict} |")
         lines.append("")
     speed_rows = report.get("speed")
-    if isinstance(speed_rows, dict):
+    if failed(speed_rows):
         lines += failed_block("Network", speed_rows)
     elif speed_rows is not None:
         lines += ["## Network, median ms per batch", "",
@@ -332,7 +340,7 @@ def markdown(report):
                 f"| {r['anydepth_fp16_images_per_s']:.0f} |")
         lines.append("")
     e = report.get("end_to_end")
-    if e and "error" in e:
+    if failed(e):
         lines += failed_block("1920x1080 photo end to end", e)
     elif e:
         lines += ["## 1920x1080 photo end to end, ms per photo, nothing written", "",
@@ -343,7 +351,7 @@ def markdown(report):
                   f"| {e['anydepth_fp16_ms']:.2f} |", "", "anydepth fp16 stages:", "", "```",
                   *e["anydepth_fp16_stages"], "```", ""]
     tr = report.get("training")
-    if tr and "error" in tr:
+    if failed(tr):
         lines += failed_block("Training", tr)
     elif tr:
         lines += [f"## Training, V2-S metric, batch {tr['batch']} at {tr['size']}x{tr['size']}, "
@@ -433,11 +441,10 @@ def main():
     save()
     print(markdown(report))
     parity_rows = report.get("parity")
-    missed = ([r for r in parity_rows if not r["ok"]] if isinstance(parity_rows, list)
-              else [])
-    errors = [name for name in sections if isinstance(report.get(name), dict)
-              and "error" in report[name]]
-    if isinstance(parity_rows, list):
+    parity_ran = isinstance(parity_rows, list)  # ran, and did not fail
+    missed = [r for r in parity_rows if not r["ok"]] if parity_ran else []
+    errors = [name for name in sections if failed(report.get(name))]
+    if parity_ran:
         log(f"parity: {len(parity_rows) - len(missed)} of {len(parity_rows)} rows pass")
     log(f"done in {report['seconds']:.0f} s"
         + (f"; failed: {', '.join(errors)}" if errors else ""))

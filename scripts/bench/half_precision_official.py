@@ -7,7 +7,6 @@ photo (or a generated one), random weights made non-degenerate as in the GPU che
 
   .venv/bin/python scripts/bench/half_precision_official.py
 """
-import copy
 import sys
 import tempfile
 from pathlib import Path
@@ -19,29 +18,23 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "reference"))
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
-from gpu_vs_official import checkpoint, photos  # noqa: E402
+from gpu_vs_official import checkpoint, official_half_error, photos  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # where infer_image puts its input
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.set_num_threads(2)
-with tempfile.TemporaryDirectory() as t:
-    t = Path(t)
-    model, _ = checkpoint("vits", t, DEVICE)
-    found, _ = photos(t, 1)
-    img = cv2.imread(str(found[0]))
+with tempfile.TemporaryDirectory() as folder:
+    model, _ = checkpoint("vits", Path(folder), DEVICE)
+    found, _ = photos(Path(folder), 1)
+    image = cv2.imread(str(found[0]))
     with torch.no_grad():
-        ref = model.float().infer_image(img, 518)
-        span = ref.max() - ref.min()
-        x, (h, w) = model.image2tensor(img, 518)
-        def run(net, dtype=None, autocast=False):
-            with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=autocast):
-                d = net(x.to(dtype) if dtype else x)
-            d = torch.nn.functional.interpolate(d[:, None].float(), (h, w), mode="bilinear",
-                                                align_corners=True)[0, 0].cpu()
-            e = np.abs(d.numpy() - ref) / span
-            return f"max {e.max():.2e}, mean {e.mean():.2e} of the range"
-        print(f"{found[0].name}, {w}x{h}, V2-S on {DEVICE}, against the official fp32:")
-        print("  weights bf16: ", run(copy.deepcopy(model).to(torch.bfloat16), torch.bfloat16))
-        print("  autocast bf16:", run(model, autocast=True))
-        print("  weights fp16: ", run(copy.deepcopy(model).to(torch.float16), torch.float16))
+        ref = np.asarray(model.float().infer_image(image, 518), dtype=np.float64)
+    span = float(ref.max() - ref.min())
+    print(f"{found[0].name}, {image.shape[1]}x{image.shape[0]}, V2-S on {DEVICE}, "
+          "against the official fp32:")
+    for name, kind, autocast in [("weights bf16: ", torch.bfloat16, False),
+                                 ("autocast bf16:", torch.bfloat16, True),
+                                 ("weights fp16: ", torch.float16, False)]:
+        worst, mean = official_half_error(model, image, ref, span, kind, autocast)
+        print(f"  {name} max {worst:.2e}, mean {mean:.2e} of the range")
