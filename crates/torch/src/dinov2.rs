@@ -8,6 +8,8 @@ use tch::{Kind, Tensor};
 
 use anydepth_model::config::{Ffn, VitConfig};
 
+use crate::rope::RopeTables;
+
 pub(crate) fn zeros() -> nn::Init {
     nn::Init::Const(0.0)
 }
@@ -36,34 +38,51 @@ pub(crate) fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
     )
 }
 
-/// Multi-head self-attention with a fused `qkv` projection.
+/// Multi-head self-attention with a fused `qkv` projection; Depth Anything 3's blocks add
+/// QK-norm (one LayerNorm over the head dimension, shared by the heads) and a rotary
+/// position embedding.
 #[derive(Debug)]
 struct Attention {
     qkv: nn::Linear,
+    q_norm: Option<nn::LayerNorm>,
+    k_norm: Option<nn::LayerNorm>,
     proj: nn::Linear,
     num_heads: i64,
 }
 
 impl Attention {
-    fn new(p: nn::Path, cfg: &VitConfig) -> Self {
+    /// With `qk_norm`, the epsilon of the query and key norms.
+    fn new(p: nn::Path, cfg: &VitConfig, qk_norm: Option<f64>) -> Self {
         let d = cfg.embed_dim;
+        let head_dim = d / cfg.num_heads;
+        let norm = |name: &str| qk_norm.map(|eps| layer_norm(&p / name, head_dim, eps));
         Self {
             qkv: linear(&p / "qkv", d, 3 * d),
+            q_norm: norm("q_norm"),
+            k_norm: norm("k_norm"),
             proj: linear(&p / "proj", d, d),
             num_heads: cfg.num_heads,
         }
     }
-}
 
-impl Module for Attention {
-    fn forward(&self, x: &Tensor) -> Tensor {
+    fn forward(&self, x: &Tensor, rope: Option<&RopeTables>) -> Tensor {
         let (b, n, c) = x.size3().unwrap_or((0, 0, 0));
         let head_dim = c / self.num_heads;
         let qkv = x
             .apply(&self.qkv)
             .reshape([b, n, 3, self.num_heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let (mut q, mut k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        if let Some(norm) = &self.q_norm {
+            q = q.apply(norm);
+        }
+        if let Some(norm) = &self.k_norm {
+            k = k.apply(norm);
+        }
+        if let Some(rope) = rope {
+            q = rope.apply(&q);
+            k = rope.apply(&k);
+        }
         // Fused attention (flash / memory-efficient kernels where the device has them);
         // the default scale is 1/sqrt(head_dim), as in the reference.
         let out = Tensor::scaled_dot_product_attention(
@@ -82,13 +101,13 @@ impl Module for Attention {
 
 /// The feed-forward block: GELU MLP or fused SwiGLU.
 #[derive(Debug)]
-pub(crate) enum FeedForward {
+enum FeedForward {
     Mlp { fc1: nn::Linear, fc2: nn::Linear },
     SwiGlu { w12: nn::Linear, w3: nn::Linear },
 }
 
 impl FeedForward {
-    pub(crate) fn new(p: nn::Path, cfg: &VitConfig) -> Self {
+    fn new(p: nn::Path, cfg: &VitConfig) -> Self {
         let (d, h) = (cfg.embed_dim, cfg.hidden_dim());
         match cfg.ffn {
             Ffn::Mlp => Self::Mlp {
@@ -118,7 +137,7 @@ impl Module for FeedForward {
 
 /// Pre-norm transformer block with LayerScale.
 #[derive(Debug)]
-struct Block {
+pub(crate) struct Block {
     norm1: nn::LayerNorm,
     attn: Attention,
     ls1: Tensor,
@@ -128,22 +147,23 @@ struct Block {
 }
 
 impl Block {
-    fn new(p: nn::Path, cfg: &VitConfig) -> Self {
+    /// A block of `cfg`'s width, heads and layer-norm epsilon; with `qk_norm`, its
+    /// attention normalises queries and keys with that epsilon.
+    pub(crate) fn new(p: nn::Path, cfg: &VitConfig, qk_norm: Option<f64>) -> Self {
         let d = cfg.embed_dim;
         Self {
             norm1: layer_norm(&p / "norm1", d, cfg.layer_norm_eps),
-            attn: Attention::new(&p / "attn", cfg),
+            attn: Attention::new(&p / "attn", cfg, qk_norm),
             ls1: (&p / "ls1").var("gamma", &[d], zeros()),
             norm2: layer_norm(&p / "norm2", d, cfg.layer_norm_eps),
             mlp: FeedForward::new(&p / "mlp", cfg),
             ls2: (&p / "ls2").var("gamma", &[d], zeros()),
         }
     }
-}
 
-impl Module for Block {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let x = x + x.apply(&self.norm1).apply(&self.attn) * &self.ls1;
+    /// The block on `x` (`(batch, tokens, width)`), its queries and keys rotated by `rope`.
+    pub(crate) fn forward(&self, x: &Tensor, rope: Option<&RopeTables>) -> Tensor {
+        let x = x + self.attn.forward(&x.apply(&self.norm1), rope) * &self.ls1;
         &x + x.apply(&self.norm2).apply(&self.mlp) * &self.ls2
     }
 }
@@ -185,7 +205,7 @@ impl DinoV2 {
             cls_token: p.var("cls_token", &[1, 1, d], zeros()),
             pos_embed: p.var("pos_embed", &[1, positions, d], zeros()),
             blocks: (0..cfg.depth)
-                .map(|i| Block::new(&blocks_path / i, cfg))
+                .map(|i| Block::new(&blocks_path / i, cfg, None))
                 .collect(),
             norm: layer_norm(&p / "norm", d, cfg.layer_norm_eps),
         }
@@ -207,7 +227,7 @@ impl DinoV2 {
         let last = layers.iter().copied().max().unwrap_or(0);
         let mut outputs = Vec::with_capacity(layers.len());
         for (i, block) in self.blocks.iter().enumerate().take(last + 1) {
-            x = x.apply(block);
+            x = block.forward(&x, None);
             if layers.contains(&i) {
                 outputs.push(x.apply(&self.norm).narrow(1, 1, grid_h * grid_w));
             }

@@ -35,7 +35,7 @@ pub(crate) fn conv(
     )
 }
 
-pub(crate) fn conv_transpose(p: nn::Path, c: i64, k: i64) -> nn::ConvTranspose2D {
+fn conv_transpose(p: nn::Path, c: i64, k: i64) -> nn::ConvTranspose2D {
     nn::conv_transpose2d(
         p,
         c,
@@ -74,13 +74,13 @@ impl Module for Resize {
 
 /// Pre-activation residual unit: `x + conv2(relu(conv1(relu(x))))`.
 #[derive(Debug)]
-pub(crate) struct ResidualConvUnit {
+struct ResidualConvUnit {
     conv1: nn::Conv2D,
     conv2: nn::Conv2D,
 }
 
 impl ResidualConvUnit {
-    pub(crate) fn new(p: nn::Path, features: i64) -> Self {
+    fn new(p: nn::Path, features: i64) -> Self {
         Self {
             conv1: conv(&p / "conv1", features, features, 3, 1, true),
             conv2: conv(&p / "conv2", features, features, 3, 1, true),
@@ -94,41 +94,88 @@ impl Module for ResidualConvUnit {
     }
 }
 
-/// Feature fusion block: merge the skip connection, refine, upsample, project.
+/// Feature fusion block: merge the lateral input (through the first residual unit, absent
+/// in Depth Anything 3's coarsest block), refine, resize (bilinear, corners aligned),
+/// project.
 #[derive(Debug)]
-struct FusionBlock {
-    res_conf_unit1: ResidualConvUnit,
+pub(crate) struct FusionBlock {
+    res_conf_unit1: Option<ResidualConvUnit>,
     res_conf_unit2: ResidualConvUnit,
     out_conv: nn::Conv2D,
 }
 
 impl FusionBlock {
-    fn new(p: nn::Path, features: i64) -> Self {
+    /// A block under `p`; without `lateral`, it has no first residual unit.
+    pub(crate) fn new(p: nn::Path, features: i64, lateral: bool) -> Self {
         Self {
-            res_conf_unit1: ResidualConvUnit::new(&p / "resConfUnit1", features),
+            res_conf_unit1: lateral.then(|| ResidualConvUnit::new(&p / "resConfUnit1", features)),
             res_conf_unit2: ResidualConvUnit::new(&p / "resConfUnit2", features),
             out_conv: conv(&p / "out_conv", features, features, 1, 1, true),
         }
     }
 
-    /// Fuses `x` with the optional `skip`, then resizes to `(h, w)` (bilinear,
-    /// corners aligned) and projects.
-    fn forward(&self, x: &Tensor, skip: Option<&Tensor>, (h, w): (i64, i64)) -> Tensor {
-        let x = match skip {
-            Some(skip) => x + skip.apply(&self.res_conf_unit1),
-            None => x.shallow_clone(),
+    /// Fuses `x` with the optional `lateral` input, then resizes to `(h, w)` and projects.
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        lateral: Option<&Tensor>,
+        (h, w): (i64, i64),
+    ) -> Tensor {
+        let x = match (lateral, &self.res_conf_unit1) {
+            (Some(lateral), Some(unit)) => x + lateral.apply(unit),
+            _ => x.shallow_clone(),
         };
-        let x = x.apply(&self.res_conf_unit2);
-        resize_bilinear_aligned(&x, h, w).apply(&self.out_conv)
+        resize_bilinear_aligned(&x.apply(&self.res_conf_unit2), h, w).apply(&self.out_conv)
+    }
+}
+
+/// The reassembly layers of a DPT head, per level of tokens: a 1x1 projection
+/// (`projects.N`), a resize to the level's pyramid resolution (`resize_layers.N`), and a
+/// 3x3 convolution to the fusion width (`scratch.layerN_rn`).
+#[derive(Debug)]
+pub(crate) struct Reassemble {
+    pub(crate) projects: Vec<nn::Conv2D>,
+    pub(crate) resize_layers: Vec<Resize>,
+    pub(crate) layer_rn: Vec<nn::Conv2D>,
+}
+
+impl Reassemble {
+    /// The layers under the head's path `p`, from `in_channels` tokens through
+    /// `out_channels` per level to `features`.
+    pub(crate) fn new(
+        p: &nn::Path,
+        in_channels: i64,
+        out_channels: [i64; 4],
+        features: i64,
+    ) -> Self {
+        let oc = out_channels;
+        let projects = p / "projects";
+        let resize = p / "resize_layers";
+        let scratch = p / "scratch";
+        Self {
+            projects: (0..4)
+                .map(|i| conv(&projects / i, in_channels, oc[i], 1, 1, true))
+                .collect(),
+            resize_layers: vec![
+                Resize::Up(conv_transpose(&resize / 0, oc[0], 4)),
+                Resize::Up(conv_transpose(&resize / 1, oc[1], 2)),
+                Resize::Same,
+                Resize::Down(conv(&resize / 3, oc[3], oc[3], 3, 2, true)),
+            ],
+            layer_rn: (0..4)
+                .map(|i| {
+                    let name = format!("layer{}_rn", i + 1);
+                    conv(&scratch / name.as_str(), oc[i], features, 3, 1, false)
+                })
+                .collect(),
+        }
     }
 }
 
 /// The DPT head; Video Depth Anything's adds four temporal motion modules.
 #[derive(Debug)]
 pub struct DptHead {
-    projects: Vec<nn::Conv2D>,
-    resize_layers: Vec<Resize>,
-    layer_rn: Vec<nn::Conv2D>,
+    reassemble: Reassemble,
     refinenets: Vec<FusionBlock>,
     output_conv1: nn::Conv2D,
     output_conv2_0: nn::Conv2D,
@@ -146,29 +193,15 @@ const TAIL_FRAMES: i64 = 4;
 impl DptHead {
     /// Builds the head under `p` (the official checkpoints use `depth_head`).
     pub fn new(p: nn::Path, cfg: &DptConfig, head: Head, patch_size: i64) -> Self {
-        let oc = cfg.out_channels;
         let f = cfg.features;
-        let projects = &p / "projects";
-        let resize = &p / "resize_layers";
         let scratch = &p / "scratch";
         Self {
-            projects: (0..4)
-                .map(|i| conv(&projects / i, cfg.in_channels, oc[i], 1, 1, true))
-                .collect(),
-            resize_layers: vec![
-                Resize::Up(conv_transpose(&resize / 0, oc[0], 4)),
-                Resize::Up(conv_transpose(&resize / 1, oc[1], 2)),
-                Resize::Same,
-                Resize::Down(conv(&resize / 3, oc[3], oc[3], 3, 2, true)),
-            ],
-            layer_rn: (0..4)
-                .map(|i| {
-                    let name = format!("layer{}_rn", i + 1);
-                    conv(&scratch / name.as_str(), oc[i], f, 3, 1, false)
-                })
-                .collect(),
+            reassemble: Reassemble::new(&p, cfg.in_channels, cfg.out_channels, f),
             refinenets: (0..4)
-                .map(|i| FusionBlock::new(&scratch / format!("refinenet{}", i + 1).as_str(), f))
+                .map(|i| {
+                    let name = format!("refinenet{}", i + 1);
+                    FusionBlock::new(&scratch / name.as_str(), f, true)
+                })
                 .collect(),
             output_conv1: conv(&scratch / "output_conv1", f, f / 2, 3, 1, true),
             output_conv2_0: conv(
@@ -240,8 +273,8 @@ impl DptHead {
     ) -> (Tensor, Vec<Tensor>) {
         let reassembled: Vec<Tensor> = tokens
             .iter()
-            .zip(&self.projects)
-            .zip(&self.resize_layers)
+            .zip(&self.reassemble.projects)
+            .zip(&self.reassemble.resize_layers)
             .map(|((t, project), resize)| {
                 let (b, _n, c) = t.size3().unwrap_or((0, 0, 0));
                 // (b, h, w, c) seen as (b, c, h, w): channels-last memory without a copy,
@@ -273,7 +306,7 @@ impl DptHead {
         let l4 = temporal(1, l4);
         let rn: Vec<Tensor> = [l1, l2, l3, l4]
             .iter()
-            .zip(&self.layer_rn)
+            .zip(&self.reassemble.layer_rn)
             .map(|(l, conv)| l.apply(conv))
             .collect();
         let size = |t: &Tensor| {

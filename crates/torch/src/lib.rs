@@ -18,6 +18,7 @@ pub mod export;
 pub mod network;
 pub mod preprocess;
 pub mod pth;
+mod rope;
 pub mod temporal;
 pub mod train;
 pub mod video;

@@ -1,5 +1,5 @@
 //! Depth Anything 3's DINOv2 encoder: from the configured block on, QK-norm, 2D rotary
-//! position embedding, camera tokens, and attention that alternates between each view
+//! position embedding (`crate::rope`), camera tokens, and attention that alternates between each view
 //! alone and all views together.
 //!
 //! Variable paths follow the official checkpoints (`backbone.pretrained.blocks.N.attn.q_norm`,
@@ -10,151 +10,8 @@ use tch::{Device, Kind, Tensor};
 
 use anydepth_model::da3::{Da3Config, RefViewStrategy, REF_VIEW_SELECTION_MIN_VIEWS};
 
-use crate::dinov2::{interpolate_pos_embed, layer_norm, linear, zeros, FeedForward};
-
-/// Cosines and sines of the rotary embedding for one token sequence, each
-/// `(1, 1, tokens, head_dim / 2)`: the first half of a head's channels turns with the
-/// token's row, the second with its column.
-#[derive(Debug)]
-pub(crate) struct RopeTables {
-    cos_y: Tensor,
-    sin_y: Tensor,
-    cos_x: Tensor,
-    sin_x: Tensor,
-}
-
-impl RopeTables {
-    /// Tables for tokens at `(row, column)` positions `rows`, `cols` (`(tokens,)` int64).
-    fn new(rows: &Tensor, cols: &Tensor, head_dim: i64, kind: Kind) -> Self {
-        let half = head_dim / 2;
-        let device = rows.device();
-        // inv_freq = 1 / base^(2j / half), j < half / 2, in fp32; angles repeated twice.
-        let exponents = Tensor::arange_start_step(0, half, 2, (Kind::Int64, device))
-            .to_kind(Kind::Float)
-            / half as f64;
-        let inv_freq = Tensor::pow_scalar(Da3Config::ROPE_FREQUENCY, &exponents).reciprocal();
-        let table = |pos: &Tensor| {
-            let angles = pos.to_kind(Kind::Float).unsqueeze(1) * inv_freq.unsqueeze(0);
-            let angles = Tensor::cat(&[&angles, &angles], -1).to_kind(kind);
-            (
-                angles.cos().unsqueeze(0).unsqueeze(0),
-                angles.sin().unsqueeze(0).unsqueeze(0),
-            )
-        };
-        let (cos_y, sin_y) = table(rows);
-        let (cos_x, sin_x) = table(cols);
-        Self {
-            cos_y,
-            sin_y,
-            cos_x,
-            sin_x,
-        }
-    }
-
-    /// `t` (`(batch, heads, tokens, head_dim)`) rotated by its tokens' positions.
-    fn apply(&self, t: &Tensor) -> Tensor {
-        let halves = t.chunk(2, -1);
-        let rotate = |x: &Tensor, cos: &Tensor, sin: &Tensor| {
-            let parts = x.chunk(2, -1);
-            let turned = Tensor::cat(&[parts[1].neg(), parts[0].shallow_clone()], -1);
-            x * cos + turned * sin
-        };
-        Tensor::cat(
-            &[
-                rotate(&halves[0], &self.cos_y, &self.sin_y),
-                rotate(&halves[1], &self.cos_x, &self.sin_x),
-            ],
-            -1,
-        )
-    }
-}
-
-/// Multi-head attention with optional QK-norm (one LayerNorm over the head dimension,
-/// shared by the heads) and rotary embedding.
-#[derive(Debug)]
-pub(crate) struct Attention {
-    qkv: nn::Linear,
-    q_norm: Option<nn::LayerNorm>,
-    k_norm: Option<nn::LayerNorm>,
-    proj: nn::Linear,
-    num_heads: i64,
-}
-
-impl Attention {
-    pub(crate) fn new(p: nn::Path, dim: i64, num_heads: i64, qk_norm: bool) -> Self {
-        let head_dim = dim / num_heads;
-        let norm = |name: &str| {
-            qk_norm.then(|| layer_norm(&p / name, head_dim, Da3Config::OUTER_LAYER_NORM_EPS))
-        };
-        Self {
-            qkv: linear(&p / "qkv", dim, 3 * dim),
-            q_norm: norm("q_norm"),
-            k_norm: norm("k_norm"),
-            proj: linear(&p / "proj", dim, dim),
-            num_heads,
-        }
-    }
-
-    fn forward(&self, x: &Tensor, rope: Option<&RopeTables>) -> Tensor {
-        let (b, n, c) = x.size3().unwrap_or((0, 0, 0));
-        let qkv = x
-            .apply(&self.qkv)
-            .reshape([b, n, 3, self.num_heads, c / self.num_heads])
-            .permute([2, 0, 3, 1, 4]);
-        let (mut q, mut k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        if let Some(norm) = &self.q_norm {
-            q = q.apply(norm);
-        }
-        if let Some(norm) = &self.k_norm {
-            k = k.apply(norm);
-        }
-        if let Some(rope) = rope {
-            q = rope.apply(&q);
-            k = rope.apply(&k);
-        }
-        Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, None, false)
-            .transpose(1, 2)
-            .reshape([b, n, c])
-            .apply(&self.proj)
-    }
-}
-
-/// Pre-norm transformer block with LayerScale.
-#[derive(Debug)]
-pub(crate) struct Block {
-    norm1: nn::LayerNorm,
-    attn: Attention,
-    ls1: Tensor,
-    norm2: nn::LayerNorm,
-    mlp: FeedForward,
-    ls2: Tensor,
-}
-
-impl Block {
-    /// A block of width `vit.embed_dim` with `heads` heads and layer norms at `eps`.
-    pub(crate) fn new(
-        p: nn::Path,
-        vit: &anydepth_model::config::VitConfig,
-        heads: i64,
-        eps: f64,
-        qk_norm: bool,
-    ) -> Self {
-        let d = vit.embed_dim;
-        Self {
-            norm1: layer_norm(&p / "norm1", d, eps),
-            attn: Attention::new(&p / "attn", d, heads, qk_norm),
-            ls1: (&p / "ls1").var("gamma", &[d], zeros()),
-            norm2: layer_norm(&p / "norm2", d, eps),
-            mlp: FeedForward::new(&p / "mlp", vit),
-            ls2: (&p / "ls2").var("gamma", &[d], zeros()),
-        }
-    }
-
-    pub(crate) fn forward(&self, x: &Tensor, rope: Option<&RopeTables>) -> Tensor {
-        let x = x + self.attn.forward(&x.apply(&self.norm1), rope) * &self.ls1;
-        &x + x.apply(&self.norm2).apply(&self.mlp) * &self.ls2
-    }
-}
+use crate::dinov2::{interpolate_pos_embed, layer_norm, zeros, Block};
+use crate::rope::RopeTables;
 
 /// What the encoder hands the heads for one scene of `views` views.
 #[derive(Debug)]
@@ -212,13 +69,8 @@ impl Backbone {
                 .map(|_| p.var("camera_token", &[1, 2, d], zeros())),
             blocks: (0..vit.depth)
                 .map(|i| {
-                    Block::new(
-                        &blocks_path / i,
-                        vit,
-                        vit.num_heads,
-                        vit.layer_norm_eps,
-                        i >= qk_norm_from,
-                    )
+                    let qk_norm = (i >= qk_norm_from).then_some(Da3Config::OUTER_LAYER_NORM_EPS);
+                    Block::new(&blocks_path / i, vit, qk_norm)
                 })
                 .collect(),
             norm: layer_norm(&p / "norm", d, Da3Config::OUTER_LAYER_NORM_EPS),
@@ -255,7 +107,8 @@ impl Backbone {
         let (local_rope, global_rope) = match self.cfg.alternating_from {
             Some(_) => {
                 let (rows, cols) = view_positions(grid_h, grid_w, device);
-                let local = RopeTables::new(&rows, &cols, head_dim, kind);
+                let local =
+                    RopeTables::new(&rows, &cols, head_dim, Da3Config::ROPE_FREQUENCY, kind);
                 // Across views every patch sits at (1, 1) and token 0 at (0, 0).
                 let flat = Tensor::cat(
                     &[
@@ -265,7 +118,8 @@ impl Backbone {
                     0,
                 )
                 .repeat([views]);
-                let global = RopeTables::new(&flat, &flat, head_dim, kind);
+                let global =
+                    RopeTables::new(&flat, &flat, head_dim, Da3Config::ROPE_FREQUENCY, kind);
                 (Some(local), Some(global))
             }
             None => (None, None),
@@ -432,14 +286,5 @@ mod tests {
             Vec::<i64>::try_from(&cols).ok(),
             Some(vec![0, 1, 2, 3, 1, 2, 3])
         );
-    }
-
-    #[test]
-    fn rope_at_position_zero_is_the_identity() {
-        let zero = Tensor::zeros([3], (Kind::Int64, Device::Cpu));
-        let tables = RopeTables::new(&zero, &zero, 8, Kind::Float);
-        let t = Tensor::randn([1, 2, 3, 8], (Kind::Float, Device::Cpu));
-        let diff = (tables.apply(&t) - &t).abs().max().double_value(&[]);
-        assert!(diff < 1e-7, "{diff}");
     }
 }

@@ -10,8 +10,7 @@ use tch::{Device, Kind, Tensor};
 use anydepth_model::config::{Ffn, VitConfig};
 use anydepth_model::da3::Da3Config;
 
-use super::backbone::Block;
-use crate::dinov2::{layer_norm, linear};
+use crate::dinov2::{layer_norm, linear, Block};
 
 /// Numbers in a pose encoding: translation (3), quaternion (4), fields of view (2).
 pub(crate) const POSE_ENCODING: i64 = 9;
@@ -87,7 +86,7 @@ impl CameraEncoder {
             fc2: linear(&p / "pose_branch" / "fc2", dim / 2, dim),
             token_norm: layer_norm(&p / "token_norm", dim, eps),
             trunk: (0..Da3Config::CAMERA_ENCODER_DEPTH)
-                .map(|i| Block::new(&trunk / i, &vit, vit.num_heads, eps, false))
+                .map(|i| Block::new(&trunk / i, &vit, None))
                 .collect(),
             trunk_norm: layer_norm(&p / "trunk_norm", dim, eps),
         }

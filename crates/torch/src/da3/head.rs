@@ -15,7 +15,7 @@ use tch::{Kind, Tensor};
 use anydepth_model::da3::Da3Config;
 
 use crate::dinov2::layer_norm;
-use crate::dpt::{conv, conv_transpose, resize_bilinear_aligned, ResidualConvUnit, Resize};
+use crate::dpt::{conv, resize_bilinear_aligned, FusionBlock, Reassemble};
 
 /// Views the head takes at once, as the official code chunks them (memory).
 const VIEWS_PER_CHUNK: i64 = 8;
@@ -23,33 +23,6 @@ const VIEWS_PER_CHUNK: i64 = 8;
 /// Channels of the auxiliary (ray) branch's output: a ray (origin, direction) and its
 /// confidence.
 const RAY_CHANNELS: i64 = 7;
-
-/// Feature fusion block: merge the lateral input (through the first residual unit, absent
-/// in the coarsest block), refine, resize (bilinear, corners aligned), project.
-#[derive(Debug)]
-struct FusionBlock {
-    res_conf_unit1: Option<ResidualConvUnit>,
-    res_conf_unit2: ResidualConvUnit,
-    out_conv: nn::Conv2D,
-}
-
-impl FusionBlock {
-    fn new(p: nn::Path, features: i64, lateral: bool) -> Self {
-        Self {
-            res_conf_unit1: lateral.then(|| ResidualConvUnit::new(&p / "resConfUnit1", features)),
-            res_conf_unit2: ResidualConvUnit::new(&p / "resConfUnit2", features),
-            out_conv: conv(&p / "out_conv", features, features, 1, 1, true),
-        }
-    }
-
-    fn forward(&self, x: &Tensor, lateral: Option<&Tensor>, (h, w): (i64, i64)) -> Tensor {
-        let x = match (lateral, &self.res_conf_unit1) {
-            (Some(lateral), Some(unit)) => x + lateral.apply(unit),
-            _ => x.shallow_clone(),
-        };
-        resize_bilinear_aligned(&x.apply(&self.res_conf_unit2), h, w).apply(&self.out_conv)
-    }
-}
 
 /// The four fusion blocks of one branch, coarsest last.
 #[derive(Debug)]
@@ -164,9 +137,7 @@ pub(crate) struct HeadOutput {
 #[derive(Debug)]
 pub(crate) struct Head {
     norm: Option<nn::LayerNorm>,
-    projects: Vec<nn::Conv2D>,
-    resize_layers: Vec<Resize>,
-    layer_rn: Vec<nn::Conv2D>,
+    reassemble: Reassemble,
     fusion: Fusion,
     output_conv1: nn::Conv2D,
     output_conv2_0: nn::Conv2D,
@@ -182,30 +153,13 @@ impl Head {
     pub(crate) fn new(p: nn::Path, cfg: &Da3Config) -> Self {
         let dual = cfg.concatenates_tokens();
         let c_in = cfg.head_in_channels();
-        let oc = cfg.out_channels;
         let f = cfg.features;
         let hf = Da3Config::HEAD_FEATURES;
-        let projects = &p / "projects";
-        let resize = &p / "resize_layers";
         let scratch = &p / "scratch";
         let out2 = &scratch / "output_conv2";
         Self {
             norm: dual.then(|| layer_norm(&p / "norm", c_in, Da3Config::OUTER_LAYER_NORM_EPS)),
-            projects: (0..4)
-                .map(|i| conv(&projects / i, c_in, oc[i], 1, 1, true))
-                .collect(),
-            resize_layers: vec![
-                Resize::Up(conv_transpose(&resize / 0, oc[0], 4)),
-                Resize::Up(conv_transpose(&resize / 1, oc[1], 2)),
-                Resize::Same,
-                Resize::Down(conv(&resize / 3, oc[3], oc[3], 3, 2, true)),
-            ],
-            layer_rn: (0..4)
-                .map(|i| {
-                    let name = format!("layer{}_rn", i + 1);
-                    conv(&scratch / name.as_str(), oc[i], f, 3, 1, false)
-                })
-                .collect(),
+            reassemble: Reassemble::new(&p, c_in, cfg.out_channels, f),
             fusion: Fusion::new(&scratch, f, ""),
             output_conv1: conv(&scratch / "output_conv1", f, f / 2, 3, 1, true),
             output_conv2_0: conv(&out2 / 0, f / 2, hf, 3, 1, true),
@@ -271,9 +225,9 @@ impl Head {
         };
         let rn: Vec<Tensor> = features
             .iter()
-            .zip(&self.projects)
-            .zip(&self.resize_layers)
-            .zip(&self.layer_rn)
+            .zip(&self.reassemble.projects)
+            .zip(&self.reassemble.resize_layers)
+            .zip(&self.reassemble.layer_rn)
             .map(|(((t, project), resize), rn)| {
                 let t = match &self.norm {
                     Some(norm) => t.apply(norm),
