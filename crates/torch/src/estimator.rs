@@ -399,7 +399,7 @@ fn lap(clock: &mut Option<StageClock<'_>>, stage: impl Fn(&mut StageTimings) -> 
 }
 
 /// Waits for the work queued on `device` (nothing to wait for on the CPU).
-fn synchronize(device: Device) {
+pub(crate) fn synchronize(device: Device) {
     if let Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
     }

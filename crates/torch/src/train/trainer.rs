@@ -16,7 +16,7 @@ use anydepth_model::train::{
 use anydepth_model::{EstimatorOptions, ModelSpec, Precision, Preprocessing};
 
 use crate::error::{Error, Result};
-use crate::estimator::{resolve_device, DepthEstimator};
+use crate::estimator::{resolve_device, synchronize, DepthEstimator};
 use crate::network::DepthAnything;
 use crate::train::adamw::AdamW;
 use crate::train::data::{prepare, Batch, Crop, DepthRange, LeftOut, Loader, SampleSet, Schedule};
@@ -141,7 +141,7 @@ impl Trainable {
     }
 
     /// One optimiser step on `loss`; refuses a non-finite loss before touching the
-    /// weights.
+    /// weights. Returns once the device has finished the step (on a GPU too).
     ///
     /// # Errors
     /// When the loss is not finite.
@@ -156,6 +156,9 @@ impl Trainable {
         self.optimizer.zero_grad();
         loss.backward();
         self.optimizer.step();
+        // CUDA queues the backward pass and the update: wait for them, so that a step's
+        // time (its images per second) holds its own backward pass, not the one before.
+        synchronize(self.device);
         Ok(value)
     }
 }
