@@ -366,7 +366,8 @@ pub fn encode_depth(
                 image.width,
                 image.height
             );
-            let buffer = side_by_side(image, &colormap.apply(values))?;
+            let photo = image.to_rgb8().into_flattened();
+            let buffer = side_by_side(&photo, width, height, &colormap.apply(values))?;
             encode_png(&buffer)
         }
         Format::Mp4 | Format::SideBySideMp4 => bail!(
@@ -376,14 +377,20 @@ pub fn encode_depth(
     }
 }
 
-/// The frame, a [`SIDE_BY_SIDE_GAP_PX`] white gap and the coloured depth (`depth_rgb`,
-/// interleaved 8-bit RGB of the frame's size), side by side: the pixels of
+/// The frame (`photo_rgb8`, interleaved 8-bit RGB of `width x height`, as
+/// [`RgbImage::to_rgb8`] rounds it), a [`SIDE_BY_SIDE_GAP_PX`] white gap and the coloured
+/// depth (`depth_rgb`, of the same size and layout), side by side: the pixels of
 /// [`Format::SideBySide`], as interleaved 8-bit RGB.
 ///
 /// # Errors
-/// When `depth_rgb` is not of the frame's size.
-pub fn side_by_side_rgb(image: &RgbImage, depth_rgb: &[u8]) -> Result<Vec<u8>> {
-    Ok(side_by_side(image, depth_rgb)?.into_raw())
+/// When `photo_rgb8` or `depth_rgb` is not of that size.
+pub fn side_by_side_rgb(
+    photo_rgb8: &[u8],
+    width: u32,
+    height: u32,
+    depth_rgb: &[u8],
+) -> Result<Vec<u8>> {
+    Ok(side_by_side(photo_rgb8, width, height, depth_rgb)?.into_raw())
 }
 
 /// PNG bytes of an image buffer.
@@ -433,26 +440,26 @@ fn normalize_to_u16(values: &[f32]) -> Vec<u16> {
         .collect()
 }
 
-/// The photo (rounded to 8 bits), a white gap and the coloured depth, left to right.
-fn side_by_side(image: &RgbImage, depth_rgb: &[u8]) -> Result<ImageBuffer<Rgb<u8>, Vec<u8>>> {
-    let (w, h) = (image.width as usize, image.height as usize);
+/// The photo (8-bit RGB), a white gap and the coloured depth, left to right.
+fn side_by_side(
+    photo_rgb8: &[u8],
+    width: u32,
+    height: u32,
+    depth_rgb: &[u8],
+) -> Result<ImageBuffer<Rgb<u8>, Vec<u8>>> {
+    let (w, h) = (width as usize, height as usize);
     let gap = SIDE_BY_SIDE_GAP_PX as usize;
     ensure!(
-        image.data.len() == w * h * 3 && depth_rgb.len() == w * h * 3,
+        photo_rgb8.len() == w * h * 3 && depth_rgb.len() == w * h * 3,
         "image and depth colours must both hold {w} x {h} RGB pixels"
     );
     let out_w = 2 * w + gap;
     let mut out = Vec::with_capacity(out_w * h * 3);
-    for (photo_row, depth_row) in image
-        .data
+    for (photo_row, depth_row) in photo_rgb8
         .chunks_exact(w.max(1) * 3)
         .zip(depth_rgb.chunks_exact(w.max(1) * 3))
     {
-        out.extend(
-            photo_row
-                .iter()
-                .map(|&c| (c * 255.0).round().clamp(0.0, 255.0) as u8),
-        );
+        out.extend_from_slice(photo_row);
         out.extend(std::iter::repeat_n(255u8, gap * 3));
         out.extend_from_slice(depth_row);
     }
@@ -461,7 +468,7 @@ fn side_by_side(image: &RgbImage, depth_rgb: &[u8]) -> Result<ImageBuffer<Rgb<u8
         out = vec![255; out_w * h * 3];
     }
     let out_w = u32::try_from(out_w).context("side-by-side image too wide")?;
-    ImageBuffer::from_raw(out_w, image.height, out).context("side-by-side buffer size mismatch")
+    ImageBuffer::from_raw(out_w, height, out).context("side-by-side buffer size mismatch")
 }
 
 #[cfg(test)]

@@ -708,6 +708,14 @@ impl<'e> FrameDepth<'e> {
     }
 }
 
+/// What the videos still need of a frame whose depth waits for the colour range.
+struct WaitingFrame {
+    time_secs: f64,
+    /// The frame as 8-bit RGB (a quarter of its float size), for [`Format::SideBySideMp4`].
+    photo_rgb8: Option<Vec<u8>>,
+    prediction: Prediction,
+}
+
 /// Writes a clip's outputs as its depth comes out.
 struct ClipSink<'a> {
     job: &'a VideoJob,
@@ -720,7 +728,7 @@ struct ClipSink<'a> {
     /// Time of the first frame written to the videos, which start at zero.
     first_time: Option<f64>,
     /// Frames waiting for the colour range (at most [`COLOR_RANGE_FRAMES`]).
-    waiting: Vec<(SourceFrame, Prediction)>,
+    waiting: Vec<WaitingFrame>,
     observer: &'a dyn VideoObserver,
 }
 
@@ -742,7 +750,12 @@ impl ClipSink<'_> {
             if self.plan.video_formats.is_empty() {
                 continue;
             }
-            self.waiting.push((frame, prediction));
+            let side_by_side = self.plan.video_formats.contains(&Format::SideBySideMp4);
+            self.waiting.push(WaitingFrame {
+                time_secs: frame.time_secs,
+                photo_rgb8: side_by_side.then(|| frame.image.to_rgb8().into_flattened()),
+                prediction,
+            });
             if self.color_range.is_none() && self.waiting.len() >= COLOR_RANGE_FRAMES {
                 self.fix_color_range();
             }
@@ -781,7 +794,8 @@ impl ClipSink<'_> {
         let (lo, hi) = self
             .waiting
             .iter()
-            .flat_map(|(_, p)| p.values().iter().copied().filter(|v| v.is_finite()))
+            .flat_map(|f| f.prediction.values().iter().copied())
+            .filter(|v| v.is_finite())
             .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
         self.color_range = Some(if lo <= hi { (lo, hi) } else { (0.0, 1.0) });
     }
@@ -791,7 +805,8 @@ impl ClipSink<'_> {
         let Some((lo, hi)) = self.color_range else {
             return Ok(());
         };
-        for (frame, prediction) in std::mem::take(&mut self.waiting) {
+        for frame in std::mem::take(&mut self.waiting) {
+            let prediction = &frame.prediction;
             let (w, h) = (prediction.width(), prediction.height());
             if self.videos.is_none() {
                 let mut videos = Vec::new();
@@ -817,10 +832,12 @@ impl ClipSink<'_> {
                 .apply_in_range(prediction.values(), lo, hi);
             let start = *self.first_time.get_or_insert(frame.time_secs);
             for (format, writer) in self.videos.iter_mut().flatten() {
-                let rgb = if *format == Format::SideBySideMp4 {
-                    output::side_by_side_rgb(&frame.image, &colors)?
-                } else {
-                    colors.clone()
+                let rgb = match (*format, &frame.photo_rgb8) {
+                    (Format::SideBySideMp4, Some(photo)) => {
+                        output::side_by_side_rgb(photo, w, h, &colors)?
+                    }
+                    (Format::SideBySideMp4, None) => bail!("a side-by-side video needs the frames"),
+                    _ => colors.clone(),
                 };
                 // The frames' own times: a variable frame rate is kept.
                 writer.write_at(bytemuck::cast_slice(&rgb), frame.time_secs - start)?;
