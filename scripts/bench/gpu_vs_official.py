@@ -16,11 +16,12 @@ Training (V2-S metric, batch 8 at 518x518, fp32): the median step of the plain P
 loop (scripts/bench/train_step.py, random input) against `anydepth train`'s steps on
 generated 640x480 photos (data loading included), and a short `anydepth distill` run
 (labels made on the GPU) with its images/s.
-Writes gpu_check.json and gpu_check.md into --out after each section (a run cut short
-keeps what it measured); a section that fails is reported and the next one runs. Exits 1
-when a parity row fails or a section failed; a reduced-precision row that misses its
-target passes when it is within 1.25x of the official code's own error at that precision
-(weights cast, as ours), which the table shows beside it. `--sections` runs some of them.
+Writes gpu_check.json and gpu_check.md into --out after each section and each speed
+row, and on SIGTERM (a run cut short keeps what it measured); a section that fails is
+reported and the next one runs. Exits 1 when a parity row fails or a section failed; a
+reduced-precision row that misses its target passes when it is within 1.25x of the
+official code's own error at that precision (weights cast, as ours), which the table shows
+beside it. `--sections` runs some of them.
 
 Usage (scripts/gpu_check.sh runs it):
   python3 scripts/bench/gpu_vs_official.py --anydepth target/release/anydepth --out DIR
@@ -31,6 +32,7 @@ import argparse
 import copy
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -89,7 +91,7 @@ def photos(folder, count):
 def anydepth(binary, *args):
     done = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"anydepth {' '.join(map(str, args))} failed:\n{done.stderr}")
+        raise RuntimeError(f"anydepth {' '.join(map(str, args))} failed:\n{done.stderr}")
     return done.stdout
 
 
@@ -182,8 +184,9 @@ def time_anydepth(binary, weights, batch, size, precision, iters, device):
     return float(line.split(":")[1].split("ms")[0]) / 1e3
 
 
-def speed(binary, models, batches, iters, device, compile_fp16):
-    rows = []
+def speed(binary, models, batches, iters, device, compile_fp16, rows, on_row):
+    """Appends a row per model and batch to `rows`, calling `on_row` after each (the
+    report holds `rows` and is saved then: the longest section keeps its finished rows)."""
     half = torch.float16 if device == "cuda" else torch.bfloat16
     for encoder, (model, weights) in models.items():
         for batch in batches:
@@ -203,6 +206,7 @@ def speed(binary, models, batches, iters, device, compile_fp16):
                                                    / row["official_fp16_ms"])
             log(f"  speed {row}")
             rows.append(row)
+            on_row()
     return rows
 
 
@@ -324,7 +328,8 @@ def markdown(report):
     speed_rows = report.get("speed")
     if failed(speed_rows):
         lines += failed_block("Network", speed_rows)
-    elif speed_rows is not None:
+        speed_rows = speed_rows.get("rows")  # those finished before the failure
+    if speed_rows:
         lines += ["## Network, median ms per batch", "",
                   "| model | batch | official fp32 | official fp16 | official compile fp16 "
                   "| anydepth fp32 | anydepth fp16 | fp16 ratio | anydepth fp16 images/s |",
@@ -366,6 +371,8 @@ def markdown(report):
                   f"| {tr['anydepth_train_images_per_s']:.1f} "
                   f"| {tr['anydepth_distill_step_ms']:.1f} "
                   f"| {tr['anydepth_distill_images_per_s']:.1f} |", ""]
+    if "stopped" in report:
+        lines += [f"Stopped by {report['stopped']}: later rows and sections are missing.", ""]
     seconds = report.get("section_seconds", {})
     lines += ["Seconds per section: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()),
               ""]
@@ -385,7 +392,7 @@ def main():
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"which to run, comma-separated (default: all of {','.join(SECTIONS)})")
     args = ap.parse_args()
-    sections = [name for name in args.sections.split(",") if name]
+    sections = list(dict.fromkeys(name for name in args.sections.split(",") if name))
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown or not sections:
         ap.error(f"--sections takes some of {SECTIONS}, got {args.sections!r}")
@@ -401,11 +408,24 @@ def main():
                   torch=torch.__version__, section_seconds={})
 
     def save():
-        # After every section, so a run cut short keeps what it measured.
+        # After every section, so a run cut short keeps what it measured; each file is
+        # replaced whole, so one cut short mid-write keeps the previous version.
         report["seconds"] = time.perf_counter() - started
-        (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
-        (out / "gpu_check.md").write_text(markdown(report))
+        for name, text in [("gpu_check.json", json.dumps(report, indent=2)),
+                           ("gpu_check.md", markdown(report))]:
+            partial = out / f".{name}.{time.monotonic_ns()}"  # its own, even in a signal
+            partial.write_text(text)
+            os.replace(partial, out / name)
 
+    def stop(signum, _frame):
+        # A time limit's SIGTERM: keep what was measured, say where it stopped.
+        report["stopped"] = f"signal {signum} after {time.perf_counter() - started:.0f} s"
+        try:
+            save()
+        finally:
+            sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         try:
@@ -422,7 +442,8 @@ def main():
             parity=lambda: parity(args.anydepth, *models["vits"], photo_paths, device,
                                   tmp / "parity"),
             speed=lambda: speed(args.anydepth, models, [1] if small else [1, 16], args.iters,
-                                device, not (args.no_compile or small)),
+                                device, not (args.no_compile or small),
+                                report.setdefault("speed", []), save),
             end_to_end=lambda: end_to_end(args.anydepth, *models["vits"], big, args.iters,
                                           device),
             training=lambda: training(args.anydepth, tmp / "training", device, small,
@@ -433,9 +454,10 @@ def main():
             section_started = time.perf_counter()
             try:
                 report[name] = runs[name]()
-            except (Exception, SystemExit) as e:  # keep the other sections' results
+            except Exception as e:  # keep the other sections' results
                 log(f"{name} failed: {e}")
-                report[name] = dict(error=str(e))
+                done = report.get(name)  # the speed rows finished before it failed
+                report[name] = dict(error=str(e), **({"rows": done} if done else {}))
             report["section_seconds"][name] = time.perf_counter() - section_started
             save()
     save()
