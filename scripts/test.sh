@@ -5,6 +5,7 @@
 #      (Depth Anything V1/V2, and Video Depth Anything in .cache/reference/video)
 #      (once; reused while scripts/reference/make_references.py keeps its VERSION)
 #   3. cargo test, with missing references or data treated as failures
+#   4. the video crate's tests once more without FFmpeg (the GPU bundle's build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,3 +14,4 @@ scripts/setup.sh
 .venv/bin/python scripts/reference/da3_reference.py
 export ANYDEPTH_REQUIRE_REFERENCES=1
 cargo test --workspace "$@"
+cargo test -p anydepth-video --no-default-features

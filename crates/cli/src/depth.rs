@@ -25,7 +25,8 @@ use crate::viz::{self, RerunArgs};
   anydepth depth photo.jpg --out depth/
   anydepth depth photos/ 'more/*.png' --out depth/ --formats npy,color,side-by-side
   anydepth depth room.jpg --metric indoor --formats npy,png16 --out depth/
-  anydepth depth photo.jpg --weights depth_anything_v2_vitb.pth --device cuda --precision fp16
+  anydepth depth photo.jpg --weights depth_anything_v2_vitb.pth --device cuda --precision fp16 \\
+      --out depth/
   # Depth Anything 3 (a released folder): metres from DA3METRIC-LARGE, relative depth
   # (not disparity) from the others
   anydepth depth room.jpg --weights DA3METRIC-LARGE/ --fov 70 --out depth/

@@ -164,7 +164,7 @@ pub struct TrainArgs {
   anydepth distill --teacher depth_anything_v2_vitl.pth --student depth_anything_v2_vits.pth \\
       --images photos/ --out student.pth --steps 20000 --batch 8 --lr 5e-6
   anydepth distill --teacher teacher.pth --student-model vits --images 'raw/**/*.jpg' \\
-      --labels /data/labels --shard 3/16 --out unused.pth     (label one shard only)
+      --labels /data/labels --shard 3/16 --out unused.pth     # label one shard only
 
 The teacher labels every photo once; labels are cached as fp16 under --labels (per teacher
 and input size), so an interrupted or later run reuses them. With --shard i/n a run labels
