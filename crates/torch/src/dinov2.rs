@@ -38,6 +38,19 @@ pub(crate) fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
     )
 }
 
+/// `x` through `layer`, cast first to the kind of its weights.
+fn linear_in(x: &Tensor, layer: &nn::Linear) -> Tensor {
+    x.to_kind(layer.ws.kind()).apply(layer)
+}
+
+/// `x` through `norm`, cast first to the kind of its weights.
+fn norm_in(x: &Tensor, norm: &nn::LayerNorm) -> Tensor {
+    match &norm.ws {
+        Some(weight) => x.to_kind(weight.kind()).apply(norm),
+        None => x.apply(norm),
+    }
+}
+
 /// Multi-head self-attention with a fused `qkv` projection; Depth Anything 3's blocks add
 /// QK-norm (one LayerNorm over the head dimension, shared by the heads) and a rotary
 /// position embedding.
@@ -68,16 +81,16 @@ impl Attention {
     fn forward(&self, x: &Tensor, rope: Option<&RopeTables>) -> Tensor {
         let (b, n, c) = x.size3().unwrap_or((0, 0, 0));
         let head_dim = c / self.num_heads;
-        let qkv = x
-            .apply(&self.qkv)
+        let compute = self.qkv.ws.kind();
+        let qkv = linear_in(x, &self.qkv)
             .reshape([b, n, 3, self.num_heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let (mut q, mut k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         if let Some(norm) = &self.q_norm {
-            q = q.apply(norm);
+            q = norm_in(&q, norm);
         }
         if let Some(norm) = &self.k_norm {
-            k = k.apply(norm);
+            k = norm_in(&k, norm);
         }
         if let Some(rope) = rope {
             q = rope.apply(&q);
@@ -86,8 +99,8 @@ impl Attention {
         // Fused attention (flash / memory-efficient kernels where the device has them);
         // the default scale is 1/sqrt(head_dim), as in the reference.
         let out = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
+            &q.to_kind(compute),
+            &k.to_kind(compute),
             &v,
             None::<Tensor>,
             0.0,
@@ -125,9 +138,9 @@ impl FeedForward {
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Tensor {
         match self {
-            Self::Mlp { fc1, fc2 } => x.apply(fc1).gelu("none").apply(fc2),
+            Self::Mlp { fc1, fc2 } => linear_in(x, fc1).gelu("none").apply(fc2),
             Self::SwiGlu { w12, w3 } => {
-                let x12 = x.apply(w12);
+                let x12 = linear_in(x, w12);
                 let halves = x12.chunk(2, -1);
                 (halves[0].silu() * &halves[1]).apply(w3)
             }
@@ -162,9 +175,13 @@ impl Block {
     }
 
     /// The block on `x` (`(batch, tokens, width)`), its queries and keys rotated by `rope`.
+    ///
+    /// With its linear layers cast to half precision and the rest left in fp32, it runs as
+    /// PyTorch's autocast would: norms, LayerScale and the residual stream (`x`) in fp32,
+    /// the linear layers and attention in half precision.
     pub(crate) fn forward(&self, x: &Tensor, rope: Option<&RopeTables>) -> Tensor {
-        let x = x + self.attn.forward(&x.apply(&self.norm1), rope) * &self.ls1;
-        &x + x.apply(&self.norm2).apply(&self.mlp) * &self.ls2
+        let x = x + self.attn.forward(&norm_in(x, &self.norm1), rope) * &self.ls1;
+        &x + self.mlp.forward(&norm_in(&x, &self.norm2)) * &self.ls2
     }
 }
 

@@ -1,6 +1,6 @@
 //! Depth Anything 3's DINOv2 encoder: from the configured block on, QK-norm, 2D rotary
-//! position embedding (`crate::rope`), camera tokens, and attention that alternates between each view
-//! alone and all views together.
+//! position embedding (`crate::rope`), camera tokens, and attention that alternates
+//! between each view alone and all views together.
 //!
 //! Variable paths follow the official checkpoints (`backbone.pretrained.blocks.N.attn.q_norm`,
 //! `backbone.pretrained.camera_token`, ...).
@@ -92,13 +92,16 @@ impl Backbone {
         let (grid_h, grid_w) = (h / patch, w / patch);
         let tokens_per_view = grid_h * grid_w + 1;
         let d = self.cfg.vit.embed_dim;
-        let kind = images.kind();
+        // The residual stream's kind: fp32 when only the linear layers were cast to half
+        // precision (as autocast runs them), else the network's.
+        let kind = self.cls_token.kind();
         let device = images.device();
 
         let patches = images
             .apply(&self.patch_embed)
             .flatten(2, 3)
-            .transpose(1, 2);
+            .transpose(1, 2)
+            .to_kind(kind);
         let cls = self.cls_token.expand([views, -1, -1], false);
         let mut x = Tensor::cat(&[cls, patches], 1)
             + interpolate_pos_embed(&self.pos_embed, &self.cfg.vit, grid_h, grid_w, kind);

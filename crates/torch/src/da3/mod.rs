@@ -2,10 +2,12 @@
 //! and encoder), its checkpoints in the released Hugging Face layout, and a run from
 //! normalised images to per-view depth, confidence, sky and cameras.
 //!
-//! The network is called as the official `DepthAnything3Net.forward` in fp32. (The official
-//! `inference()` autocasts the encoder to bf16 or fp16 and keeps the heads and cameras in
-//! fp32; [`Precision::Fp16`](anydepth_model::Precision) and `Bf16` here cast the whole
-//! network instead.) What the official
+//! The network is called as the official `DepthAnything3Net.forward`. In fp32 it is that
+//! forward exactly. The official `inference()` autocasts the encoder to bf16 or fp16 and
+//! keeps the camera encoder, heads and camera decoder in fp32;
+//! [`Precision::Fp16`](anydepth_model::Precision) and `Bf16` here do the same: the
+//! encoder's linear layers and attention in half precision, its norms and residual stream,
+//! and everything after it, in fp32. What the official
 //! `inference()` does around it is here too: given poses are normalised before the camera
 //! encoder and their scale put back onto the depth afterwards (Umeyama Sim(3) of the given
 //! camera centres onto the predicted ones; RANSAC from 10 views, with its own draws), the
@@ -31,10 +33,10 @@ use anydepth_model::da3::{
     quantile_of_sorted, Da3Camera, Da3Config, Da3Engine, Da3Model, Da3View, GivenCamera, Placement,
     RefViewStrategy, ViewsInput, ViewsOutput,
 };
-use anydepth_model::{EstimatorOptions, Precision};
+use anydepth_model::EstimatorOptions;
 
 use crate::error::{Error, Result};
-use crate::estimator::resolve_device;
+use crate::estimator::{kind_of, resolve_device};
 use backbone::Backbone;
 use camera::{encodings_tensor, CameraDecoder, CameraEncoder};
 pub use checkpoint::Da3Checkpoint;
@@ -134,9 +136,11 @@ impl Da3Network {
                 self.cfg.model
             )));
         }
+        // The camera encoder, heads and camera decoder run in fp32 whatever the encoder's
+        // precision (`images.kind()`), as the official code's autocast leaves them.
         let camera_tokens = match (camera_encodings, &self.camera_encoder) {
             (Some(encodings), Some(encoder)) => {
-                Some(encoder.forward(&encodings.to_kind(images.kind())))
+                Some(encoder.forward(&encodings.to_kind(Kind::Float)))
             }
             (Some(_), None) => {
                 return Err(Error::Invalid(format!(
@@ -149,11 +153,16 @@ impl Da3Network {
         let encoded = self
             .backbone
             .forward(images, camera_tokens.as_ref(), strategy);
-        let head = self.head.forward(&encoded.features, (h, w), rays);
+        let features: Vec<Tensor> = encoded
+            .features
+            .iter()
+            .map(|f| f.to_kind(Kind::Float))
+            .collect();
+        let head = self.head.forward(&features, (h, w), rays);
         let pose_encodings = self
             .camera_decoder
             .as_ref()
-            .map(|decoder| decoder.forward(&encoded.camera_feature));
+            .map(|decoder| decoder.forward(&encoded.camera_feature.to_kind(Kind::Float)));
         Ok(RawOutput {
             depth: head.depth,
             confidence: head.confidence,
@@ -386,10 +395,9 @@ impl Da3Estimator {
         let network = Da3Network::new(&vs.root(), &cfg);
         checkpoint.copy_into(&vs.variables())?;
         vs.freeze();
-        match options.precision {
-            Precision::Fp32 => {}
-            Precision::Fp16 => vs.half(),
-            Precision::Bf16 => vs.bfloat16(),
+        let encoder_kind = kind_of(options.precision);
+        if encoder_kind != Kind::Float {
+            cast_encoder(&vs, encoder_kind);
         }
         tracing::info!(model = %cfg.model, ?device, precision = ?options.precision, "Depth Anything 3 loaded");
         Ok(Self {
@@ -415,14 +423,28 @@ impl Da3Estimator {
         &self.options
     }
 
-    /// The kind of tensors the network takes.
+    /// The kind of tensors the network takes (its encoder's precision).
     pub fn input_kind(&self) -> Kind {
-        match self.options.precision {
-            Precision::Fp32 => Kind::Float,
-            Precision::Fp16 => Kind::Half,
-            Precision::Bf16 => Kind::BFloat16,
-        }
+        kind_of(self.options.precision)
     }
+}
+
+/// Casts the encoder's linear layers and patch embedding (`backbone.…qkv`, `proj`, `fc1`,
+/// `fc2`, `w12`, `w3`) to `kind`: what autocast runs in half precision. Its norms,
+/// LayerScales, tokens and position embedding, the camera encoder, heads and camera
+/// decoder stay fp32.
+fn cast_encoder(vs: &nn::VarStore, kind: Kind) {
+    tch::no_grad(|| {
+        for (name, mut variable) in vs.variables() {
+            let layer = name.rsplit('.').nth(1);
+            if name.starts_with("backbone.")
+                && matches!(layer, Some("qkv" | "proj" | "fc1" | "fc2" | "w12" | "w3"))
+            {
+                // `set_data` swaps the storage every handle on this variable shares.
+                variable.set_data(&variable.to_kind(kind));
+            }
+        }
+    });
 }
 
 /// Views may lose at most this fraction of their width or height to the centre crop that
