@@ -81,5 +81,5 @@ fi
 mkdir -p "$out"
 "$binary" doctor | tee "$out/doctor.txt"
 "$binary" doctor --json > "$out/doctor.json"
-PYTHONUNBUFFERED=1 "$python" scripts/bench/gpu_vs_official.py --anydepth "$binary" \
+exec env PYTHONUNBUFFERED=1 "$python" scripts/bench/gpu_vs_official.py --anydepth "$binary" \
   --out "$out" ${passthrough[@]+"${passthrough[@]}"}

@@ -118,12 +118,12 @@ def official_half_error(model, image, ref, span, kind, autocast=False):
     return float(err.max()), float(err.mean())
 
 
-def parity(binary, model, weights, photo_paths, device, folder):
-    """Rows of (photo, precision, preprocessing, max error, mean error, target, the
-    official code's own error at that precision, ok)."""
+def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
+    """Appends rows of (photo, precision, preprocessing, max error, mean error, target, the
+    official code's own error at that precision, ok) to `rows`, calling `on_row` after
+    each, as `speed` does; returns `rows`."""
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    rows = []
     for photo in photo_paths:
         image = cv2.imread(str(photo))
         with torch.no_grad():
@@ -152,6 +152,7 @@ def parity(binary, model, weights, photo_paths, device, folder):
                 + (f"; official {precision} {official:.2e}" if official is not None else "")
                 + ")")
             rows.append(row)
+            on_row()
     return rows
 
 
@@ -414,12 +415,20 @@ def main():
         for name, text in [("gpu_check.json", json.dumps(report, indent=2)),
                            ("gpu_check.md", markdown(report))]:
             partial = out / f".{name}.{time.monotonic_ns()}"  # its own, even in a signal
-            partial.write_text(text)
-            os.replace(partial, out / name)
+            try:
+                partial.write_text(text)
+                os.replace(partial, out / name)
+            finally:  # a signal mid-write leaves no stray file
+                partial.unlink(missing_ok=True)
+
+    running = {}  # the section under way: its name and start
 
     def stop(signum, _frame):
         # A time limit's SIGTERM: keep what was measured, say where it stopped.
         report["stopped"] = f"signal {signum} after {time.perf_counter() - started:.0f} s"
+        if running:
+            report["stopped"] += f", during {running['name']}"
+            report["section_seconds"][running["name"]] = time.perf_counter() - running["started"]
         try:
             save()
         finally:
@@ -440,7 +449,7 @@ def main():
             return 1
         runs = dict(
             parity=lambda: parity(args.anydepth, *models["vits"], photo_paths, device,
-                                  tmp / "parity"),
+                                  tmp / "parity", report.setdefault("parity", []), save),
             speed=lambda: speed(args.anydepth, models, [1] if small else [1, 16], args.iters,
                                 device, not (args.no_compile or small),
                                 report.setdefault("speed", []), save),
@@ -452,11 +461,12 @@ def main():
         for name in sections:
             log(name)
             section_started = time.perf_counter()
+            running.update(name=name, started=section_started)
             try:
                 report[name] = runs[name]()
             except Exception as e:  # keep the other sections' results
                 log(f"{name} failed: {e}")
-                done = report.get(name)  # the speed rows finished before it failed
+                done = report.get(name)  # the parity or speed rows finished before it failed
                 report[name] = dict(error=str(e), **({"rows": done} if done else {}))
             report["section_seconds"][name] = time.perf_counter() - section_started
             save()
