@@ -51,14 +51,14 @@ fn shell_blocks(markdown: &str) -> Vec<Vec<(usize, &str)>> {
     blocks
 }
 
-/// Shell lines with their continuations (`\` at the end, not in a comment) joined as the
-/// shell joins them, numbered by their first line.
+/// Shell lines with their continuations (`\` as the last character, not in a comment)
+/// joined as the shell joins them, numbered by their first line.
 fn joined(lines: &[(usize, &str)]) -> Vec<(usize, String)> {
     let mut out: Vec<(usize, String)> = Vec::new();
     let mut open = false;
     for &(number, line) in lines {
         let comment = line.trim_start().starts_with('#');
-        let (text, continues) = match line.trim_end().strip_suffix('\\') {
+        let (text, continues) = match line.strip_suffix('\\') {
             Some(text) if !comment => (text, true),
             _ => (line.trim_end(), false),
         };

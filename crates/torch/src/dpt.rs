@@ -105,10 +105,12 @@ pub(crate) struct FusionBlock {
 }
 
 impl FusionBlock {
-    /// A block under `p`; without `lateral`, it has no first residual unit.
-    pub(crate) fn new(p: nn::Path, features: i64, lateral: bool) -> Self {
+    /// A block under `p`, with its first residual unit (`resConfUnit1`, which takes the
+    /// lateral input) when `has_unit1`. V2's coarsest block has one in its checkpoints but
+    /// never gets a lateral input; Depth Anything 3's has none.
+    pub(crate) fn new(p: nn::Path, features: i64, has_unit1: bool) -> Self {
         Self {
-            res_conf_unit1: lateral.then(|| ResidualConvUnit::new(&p / "resConfUnit1", features)),
+            res_conf_unit1: has_unit1.then(|| ResidualConvUnit::new(&p / "resConfUnit1", features)),
             res_conf_unit2: ResidualConvUnit::new(&p / "resConfUnit2", features),
             out_conv: conv(&p / "out_conv", features, features, 1, 1, true),
         }
@@ -121,6 +123,10 @@ impl FusionBlock {
         lateral: Option<&Tensor>,
         (h, w): (i64, i64),
     ) -> Tensor {
+        debug_assert!(
+            lateral.is_none() || self.res_conf_unit1.is_some(),
+            "a lateral input to a fusion block without resConfUnit1"
+        );
         let x = match (lateral, &self.res_conf_unit1) {
             (Some(lateral), Some(unit)) => x + lateral.apply(unit),
             _ => x.shallow_clone(),
