@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """How close the official V2-S comes to its own fp32 output in reduced precision (on the
 GPU where there is one, else the CPU): weights cast to bf16 (what `anydepth --precision bf16` does), PyTorch's bf16
-autocast (LayerNorm, softmax and reductions kept in fp32), and weights cast to fp16.
+autocast (LayerNorm, softmax and reductions kept in fp32), weights cast to fp16, and bf16
+autocast on the encoder alone with the DPT head in fp32.
 Max and mean error of `infer_image`'s depth relative to its range, on the first shared
 photo (or a generated one), random weights made non-degenerate as in the GPU check.
 
@@ -38,3 +39,16 @@ with tempfile.TemporaryDirectory() as folder:
                                  ("weights fp16: ", torch.float16, False)]:
         worst, mean = official_half_error(model, image, ref, span, kind, autocast)
         print(f"  {name} max {worst:.2e}, mean {mean:.2e} of the range")
+    # What keeping the DPT head in fp32 would give (the encoder under bf16 autocast, its
+    # features handed to the head in fp32), as Depth Anything 3's official code does.
+    with torch.no_grad():
+        x, (h, w) = model.image2tensor(image, 518)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            features = model.pretrained.get_intermediate_layers(
+                x, model.intermediate_layer_idx[model.encoder], return_class_token=True)
+        features = [tuple(t.float() for t in level) for level in features]
+        depth = torch.relu(model.depth_head(features, x.shape[-2] // 14, x.shape[-1] // 14))
+        depth = torch.nn.functional.interpolate(depth.float(), (h, w), mode="bilinear",
+                                                align_corners=True)[0, 0]
+    err = np.abs(depth.cpu().numpy().astype(np.float64) - ref) / span
+    print(f"  autocast bf16, head fp32: max {err.max():.2e}, mean {err.mean():.2e} of the range")
