@@ -249,9 +249,9 @@ pub struct Da3ModelRequest {
     #[cfg_attr(feature = "clap", arg(long, default_value = "auto"))]
     pub device: DeviceChoice,
 
-    /// Floating-point precision of the encoder's linear layers and attention; its norms,
-    /// the heads and the cameras stay fp32, as in the official code's autocast (fp16 is
-    /// slow on the CPU).
+    /// Floating-point precision of the encoder's patch embedding, linear layers and
+    /// attention; its norms, the heads and the cameras stay fp32, as in the official
+    /// code's autocast (fp16 is slow on the CPU).
     #[cfg_attr(feature = "clap", arg(long, value_enum, default_value = "fp32"))]
     pub precision: Precision,
 }

@@ -92,8 +92,8 @@ impl Backbone {
         let (grid_h, grid_w) = (h / patch, w / patch);
         let tokens_per_view = grid_h * grid_w + 1;
         let d = self.cfg.vit.embed_dim;
-        // The residual stream's kind: fp32 when only the linear layers were cast to half
-        // precision (as autocast runs them), else the network's.
+        // The residual stream's kind: fp32, also when the patch embedding and linear layers
+        // were cast to half precision (as autocast runs them).
         let kind = self.cls_token.kind();
         let device = images.device();
 

@@ -6,8 +6,10 @@
 //! forward exactly. The official `inference()` autocasts the encoder to bf16 or fp16 and
 //! keeps the camera encoder, heads and camera decoder in fp32;
 //! [`Precision::Fp16`](anydepth_model::Precision) and `Bf16` here do the same: the
-//! encoder's linear layers and attention in half precision, its norms and residual stream,
-//! and everything after it, in fp32. What the official
+//! encoder's patch embedding, linear layers and attention in half precision, its norms and
+//! residual stream, and everything after it, in fp32. (Where autocast would also run the
+//! reference-view selection's matrix product in half precision, ours stays in fp32.) What
+//! the official
 //! `inference()` does around it is here too: given poses are normalised before the camera
 //! encoder and their scale put back onto the depth afterwards (Umeyama Sim(3) of the given
 //! camera centres onto the predicted ones; RANSAC from 10 views, with its own draws), the
@@ -54,7 +56,8 @@ pub struct GivenCameras {
 /// One scene for an any-view model, or one photo for a monocular one.
 #[derive(Debug)]
 pub struct Da3Scene<'a> {
-    /// `(views, 3, h, w)` float, ImageNet-normalised, sides multiples of 14.
+    /// `(views, 3, h, w)`, ImageNet-normalised, sides multiples of 14, of the kind the
+    /// network's patch embedding has ([`Da3Estimator::input_kind`]).
     pub images: &'a Tensor,
     /// Known cameras (any-view models): the camera encoder conditions the network on
     /// them and the result is brought to their scale.
@@ -136,8 +139,9 @@ impl Da3Network {
                 self.cfg.model
             )));
         }
-        // The camera encoder, heads and camera decoder run in fp32 whatever the encoder's
-        // precision (`images.kind()`), as the official code's autocast leaves them.
+        // The camera encoder, heads and camera decoder run in fp32 whatever the precision of
+        // the encoder's linear layers, as the official code's autocast leaves them; the
+        // encoder's features come out of its fp32 norm.
         let camera_tokens = match (camera_encodings, &self.camera_encoder) {
             (Some(encodings), Some(encoder)) => {
                 Some(encoder.forward(&encodings.to_kind(Kind::Float)))
@@ -153,16 +157,11 @@ impl Da3Network {
         let encoded = self
             .backbone
             .forward(images, camera_tokens.as_ref(), strategy);
-        let features: Vec<Tensor> = encoded
-            .features
-            .iter()
-            .map(|f| f.to_kind(Kind::Float))
-            .collect();
-        let head = self.head.forward(&features, (h, w), rays);
+        let head = self.head.forward(&encoded.features, (h, w), rays);
         let pose_encodings = self
             .camera_decoder
             .as_ref()
-            .map(|decoder| decoder.forward(&encoded.camera_feature.to_kind(Kind::Float)));
+            .map(|decoder| decoder.forward(&encoded.camera_feature));
         Ok(RawOutput {
             depth: head.depth,
             confidence: head.confidence,
