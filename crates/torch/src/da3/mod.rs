@@ -8,14 +8,13 @@
 //! [`Precision::Fp16`](anydepth_model::Precision) and `Bf16` here do the same: the
 //! encoder's patch embedding, linear layers and attention in half precision, its norms and
 //! residual stream, and everything after it, in fp32. (Where autocast would also run the
-//! reference-view selection's matrix product in half precision, ours stays in fp32.) What
-//! the official
-//! `inference()` does around it is here too: given poses are normalised before the camera
-//! encoder and their scale put back onto the depth afterwards (Umeyama Sim(3) of the given
-//! camera centres onto the predicted ones; RANSAC from 10 views, with its own draws), the
-//! monocular models' sky gets the 99th
-//! percentile of the other depths, and the metric model's output becomes metres with the
-//! focal length.
+//! reference-view selection's matrix product in half precision, ours stays in fp32.)
+//!
+//! What the official `inference()` does around the network is here too: given poses are
+//! normalised before the camera encoder and their scale put back onto the depth afterwards
+//! (Umeyama Sim(3) of the given camera centres onto the predicted ones; RANSAC from 10
+//! views, with its own draws), the monocular models' sky gets the 99th percentile of the
+//! other depths, and the metric model's output becomes metres with the focal length.
 
 mod backbone;
 mod camera;
