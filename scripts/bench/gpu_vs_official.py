@@ -102,20 +102,27 @@ HALF_KINDS = {"fp16": torch.float16, "bf16": torch.bfloat16}
 AS_OFFICIAL = 1.25
 
 
+def depth_errors(depth, size, ref, span):
+    """Max and mean error, as shares of `span`, of a network output `depth` (1, h, w)
+    brought to the photo's `size` (h, w) as `infer_image` does, against `ref`."""
+    with torch.no_grad():
+        depth = torch.nn.functional.interpolate(depth[:, None].float(), size,
+                                                mode="bilinear", align_corners=True)[0, 0]
+    err = np.abs(depth.cpu().numpy().astype(np.float64) - ref) / span
+    return float(err.max()), float(err.mean())
+
+
 def official_half_error(model, image, ref, span, kind, autocast=False):
     """Max and mean error, as shares of the range, of the official model in `kind` against
     its fp32 output `ref` (what `infer_image` does, in that precision): its weights cast to
     `kind`, or with `autocast`, PyTorch's mixed precision over the fp32 weights."""
     net = model if autocast else copy.deepcopy(model).to(kind)
     with torch.no_grad():
-        x, (h, w) = model.image2tensor(image, 518)
+        x, size = model.image2tensor(image, 518)
         with torch.autocast(x.device.type, dtype=kind, enabled=autocast):
             depth = net(x if autocast else x.to(kind))
-        depth = torch.nn.functional.interpolate(depth[:, None].float(), (h, w),
-                                                mode="bilinear", align_corners=True)[0, 0]
     del net
-    err = np.abs(depth.cpu().numpy().astype(np.float64) - ref) / span
-    return float(err.max()), float(err.mean())
+    return depth_errors(depth, size, ref, span)
 
 
 def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):

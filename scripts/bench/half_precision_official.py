@@ -19,7 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "reference"))
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
-from gpu_vs_official import checkpoint, official_half_error, photos  # noqa: E402
+from gpu_vs_official import checkpoint, depth_errors, official_half_error, photos  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # where infer_image puts its input
 torch.backends.cudnn.allow_tf32 = False
@@ -42,13 +42,11 @@ with tempfile.TemporaryDirectory() as folder:
     # What keeping the DPT head in fp32 would give (the encoder under bf16 autocast, its
     # features handed to the head in fp32), as Depth Anything 3's official code does.
     with torch.no_grad():
-        x, (h, w) = model.image2tensor(image, 518)
+        x, size = model.image2tensor(image, 518)
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
             features = model.pretrained.get_intermediate_layers(
                 x, model.intermediate_layer_idx[model.encoder], return_class_token=True)
         features = [tuple(t.float() for t in level) for level in features]
         depth = torch.relu(model.depth_head(features, x.shape[-2] // 14, x.shape[-1] // 14))
-        depth = torch.nn.functional.interpolate(depth.float(), (h, w), mode="bilinear",
-                                                align_corners=True)[0, 0]
-    err = np.abs(depth.cpu().numpy().astype(np.float64) - ref) / span
-    print(f"  autocast bf16, head fp32: max {err.max():.2e}, mean {err.mean():.2e} of the range")
+    worst, mean = depth_errors(depth[:, 0], size, ref, span)
+    print(f"  autocast bf16, head fp32: max {worst:.2e}, mean {mean:.2e} of the range")
