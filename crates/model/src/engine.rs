@@ -42,16 +42,18 @@ impl FromStr for DeviceChoice {
     }
 }
 
-/// Floating-point precision of the weights and activations.
+/// Floating-point precision of the network's weights and activations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Precision {
     /// 32-bit float, as the weights were trained.
     #[default]
     Fp32,
-    /// 16-bit float (half); fast on CUDA, slow on the CPU.
+    /// 16-bit float (half); fast on CUDA, slow on the CPU. The whole V1/V2 network; Depth
+    /// Anything 3's encoder, as its official autocast.
     Fp16,
-    /// bfloat16: 16 bits with the range of fp32.
+    /// bfloat16 (fp32's range): the encoder's linear layers and attention, as PyTorch's
+    /// autocast runs them; its norms and residual stream, and the heads, in fp32.
     Bf16,
 }
 

@@ -43,6 +43,24 @@ fn linear_in(x: &Tensor, layer: &nn::Linear) -> Tensor {
     x.to_kind(layer.ws.kind()).apply(layer)
 }
 
+/// Casts the linear layers and patch embedding (`qkv`, `proj`, `fc1`, `fc2`, `w12`, `w3`)
+/// of the encoder whose variables start with `prefix` to `kind`: what PyTorch's autocast
+/// runs in half precision. Its norms, LayerScales, tokens and position embedding stay as
+/// they are, so [`Block`] keeps its residual stream in their kind.
+pub(crate) fn cast_linear_layers(vs: &nn::VarStore, prefix: &str, kind: Kind) {
+    tch::no_grad(|| {
+        for (name, mut variable) in vs.variables() {
+            let layer = name.rsplit('.').nth(1);
+            if name.starts_with(prefix)
+                && matches!(layer, Some("qkv" | "proj" | "fc1" | "fc2" | "w12" | "w3"))
+            {
+                // `set_data` swaps the storage every handle on this variable shares.
+                variable.set_data(&variable.to_kind(kind));
+            }
+        }
+    });
+}
+
 /// `x` through `norm`, cast first to the kind of its weights.
 fn norm_in(x: &Tensor, norm: &nn::LayerNorm) -> Tensor {
     match &norm.ws {
@@ -238,15 +256,23 @@ impl DinoV2 {
     pub fn intermediate_layers(&self, x: &Tensor, layers: &[usize]) -> Vec<Tensor> {
         let (b, _c, h, w) = x.size4().unwrap_or((0, 0, 0, 0));
         let (grid_h, grid_w) = (h / self.cfg.patch_size, w / self.cfg.patch_size);
-        let tokens = x.apply(&self.patch_embed).flatten(2, 3).transpose(1, 2);
+        // The residual stream's kind: fp32 also when the patch embedding and linear layers
+        // alone were cast to half precision (as autocast runs them).
+        let kind = self.cls_token.kind();
+        let tokens = x
+            .to_kind(self.patch_embed.ws.kind())
+            .apply(&self.patch_embed)
+            .flatten(2, 3)
+            .transpose(1, 2)
+            .to_kind(kind);
         let cls = self.cls_token.expand([b, -1, -1], false);
-        let mut x = Tensor::cat(&[cls, tokens], 1) + self.pos_embed_for(grid_h, grid_w, x.kind());
+        let mut x = Tensor::cat(&[cls, tokens], 1) + self.pos_embed_for(grid_h, grid_w, kind);
         let last = layers.iter().copied().max().unwrap_or(0);
         let mut outputs = Vec::with_capacity(layers.len());
         for (i, block) in self.blocks.iter().enumerate().take(last + 1) {
             x = block.forward(&x, None);
             if layers.contains(&i) {
-                outputs.push(x.apply(&self.norm).narrow(1, 1, grid_h * grid_w));
+                outputs.push(norm_in(&x, &self.norm).narrow(1, 1, grid_h * grid_w));
             }
         }
         outputs

@@ -14,6 +14,7 @@ use anydepth_model::engine::{
 };
 use anydepth_model::RuntimeReport;
 
+use crate::dinov2::cast_linear_layers;
 use crate::error::{Error, Result};
 use crate::network::DepthAnything;
 use crate::preprocess::{
@@ -65,7 +66,7 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
-/// The tensor kind of weights and activations at `precision`.
+/// The tensor kind of the network input at `precision`, and of the layers that run in it.
 pub fn kind_of(precision: Precision) -> Kind {
     match precision {
         Precision::Fp32 => Kind::Float,
@@ -163,7 +164,7 @@ impl DepthEstimator {
         &self.model
     }
 
-    /// The tensor kind of the weights and activations.
+    /// The kind of tensors the network takes (its encoder's precision).
     pub fn kind(&self) -> Kind {
         kind_of(self.options.precision)
     }
@@ -545,8 +546,13 @@ impl DepthEngine for DepthEstimator {
     }
 }
 
+/// Where V1/V2 and Video Depth Anything keep their DINOv2 encoder's variables.
+const ENCODER_PREFIX: &str = "pretrained.";
+
 /// Builds a network with `build` on the device `options` ask for (TensorFloat-32 set as
-/// asked on a GPU), fills it from `checkpoint`, freezes it and casts it to the precision.
+/// asked on a GPU), fills it from `checkpoint`, freezes it and casts it to the precision:
+/// in fp16 the whole network; in bf16 the encoder's linear layers and patch embedding
+/// alone, the rest staying fp32.
 pub(crate) fn load_store<M>(
     checkpoint: &Checkpoint,
     options: &EstimatorOptions,
@@ -566,7 +572,10 @@ pub(crate) fn load_store<M>(
     match options.precision {
         Precision::Fp32 => {}
         Precision::Fp16 => vs.half(),
-        Precision::Bf16 => vs.bfloat16(),
+        // bf16's 8-bit mantissa costs the DPT head about 1.2e-2 of the depth's range; the
+        // encoder as autocast runs it and the head in fp32 stay within 3e-3
+        // (docs/BENCHMARKS.md, "Reduced precision").
+        Precision::Bf16 => cast_linear_layers(&vs, ENCODER_PREFIX, Kind::BFloat16),
     }
     tracing::info!(model = %description, ?device, precision = ?options.precision, "model loaded");
     Ok((vs, model))

@@ -6,7 +6,8 @@
 //! and a second input size. Here the same files go through anydepth: decoding, the
 //! preprocessing, the network and the resize back must give the reference's depth within
 //! 1e-4 of its range (fp32 accumulation order differs between implementations), and the
-//! preprocessed tensor must match the official `image2tensor`.
+//! preprocessed tensor must match the official `image2tensor`. In fp16 and bf16 the depth
+//! must stay within 1e-2 of the range.
 
 mod common;
 
@@ -221,6 +222,70 @@ fn device_preprocessing_stays_within_1e3_of_exact() {
         "worst: input {:.2e}, depth {:.2e} of range",
         worst.0, worst.1
     );
+}
+
+/// In fp16 (the whole network) and bf16 (the encoder's linear layers as autocast runs
+/// them, the head in fp32), V2-S, relative and metric, stays within 1e-2 of the official
+/// fp32 depth's range on each photo at 518.
+#[test]
+fn reduced_precision_stays_within_1e2_of_the_official_fp32() {
+    let Some(dir) = common::reference_dir() else {
+        return;
+    };
+    let manifest = manifest(&dir);
+    let cases = manifest["cases"].as_array().expect("cases");
+    let mut compared = 0;
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        if !name.starts_with("v2-vits") {
+            continue;
+        }
+        let weights = dir.join(case["weights"].as_str().expect("weights"));
+        for precision in [Precision::Fp16, Precision::Bf16] {
+            let estimator = DepthEstimator::from_checkpoint(
+                &weights,
+                ModelSpec::default(),
+                EstimatorOptions {
+                    device: DeviceChoice::Cpu,
+                    precision,
+                    preprocessing: Preprocessing::Exact,
+                    ..Default::default()
+                },
+            )
+            .expect("model loads");
+            for image_case in case["images"].as_array().expect("images") {
+                if image_case["input_size"].as_u64() != Some(518) {
+                    continue;
+                }
+                let path = PathBuf::from(image_case["image"].as_str().expect("image"));
+                let range = image_case["range"].as_f64().expect("range") as f32;
+                let (_, expected) =
+                    common::read_npy_f32(&dir.join(image_case["depth"].as_str().expect("depth")));
+                let prediction = estimator
+                    .predict(&load_image(&path).expect("image decodes"))
+                    .expect("inference");
+                let errors: Vec<f32> = prediction
+                    .values()
+                    .iter()
+                    .zip(&expected)
+                    .map(|(a, b)| (a - b).abs() / range)
+                    .collect();
+                let worst = errors.iter().fold(0.0f32, |m, e| m.max(*e));
+                let mean = errors.iter().sum::<f32>() / errors.len() as f32;
+                eprintln!(
+                    "{name:<22} {precision:?} {:<45}: max {worst:.2e}, mean {mean:.2e} of range",
+                    short(&path)
+                );
+                assert!(
+                    worst <= 1e-2,
+                    "{name} {precision:?} {}: max error {worst:.3e} of the range",
+                    short(&path)
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 8, "expected two V2-S cases with photos at 518");
 }
 
 /// The reference folder's `manifest.json`.

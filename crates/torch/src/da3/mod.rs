@@ -36,6 +36,7 @@ use anydepth_model::da3::{
 };
 use anydepth_model::EstimatorOptions;
 
+use crate::dinov2::cast_linear_layers;
 use crate::error::{Error, Result};
 use crate::estimator::{kind_of, resolve_device};
 use backbone::Backbone;
@@ -395,7 +396,9 @@ impl Da3Estimator {
         vs.freeze();
         let encoder_kind = kind_of(options.precision);
         if encoder_kind != Kind::Float {
-            cast_encoder(&vs, encoder_kind);
+            // The encoder alone, as the official `inference()` autocasts it; the camera
+            // encoder, heads and camera decoder stay fp32.
+            cast_linear_layers(&vs, "backbone.", encoder_kind);
         }
         tracing::info!(model = %cfg.model, ?device, precision = ?options.precision, "Depth Anything 3 loaded");
         Ok(Self {
@@ -425,24 +428,6 @@ impl Da3Estimator {
     pub fn input_kind(&self) -> Kind {
         kind_of(self.options.precision)
     }
-}
-
-/// Casts the encoder's linear layers and patch embedding (`backbone.…qkv`, `proj`, `fc1`,
-/// `fc2`, `w12`, `w3`) to `kind`: what autocast runs in half precision. Its norms,
-/// LayerScales, tokens and position embedding, the camera encoder, heads and camera
-/// decoder stay fp32.
-fn cast_encoder(vs: &nn::VarStore, kind: Kind) {
-    tch::no_grad(|| {
-        for (name, mut variable) in vs.variables() {
-            let layer = name.rsplit('.').nth(1);
-            if name.starts_with("backbone.")
-                && matches!(layer, Some("qkv" | "proj" | "fc1" | "fc2" | "w12" | "w3"))
-            {
-                // `set_data` swaps the storage every handle on this variable shares.
-                variable.set_data(&variable.to_kind(kind));
-            }
-        }
-    });
 }
 
 /// Views may lose at most this fraction of their width or height to the centre crop that
