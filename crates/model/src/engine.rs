@@ -96,7 +96,8 @@ pub struct EstimatorOptions {
     pub batch_size: usize,
     /// Allow TensorFloat-32 in float32 convolutions and matrix products on CUDA GPUs:
     /// faster, with inputs rounded to 10 mantissa bits. Off, float32 stays float32, as on
-    /// the CPU. No effect on the CPU or at fp16/bf16.
+    /// the CPU. No effect on the CPU or at fp16; at bf16 it reaches the layers that stay
+    /// float32 (the heads).
     pub allow_tf32: bool,
     /// Where photos are resized and normalised.
     pub preprocessing: Preprocessing,
