@@ -264,6 +264,11 @@ fn reduced_precision_stays_within_1e2_of_the_official_fp32() {
                 let prediction = estimator
                     .predict(&load_image(&path).expect("image decodes"))
                     .expect("inference");
+                assert_eq!(
+                    prediction.values().len(),
+                    expected.len(),
+                    "{name}: output size"
+                );
                 let errors: Vec<f32> = prediction
                     .values()
                     .iter()
