@@ -22,7 +22,8 @@ row, and on SIGTERM (a run cut short keeps what it measured); a section that fai
 reported and the next one runs. Exits 1 when a parity row fails or a section failed; a
 reduced-precision row that misses its target passes when it is within 1.25x of the
 official code's own error run the way ours is (fp16: weights cast; bf16: the encoder
-under autocast, the DPT head in fp32), which the table shows beside it. `--sections` runs some of them.
+under autocast, the DPT head in fp32), which the table shows beside it. `--sections`
+runs some of them.
 
 Usage (scripts/gpu_check.sh runs it):
   python3 scripts/bench/gpu_vs_official.py --anydepth target/release/anydepth --out DIR
@@ -133,8 +134,9 @@ def official_half_error(model, image, ref, span, kind, mode="weights"):
                 features = model.pretrained.get_intermediate_layers(
                     x, model.intermediate_layer_idx[model.encoder], return_class_token=True)
             features = [tuple(t.float() for t in level) for level in features]
-            depth = torch.relu(model.depth_head(features, x.shape[-2] // 14,
-                                                x.shape[-1] // 14))[:, 0]
+            depth = model.depth_head(features, x.shape[-2] // 14, x.shape[-1] // 14)[:, 0]
+            max_depth = getattr(model, "max_depth", None)  # a metric head ends in Sigmoid
+            depth = depth * max_depth if max_depth else torch.relu(depth)
         else:
             raise ValueError(f"unknown mode {mode!r}")
     return depth_errors(depth, size, ref, span)
@@ -339,7 +341,7 @@ def markdown(report):
     elif parity_rows is not None:
         lines += ["## Parity (V2-S, random weights, TF32 off)", "",
                   "| photo | size | precision | preprocessing | max error / range "
-                  "| mean error / range | target | official, same precision | ok |",
+                  "| mean error / range | target | official, run the same way | ok |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in parity_rows:
             official = r.get("official_max_error")

@@ -42,15 +42,15 @@ impl FromStr for DeviceChoice {
     }
 }
 
-/// Floating-point precision of the network's weights and activations.
+/// The floating-point precision a network runs in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Precision {
     /// 32-bit float, as the weights were trained.
     #[default]
     Fp32,
-    /// 16-bit float (half); fast on CUDA, slow on the CPU. The whole V1/V2 network; Depth
-    /// Anything 3's encoder, as its official autocast.
+    /// 16-bit float (half); fast on CUDA, slow on the CPU. The whole V1/V2 and Video Depth
+    /// Anything network; Depth Anything 3's encoder, as its official autocast.
     Fp16,
     /// bfloat16 (fp32's range): the encoder's linear layers and attention, as PyTorch's
     /// autocast runs them; its norms and residual stream, and the heads, in fp32.
@@ -88,7 +88,7 @@ pub struct ModelSpec {
 pub struct EstimatorOptions {
     /// Where inference runs.
     pub device: DeviceChoice,
-    /// Precision of the weights and activations.
+    /// The precision the network runs in (which layers it reaches: [`Precision`]).
     pub precision: Precision,
     /// The shorter side of the network input (rounded to a multiple of 14); 518 as trained.
     pub input_size: u32,

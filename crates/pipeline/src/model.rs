@@ -43,7 +43,7 @@ pub struct ModelRequest {
     #[cfg_attr(feature = "clap", arg(long, default_value = "auto"))]
     pub device: DeviceChoice,
 
-    /// Floating-point precision of the weights and activations (fp16 is slow on the CPU).
+    /// Floating-point precision of the network (fp16 is slow on the CPU).
     #[cfg_attr(feature = "clap", arg(long, value_enum, default_value = "fp32"))]
     pub precision: Precision,
 

@@ -546,7 +546,23 @@ impl DepthEngine for DepthEstimator {
     }
 }
 
-/// Where V1/V2 and Video Depth Anything keep their DINOv2 encoder's variables.
+/// The device `options` ask for, with TensorFloat-32 allowed or not as they ask when it is
+/// a GPU (a process-wide LibTorch setting).
+///
+/// # Errors
+/// As [`resolve_device`].
+pub(crate) fn prepare_device(options: &EstimatorOptions) -> Result<Device> {
+    let device = resolve_device(options.device)?;
+    if device.is_cuda() {
+        if let Err(why) = crate::cuda::set_tf32(options.allow_tf32) {
+            tracing::warn!("cannot set TensorFloat-32 to {}: {why}", options.allow_tf32);
+        }
+    }
+    Ok(device)
+}
+
+/// Where V1/V2 and Video Depth Anything keep their DINOv2 encoder's variables (their
+/// heads, under `depth_head.` or `head.`, have `proj` layers too, which stay fp32).
 const ENCODER_PREFIX: &str = "pretrained.";
 
 /// Builds a network with `build` on the device `options` ask for (TensorFloat-32 set as
@@ -559,12 +575,7 @@ pub(crate) fn load_store<M>(
     description: &str,
     build: impl FnOnce(&nn::Path) -> M,
 ) -> Result<(nn::VarStore, M)> {
-    let device = resolve_device(options.device)?;
-    if device.is_cuda() {
-        if let Err(why) = crate::cuda::set_tf32(options.allow_tf32) {
-            tracing::warn!("cannot set TensorFloat-32 to {}: {why}", options.allow_tf32);
-        }
-    }
+    let device = prepare_device(options)?;
     let mut vs = nn::VarStore::new(device);
     let model = build(&vs.root());
     checkpoint.copy_into(&vs.variables(), description)?;
@@ -572,9 +583,10 @@ pub(crate) fn load_store<M>(
     match options.precision {
         Precision::Fp32 => {}
         Precision::Fp16 => vs.half(),
-        // bf16's 8-bit mantissa costs the DPT head about 1.2e-2 of the depth's range; the
-        // encoder as autocast runs it and the head in fp32 stay within 3e-3
-        // (docs/BENCHMARKS.md, "Reduced precision").
+        // bf16's 8-bit mantissa in the DPT head costs about 1.2e-2 of the depth's range
+        // (V2-S); the encoder as autocast runs it and the head in fp32 stay within 1e-2:
+        // about 3e-3 on the relative model, up to 9.6e-3 on the metric test checkpoint
+        // (docs/BENCHMARKS.md, V1/V2's "Reduced precision").
         Precision::Bf16 => cast_linear_layers(&vs, ENCODER_PREFIX, Kind::BFloat16),
     }
     tracing::info!(model = %description, ?device, precision = ?options.precision, "model loaded");

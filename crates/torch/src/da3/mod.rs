@@ -38,7 +38,7 @@ use anydepth_model::EstimatorOptions;
 
 use crate::dinov2::cast_linear_layers;
 use crate::error::{Error, Result};
-use crate::estimator::{kind_of, resolve_device};
+use crate::estimator::{kind_of, prepare_device};
 use backbone::Backbone;
 use camera::{encodings_tensor, CameraDecoder, CameraEncoder};
 pub use checkpoint::Da3Checkpoint;
@@ -387,7 +387,7 @@ impl Da3Estimator {
         model: Option<Da3Model>,
         options: EstimatorOptions,
     ) -> Result<Self> {
-        let device = resolve_device(options.device)?;
+        let device = prepare_device(&options)?;
         let checkpoint = Da3Checkpoint::read(path, model, device)?;
         let cfg = checkpoint.model.config();
         let mut vs = nn::VarStore::new(device);
