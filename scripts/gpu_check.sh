@@ -4,7 +4,7 @@
 #   2. parity on CUDA against the official code: fp32 with TF32 off within 1e-4 of the
 #      depth range (exact preprocessing) and 1e-3 (on the device); fp16 and bf16 against
 #      the official fp32, target 1e-2, beside the official code's own error run the same
-#      way (fp16: weights cast; bf16: encoder under autocast, head in fp32);
+#      way (fp16: weights cast; bf16: encoder under autocast, head in fp32, TF32);
 #   3. speed side by side with the official code (eager fp32, eager fp16, torch.compile
 #      fp16): V2-S and V2-L at 518x518, batch 1 and 16, and a 1920x1080 photo end to end;
 #   4. training on the GPU: `anydepth train` and `anydepth distill` (V2-S, batch 8 at

@@ -10,10 +10,13 @@ photo (or a generated one), random weights made non-degenerate as in the GPU che
 With `--references`, the same on the V2-S checkpoints and photos of the parity tests
 (`scripts/reference/make_references.py`'s, relative and metric, at 518), against the
 fp32 outputs stored there: the official side of `cargo test -p anydepth-torch --test
-parity reduced_precision -- --nocapture`.
+parity reduced_precision -- --nocapture`; and once more with the head's convolutions
+fed inputs and weights rounded as TensorFloat-32 rounds them (10 mantissa bits), which
+GPUs use for the fp32 head at bf16.
 
   .venv/bin/python scripts/bench/half_precision_official.py [--references]
 """
+import copy
 import json
 import sys
 import tempfile
@@ -22,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "reference"))
@@ -39,6 +43,44 @@ def report(model, image, ref, span, modes):
     for name, kind, mode in modes:
         worst, mean = official_half_error(model, image, ref, span, kind, mode)
         print(f"  {name:<25} max {worst:.2e}, mean {mean:.2e} of the range")
+
+
+def tf32_rounded(t):
+    """`t` (float32) rounded to TensorFloat-32's 10 mantissa bits, to nearest."""
+    bits = t.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
+class Tf32Conv(torch.nn.Module):
+    """A convolution whose input and weight are rounded as TF32 tensor cores read them
+    (accumulation stays float32)."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        c = self.conv
+        if isinstance(c, torch.nn.ConvTranspose2d):
+            return F.conv_transpose2d(tf32_rounded(x), tf32_rounded(c.weight), c.bias, c.stride,
+                                      c.padding, c.output_padding, c.groups, c.dilation)
+        return F.conv2d(tf32_rounded(x), tf32_rounded(c.weight), c.bias, c.stride, c.padding,
+                        c.dilation, c.groups)
+
+
+def with_tf32_head(model):
+    """A copy of `model` whose DPT head convolutions round as TF32 does."""
+    model = copy.deepcopy(model)
+
+    def wrap(module):
+        for name, child in module.named_children():
+            if isinstance(child, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                setattr(module, name, Tf32Conv(child))
+            else:
+                wrap(child)
+
+    wrap(model.depth_head)
+    return model
 
 
 def shared_photo():
@@ -77,8 +119,10 @@ def parity_references():
             ref = np.load(folder / photo["depth"]).astype(np.float64)
             print(f"{case['name']}, {Path(photo['image']).name}, on {DEVICE}, against the "
                   "stored official fp32:")
-            report(model, cv2.imread(photo["image"]), ref, photo["range"],
-                   [MODES[0], MODES[3]])
+            image = cv2.imread(photo["image"])
+            report(model, image, ref, photo["range"], [MODES[0], MODES[3]])
+            report(with_tf32_head(model), image, ref, photo["range"],
+                   [("... head TF32-rounded:", torch.bfloat16, "encoder")])
 
 
 if __name__ == "__main__":

@@ -96,8 +96,8 @@ pub struct EstimatorOptions {
     pub batch_size: usize,
     /// Allow TensorFloat-32 in float32 convolutions and matrix products on CUDA GPUs:
     /// faster, with inputs rounded to 10 mantissa bits. Off, float32 stays float32, as on
-    /// the CPU. No effect on the CPU or at fp16; at bf16 it reaches the layers that stay
-    /// float32 (the heads).
+    /// the CPU. No effect on the CPU; at fp16 and bf16 it is allowed anyway
+    /// ([`EstimatorOptions::tf32`]).
     pub allow_tf32: bool,
     /// Where photos are resized and normalised.
     pub preprocessing: Preprocessing,
@@ -113,6 +113,18 @@ impl Default for EstimatorOptions {
             allow_tf32: false,
             preprocessing: Preprocessing::Auto,
         }
+    }
+}
+
+impl EstimatorOptions {
+    /// Whether TensorFloat-32 is allowed on a GPU: when asked for, and at fp16 and bf16,
+    /// whose layers that stay float32 (the heads) lose next to nothing to it beside the
+    /// half-precision encoder (docs/BENCHMARKS.md, "Reduced precision": V2-S in bf16 went
+    /// from 3.0e-3 to 3.2e-3 of the depth's range at most with the head's convolutions
+    /// rounded as TF32 does). PyTorch allows it in convolutions by default, so the
+    /// official Depth Anything 3 runs its fp32 heads with it.
+    pub fn tf32(&self) -> bool {
+        self.allow_tf32 || self.precision != Precision::Fp32
     }
 }
 
@@ -355,5 +367,26 @@ pub trait EngineLoader {
         _observer: &mut dyn crate::train::TrainObserver,
     ) -> Result<crate::train::DistillReport> {
         Err(Error::Invalid("this binary does not train models".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensorfloat_32_is_allowed_when_asked_or_in_reduced_precision() {
+        let at = |precision, allow_tf32| {
+            EstimatorOptions {
+                precision,
+                allow_tf32,
+                ..Default::default()
+            }
+            .tf32()
+        };
+        assert!(!at(Precision::Fp32, false));
+        assert!(at(Precision::Fp32, true));
+        assert!(at(Precision::Fp16, false));
+        assert!(at(Precision::Bf16, false));
     }
 }

@@ -55,7 +55,8 @@ pub struct ModelRequest {
     pub input_size: u32,
 
     /// Allow TensorFloat-32 in fp32 convolutions and matrix products on CUDA GPUs: faster,
-    /// about 1e-3 relative error (without it fp32 matches the CPU).
+    /// about 1e-3 relative error (without it fp32 matches the CPU). Always on with fp16
+    /// and bf16, for the layers that stay fp32.
     #[cfg_attr(feature = "clap", arg(long))]
     pub tf32: bool,
 

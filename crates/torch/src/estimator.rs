@@ -546,16 +546,17 @@ impl DepthEngine for DepthEstimator {
     }
 }
 
-/// The device `options` ask for, with TensorFloat-32 allowed or not as they ask when it is
-/// a GPU (a process-wide LibTorch setting).
+/// The device `options` ask for, with TensorFloat-32 allowed or not as
+/// [`EstimatorOptions::tf32`] says when it is a GPU (a process-wide LibTorch setting).
 ///
 /// # Errors
 /// As [`resolve_device`].
 pub(crate) fn prepare_device(options: &EstimatorOptions) -> Result<Device> {
     let device = resolve_device(options.device)?;
     if device.is_cuda() {
-        if let Err(why) = crate::cuda::set_tf32(options.allow_tf32) {
-            tracing::warn!("cannot set TensorFloat-32 to {}: {why}", options.allow_tf32);
+        let allowed = options.tf32();
+        if let Err(why) = crate::cuda::set_tf32(allowed) {
+            tracing::warn!("cannot set TensorFloat-32 to {allowed}: {why}");
         }
     }
     Ok(device)
