@@ -4,7 +4,8 @@ GPU where there is one, else the CPU): weights cast to bf16 (what `anydepth --pr
 bf16` did before it kept the head in fp32), PyTorch's bf16 autocast (LayerNorm, softmax
 and reductions kept in fp32), weights cast to fp16 (what `--precision fp16` does), and
 bf16 autocast on the encoder alone with the DPT head in fp32 (what `--precision bf16`
-does, and Depth Anything 3's official code).
+does, and Depth Anything 3's official code; on a GPU the head's convolutions use
+TensorFloat-32, as anydepth's do there).
 Max and mean error of `infer_image`'s depth relative to its range, on the first shared
 photo (or a generated one), random weights made non-degenerate as in the GPU check.
 With `--references`, the same on the V2-S checkpoints and photos of the parity tests
@@ -46,7 +47,8 @@ def report(model, image, ref, span, modes):
 
 
 def tf32_rounded(t):
-    """`t` (float32) rounded to TensorFloat-32's 10 mantissa bits, to nearest."""
+    """`t` (float32, finite) rounded to TensorFloat-32's 10 mantissa bits, to nearest."""
+    assert t.dtype == torch.float32, t.dtype
     bits = t.contiguous().view(torch.int32)
     return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
 

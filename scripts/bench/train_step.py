@@ -67,6 +67,10 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # float32 without TensorFloat-32, as `anydepth train` runs (PyTorch would allow it in
+    # convolutions).
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     model = OfficialModel("vits", "v2", args.metric)
     model.load_state_dict(load_weights(args.checkpoint), strict=True)
     b, s = args.batch, args.size

@@ -29,8 +29,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
 
-    /// Allow TensorFloat-32 in fp32 convolutions and matrix products on CUDA GPUs (always
-    /// on with fp16 and bf16, for the layers that stay fp32).
+    /// Allow TensorFloat-32 in fp32 convolutions and matrix products on CUDA GPUs (in
+    /// convolutions always with fp16 and bf16, for those that stay fp32).
     #[arg(long)]
     pub tf32: bool,
 

@@ -96,8 +96,9 @@ pub struct EstimatorOptions {
     pub batch_size: usize,
     /// Allow TensorFloat-32 in float32 convolutions and matrix products on CUDA GPUs:
     /// faster, with inputs rounded to 10 mantissa bits. Off, float32 stays float32, as on
-    /// the CPU. No effect on the CPU; at fp16 and bf16 it is allowed anyway
-    /// ([`EstimatorOptions::tf32`]).
+    /// the CPU. No effect on the CPU; at fp16 and bf16 convolutions use it anyway
+    /// ([`EstimatorOptions::tf32`]). A process-wide LibTorch setting: the model loaded
+    /// last decides it.
     pub allow_tf32: bool,
     /// Where photos are resized and normalised.
     pub preprocessing: Preprocessing,
@@ -116,15 +117,27 @@ impl Default for EstimatorOptions {
     }
 }
 
+/// Where TensorFloat-32 is allowed on a GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tf32 {
+    /// In float32 convolutions (cuDNN).
+    pub convolutions: bool,
+    /// In float32 matrix products (cuBLAS).
+    pub matrix_products: bool,
+}
+
 impl EstimatorOptions {
-    /// Whether TensorFloat-32 is allowed on a GPU: when asked for, and at fp16 and bf16,
-    /// whose layers that stay float32 (the heads) lose next to nothing to it beside the
-    /// half-precision encoder (docs/BENCHMARKS.md, "Reduced precision": V2-S in bf16 went
-    /// from 3.0e-3 to 3.2e-3 of the depth's range at most with the head's convolutions
-    /// rounded as TF32 does). PyTorch allows it in convolutions by default, so the
-    /// official Depth Anything 3 runs its fp32 heads with it.
-    pub fn tf32(&self) -> bool {
-        self.allow_tf32 || self.precision != Precision::Fp32
+    /// Where TensorFloat-32 is allowed on a GPU: everywhere when asked for; else in
+    /// convolutions at fp16 and bf16, as PyTorch's default (under which the official
+    /// Depth Anything 3 runs its fp32 heads): the convolutions that stay float32 there
+    /// (the heads) lose next to nothing to it beside the half-precision encoder
+    /// (docs/BENCHMARKS.md, "Reduced precision": V2-S in bf16 went from 3.0e-3 to 3.2e-3
+    /// of the depth's range at most with the head's convolutions rounded as TF32 does).
+    pub fn tf32(&self) -> Tf32 {
+        Tf32 {
+            convolutions: self.allow_tf32 || self.precision != Precision::Fp32,
+            matrix_products: self.allow_tf32,
+        }
     }
 }
 
@@ -375,18 +388,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tensorfloat_32_is_allowed_when_asked_or_in_reduced_precision() {
+    fn tensorfloat_32_everywhere_when_asked_in_convolutions_at_reduced_precision() {
         let at = |precision, allow_tf32| {
-            EstimatorOptions {
+            let tf32 = EstimatorOptions {
                 precision,
                 allow_tf32,
                 ..Default::default()
             }
-            .tf32()
+            .tf32();
+            (tf32.convolutions, tf32.matrix_products)
         };
-        assert!(!at(Precision::Fp32, false));
-        assert!(at(Precision::Fp32, true));
-        assert!(at(Precision::Fp16, false));
-        assert!(at(Precision::Bf16, false));
+        assert_eq!(at(Precision::Fp32, false), (false, false));
+        assert_eq!(at(Precision::Fp32, true), (true, true));
+        assert_eq!(at(Precision::Fp16, false), (true, false));
+        assert_eq!(at(Precision::Bf16, false), (true, false));
+        assert_eq!(at(Precision::Bf16, true), (true, true));
     }
 }

@@ -25,7 +25,7 @@ pub mod train;
 pub use config::{Encoder, Head, ModelConfig, Version, VideoConfig};
 pub use engine::{
     ClipDepth, ClipEngine, ClipMode, DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions,
-    ForwardTimings, ModelSpec, Precision, Preprocessing, StageTimings, VideoEngine,
+    ForwardTimings, ModelSpec, Precision, Preprocessing, StageTimings, Tf32, VideoEngine,
 };
 pub use error::{Error, Result};
 pub use runtime::RuntimeReport;

@@ -55,8 +55,8 @@ pub struct ModelRequest {
     pub input_size: u32,
 
     /// Allow TensorFloat-32 in fp32 convolutions and matrix products on CUDA GPUs: faster,
-    /// about 1e-3 relative error (without it fp32 matches the CPU). Always on with fp16
-    /// and bf16, for the layers that stay fp32.
+    /// about 1e-3 relative error (without it fp32 matches the CPU). In convolutions always
+    /// with fp16 and bf16, for those that stay fp32.
     #[cfg_attr(feature = "clap", arg(long))]
     pub tf32: bool,
 
@@ -255,6 +255,11 @@ pub struct Da3ModelRequest {
     /// code's autocast (fp16 is slow on the CPU).
     #[cfg_attr(feature = "clap", arg(long, value_enum, default_value = "fp32"))]
     pub precision: Precision,
+
+    /// Allow TensorFloat-32 in fp32 convolutions and matrix products on CUDA GPUs (in
+    /// convolutions always with fp16 and bf16).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub tf32: bool,
 }
 
 impl Da3ModelRequest {
@@ -266,6 +271,7 @@ impl Da3ModelRequest {
             model: Some(model),
             device: request.device,
             precision: request.precision,
+            tf32: request.tf32,
         }
     }
 
@@ -305,6 +311,7 @@ impl Da3ModelRequest {
         let options = EstimatorOptions {
             device: self.device,
             precision: self.precision,
+            allow_tf32: self.tf32,
             ..Default::default()
         };
         // Released files come without config.json here: the model is the one asked for.

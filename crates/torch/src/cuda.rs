@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use anydepth_model::runtime::{cuda_version, cudnn_version, CudaReport, GpuReport};
+use anydepth_model::Tf32;
 use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_LOCAL, RTLD_NOW};
 
 /// LibTorch's CPU library, whose folder holds the rest of LibTorch.
@@ -298,7 +299,7 @@ impl Driver {
 }
 
 /// Allows or forbids TensorFloat-32 in LibTorch's float32 convolutions (cuDNN) and matrix
-/// products (cuBLAS), for the whole process. LibTorch, like PyTorch, allows it in
+/// products (cuBLAS) as `tf32` says, for the whole process. LibTorch, like PyTorch, allows it in
 /// convolutions and forbids it in matrix products by default. TF32 rounds the inputs of
 /// those products to 10 mantissa bits; forbidding it keeps float32 on a GPU to float32
 /// arithmetic, as on the CPU and in the official code with
@@ -310,7 +311,7 @@ impl Driver {
 ///
 /// # Errors
 /// When this LibTorch does not export the setters.
-pub fn set_tf32(allowed: bool) -> Result<(), String> {
+pub fn set_tf32(tf32: Tf32) -> Result<(), String> {
     // "C-unwind": a C++ exception would unwind through here (an abort) rather than be UB.
     type GlobalContext = unsafe extern "C-unwind" fn() -> *mut std::ffi::c_void;
     type SetFlag = unsafe extern "C-unwind" fn(*mut std::ffi::c_void, bool);
@@ -324,9 +325,15 @@ pub fn set_tf32(allowed: bool) -> Result<(), String> {
             .get::<GlobalContext>(b"_ZN2at13globalContextEv\0")
             .map_err(|e| format!("LibTorch exports no at::globalContext: {e}"))?(
         );
-        for symbol in [
-            &b"_ZN2at7Context17setAllowTF32CuDNNEb\0"[..],
-            &b"_ZN2at7Context18setAllowTF32CuBLASEb\0"[..],
+        for (symbol, allowed) in [
+            (
+                &b"_ZN2at7Context17setAllowTF32CuDNNEb\0"[..],
+                tf32.convolutions,
+            ),
+            (
+                &b"_ZN2at7Context18setAllowTF32CuBLASEb\0"[..],
+                tf32.matrix_products,
+            ),
         ] {
             let set = process
                 .get::<SetFlag>(symbol)

@@ -554,9 +554,9 @@ impl DepthEngine for DepthEstimator {
 pub(crate) fn prepare_device(options: &EstimatorOptions) -> Result<Device> {
     let device = resolve_device(options.device)?;
     if device.is_cuda() {
-        let allowed = options.tf32();
-        if let Err(why) = crate::cuda::set_tf32(allowed) {
-            tracing::warn!("cannot set TensorFloat-32 to {allowed}: {why}");
+        let tf32 = options.tf32();
+        if let Err(why) = crate::cuda::set_tf32(tf32) {
+            tracing::warn!("cannot set TensorFloat-32 to {tf32:?}: {why}");
         }
     }
     Ok(device)
@@ -567,7 +567,7 @@ pub(crate) fn prepare_device(options: &EstimatorOptions) -> Result<Device> {
 const ENCODER_PREFIX: &str = "pretrained.";
 
 /// Builds a network with `build` on the device `options` ask for (TensorFloat-32 set as
-/// asked on a GPU), fills it from `checkpoint`, freezes it and casts it to the precision:
+/// [`prepare_device`] does), fills it from `checkpoint`, freezes it and casts it to the precision:
 /// in fp16 the whole network; in bf16 the encoder's linear layers and patch embedding
 /// alone, the rest staying fp32.
 pub(crate) fn load_store<M>(

@@ -16,7 +16,7 @@ use anydepth_model::train::{
 use anydepth_model::{EstimatorOptions, ModelSpec, Precision, Preprocessing};
 
 use crate::error::{Error, Result};
-use crate::estimator::{resolve_device, synchronize, DepthEstimator};
+use crate::estimator::{prepare_device, synchronize, DepthEstimator};
 use crate::network::DepthAnything;
 use crate::train::adamw::AdamW;
 use crate::train::data::{prepare, Batch, Crop, DepthRange, LeftOut, Loader, SampleSet, Schedule};
@@ -414,7 +414,12 @@ pub fn train(plan: &TrainPlan, observer: &mut dyn TrainObserver) -> Result<Train
         None => plan.spec,
     };
     let config = checkpoint.config(spec)?;
-    let device = resolve_device(options.device)?;
+    // TensorFloat-32 off, as the validation snapshots set it (a process-wide setting), so
+    // every step runs the same float32 arithmetic.
+    let device = prepare_device(&EstimatorOptions {
+        device: options.device,
+        ..Default::default()
+    })?;
     let range = depth_range(config.head, &options);
     let (samples, skipped) = read_samples(plan, range, observer)?;
     let trainable = Trainable::new(&checkpoint, config, device, &options)?;
