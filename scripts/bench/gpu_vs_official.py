@@ -154,9 +154,8 @@ def official_half_error(model, image, ref, span, kind, mode="weights"):
 def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
     """Appends rows of (photo, precision, preprocessing, max error, mean error, target, the
     official code's own error at that precision, ok) to `rows`, calling `on_row` after
-    each, as `speed` does; returns `rows`."""
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    each, as `speed` does; returns `rows`. TensorFloat-32 is off (`main`) but in the
+    official bf16 head, as in ours."""
     for photo in photo_paths:
         image = cv2.imread(str(photo))
         with torch.no_grad():

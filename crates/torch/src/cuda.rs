@@ -299,8 +299,8 @@ impl Driver {
 }
 
 /// Allows or forbids TensorFloat-32 in LibTorch's float32 convolutions (cuDNN) and matrix
-/// products (cuBLAS) as `tf32` says, for the whole process. LibTorch, like PyTorch, allows it in
-/// convolutions and forbids it in matrix products by default. TF32 rounds the inputs of
+/// products (cuBLAS) as `tf32` says, for the whole process. LibTorch, like PyTorch, allows
+/// it in convolutions and forbids it in matrix products by default. TF32 rounds the inputs of
 /// those products to 10 mantissa bits; forbidding it keeps float32 on a GPU to float32
 /// arithmetic, as on the CPU and in the official code with
 /// `torch.backends.cudnn.allow_tf32 = False`. The setting is LibTorch's, for the whole

@@ -246,27 +246,18 @@ impl DinoV2 {
         }
     }
 
-    /// The position embedding for a `grid_h x grid_w` patch grid.
-    fn pos_embed_for(&self, grid_h: i64, grid_w: i64, kind: Kind) -> Tensor {
-        interpolate_pos_embed(&self.pos_embed, &self.cfg, grid_h, grid_w, kind)
-    }
-
     /// Outputs of the blocks in `layers` (0-based), normalised, class token dropped:
     /// each `(b, grid_h * grid_w, embed_dim)`.
     pub fn intermediate_layers(&self, x: &Tensor, layers: &[usize]) -> Vec<Tensor> {
-        let (b, _c, h, w) = x.size4().unwrap_or((0, 0, 0, 0));
+        let (_b, _c, h, w) = x.size4().unwrap_or((0, 0, 0, 0));
         let (grid_h, grid_w) = (h / self.cfg.patch_size, w / self.cfg.patch_size);
-        // The residual stream's kind: fp32 also when the patch embedding and linear layers
-        // alone were cast to half precision (as autocast runs them).
-        let kind = self.cls_token.kind();
-        let tokens = x
-            .to_kind(self.patch_embed.ws.kind())
-            .apply(&self.patch_embed)
-            .flatten(2, 3)
-            .transpose(1, 2)
-            .to_kind(kind);
-        let cls = self.cls_token.expand([b, -1, -1], false);
-        let mut x = Tensor::cat(&[cls, tokens], 1) + self.pos_embed_for(grid_h, grid_w, kind);
+        let mut x = embed_tokens(
+            x,
+            &self.patch_embed,
+            &self.cls_token,
+            &self.pos_embed,
+            &self.cfg,
+        );
         let last = layers.iter().copied().max().unwrap_or(0);
         let mut outputs = Vec::with_capacity(layers.len());
         for (i, block) in self.blocks.iter().enumerate().take(last + 1) {
@@ -279,10 +270,35 @@ impl DinoV2 {
     }
 }
 
+/// A DINOv2 encoder's input tokens for images `x` `(b, 3, h, w)`: the class token, then
+/// the patch embeddings, plus the position embedding for their grid, in the class token's
+/// kind. That is the residual stream's: fp32 also when the patch embedding and linear
+/// layers alone were cast to half precision (as autocast runs them), the patch embedding
+/// then running in its weights' kind.
+pub(crate) fn embed_tokens(
+    x: &Tensor,
+    patch_embed: &nn::Conv2D,
+    cls_token: &Tensor,
+    pos_embed: &Tensor,
+    cfg: &VitConfig,
+) -> Tensor {
+    let (b, _c, h, w) = x.size4().unwrap_or((0, 0, 0, 0));
+    let (grid_h, grid_w) = (h / cfg.patch_size, w / cfg.patch_size);
+    let kind = cls_token.kind();
+    let patches = x
+        .to_kind(patch_embed.ws.kind())
+        .apply(patch_embed)
+        .flatten(2, 3)
+        .transpose(1, 2)
+        .to_kind(kind);
+    let cls = cls_token.expand([b, -1, -1], false);
+    Tensor::cat(&[cls, patches], 1) + interpolate_pos_embed(pos_embed, cfg, grid_h, grid_w, kind)
+}
+
 /// DINOv2's position embedding (`(1, 1 + pos_grid^2, d)`, class token first) for a
 /// `grid_h x grid_w` patch grid, interpolated bicubically with DINOv2's scale factors
 /// `(grid + offset) / pos_grid`, in fp32 like the reference, then cast to `kind`.
-pub(crate) fn interpolate_pos_embed(
+fn interpolate_pos_embed(
     pos_embed: &Tensor,
     cfg: &VitConfig,
     grid_h: i64,

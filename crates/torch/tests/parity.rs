@@ -277,14 +277,15 @@ fn reduced_precision_meets_its_error_targets() {
                     vec![prediction.height() as usize, prediction.width() as usize],
                     "{name}: output at the photo's resolution"
                 );
-                let errors: Vec<f32> = prediction
+                let worst = common::max_abs_diff(prediction.values(), &expected) / range;
+                let mean = prediction
                     .values()
                     .iter()
                     .zip(&expected)
-                    .map(|(a, b)| (a - b).abs() / range)
-                    .collect();
-                let worst = errors.iter().fold(0.0f32, |m, e| m.max(*e));
-                let mean = errors.iter().sum::<f32>() / errors.len() as f32;
+                    .map(|(a, b)| (a - b).abs())
+                    .sum::<f32>()
+                    / expected.len() as f32
+                    / range;
                 eprintln!(
                     "{name:<22} {precision:?} {:<45}: max {worst:.2e}, mean {mean:.2e} of range",
                     short(&path)

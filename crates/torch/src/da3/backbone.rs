@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use anydepth_model::da3::{Da3Config, RefViewStrategy, REF_VIEW_SELECTION_MIN_VIEWS};
 
-use crate::dinov2::{interpolate_pos_embed, layer_norm, zeros, Block};
+use crate::dinov2::{embed_tokens, layer_norm, zeros, Block};
 use crate::rope::RopeTables;
 
 /// What the encoder hands the heads for one scene of `views` views.
@@ -97,14 +97,13 @@ impl Backbone {
         let kind = self.cls_token.kind();
         let device = images.device();
 
-        let patches = images
-            .apply(&self.patch_embed)
-            .flatten(2, 3)
-            .transpose(1, 2)
-            .to_kind(kind);
-        let cls = self.cls_token.expand([views, -1, -1], false);
-        let mut x = Tensor::cat(&[cls, patches], 1)
-            + interpolate_pos_embed(&self.pos_embed, &self.cfg.vit, grid_h, grid_w, kind);
+        let mut x = embed_tokens(
+            images,
+            &self.patch_embed,
+            &self.cls_token,
+            &self.pos_embed,
+            &self.cfg.vit,
+        );
 
         let head_dim = d / self.cfg.vit.num_heads;
         let (local_rope, global_rope) = match self.cfg.alternating_from {
