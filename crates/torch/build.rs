@@ -4,9 +4,89 @@
 //!
 //! `libtorch_cuda` is not linked: the binaries load it at run time when CUDA is asked for
 //! (see `anydepth_torch::cuda`), so one build serves CPU and GPU machines.
+//!
+//! For `anydepth-torch` itself it also builds `cuda/graphs.cpp`, the CUDA-graph shim, into
+//! a shared library that the crate embeds (`anydepth_torch::cuda_graph`). That needs a CUDA
+//! LibTorch's C++ headers and the CUDA runtime's headers; without them, or when the C++
+//! compiler fails, the crate builds without CUDA graphs and says so in a warning.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn main() {
-    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    println!("cargo:rustc-check-cfg=cfg(anydepth_cuda_graphs)");
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        return;
+    };
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("anydepth-torch") {
+        match build_graph_shim(Path::new(&lib)) {
+            Ok(()) => println!("cargo:rustc-cfg=anydepth_cuda_graphs"),
+            Err(why) => println!("cargo:warning=built without CUDA graphs: {why}"),
+        }
     }
+}
+
+/// Compiles `cuda/graphs.cpp` into `$OUT_DIR/libanydepth_cuda_graphs.so`.
+fn build_graph_shim(lib: &Path) -> Result<(), String> {
+    let source = Path::new("cuda/graphs.cpp");
+    println!("cargo:rerun-if-changed={}", source.display());
+    for var in ["CXX", "CUDA_HOME", "CUDA_PATH", "LIBTORCH_CXX11_ABI"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    if !lib.join("libtorch_cuda.so").exists() {
+        return Err(format!("the LibTorch in {} has no CUDA", lib.display()));
+    }
+    let torch_include = lib
+        .parent()
+        .map(|root| root.join("include"))
+        .filter(|include| include.join("ATen/cuda/CUDAGraph.h").exists())
+        .ok_or_else(|| format!("no ATen/cuda/CUDAGraph.h beside {}", lib.display()))?;
+    let cuda_include = cuda_headers(&lib.canonicalize().map_err(|e| e.to_string())?).ok_or(
+        "no CUDA runtime headers (cuda_runtime_api.h and crt/host_config.h) in $CUDA_HOME, \
+         /usr/local/cuda or the Python packages beside LibTorch",
+    )?;
+    let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?)
+        .join("libanydepth_cuda_graphs.so");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let output = Command::new(&compiler)
+        .args(["-std=c++17", "-O2", "-fPIC", "-shared", "-w"])
+        .arg(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .arg("-I")
+        .arg(&torch_include)
+        .arg("-I")
+        .arg(&cuda_include)
+        .arg(source)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .map_err(|e| format!("cannot run {compiler}: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr.lines().find(|l| l.contains("error")).unwrap_or("");
+        return Err(format!(
+            "{compiler} failed on {}: {first}",
+            source.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A folder with the CUDA runtime's headers: the toolkit's, or those a Python environment
+/// ships (Triton's copy, beside PyPI's torch).
+fn cuda_headers(lib: &Path) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = ["CUDA_HOME", "CUDA_PATH"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(|root| PathBuf::from(root).join("include"))
+        .collect();
+    candidates.push("/usr/local/cuda/include".into());
+    if let Some(site) = lib.parent().and_then(Path::parent) {
+        candidates.push(site.join("triton/backends/nvidia/include"));
+        candidates.push(site.join("nvidia/cuda_runtime/include"));
+    }
+    candidates.into_iter().find(|dir| {
+        dir.join("cuda_runtime_api.h").exists() && dir.join("crt/host_config.h").exists()
+    })
 }

@@ -34,6 +34,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub tf32: bool,
 
+    /// Capture the network as a CUDA graph and replay it (V1/V2 on a CUDA device).
+    #[arg(long)]
+    pub cuda_graphs: bool,
+
     /// Where photos are resized and normalised (auto: on a GPU there, else exact).
     #[arg(
         long = "preprocess",
@@ -86,6 +90,7 @@ pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         batch_size: args.batch,
         allow_tf32: args.tf32,
         preprocessing: args.preprocessing,
+        cuda_graphs: args.cuda_graphs,
         ..Default::default()
     };
     let estimator = loader

@@ -171,6 +171,14 @@ fn runtime_lines(runtime: &RuntimeReport) -> Vec<(&'static str, String)> {
             },
         ),
     ];
+    lines.push((
+        "CUDA graphs",
+        match (cuda.graphs_available, &cuda.graphs_problem) {
+            (true, _) => "available (--cuda-graphs)".into(),
+            (false, Some(why)) => why.clone(),
+            (false, None) => "not available".into(),
+        },
+    ));
     if cuda.gpus.is_empty() {
         lines.push(("GPUs", "none: models run on the CPU".into()));
     }

@@ -43,6 +43,10 @@ pub struct CudaReport {
     pub cudnn_version: Option<String>,
     /// Every GPU the driver sees.
     pub gpus: Vec<GpuReport>,
+    /// Whether models can run from CUDA graphs (`--cuda-graphs`).
+    pub graphs_available: bool,
+    /// Why they cannot, when they cannot.
+    pub graphs_problem: Option<String>,
 }
 
 /// One GPU, as the driver describes it.

@@ -2,6 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anydepth_core::{DepthMap, Prediction, RgbImage};
@@ -14,6 +15,7 @@ use anydepth_model::engine::{
 };
 use anydepth_model::RuntimeReport;
 
+use crate::cuda_graph::GraphedForward;
 use crate::dinov2::cast_linear_layers;
 use crate::error::{Error, Result};
 use crate::network::DepthAnything;
@@ -96,7 +98,14 @@ pub struct DepthEstimator {
     model: DepthAnything,
     device: Device,
     options: EstimatorOptions,
+    /// With CUDA graphs: the graphs captured so far, oldest first (at most
+    /// [`MAX_CUDA_GRAPHS`]).
+    graphs: Option<Mutex<Vec<GraphedForward>>>,
 }
+
+/// CUDA graphs kept per model: one per input shape, the oldest dropped for a new one.
+/// Each keeps the activations of a forward pass at its shape.
+const MAX_CUDA_GRAPHS: usize = 4;
 
 impl DepthEstimator {
     /// Loads a checkpoint (`.pth` or `.safetensors`) onto the chosen device.
@@ -132,6 +141,7 @@ impl DepthEstimator {
         options: EstimatorOptions,
     ) -> Result<Self> {
         validate_options(&options)?;
+        let graphs = cuda_graphs_wanted(&options)?.then(|| Mutex::new(Vec::new()));
         let (vs, model) = load_store(checkpoint, &options, &config.describe(), |root| {
             DepthAnything::new(root, config)
         })?;
@@ -141,7 +151,31 @@ impl DepthEstimator {
             model,
             device,
             options,
+            graphs,
         })
+    }
+
+    /// The network on a prepared batch: replayed from the CUDA graph of its shape when
+    /// graphs are on (captured on first use), else run directly.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let Some(graphs) = &self.graphs else {
+            return self.model.forward(x);
+        };
+        let mut graphs = graphs
+            .lock()
+            .map_err(|_| Error::Invalid("a CUDA graph failed in another thread".into()))?;
+        let size = x.size();
+        let index = match graphs.iter().position(|g| g.input_size() == size) {
+            Some(i) => i,
+            None => {
+                if graphs.len() == MAX_CUDA_GRAPHS {
+                    graphs.remove(0);
+                }
+                graphs.push(GraphedForward::capture(x, |x| self.model.forward(x))?);
+                graphs.len() - 1
+            }
+        };
+        graphs[index].run(x)
     }
 
     /// The model that runs.
@@ -316,7 +350,7 @@ impl DepthEstimator {
                     x
                 }
             };
-            let out = self.model.forward(&x)?.to_kind(Kind::Float);
+            let out = self.forward(&x)?.to_kind(Kind::Float);
             lap(&mut clock, |t| &mut t.network);
             let predictions = sizes
                 .iter()
@@ -535,7 +569,7 @@ impl DepthEngine for DepthEstimator {
         for i in 0..warmup + iters {
             sync();
             let t0 = std::time::Instant::now();
-            let y = self.model.forward(&x)?;
+            let y = self.forward(&x)?;
             sync();
             drop(y);
             if i >= warmup {
@@ -560,6 +594,29 @@ pub(crate) fn prepare_device(options: &EstimatorOptions) -> Result<Device> {
         }
     }
     Ok(device)
+}
+
+/// Whether a model runs from CUDA graphs: when `options` ask for them and their device is
+/// a CUDA device. Asked for on the CPU, that is an error with `--device cpu`, and a
+/// warning when `--device auto` found no GPU.
+///
+/// # Errors
+/// When graphs are asked for with `--device cpu`, or are not available in this build.
+fn cuda_graphs_wanted(options: &EstimatorOptions) -> Result<bool> {
+    if !options.cuda_graphs {
+        return Ok(false);
+    }
+    if !resolve_device(options.device)?.is_cuda() {
+        if options.device == DeviceChoice::Auto {
+            tracing::warn!("--cuda-graphs has no effect on the CPU (--device auto found no GPU)");
+            return Ok(false);
+        }
+        return Err(Error::Invalid(
+            "--cuda-graphs needs a CUDA device (--device cuda)".into(),
+        ));
+    }
+    crate::cuda_graph::load()?;
+    Ok(true)
 }
 
 /// Where V1/V2 and Video Depth Anything keep their DINOv2 encoder's variables (their

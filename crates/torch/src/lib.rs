@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod cuda;
+pub mod cuda_graph;
 pub mod da3;
 pub mod dinov2;
 pub mod dpt;

@@ -160,6 +160,11 @@ impl VideoDepthModel {
         options: EstimatorOptions,
     ) -> Result<Self> {
         validate_options(&options)?;
+        if options.cuda_graphs {
+            tracing::warn!(
+                "--cuda-graphs applies to V1/V2 models: Video Depth Anything runs without"
+            );
+        }
         let (vs, network) = load_store(checkpoint, &options, &config.describe(), |root| {
             VideoDepthNetwork::new(root, config)
         })?;

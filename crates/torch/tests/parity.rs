@@ -74,6 +74,7 @@ fn whole_pipeline_matches_the_official_code() {
                 batch_size: 1,
                 allow_tf32: false,
                 preprocessing: Preprocessing::Exact,
+                cuda_graphs: false,
             };
             let estimator =
                 DepthEstimator::from_parts(&checkpoint, config, options).expect("model builds");

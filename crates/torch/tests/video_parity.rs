@@ -67,6 +67,7 @@ fn options(input_size: u32, precision: Precision) -> EstimatorOptions {
         batch_size: 1,
         allow_tf32: false,
         preprocessing: Preprocessing::Exact,
+        cuda_graphs: false,
     }
 }
 

@@ -321,6 +321,7 @@ fn teacher_engine(
             batch_size: 1,
             allow_tf32: false,
             preprocessing: Preprocessing::Exact,
+            cuda_graphs: false,
         },
     )
 }

@@ -125,6 +125,7 @@ impl Trainable {
                 batch_size: 1,
                 allow_tf32: false,
                 preprocessing: Preprocessing::Exact,
+                cuda_graphs: false,
             },
         )
     }

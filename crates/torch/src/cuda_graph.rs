@@ -1,0 +1,267 @@
+//! CUDA graphs: a network's forward pass for one input shape, captured once and replayed
+//! as a single launch, so that a small batch is not held back by the host queuing a few
+//! hundred kernels one by one.
+//!
+//! tch binds neither `at::cuda::CUDAGraph` nor LibTorch's current-stream guard, so
+//! `cuda/graphs.cpp` wraps them behind a C interface. The build compiles it into a shared
+//! library that this crate embeds; [`GraphedForward::capture`] loads it, after LibTorch's
+//! CUDA part ([`crate::cuda::load`]), from an in-memory file. A build made without a CUDA
+//! LibTorch's headers has no shim, and asking for a graph then says so.
+//!
+//! What a graph replays is fixed at capture: the kernels, the shapes and the addresses of
+//! its input and output. [`GraphedForward::run`] copies the input into the captured input
+//! tensor, replays, and returns a copy of the captured output.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+use libloading::os::unix::{Library, Symbol, RTLD_LOCAL, RTLD_NOW};
+use tch::{Device, Tensor};
+
+use crate::error::{Error, Result};
+
+/// Runs captured before the capture itself, on the capture's stream: LibTorch and cuDNN
+/// set up their per-stream state and pick algorithms on first use, which a capture must
+/// not see.
+const WARMUP_RUNS: usize = 2;
+
+/// Room for a C++ exception's message.
+const ERROR_LEN: usize = 1024;
+
+type NewFn = unsafe extern "C" fn(*mut *mut c_void, *mut c_char, usize) -> c_int;
+type StepFn = unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> c_int;
+type FreeFn = unsafe extern "C" fn(*mut c_void);
+
+/// The shim's entry points (see `cuda/graphs.cpp`).
+struct Shim {
+    new: Symbol<NewFn>,
+    enter: Symbol<StepFn>,
+    begin: Symbol<StepFn>,
+    end: Symbol<StepFn>,
+    leave: Symbol<StepFn>,
+    replay: Symbol<StepFn>,
+    free: Symbol<FreeFn>,
+    // Last, so that the symbols above go first; the library is never unloaded anyway.
+    _library: Library,
+}
+
+/// The shim, loaded once per process, or why it cannot be.
+///
+/// # Errors
+/// When this build has no shim, LibTorch has no CUDA, or the shim does not load.
+fn shim() -> Result<&'static Shim> {
+    static SHIM: OnceLock<std::result::Result<Shim, String>> = OnceLock::new();
+    SHIM.get_or_init(load_shim)
+        .as_ref()
+        .map_err(|why| Error::Invalid(format!("CUDA graphs are not available: {why}")))
+}
+
+/// Whether this build carries the CUDA-graph shim (it needs a CUDA LibTorch's headers at
+/// build time).
+pub fn built_in() -> bool {
+    cfg!(anydepth_cuda_graphs)
+}
+
+/// Loads the shim after LibTorch's CUDA part, whose symbols it uses.
+///
+/// # Errors
+/// The reason, as a sentence.
+pub fn load() -> Result<()> {
+    shim().map(|_| ())
+}
+
+/// Loads the shim and makes (and frees) a graph on the current CUDA device: whether
+/// graphs can be used here.
+///
+/// # Errors
+/// The reason, as a sentence (LibTorch's own message when it refuses).
+pub fn probe() -> Result<()> {
+    Handle::new().map(drop)
+}
+
+#[cfg(not(anydepth_cuda_graphs))]
+fn load_shim() -> std::result::Result<Shim, String> {
+    Err("this build of anydepth was made without a CUDA LibTorch's C++ headers".into())
+}
+
+#[cfg(anydepth_cuda_graphs)]
+fn load_shim() -> std::result::Result<Shim, String> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+
+    const LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libanydepth_cuda_graphs.so"));
+
+    crate::cuda::load().map_err(str::to_string)?;
+    // SAFETY: `memfd_create` takes a NUL-terminated name and flags; on success the
+    // returned descriptor is ours alone, and `File` takes ownership of it.
+    let mut file = unsafe {
+        let fd = libc::memfd_create(c"anydepth-cuda-graphs".as_ptr(), libc::MFD_CLOEXEC);
+        if fd < 0 {
+            return Err(format!(
+                "cannot make an in-memory file: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        std::fs::File::from_raw_fd(fd)
+    };
+    file.write_all(LIBRARY)
+        .map_err(|e| format!("cannot write the CUDA-graph library: {e}"))?;
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    // SAFETY: the library is the one built from `cuda/graphs.cpp` with this LibTorch's
+    // headers; it has no initialisers of its own, and its LibTorch symbols resolve against
+    // the LibTorch this process runs, whose CUDA part was loaded globally just above.
+    let library = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) }
+        .map_err(|e| format!("cannot load the CUDA-graph library: {e}"))?;
+    drop(file);
+    // SAFETY: each symbol has the signature `cuda/graphs.cpp` gives it.
+    unsafe {
+        let get = |name: &[u8]| -> std::result::Result<Symbol<StepFn>, String> {
+            library
+                .get::<StepFn>(name)
+                .map_err(|e| format!("the CUDA-graph library lacks a function: {e}"))
+        };
+        Ok(Shim {
+            new: library
+                .get::<NewFn>(b"anydepth_graph_new\0")
+                .map_err(|e| e.to_string())?,
+            enter: get(b"anydepth_graph_enter\0")?,
+            begin: get(b"anydepth_graph_begin\0")?,
+            end: get(b"anydepth_graph_end\0")?,
+            leave: get(b"anydepth_graph_leave\0")?,
+            replay: get(b"anydepth_graph_replay\0")?,
+            free: library
+                .get::<FreeFn>(b"anydepth_graph_free\0")
+                .map_err(|e| e.to_string())?,
+            _library: library,
+        })
+    }
+}
+
+/// Calls a shim function that reports failure through a message buffer.
+fn call(step: &str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
+    let mut message = [0 as c_char; ERROR_LEN];
+    if f(message.as_mut_ptr(), ERROR_LEN) == 0 {
+        return Ok(());
+    }
+    // SAFETY: the shim writes a NUL-terminated string of at most ERROR_LEN bytes.
+    let text = unsafe { CStr::from_ptr(message.as_ptr()) }.to_string_lossy();
+    let first = text.lines().next().unwrap_or("unknown error");
+    Err(Error::Invalid(format!("CUDA graph {step} failed: {first}")))
+}
+
+/// One `at::cuda::CUDAGraph` and its side stream, freed on drop.
+struct Handle {
+    shim: &'static Shim,
+    ptr: NonNull<c_void>,
+}
+
+// SAFETY: a CUDA graph may be replayed and freed from any thread; `GraphedForward` is only
+// used through `&mut` or behind a lock, so one thread at a time.
+unsafe impl Send for Handle {}
+
+impl Handle {
+    fn new() -> Result<Self> {
+        let shim = shim()?;
+        let mut ptr = std::ptr::null_mut();
+        // SAFETY: `anydepth_graph_new` writes a new graph to `ptr` when it returns 0.
+        call("creation", |e, n| unsafe { (shim.new)(&mut ptr, e, n) })?;
+        let ptr = NonNull::new(ptr)
+            .ok_or_else(|| Error::Invalid("CUDA graph creation returned nothing".into()))?;
+        Ok(Self { shim, ptr })
+    }
+
+    fn step(&self, name: &str, f: &Symbol<StepFn>) -> Result<()> {
+        // SAFETY: `ptr` is a live graph made by `anydepth_graph_new`.
+        call(name, |e, n| unsafe { f(self.ptr.as_ptr(), e, n) })
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `anydepth_graph_new` and is freed once, here.
+        unsafe { (self.shim.free)(self.ptr.as_ptr()) }
+    }
+}
+
+/// A forward pass captured for one input shape and kind on one CUDA device.
+pub struct GraphedForward {
+    graph: Handle,
+    input: Tensor,
+    output: Tensor,
+}
+
+impl std::fmt::Debug for GraphedForward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphedForward")
+            .field("input", &self.input.size())
+            .field("output", &self.output.size())
+            .finish()
+    }
+}
+
+impl GraphedForward {
+    /// Captures `forward` on an input shaped like `example` (on a CUDA device), after
+    /// [`WARMUP_RUNS`] ordinary runs on the capture's stream. `forward` must queue device
+    /// work only: no copy to or from the host, no host synchronisation. Call it with
+    /// gradients off.
+    ///
+    /// # Errors
+    /// When `example` is not on a CUDA device, CUDA graphs are unavailable, or `forward`
+    /// fails or cannot be captured.
+    pub fn capture(example: &Tensor, forward: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        if !matches!(example.device(), Device::Cuda(_)) {
+            return Err(Error::Invalid(
+                "CUDA graphs need a CUDA device (--device cuda)".into(),
+            ));
+        }
+        let graph = Handle::new()?;
+        let input = example.copy();
+        graph.step("set-up", &graph.shim.enter)?;
+        let captured = catch_unwind(AssertUnwindSafe(|| -> Result<Tensor> {
+            for _ in 0..WARMUP_RUNS {
+                drop(forward(&input)?);
+            }
+            graph.step("capture", &graph.shim.begin)?;
+            let output = forward(&input)?;
+            graph.step("capture", &graph.shim.end)?;
+            Ok(output)
+        }));
+        // Ends a capture a failure left open, and goes back to the previous stream.
+        let left = graph.step("capture", &graph.shim.leave);
+        let output =
+            captured.unwrap_or_else(|panic| Err(crate::estimator::inference_failed(panic)))?;
+        left?;
+        tracing::debug!(shape = ?input.size(), "captured a CUDA graph");
+        Ok(Self {
+            graph,
+            input,
+            output,
+        })
+    }
+
+    /// The shape of the input this graph was captured for.
+    pub fn input_size(&self) -> Vec<i64> {
+        self.input.size()
+    }
+
+    /// Runs the captured forward pass on `x` (the captured shape; any kind, copied into
+    /// the captured input) and returns a copy of its output.
+    ///
+    /// # Errors
+    /// When `x` has another shape, or the replay fails.
+    pub fn run(&mut self, x: &Tensor) -> Result<Tensor> {
+        if x.size() != self.input.size() {
+            return Err(Error::Invalid(format!(
+                "a CUDA graph captured for input {:?} cannot run on {:?}",
+                self.input.size(),
+                x.size()
+            )));
+        }
+        self.input.copy_(x);
+        self.graph.step("replay", &self.graph.shim.replay)?;
+        Ok(self.output.copy())
+    }
+}

@@ -1,0 +1,84 @@
+//! CUDA graphs: the shim is built into this crate and loads against this LibTorch (its C++
+//! symbols resolve), refuses the CPU clearly, carries LibTorch's C++ errors across, and on
+//! a GPU replays exactly what runs eagerly. One test in its own binary, because CUDA is
+//! loaded once per process.
+
+mod common;
+
+use anydepth_torch::cuda_graph::{self, GraphedForward};
+use anydepth_torch::{cuda, DepthEstimator, DeviceChoice, EstimatorOptions, ModelSpec};
+use tch::{Device, Kind, Tensor};
+
+#[test]
+fn cuda_graphs_load_refuse_the_cpu_and_replay_exactly() {
+    let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+    let dir = cuda::libtorch_dir().expect("libtorch_cpu.so is loaded");
+    if !dir.join("libtorch_cuda.so").exists() {
+        assert!(cuda_graph::load().is_err());
+        eprintln!(
+            "this LibTorch has no CUDA ({}): no CUDA graphs to check",
+            dir.display()
+        );
+        return;
+    }
+    // scripts/setup.sh installs PyPI's torch, whose Triton ships the CUDA runtime headers
+    // the shim is compiled with: a build without it has lost the feature.
+    assert!(
+        cuda_graph::built_in(),
+        "the CUDA-graph shim was not built (see the build warning of anydepth-torch)"
+    );
+    cuda_graph::load().expect("the shim's LibTorch symbols resolve");
+
+    let on_cpu = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+    let refused = GraphedForward::capture(&on_cpu, |x| Ok(x * 2.0)).expect_err("CPU tensor");
+    assert!(
+        refused.to_string().contains("need a CUDA device"),
+        "{refused}"
+    );
+
+    if let Some(dir) = common::reference_dir() {
+        let weights = dir.join("v2-vits/depth_anything_v2_vits.pth");
+        let options = EstimatorOptions {
+            device: DeviceChoice::Cpu,
+            cuda_graphs: true,
+            ..Default::default()
+        };
+        let refused = DepthEstimator::from_checkpoint(&weights, ModelSpec::default(), options)
+            .expect_err("--cuda-graphs with --device cpu");
+        assert!(
+            refused
+                .to_string()
+                .contains("--cuda-graphs needs a CUDA device"),
+            "{refused}"
+        );
+    }
+
+    if cuda::device_count() == 0 {
+        // LibTorch's own refusal, thrown in C++, arrives as an error, not a crash.
+        let refused = cuda_graph::probe().expect_err("no GPU here");
+        assert!(
+            refused.to_string().contains("CUDA graph creation failed"),
+            "{refused}"
+        );
+        eprintln!("no CUDA device: the shim loads and refuses cleanly ({refused})");
+        return;
+    }
+    cuda_graph::probe().expect("a graph can be made on the GPU");
+    let _guard = tch::no_grad_guard();
+    let device = Device::Cuda(0);
+    let weight = Tensor::randn([64, 64], (Kind::Float, device));
+    let forward = |x: &Tensor| Ok((x.matmul(&weight).relu() + 1.0).softmax(-1, Kind::Float));
+    let first = Tensor::randn([8, 64], (Kind::Float, device));
+    let mut graph = GraphedForward::capture(&first, forward).expect("capture");
+    for _ in 0..3 {
+        let x = Tensor::randn([8, 64], (Kind::Float, device));
+        let replayed = graph.run(&x).expect("replay");
+        let eager = forward(&x).expect("eager");
+        assert!(
+            replayed.equal(&eager),
+            "a replay differs from the eager run"
+        );
+    }
+    let other = Tensor::randn([4, 64], (Kind::Float, device));
+    assert!(graph.run(&other).is_err(), "another shape must be refused");
+}
