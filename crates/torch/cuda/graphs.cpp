@@ -19,15 +19,16 @@
 
 namespace {
 
-// One graph, the side stream it is captured on, and the guard that makes that stream the
-// calling thread's current one between `enter` and `leave`.
+// One graph on one device, the side stream it is captured on, and the guard that makes
+// that device and stream the calling thread's current ones between `enter` and `leave`.
 struct Graph {
   at::cuda::CUDAGraph graph;
   c10::cuda::CUDAStream side;
   std::optional<c10::cuda::CUDAStreamGuard> guard;
   bool capturing = false;
 
-  Graph() : side(c10::cuda::getStreamFromPool()) {}
+  explicit Graph(c10::DeviceIndex device)
+      : side(c10::cuda::getStreamFromPool(false, device)) {}
 };
 
 int fail(const char* message, char* error, size_t len) {
@@ -54,19 +55,26 @@ int guarded(F&& body, char* error, size_t len) {
 
 extern "C" {
 
-// A new graph on the current device, with a side stream from LibTorch's pool.
-int anydepth_graph_new(void** out, char* error, size_t len) {
-  return guarded([&] { *out = new Graph(); }, error, len);
+// A new graph on CUDA device `device`, with a side stream from LibTorch's pool.
+int anydepth_graph_new(int device, void** out, char* error, size_t len) {
+  return guarded(
+      [&] {
+        const auto index = static_cast<c10::DeviceIndex>(device);
+        c10::cuda::CUDAGuard on_device(index);
+        *out = new Graph(index);
+      },
+      error, len);
 }
 
-// Waits for the device, then makes the side stream current on this thread: warm-up runs
-// and the capture happen there (capture is not allowed on the default stream).
+// Makes the graph's device and side stream current on this thread, then waits for the
+// device's earlier work: warm-up runs and the capture happen on the side stream (capture
+// is not allowed on the default stream).
 int anydepth_graph_enter(void* handle, char* error, size_t len) {
   auto* g = static_cast<Graph*>(handle);
   return guarded(
       [&] {
-        c10::cuda::device_synchronize();
         g->guard.emplace(g->side);
+        c10::cuda::device_synchronize();
       },
       error, len);
 }
@@ -113,7 +121,7 @@ int anydepth_graph_leave(void* handle, char* error, size_t len) {
       error, len);
 }
 
-// Replays the captured work on this thread's current stream.
+// Replays the captured work on the current stream of the graph's device.
 int anydepth_graph_replay(void* handle, char* error, size_t len) {
   auto* g = static_cast<Graph*>(handle);
   return guarded([&] { g->graph.replay(); }, error, len);

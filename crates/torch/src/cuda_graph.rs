@@ -31,7 +31,7 @@ const WARMUP_RUNS: usize = 2;
 /// Room for a C++ exception's message.
 const ERROR_LEN: usize = 1024;
 
-type NewFn = unsafe extern "C" fn(*mut *mut c_void, *mut c_char, usize) -> c_int;
+type NewFn = unsafe extern "C" fn(c_int, *mut *mut c_void, *mut c_char, usize) -> c_int;
 type StepFn = unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> c_int;
 type FreeFn = unsafe extern "C" fn(*mut c_void);
 
@@ -73,13 +73,13 @@ pub fn load() -> Result<()> {
     shim().map(|_| ())
 }
 
-/// Loads the shim and makes (and frees) a graph on the current CUDA device: whether
-/// graphs can be used here.
+/// Loads the shim and makes (and frees) a graph on CUDA device 0: whether graphs can be
+/// used here.
 ///
 /// # Errors
 /// The reason, as a sentence (LibTorch's own message when it refuses).
 pub fn probe() -> Result<()> {
-    Handle::new().map(drop)
+    Handle::new(0).map(drop)
 }
 
 #[cfg(not(anydepth_cuda_graphs))]
@@ -163,11 +163,16 @@ struct Handle {
 unsafe impl Send for Handle {}
 
 impl Handle {
-    fn new() -> Result<Self> {
+    /// A graph on CUDA device `device`.
+    fn new(device: usize) -> Result<Self> {
         let shim = shim()?;
+        let device = c_int::try_from(device)
+            .map_err(|_| Error::Invalid(format!("no CUDA device {device}")))?;
         let mut ptr = std::ptr::null_mut();
         // SAFETY: `anydepth_graph_new` writes a new graph to `ptr` when it returns 0.
-        call("creation", |e, n| unsafe { (shim.new)(&mut ptr, e, n) })?;
+        call("creation", |e, n| unsafe {
+            (shim.new)(device, &mut ptr, e, n)
+        })?;
         let ptr = NonNull::new(ptr)
             .ok_or_else(|| Error::Invalid("CUDA graph creation returned nothing".into()))?;
         Ok(Self { shim, ptr })
@@ -212,12 +217,12 @@ impl GraphedForward {
     /// When `example` is not on a CUDA device, CUDA graphs are unavailable, or `forward`
     /// fails or cannot be captured.
     pub fn capture(example: &Tensor, forward: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
-        if !matches!(example.device(), Device::Cuda(_)) {
+        let Device::Cuda(device) = example.device() else {
             return Err(Error::Invalid(
                 "CUDA graphs need a CUDA device (--device cuda)".into(),
             ));
-        }
-        let graph = Handle::new()?;
+        };
+        let graph = Handle::new(device)?;
         let input = example.copy();
         graph.step("set-up", &graph.shim.enter)?;
         let captured = catch_unwind(AssertUnwindSafe(|| -> Result<Tensor> {
