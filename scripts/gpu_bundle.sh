@@ -3,7 +3,7 @@
 # no Rust toolchain, no FFmpeg and no package index, into .gpu/ (ignored by git):
 #   .gpu/bin/anydepth, .gpu/bin/anydepth-torch  release binaries built without FFmpeg
 #                         (`--no-default-features`), so they need only glibc, libstdc++
-#                         and LibTorch at run time; stripped
+#                         and LibTorch at run time; stripped; with CUDA graphs
 #   .gpu/site/depth_anything_v2                 the official code (from .venv)
 #   .gpu/data/photos                            two of the shared photos, for parity
 # Then, on the GPU machine, from a copy of the repository holding .gpu/:
@@ -29,6 +29,12 @@ for name in anydepth anydepth-torch; do
     exit 1
   fi
 done
+# The CUDA-graph shim is compiled only where the CUDA headers were found (see
+# crates/torch/build.rs): without it the check's graph rows would fail on the GPU.
+if .gpu/bin/anydepth doctor | grep -q 'made without'; then
+  echo "error: .gpu/bin/anydepth-torch was built without CUDA graphs (see cargo's warnings)" >&2
+  exit 1
+fi
 official=$(.venv/bin/python -c 'import os, depth_anything_v2; print(os.path.dirname(depth_anything_v2.__file__))')
 cp -r "$official" .gpu/site/
 find .gpu/site -name __pycache__ -prune -exec rm -rf {} +

@@ -4,9 +4,11 @@
 #   2. parity on CUDA against the official code: fp32 with TF32 off within 1e-4 of the
 #      depth range (exact preprocessing) and 1e-3 (on the device); fp16 and bf16 against
 #      the official fp32, target 1e-2, beside the official code's own error run the same
-#      way (fp16: weights cast; bf16: encoder under autocast, head in fp32, TF32);
+#      way (fp16: weights cast; bf16: encoder under autocast, head in fp32, TF32); fp16
+#      replayed from CUDA graphs, within 1e-4 of the range of fp16 run eagerly;
 #   3. speed side by side with the official code (eager fp32, eager fp16, torch.compile
-#      fp16): V2-S and V2-L at 518x518, batch 1 and 16, and a 1920x1080 photo end to end;
+#      fp16; ours also fp16 with CUDA graphs): V2-S and V2-L at 518x518, batch 1 and 16,
+#      and a 1920x1080 photo end to end;
 #   4. training on the GPU: `anydepth train` and `anydepth distill` (V2-S, batch 8 at
 #      518x518) with their step times, beside the official PyTorch loop's.
 # Writes gpu_check.json, gpu_check.md, doctor.txt and doctor.json into --out (default
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary=$(realpath "$2"); shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) passthrough+=("$1"); shift ;;
   esac
 done

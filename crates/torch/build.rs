@@ -46,11 +46,16 @@ fn build_graph_shim(lib: &Path) -> Result<(), String> {
         "no CUDA runtime headers (cuda_runtime_api.h and crt/host_config.h) in $CUDA_HOME, \
          /usr/local/cuda or the Python packages beside LibTorch",
     )?;
+    let version = torch_version(&torch_include)?;
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?)
         .join("libanydepth_cuda_graphs.so");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    // `CXX` may carry arguments ("ccache g++").
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let mut words = cxx.split_whitespace();
+    let compiler = words.next().unwrap_or("c++").to_string();
     let output = Command::new(&compiler)
+        .args(words)
         .args(["-std=c++17", "-O2", "-fPIC", "-shared", "-w"])
         .arg(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .arg("-I")
@@ -70,22 +75,39 @@ fn build_graph_shim(lib: &Path) -> Result<(), String> {
             source.display()
         ));
     }
+    // The shim lays out LibTorch's classes as these headers do: it must run with this
+    // LibTorch version, which `cuda_graph` checks before loading it.
+    println!("cargo:rustc-env=ANYDEPTH_CUDA_GRAPHS_TORCH_VERSION={version}");
     Ok(())
 }
 
-/// A folder with the CUDA runtime's headers: the toolkit's, or those a Python environment
-/// ships (Triton's copy, beside PyPI's torch).
+/// `TORCH_VERSION` of LibTorch's headers, e.g. `2.11.0`.
+fn torch_version(include: &Path) -> Result<String, String> {
+    let header = include.join("torch/headeronly/version.h");
+    let text = std::fs::read_to_string(&header)
+        .map_err(|e| format!("cannot read {}: {e}", header.display()))?;
+    text.split("#define TORCH_VERSION")
+        .skip(1)
+        .find(|rest| rest.starts_with([' ', '\\']))
+        .and_then(|rest| rest.split('"').nth(1))
+        .map(str::to_string)
+        .ok_or_else(|| format!("no TORCH_VERSION string in {}", header.display()))
+}
+
+/// A folder with the CUDA runtime's headers: the toolkit named by `CUDA_HOME` or
+/// `CUDA_PATH`, those a Python environment ships beside PyPI's torch (Triton's copy), or
+/// the system toolkit. The shim uses only long-stable runtime API declarations.
 fn cuda_headers(lib: &Path) -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = ["CUDA_HOME", "CUDA_PATH"]
         .iter()
         .filter_map(std::env::var_os)
         .map(|root| PathBuf::from(root).join("include"))
         .collect();
-    candidates.push("/usr/local/cuda/include".into());
     if let Some(site) = lib.parent().and_then(Path::parent) {
         candidates.push(site.join("triton/backends/nvidia/include"));
         candidates.push(site.join("nvidia/cuda_runtime/include"));
     }
+    candidates.push("/usr/local/cuda/include".into());
     candidates.into_iter().find(|dir| {
         dir.join("cuda_runtime_api.h").exists() && dir.join("crt/host_config.h").exists()
     })

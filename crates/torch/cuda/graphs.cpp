@@ -5,9 +5,13 @@
 // at run time, after LibTorch's CUDA part (see `src/cuda_graph.rs`). It links nothing: its
 // LibTorch symbols resolve against the libtorch_cuda.so and libc10_cuda.so already loaded.
 //
-// Every function returns 0 on success, or 1 with the C++ exception's message in `error`.
+// Every function but `anydepth_graph_free` returns 0 on success, or 1 with the C++
+// exception's message in `error`.
 
+#include <ATen/core/CachingHostAllocator.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -18,18 +22,6 @@
 #include <optional>
 
 namespace {
-
-// One graph on one device, the side stream it is captured on, and the guard that makes
-// that device and stream the calling thread's current ones between `enter` and `leave`.
-struct Graph {
-  at::cuda::CUDAGraph graph;
-  c10::cuda::CUDAStream side;
-  std::optional<c10::cuda::CUDAStreamGuard> guard;
-  bool capturing = false;
-
-  explicit Graph(c10::DeviceIndex device)
-      : side(c10::cuda::getStreamFromPool(false, device)) {}
-};
 
 int fail(const char* message, char* error, size_t len) {
   if (error != nullptr && len > 0) {
@@ -51,6 +43,71 @@ int guarded(F&& body, char* error, size_t len) {
   }
 }
 
+// Runs `body`, dropping any exception: for clean-up after a failure already reported.
+template <typename F>
+bool quietly(F&& body) {
+  try {
+    body();
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+// A CUDAGraph that can undo a capture that failed. `capture_end` throws at its first
+// failing step and leaves the rest undone: the caching allocators still route this
+// graph's allocations to its private pool (through a filter that points at this object),
+// the pool is never released (`reset` releases it only after a successful end), and the
+// device's random generator stays in capture mode.
+struct Graph : at::cuda::CUDAGraph {
+  void abandon_capture() {
+    if (capture_ended_ || capture_dev_ == UNDEFINED_DEVICE) {
+      return;  // ended (the destructor releases the pool), or never began
+    }
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(capture_stream_.stream(), &status) == cudaSuccess &&
+        status != cudaStreamCaptureStatusNone) {
+      cudaGraph_t partial = nullptr;
+      cudaStreamEndCapture(capture_stream_.stream(), &partial);
+      if (partial != nullptr) {
+        cudaGraphDestroy(partial);
+      }
+    }
+    (void)cudaGetLastError();  // the capture's error is not the next call's
+    if (mempool_id_.first != 0 || mempool_id_.second != 0) {
+      // Release only pools whose redirection this call ended: one `capture_end` ended
+      // already was released or is about to be.
+      if (quietly([&] {
+            c10::cuda::CUDACachingAllocator::endAllocateToPool(capture_dev_, mempool_id_);
+          })) {
+        quietly([&] {
+          c10::cuda::CUDACachingAllocator::releasePool(capture_dev_, mempool_id_);
+        });
+      }
+      if (quietly([&] { at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(mempool_id_); })) {
+        quietly([&] { at::getHostAllocator(at::kCUDA)->release_pool(mempool_id_); });
+      }
+    }
+    // What `CUDAGeneratorState::capture_epilogue` does, which LibTorch does not export.
+    // The states stay registered: the destructor unregisters this graph from them.
+    for (auto& entry : captured_generator_states_) {
+      entry.first->capturing_ = false;
+    }
+  }
+};
+
+// One graph on one device, the side stream it is captured on, and the guard that makes
+// that device and stream the calling thread's current ones between `enter` and `leave`.
+struct Capture {
+  Graph graph;
+  c10::cuda::CUDAStream side;
+  std::optional<c10::cuda::CUDAStreamGuard> guard;
+  bool capturing = false;
+
+  explicit Capture(c10::DeviceIndex device)
+      : side(c10::cuda::getStreamFromPool(false, device)) {}
+};
+
 }  // namespace
 
 extern "C" {
@@ -61,7 +118,7 @@ int anydepth_graph_new(int device, void** out, char* error, size_t len) {
       [&] {
         const auto index = static_cast<c10::DeviceIndex>(device);
         c10::cuda::CUDAGuard on_device(index);
-        *out = new Graph(index);
+        *out = new Capture(index);
       },
       error, len);
 }
@@ -70,69 +127,71 @@ int anydepth_graph_new(int device, void** out, char* error, size_t len) {
 // device's earlier work: warm-up runs and the capture happen on the side stream (capture
 // is not allowed on the default stream).
 int anydepth_graph_enter(void* handle, char* error, size_t len) {
-  auto* g = static_cast<Graph*>(handle);
+  auto* c = static_cast<Capture*>(handle);
   return guarded(
       [&] {
-        g->guard.emplace(g->side);
+        c->guard.emplace(c->side);
         c10::cuda::device_synchronize();
       },
       error, len);
 }
 
 // Starts capturing the work this thread queues on the side stream, into the graph's own
-// memory pool. Other threads may keep using CUDA meanwhile.
+// memory pool. The allocator's cached blocks are returned to the device first, as
+// PyTorch's `torch.cuda.graph` does, since none can be reclaimed while a capture is open.
+// Other threads may keep using CUDA meanwhile.
 int anydepth_graph_begin(void* handle, char* error, size_t len) {
-  auto* g = static_cast<Graph*>(handle);
+  auto* c = static_cast<Capture*>(handle);
   return guarded(
       [&] {
-        g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
-        g->capturing = true;
+        c->side.synchronize();
+        c10::cuda::CUDACachingAllocator::emptyCache();
+        c->capturing = true;
+        c->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
       },
       error, len);
 }
 
 // Ends the capture and instantiates the graph.
 int anydepth_graph_end(void* handle, char* error, size_t len) {
-  auto* g = static_cast<Graph*>(handle);
+  auto* c = static_cast<Capture*>(handle);
   return guarded(
       [&] {
-        g->capturing = false;
-        g->graph.capture_end();
+        c->graph.capture_end();
+        c->capturing = false;
       },
       error, len);
 }
 
-// Ends a capture left open by a failure (its error is dropped), waits for the side stream
-// and restores the thread's previous current stream. Safe to call at any point.
+// Undoes a capture a failure left open or half-ended, waits for the side stream and
+// restores the thread's previous device and stream. Safe to call at any point after
+// `enter`.
 int anydepth_graph_leave(void* handle, char* error, size_t len) {
-  auto* g = static_cast<Graph*>(handle);
-  if (g->capturing) {
-    g->capturing = false;
-    char ignored[8];
-    guarded([&] { g->graph.capture_end(); }, ignored, sizeof ignored);
+  auto* c = static_cast<Capture*>(handle);
+  if (c->capturing) {
+    c->capturing = false;
+    c->graph.abandon_capture();
   }
-  return guarded(
+  const int status = guarded(
       [&] {
-        if (g->guard.has_value()) {
-          g->side.synchronize();
-          g->guard.reset();
+        if (c->guard.has_value()) {
+          c->side.synchronize();
         }
       },
       error, len);
+  c->guard.reset();
+  return status;
 }
 
 // Replays the captured work on the current stream of the graph's device.
 int anydepth_graph_replay(void* handle, char* error, size_t len) {
-  auto* g = static_cast<Graph*>(handle);
-  return guarded([&] { g->graph.replay(); }, error, len);
+  auto* c = static_cast<Capture*>(handle);
+  return guarded([&] { c->graph.replay(); }, error, len);
 }
 
-// Frees the graph and its memory pool.
+// Frees the graph and its memory pool (never while a capture is open: `leave` first).
 void anydepth_graph_free(void* handle) {
-  try {
-    delete static_cast<Graph*>(handle);
-  } catch (...) {
-  }
+  delete static_cast<Capture*>(handle);
 }
 
 }  // extern "C"

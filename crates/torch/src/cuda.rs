@@ -117,15 +117,6 @@ pub fn report() -> CudaReport {
         report.driver_version = driver.version().map(cuda_version);
         report.gpus = driver.gpus();
     }
-    let graphs = if available {
-        crate::cuda_graph::probe()
-    } else {
-        crate::cuda_graph::load().and(Err(crate::Error::Invalid(
-            "CUDA graphs need a usable CUDA device".into(),
-        )))
-    };
-    report.graphs_available = graphs.is_ok();
-    report.graphs_problem = graphs.err().map(|e| e.to_string());
     if let Some(Ok(cuda)) = CUDA.get() {
         report.runtime_version = runtime_version(&cuda.library).map(cuda_version);
         report.cudnn_version = loaded_cudnn_version(&cuda.library).map(cudnn_version);

@@ -16,7 +16,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use libloading::os::unix::{Library, Symbol, RTLD_LOCAL, RTLD_NOW};
 use tch::{Device, Tensor};
@@ -94,11 +94,34 @@ fn load_shim() -> std::result::Result<Shim, String> {
 
     const LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libanydepth_cuda_graphs.so"));
 
-    crate::cuda::load().map_err(str::to_string)?;
+    /// The LibTorch version whose headers the shim was compiled with.
+    const BUILT_WITH: &str = env!("ANYDEPTH_CUDA_GRAPHS_TORCH_VERSION");
+
+    let libtorch = crate::cuda::load().map_err(str::to_string)?;
+    // The shim lays out LibTorch's classes as its headers do: another version could
+    // differ, so it is refused rather than risked.
+    match libtorch.parent().and_then(crate::cuda::libtorch_version) {
+        Some(running) if running.split('+').next() != Some(BUILT_WITH) => {
+            return Err(format!(
+                "this build was made with LibTorch {BUILT_WITH}'s headers and runs with \
+                 LibTorch {running}"
+            ));
+        }
+        Some(_) => {}
+        None => tracing::debug!(
+            "LibTorch's version is unknown; the CUDA-graph shim expects {BUILT_WITH}"
+        ),
+    }
     // SAFETY: `memfd_create` takes a NUL-terminated name and flags; on success the
-    // returned descriptor is ours alone, and `File` takes ownership of it.
+    // returned descriptor is ours alone, and `File` takes ownership of it. `MFD_EXEC` asks
+    // for an executable file where the kernel's `vm.memfd_noexec` would refuse one;
+    // kernels before 6.3 do not know it (EINVAL), and make files executable anyway.
     let mut file = unsafe {
-        let fd = libc::memfd_create(c"anydepth-cuda-graphs".as_ptr(), libc::MFD_CLOEXEC);
+        let name = c"anydepth-cuda-graphs";
+        let mut fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_EXEC);
+        if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC);
+        }
         if fd < 0 {
             return Err(format!(
                 "cannot make an in-memory file: {}",
@@ -110,9 +133,9 @@ fn load_shim() -> std::result::Result<Shim, String> {
     file.write_all(LIBRARY)
         .map_err(|e| format!("cannot write the CUDA-graph library: {e}"))?;
     let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-    // SAFETY: the library is the one built from `cuda/graphs.cpp` with this LibTorch's
-    // headers; it has no initialisers of its own, and its LibTorch symbols resolve against
-    // the LibTorch this process runs, whose CUDA part was loaded globally just above.
+    // SAFETY: the library is the one built from `cuda/graphs.cpp` with this LibTorch
+    // version's headers (checked above); its LibTorch symbols resolve against the LibTorch
+    // this process runs, whose CUDA part was loaded globally just above.
     let library = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) }
         .map_err(|e| format!("cannot load the CUDA-graph library: {e}"))?;
     drop(file);
@@ -193,9 +216,10 @@ impl Drop for Handle {
 
 /// A forward pass captured for one input shape and kind on one CUDA device.
 pub struct GraphedForward {
-    graph: Handle,
     input: Tensor,
     output: Tensor,
+    // Last: dropped after the tensors that live in its memory pool.
+    graph: Handle,
 }
 
 impl std::fmt::Debug for GraphedForward {
@@ -217,13 +241,19 @@ impl GraphedForward {
     /// When `example` is not on a CUDA device, CUDA graphs are unavailable, or `forward`
     /// fails or cannot be captured.
     pub fn capture(example: &Tensor, forward: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        /// One capture at a time in this process: LibTorch hands out its pool streams
+        /// round-robin (two captures could share one), and the device's random generator
+        /// is in capture mode while one is open.
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
         let Device::Cuda(device) = example.device() else {
             return Err(Error::Invalid(
                 "CUDA graphs need a CUDA device (--device cuda)".into(),
             ));
         };
+        let _capturing = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
         let graph = Handle::new(device)?;
-        let input = example.copy();
+        let input = copy_of(example)?;
         graph.step("set-up", &graph.shim.enter)?;
         let captured = catch_unwind(AssertUnwindSafe(|| -> Result<Tensor> {
             for _ in 0..WARMUP_RUNS {
@@ -234,8 +264,8 @@ impl GraphedForward {
             graph.step("capture", &graph.shim.end)?;
             Ok(output)
         }));
-        // Ends a capture a failure left open, and goes back to the previous stream.
-        let left = graph.step("capture", &graph.shim.leave);
+        // Undoes a capture a failure left open, and goes back to the previous stream.
+        let left = graph.step("clean-up", &graph.shim.leave);
         let output =
             captured.unwrap_or_else(|panic| Err(crate::estimator::inference_failed(panic)))?;
         left?;
@@ -265,8 +295,16 @@ impl GraphedForward {
                 x.size()
             )));
         }
-        self.input.copy_(x);
+        self.input.f_copy_(x)?;
         self.graph.step("replay", &self.graph.shim.replay)?;
-        Ok(self.output.copy())
+        copy_of(&self.output)
     }
+}
+
+/// A copy of `t` in new memory (one copy kernel, no fill), with LibTorch's failures as
+/// errors.
+fn copy_of(t: &Tensor) -> Result<Tensor> {
+    let mut copy = t.f_empty_like()?;
+    copy.f_copy_(t)?;
+    Ok(copy)
 }

@@ -2,7 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use anydepth_core::{DepthMap, Prediction, RgbImage};
@@ -94,18 +94,26 @@ pub fn kind_of(precision: Precision) -> Kind {
 /// ```
 #[derive(Debug)]
 pub struct DepthEstimator {
+    /// With CUDA graphs, those captured so far (first: dropped before the weights).
+    graphs: Option<Mutex<GraphCache>>,
     _vs: nn::VarStore,
     model: DepthAnything,
     device: Device,
     options: EstimatorOptions,
-    /// With CUDA graphs: the graphs captured so far, oldest first (at most
-    /// [`MAX_CUDA_GRAPHS`]).
-    graphs: Option<Mutex<Vec<GraphedForward>>>,
 }
 
-/// CUDA graphs kept per model: one per input shape, the oldest dropped for a new one.
-/// Each keeps the activations of a forward pass at its shape.
+/// Input shapes captured as CUDA graphs per model: the first ones it meets. Each graph
+/// keeps the activations of a forward pass at its shape.
 const MAX_CUDA_GRAPHS: usize = 4;
+
+/// The CUDA graphs of a model: one per input shape for the first [`MAX_CUDA_GRAPHS`]
+/// shapes it meets. Other shapes run directly, and so does everything after a capture
+/// failed (once is enough to know, and a failed capture can cost memory).
+#[derive(Debug, Default)]
+struct GraphCache {
+    graphs: Vec<GraphedForward>,
+    failed: bool,
+}
 
 impl DepthEstimator {
     /// Loads a checkpoint (`.pth` or `.safetensors`) onto the chosen device.
@@ -141,7 +149,7 @@ impl DepthEstimator {
         options: EstimatorOptions,
     ) -> Result<Self> {
         validate_options(&options)?;
-        let graphs = cuda_graphs_wanted(&options)?.then(|| Mutex::new(Vec::new()));
+        let graphs = cuda_graphs_wanted(&options)?.then(Mutex::default);
         let (vs, model) = load_store(checkpoint, &options, &config.describe(), |root| {
             DepthAnything::new(root, config)
         })?;
@@ -156,26 +164,35 @@ impl DepthEstimator {
     }
 
     /// The network on a prepared batch: replayed from the CUDA graph of its shape when
-    /// graphs are on (captured on first use), else run directly.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let Some(graphs) = &self.graphs else {
+    /// graphs are on (captured on first use, see [`GraphCache`]), else run directly. A
+    /// capture that fails is an error unless `fall_back`, which warns and runs directly.
+    fn forward(&self, x: &Tensor, fall_back: bool) -> Result<Tensor> {
+        let Some(cache) = &self.graphs else {
             return self.model.forward(x);
         };
-        let mut graphs = graphs
-            .lock()
-            .map_err(|_| Error::Invalid("a CUDA graph failed in another thread".into()))?;
+        // A panic under the lock (out of memory in a copy) leaves the graphs usable.
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
         let size = x.size();
-        let index = match graphs.iter().position(|g| g.input_size() == size) {
-            Some(i) => i,
-            None => {
-                if graphs.len() == MAX_CUDA_GRAPHS {
-                    graphs.remove(0);
-                }
-                graphs.push(GraphedForward::capture(x, |x| self.model.forward(x))?);
-                graphs.len() - 1
+        if let Some(graph) = cache.graphs.iter_mut().find(|g| g.input_size() == size) {
+            return graph.run(x);
+        }
+        if cache.failed || cache.graphs.len() == MAX_CUDA_GRAPHS {
+            return self.model.forward(x);
+        }
+        match GraphedForward::capture(x, |x| self.model.forward(x)) {
+            Ok(mut graph) => {
+                // Capturing queues nothing: the first result comes from a replay.
+                let out = graph.run(x);
+                cache.graphs.push(graph);
+                out
             }
-        };
-        graphs[index].run(x)
+            Err(e) if fall_back => {
+                tracing::warn!("{e}; this model runs without CUDA graphs from now on");
+                cache.failed = true;
+                self.model.forward(x)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The model that runs.
@@ -350,7 +367,7 @@ impl DepthEstimator {
                     x
                 }
             };
-            let out = self.forward(&x)?.to_kind(Kind::Float);
+            let out = self.forward(&x, true)?.to_kind(Kind::Float);
             lap(&mut clock, |t| &mut t.network);
             let predictions = sizes
                 .iter()
@@ -491,7 +508,17 @@ impl EngineLoader for TorchLoader {
     }
 
     fn runtime(&self) -> anydepth_model::Result<RuntimeReport> {
-        let cuda = crate::cuda::report();
+        let mut cuda = crate::cuda::report();
+        // Makes a graph on GPU 0: for `doctor`, not for every load that reads the report.
+        let graphs = if cuda.available {
+            crate::cuda_graph::probe()
+        } else {
+            crate::cuda_graph::load().and(Err(Error::Invalid(
+                "CUDA graphs need a usable CUDA device".into(),
+            )))
+        };
+        cuda.graphs_available = graphs.is_ok();
+        cuda.graphs_problem = graphs.err().map(|e| e.to_string());
         let library_dir = crate::cuda::libtorch_dir();
         Ok(RuntimeReport {
             library: "LibTorch".into(),
@@ -569,7 +596,7 @@ impl DepthEngine for DepthEstimator {
         for i in 0..warmup + iters {
             sync();
             let t0 = std::time::Instant::now();
-            let y = self.forward(&x)?;
+            let y = self.forward(&x, false)?;
             sync();
             drop(y);
             if i >= warmup {

@@ -388,6 +388,9 @@ impl Da3Estimator {
         options: EstimatorOptions,
     ) -> Result<Self> {
         let device = prepare_device(&options)?;
+        if options.cuda_graphs {
+            tracing::warn!("--cuda-graphs applies to V1/V2 models: Depth Anything 3 runs without");
+        }
         let checkpoint = Da3Checkpoint::read(path, model, device)?;
         let cfg = checkpoint.model.config();
         let mut vs = nn::VarStore::new(device);
