@@ -93,10 +93,13 @@ def photos(folder, count):
     return found, big
 
 
-def anydepth(binary, *args):
+def anydepth(binary, *args, stderr=None):
+    """stdout of `binary args`; its stderr is appended to the list `stderr` when given."""
     done = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"anydepth {' '.join(map(str, args))} failed:\n{done.stderr}")
+    if stderr is not None:
+        stderr.append(done.stderr)
     return done.stdout
 
 
@@ -173,10 +176,11 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
             if graphs and device != "cuda":
                 continue
             out = folder / f"{precision}-{preprocessing}{'-graphs' if graphs else ''}"
+            warnings = []
             anydepth(binary, "depth", photo, "--weights", weights, "--device", device,
                      "--precision", precision, "--preprocess", preprocessing, "--formats",
                      "npy", "--out", out, "--force", "--quiet",
-                     *(["--cuda-graphs"] if graphs else []))
+                     *(["--cuda-graphs"] if graphs else []), stderr=warnings)
             ours = np.load(out / f"{photo.stem}.npy").astype(np.float64)
             err = np.abs(ours - ref) / span
             if precision in HALF_PRECISIONS and precision not in officials:
@@ -197,8 +201,12 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
                        ok=bool(max_error <= target or (
                            official is not None and max_error <= AS_OFFICIAL * official)))
             if graphs:
+                # A capture that fails falls back to running directly, with a warning.
+                fell_back = "without CUDA graphs" in warnings[0]
+                if fell_back:
+                    row["graphs_failed"] = warnings[0].strip()[-500:]
                 row["max_error_to_eager"] = graphs_vs_eager
-                row["ok"] = row["ok"] and graphs_vs_eager <= GRAPHS_TO_EAGER
+                row["ok"] = row["ok"] and graphs_vs_eager <= GRAPHS_TO_EAGER and not fell_back
             log(f"  parity {photo.name} {row['precision']} {preprocessing}: max "
                 f"{row['max_error']:.2e}, mean {row['mean_error']:.2e} of range "
                 f"(target {target:g}"
@@ -258,8 +266,13 @@ def speed(binary, models, batches, iters, device, compile_fp16, rows, on_row):
                 row[f"anydepth_{precision}_ms"] = time_anydepth(
                     binary, weights, batch, 518, precision, iters, device) * 1e3
             if device == "cuda":
-                row["anydepth_fp16_graphs_ms"] = time_anydepth(
-                    binary, weights, batch, 518, "fp16", iters, device, "--cuda-graphs") * 1e3
+                try:
+                    row["anydepth_fp16_graphs_ms"] = time_anydepth(
+                        binary, weights, batch, 518, "fp16", iters, device,
+                        "--cuda-graphs") * 1e3
+                except RuntimeError as e:  # the capture failed: the rest still counts
+                    row["anydepth_fp16_graphs_error"] = str(e)[-500:]
+                    log(f"  CUDA graphs failed: {e}")
             best = min(row["anydepth_fp16_ms"], row.get("anydepth_fp16_graphs_ms", float("inf")))
             row["best_fp16_images_per_s"] = batch / best * 1e3
             row["best_fp16_ratio_to_official_eager"] = best / row["official_fp16_ms"]
@@ -381,6 +394,8 @@ def markdown(report):
             verdict = ("NO" if not r["ok"] else "yes" if within else "as official")
             if "max_error_to_eager" in r:
                 verdict += f" (to eager {r['max_error_to_eager']:.1e})"
+            if "graphs_failed" in r:
+                verdict += " (the capture failed: ran without graphs, see the JSON)"
             lines.append(f"| {r['photo']} | {r['size']} | {r['precision']} "
                          f"| {r['preprocessing']} | {r['max_error']:.2e} "
                          f"| {r['mean_error']:.2e} | {r['target']:g} "
@@ -405,7 +420,7 @@ def markdown(report):
                 f"| {'-' if compiled is None else f'{compiled:.2f}'} "
                 f"| {r['anydepth_fp32_ms']:.2f} | {r['anydepth_fp16_ms']:.2f} "
                 f"| {r['anydepth_bf16_ms']:.2f} "
-                f"| {'-' if graphs is None else f'{graphs:.2f}'} "
+                f"| {('failed' if 'anydepth_fp16_graphs_error' in r else '-') if graphs is None else f'{graphs:.2f}'} "
                 f"| {r['best_fp16_ratio_to_official_eager']:.2f}x "
                 f"| {r['best_fp16_images_per_s']:.0f} |")
         lines.append("")

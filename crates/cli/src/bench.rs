@@ -97,7 +97,7 @@ pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         .load(&args.weights, ModelSpec::default(), options)
         .context("cannot load the model")?;
     println!(
-        "{} on {}{}, {:?}, batch {}",
+        "{} on {}{}, {:?}, batch {}{}",
         estimator.config().describe(),
         estimator.device_name(),
         if args.device == DeviceChoice::Auto {
@@ -106,7 +106,12 @@ pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
             ""
         },
         options.precision,
-        args.batch
+        args.batch,
+        if args.cuda_graphs {
+            ", CUDA graphs"
+        } else {
+            ""
+        }
     );
 
     let timings = estimator.time_forward(args.batch, (w, h), args.warmup, args.iters)?;
