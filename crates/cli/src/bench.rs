@@ -107,7 +107,8 @@ pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         },
         options.precision,
         args.batch,
-        if args.cuda_graphs {
+        // Asked for with `--device auto` on a machine without a GPU, they are not used.
+        if args.cuda_graphs && estimator.device_name().starts_with("Cuda") {
             ", CUDA graphs"
         } else {
             ""
