@@ -216,7 +216,7 @@ impl DepthEstimator {
     }
 
     /// The kind of tensors the network takes (its encoder's precision).
-    pub fn kind(&self) -> Kind {
+    pub fn input_kind(&self) -> Kind {
         kind_of(self.options.precision)
     }
 
@@ -590,7 +590,7 @@ impl DepthEngine for DepthEstimator {
         let _guard = tch::no_grad_guard();
         let x = Tensor::randn(
             [batch as i64, 3, i64::from(height), i64::from(width)],
-            (self.kind(), self.device),
+            (self.input_kind(), self.device),
         );
         let mut seconds = Vec::with_capacity(iters);
         for i in 0..warmup + iters {
