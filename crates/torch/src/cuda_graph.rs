@@ -23,7 +23,7 @@ use tch::{Device, Tensor};
 
 use crate::error::{Error, Result};
 
-/// Runs captured before the capture itself, on the capture's stream: LibTorch and cuDNN
+/// Ordinary runs before the capture, on the capture's stream: LibTorch and cuDNN
 /// set up their per-stream state and pick algorithms on first use, which a capture must
 /// not see.
 const WARMUP_RUNS: usize = 2;
@@ -139,25 +139,25 @@ fn load_shim() -> std::result::Result<Shim, String> {
     let library = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) }
         .map_err(|e| format!("cannot load the CUDA-graph library: {e}"))?;
     drop(file);
-    // SAFETY: each symbol has the signature `cuda/graphs.cpp` gives it.
+    /// The entry point `name` (NUL-terminated), of type `T`.
+    ///
+    /// # Safety
+    /// `T` must be the signature `cuda/graphs.cpp` gives `name`.
+    unsafe fn get<T>(library: &Library, name: &[u8]) -> std::result::Result<Symbol<T>, String> {
+        // SAFETY: as the caller promises.
+        unsafe { library.get::<T>(name) }
+            .map_err(|e| format!("the CUDA-graph library lacks a function: {e}"))
+    }
+    // SAFETY: each type below is the signature `cuda/graphs.cpp` gives the name.
     unsafe {
-        let get = |name: &[u8]| -> std::result::Result<Symbol<StepFn>, String> {
-            library
-                .get::<StepFn>(name)
-                .map_err(|e| format!("the CUDA-graph library lacks a function: {e}"))
-        };
         Ok(Shim {
-            new: library
-                .get::<NewFn>(b"anydepth_graph_new\0")
-                .map_err(|e| e.to_string())?,
-            enter: get(b"anydepth_graph_enter\0")?,
-            begin: get(b"anydepth_graph_begin\0")?,
-            end: get(b"anydepth_graph_end\0")?,
-            leave: get(b"anydepth_graph_leave\0")?,
-            replay: get(b"anydepth_graph_replay\0")?,
-            free: library
-                .get::<FreeFn>(b"anydepth_graph_free\0")
-                .map_err(|e| e.to_string())?,
+            new: get::<NewFn>(&library, b"anydepth_graph_new\0")?,
+            enter: get::<StepFn>(&library, b"anydepth_graph_enter\0")?,
+            begin: get::<StepFn>(&library, b"anydepth_graph_begin\0")?,
+            end: get::<StepFn>(&library, b"anydepth_graph_end\0")?,
+            leave: get::<StepFn>(&library, b"anydepth_graph_leave\0")?,
+            replay: get::<StepFn>(&library, b"anydepth_graph_replay\0")?,
+            free: get::<FreeFn>(&library, b"anydepth_graph_free\0")?,
             _library: library,
         })
     }
