@@ -8,7 +8,8 @@
 #   .gpu/data/photos                            two of the shared photos, for parity
 # Then, on the GPU machine, from a copy of the repository holding .gpu/:
 #   scripts/gpu_check.sh --binary .gpu/bin/anydepth --out OUT
-# The binaries load the LibTorch of the Python there (it must be torch 2.11, as here).
+# The binaries load the LibTorch of the Python there (it must be torch 2.11.0, as here:
+# the CUDA-graph shim refuses another version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ for name in anydepth anydepth-torch; do
 done
 # The CUDA-graph shim is compiled only where the CUDA headers were found (see
 # crates/torch/build.rs): without it the check's graph rows would fail on the GPU.
-if .gpu/bin/anydepth doctor | grep -q 'made without'; then
+if .gpu/bin/anydepth doctor | grep -q 'has no CUDA graphs'; then
   echo "error: .gpu/bin/anydepth-torch was built without CUDA graphs (see cargo's warnings)" >&2
   exit 1
 fi

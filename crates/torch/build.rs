@@ -8,7 +8,11 @@
 //! For `anydepth-torch` itself it also builds `cuda/graphs.cpp`, the CUDA-graph shim, into
 //! a shared library that the crate embeds (`anydepth_torch::cuda_graph`). That needs a CUDA
 //! LibTorch's C++ headers and the CUDA runtime's headers; without them, or when the C++
-//! compiler fails, the crate builds without CUDA graphs and says so in a warning.
+//! compiler fails, the crate builds without CUDA graphs, says why in a warning (not for a
+//! CPU-only LibTorch, where there is nothing to miss) and at run time when they are asked
+//! for. PyPI's CUDA 13 torch ships no complete set of runtime headers (its
+//! `nvidia/cu13/include` lacks `crt/`), but its Triton does, for CUDA 12.8: the shim
+//! declares nothing that differs between the two, and its few runtime calls exist in both.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,19 +24,39 @@ fn main() {
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("anydepth-torch") {
-        match build_graph_shim(Path::new(&lib)) {
+        let lib = Path::new(&lib);
+        match build_graph_shim(lib) {
             Ok(()) => println!("cargo:rustc-cfg=anydepth_cuda_graphs"),
-            Err(why) => println!("cargo:warning=built without CUDA graphs: {why}"),
+            Err(why) => {
+                if lib.join("libtorch_cuda.so").exists() {
+                    println!("cargo:warning=built without CUDA graphs: {why}");
+                }
+                println!("cargo:rustc-env=ANYDEPTH_CUDA_GRAPHS_MISSING={why}");
+            }
         }
+    }
+}
+
+/// Asks cargo to run this script again when `path` changes, if it exists (a missing path
+/// would make it run on every build).
+fn watch(path: &Path) {
+    if path.exists() {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
 }
 
 /// Compiles `cuda/graphs.cpp` into `$OUT_DIR/libanydepth_cuda_graphs.so`.
 fn build_graph_shim(lib: &Path) -> Result<(), String> {
     let source = Path::new("cuda/graphs.cpp");
-    println!("cargo:rerun-if-changed={}", source.display());
+    // Again when the source, the compiler or the header folders change, and when LibTorch
+    // is replaced (its library folder, a few files, and its version header).
+    watch(source);
+    watch(lib);
     for var in ["CXX", "CUDA_HOME", "CUDA_PATH", "LIBTORCH_CXX11_ABI"] {
         println!("cargo:rerun-if-env-changed={var}");
+    }
+    if let Some(root) = lib.parent() {
+        watch(&root.join("include/torch/headeronly/version.h"));
     }
     if !lib.join("libtorch_cuda.so").exists() {
         return Err(format!("the LibTorch in {} has no CUDA", lib.display()));
@@ -44,8 +68,10 @@ fn build_graph_shim(lib: &Path) -> Result<(), String> {
         .ok_or_else(|| format!("no ATen/cuda/CUDAGraph.h beside {}", lib.display()))?;
     let cuda_include = cuda_headers(&lib.canonicalize().map_err(|e| e.to_string())?).ok_or(
         "no CUDA runtime headers (cuda_runtime_api.h and crt/host_config.h) in $CUDA_HOME, \
-         /usr/local/cuda or the Python packages beside LibTorch",
+         $CUDA_PATH, Triton's beside LibTorch or /usr/local/cuda: set CUDA_HOME to a CUDA \
+         toolkit and rebuild",
     )?;
+    watch(&cuda_include.join("cuda_runtime_api.h"));
     let version = torch_version(&torch_include)?;
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?)
         .join("libanydepth_cuda_graphs.so");
@@ -69,7 +95,11 @@ fn build_graph_shim(lib: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run {compiler}: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let first = stderr.lines().find(|l| l.contains("error")).unwrap_or("");
+        let first = stderr
+            .lines()
+            .find(|l| l.contains("error"))
+            .or_else(|| stderr.lines().find(|l| !l.trim().is_empty()))
+            .unwrap_or("no message");
         return Err(format!(
             "{compiler} failed on {}: {first}",
             source.display()

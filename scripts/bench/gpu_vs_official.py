@@ -57,7 +57,8 @@ from train_step import step_times  # noqa: E402
 
 PRESETS.setdefault("vitl", dict(features=256, out_channels=[256, 512, 1024, 1024]))
 DATA = Path(os.environ.get("ANYDEPTH_DATA", ROOT.parent / "shared" / "data"))
-# (precision, --preprocess, target max error as a share of the depth range, CUDA graphs)
+# (precision, --preprocess, target max error as a share of the depth range, CUDA graphs);
+# a CUDA-graphs case compares with the same case without graphs, listed before it.
 PARITY_CASES = [("fp32", "exact", 1e-4, False), ("fp32", "device", 1e-3, False),
                 ("fp16", "device", 1e-2, False), ("bf16", "device", 1e-2, False),
                 ("fp16", "device", 1e-2, True)]
@@ -94,8 +95,11 @@ def photos(folder, count):
 
 
 def anydepth(binary, *args, stderr=None):
-    """stdout of `binary args`; its stderr is appended to the list `stderr` when given."""
-    done = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True)
+    """stdout of `binary args`; its stderr is appended to the list `stderr` when given
+    (with warnings on, whatever RUST_LOG says)."""
+    env = None if stderr is None else {**os.environ, "RUST_LOG": "warn"}
+    done = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True,
+                          env=env)
     if done.returncode != 0:
         raise RuntimeError(f"anydepth {' '.join(map(str, args))} failed:\n{done.stderr}")
     if stderr is not None:
@@ -163,8 +167,10 @@ def official_half_error(model, image, ref, span, kind, mode="weights"):
 def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
     """Appends rows of (photo, precision, preprocessing, max error, mean error, target, the
     official code's own error at that precision, ok) to `rows`, calling `on_row` after
-    each, as `speed` does; returns `rows`. TensorFloat-32 is off (`main`) but in the
-    official bf16 head, as in ours."""
+    each, as `speed` does; returns `rows`. A CUDA-graphs row also has its max error to the
+    same precision run directly (`max_error_to_eager`) and, when the capture failed,
+    `graphs_failed`. TensorFloat-32 is off (`main`) but in the official bf16 head, as in
+    ours."""
     for photo in photo_paths:
         image = cv2.imread(str(photo))
         with torch.no_grad():
@@ -177,10 +183,25 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
                 continue
             out = folder / f"{precision}-{preprocessing}{'-graphs' if graphs else ''}"
             warnings = []
-            anydepth(binary, "depth", photo, "--weights", weights, "--device", device,
-                     "--precision", precision, "--preprocess", preprocessing, "--formats",
-                     "npy", "--out", out, "--force", "--quiet",
-                     *(["--cuda-graphs"] if graphs else []), stderr=warnings)
+            try:
+                anydepth(binary, "depth", photo, "--weights", weights, "--device", device,
+                         "--precision", precision, "--preprocess", preprocessing, "--formats",
+                         "npy", "--out", out, "--force", "--quiet",
+                         *(["--cuda-graphs"] if graphs else []), stderr=warnings)
+            except RuntimeError as e:
+                if not graphs:
+                    raise
+                # No graphs here (a build without them, another LibTorch): a failed row,
+                # and the other rows still run.
+                log(f"  parity {photo.name} {precision} with CUDA graphs failed: {e}")
+                rows.append(dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
+                                 precision=precision + ", CUDA graphs",
+                                 preprocessing=preprocessing, max_error=float("nan"),
+                                 mean_error=float("nan"), target=target,
+                                 official_max_error=None, ok=False,
+                                 graphs_failed=str(e)[-500:]))
+                on_row()
+                continue
             ours = np.load(out / f"{photo.stem}.npy").astype(np.float64)
             err = np.abs(ours - ref) / span
             if precision in HALF_PRECISIONS and precision not in officials:
@@ -395,7 +416,7 @@ def markdown(report):
             if "max_error_to_eager" in r:
                 verdict += f" (to eager {r['max_error_to_eager']:.1e})"
             if "graphs_failed" in r:
-                verdict += " (the capture failed: ran without graphs, see the JSON)"
+                verdict += " (CUDA graphs failed: see graphs_failed in the JSON)"
             lines.append(f"| {r['photo']} | {r['size']} | {r['precision']} "
                          f"| {r['preprocessing']} | {r['max_error']:.2e} "
                          f"| {r['mean_error']:.2e} | {r['target']:g} "

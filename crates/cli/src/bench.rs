@@ -107,8 +107,8 @@ pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         },
         options.precision,
         args.batch,
-        // Asked for with `--device auto` on a machine without a GPU, they are not used.
-        if args.cuda_graphs && estimator.device_name().starts_with("Cuda") {
+        // The options as loaded: `--device auto` on a machine without a GPU turns them off.
+        if estimator.options().cuda_graphs {
             ", CUDA graphs"
         } else {
             ""

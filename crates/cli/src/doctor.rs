@@ -175,7 +175,7 @@ fn runtime_lines(runtime: &RuntimeReport) -> Vec<(&'static str, String)> {
         "CUDA graphs",
         match (cuda.graphs_available, &cuda.graphs_problem) {
             (true, _) => "available (--cuda-graphs)".into(),
-            (false, Some(why)) => why.clone(),
+            (false, Some(why)) => format!("not available: {why}"),
             (false, None) => "not available".into(),
         },
     ));

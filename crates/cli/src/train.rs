@@ -302,6 +302,9 @@ pub fn run(args: TrainArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     if args.model.precision != Precision::Fp32 {
         bail!("training runs in fp32: leave --precision at its default");
     }
+    if args.model.cuda_graphs {
+        bail!("training runs without CUDA graphs: drop --cuda-graphs");
+    }
     let spec = args.model.spec(args.max_depth)?;
     let mut options = args.run.options(args.model.input_size, args.model.device)?;
     options.max_depth_m = args.max_depth;

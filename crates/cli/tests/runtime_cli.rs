@@ -16,6 +16,7 @@ fn doctor_reports_the_runtime_and_exits_0_with_or_without_a_gpu() {
         "CUDA:",
         "CUDA driver:",
         "cuDNN:",
+        "CUDA graphs:",
         "--device auto:",
         "weights cache:",
         "video:",
@@ -57,6 +58,14 @@ fn doctor_reports_the_runtime_and_exits_0_with_or_without_a_gpu() {
         assert!(
             text.contains("not available") || text.contains("not compiled in"),
             "{text}"
+        );
+        // Graphs need a GPU too, and say why they cannot run.
+        assert_eq!(cuda["graphs_available"], false, "{cuda}");
+        assert!(
+            cuda["graphs_problem"]
+                .as_str()
+                .is_some_and(|p| !p.is_empty()),
+            "{cuda}"
         );
     }
     if gpus.is_empty() {

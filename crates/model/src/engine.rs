@@ -102,9 +102,10 @@ pub struct EstimatorOptions {
     pub allow_tf32: bool,
     /// Where photos are resized and normalised.
     pub preprocessing: Preprocessing,
-    /// Capture the V1/V2 network as a CUDA graph for each input shape it meets (a few
-    /// at a time) and replay it: one launch instead of hundreds, for small batches. CUDA
-    /// devices only; each graph keeps its own activation memory.
+    /// Capture the V1/V2 network as a CUDA graph for each of the first four input shapes
+    /// (batch size included) it meets and replay it: one launch instead of hundreds, for
+    /// small batches; other shapes run directly. CUDA devices only; each graph keeps its
+    /// own activation memory.
     pub cuda_graphs: bool,
 }
 

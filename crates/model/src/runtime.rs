@@ -44,8 +44,10 @@ pub struct CudaReport {
     /// Every GPU the driver sees.
     pub gpus: Vec<GpuReport>,
     /// Whether models can run from CUDA graphs (`--cuda-graphs`).
+    #[serde(default)]
     pub graphs_available: bool,
     /// Why they cannot, when they cannot.
+    #[serde(default)]
     pub graphs_problem: Option<String>,
 }
 

@@ -60,8 +60,9 @@ pub struct ModelRequest {
     #[cfg_attr(feature = "clap", arg(long))]
     pub tf32: bool,
 
-    /// Capture the network as a CUDA graph for each input size and replay it (V1/V2 on a
-    /// CUDA device): less launch overhead for small batches, more GPU memory.
+    /// Capture the network as a CUDA graph for each of the first four input shapes and
+    /// replay it (V1/V2 on a CUDA device): less launch overhead for small batches, more
+    /// GPU memory.
     #[cfg_attr(feature = "clap", arg(long))]
     pub cuda_graphs: bool,
 
@@ -267,6 +268,11 @@ pub struct Da3ModelRequest {
     /// convolutions always with fp16 and bf16).
     #[cfg_attr(feature = "clap", arg(long))]
     pub tf32: bool,
+
+    /// Carried from a V1/V2 request's `--cuda-graphs`, which Depth Anything 3 does not
+    /// use: its loader says so.
+    #[cfg_attr(feature = "clap", arg(skip))]
+    pub cuda_graphs: bool,
 }
 
 impl Da3ModelRequest {
@@ -279,6 +285,7 @@ impl Da3ModelRequest {
             device: request.device,
             precision: request.precision,
             tf32: request.tf32,
+            cuda_graphs: request.cuda_graphs,
         }
     }
 
@@ -319,6 +326,7 @@ impl Da3ModelRequest {
             device: self.device,
             precision: self.precision,
             allow_tf32: self.tf32,
+            cuda_graphs: self.cuda_graphs,
             ..Default::default()
         };
         // Released files come without config.json here: the model is the one asked for.

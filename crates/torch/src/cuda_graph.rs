@@ -51,16 +51,17 @@ struct Shim {
 /// The shim, loaded once per process, or why it cannot be.
 ///
 /// # Errors
-/// When this build has no shim, LibTorch has no CUDA, or the shim does not load.
+/// When this build has no shim, LibTorch has no CUDA or another version, or the shim does
+/// not load.
 fn shim() -> Result<&'static Shim> {
     static SHIM: OnceLock<std::result::Result<Shim, String>> = OnceLock::new();
     SHIM.get_or_init(load_shim)
         .as_ref()
-        .map_err(|why| Error::Invalid(format!("CUDA graphs are not available: {why}")))
+        .map_err(|why| Error::Invalid(why.clone()))
 }
 
-/// Whether this build carries the CUDA-graph shim (it needs a CUDA LibTorch's headers at
-/// build time).
+/// Whether this build carries the CUDA-graph shim (it needs a CUDA LibTorch's headers and
+/// the CUDA runtime's at build time).
 pub fn built_in() -> bool {
     cfg!(anydepth_cuda_graphs)
 }
@@ -68,7 +69,7 @@ pub fn built_in() -> bool {
 /// Loads the shim after LibTorch's CUDA part, whose symbols it uses.
 ///
 /// # Errors
-/// The reason, as a sentence.
+/// The reason, as a sentence that says what to do.
 pub fn load() -> Result<()> {
     shim().map(|_| ())
 }
@@ -84,14 +85,17 @@ pub fn probe() -> Result<()> {
 
 #[cfg(not(anydepth_cuda_graphs))]
 fn load_shim() -> std::result::Result<Shim, String> {
-    Err("this build of anydepth was made without a CUDA LibTorch's C++ headers".into())
+    let why =
+        option_env!("ANYDEPTH_CUDA_GRAPHS_MISSING").unwrap_or("no CUDA LibTorch to build with");
+    Err(format!(
+        "this build of anydepth has no CUDA graphs ({why}); rebuild it where the CUDA runtime \
+         headers are found ($CUDA_HOME, or PyPI's torch with Triton), or run without \
+         --cuda-graphs"
+    ))
 }
 
 #[cfg(anydepth_cuda_graphs)]
 fn load_shim() -> std::result::Result<Shim, String> {
-    use std::io::Write;
-    use std::os::fd::FromRawFd;
-
     const LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libanydepth_cuda_graphs.so"));
 
     /// The LibTorch version whose headers the shim was compiled with.
@@ -101,44 +105,26 @@ fn load_shim() -> std::result::Result<Shim, String> {
     // The shim lays out LibTorch's classes as its headers do: another version could
     // differ, so it is refused rather than risked.
     match libtorch.parent().and_then(crate::cuda::libtorch_version) {
-        Some(running) if running.split('+').next() != Some(BUILT_WITH) => {
+        Some(running) if running.split('+').next() == Some(BUILT_WITH) => {}
+        Some(running) => {
             return Err(format!(
-                "this build was made with LibTorch {BUILT_WITH}'s headers and runs with \
-                 LibTorch {running}"
+                "this build's CUDA graphs were made for LibTorch {BUILT_WITH} and this is \
+                 LibTorch {running}: rebuild anydepth against it, or run without --cuda-graphs"
             ));
         }
-        Some(_) => {}
-        None => tracing::debug!(
-            "LibTorch's version is unknown; the CUDA-graph shim expects {BUILT_WITH}"
-        ),
+        None => {
+            return Err(format!(
+                "cannot tell the version of the LibTorch in {} (this build's CUDA graphs \
+                 were made for {BUILT_WITH}); run without --cuda-graphs",
+                libtorch.display()
+            ));
+        }
     }
-    // SAFETY: `memfd_create` takes a NUL-terminated name and flags; on success the
-    // returned descriptor is ours alone, and `File` takes ownership of it. `MFD_EXEC` asks
-    // for an executable file where the kernel's `vm.memfd_noexec` would refuse one;
-    // kernels before 6.3 do not know it (EINVAL), and make files executable anyway.
-    let mut file = unsafe {
-        let name = c"anydepth-cuda-graphs";
-        let mut fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_EXEC);
-        if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-            fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC);
-        }
-        if fd < 0 {
-            return Err(format!(
-                "cannot make an in-memory file: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        std::fs::File::from_raw_fd(fd)
-    };
-    file.write_all(LIBRARY)
-        .map_err(|e| format!("cannot write the CUDA-graph library: {e}"))?;
-    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-    // SAFETY: the library is the one built from `cuda/graphs.cpp` with this LibTorch
-    // version's headers (checked above); its LibTorch symbols resolve against the LibTorch
-    // this process runs, whose CUDA part was loaded globally just above.
-    let library = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) }
-        .map_err(|e| format!("cannot load the CUDA-graph library: {e}"))?;
-    drop(file);
+    let library = open_in_memory(LIBRARY).or_else(|in_memory| {
+        open_from_temp_file(LIBRARY).map_err(|from_file| {
+            format!("cannot load the CUDA-graph library: {in_memory}; {from_file}")
+        })
+    })?;
     /// The entry point `name` (NUL-terminated), of type `T`.
     ///
     /// # Safety
@@ -161,6 +147,63 @@ fn load_shim() -> std::result::Result<Shim, String> {
             _library: library,
         })
     }
+}
+
+/// Loads `bytes` as a shared library from an in-memory file (nothing written to disk).
+#[cfg(anydepth_cuda_graphs)]
+fn open_in_memory(bytes: &[u8]) -> std::result::Result<Library, String> {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd};
+
+    // SAFETY: `memfd_create` takes a NUL-terminated name and flags; on success the
+    // returned descriptor is ours alone, and `File` takes ownership of it. `MFD_EXEC` asks
+    // for an executable file where `vm.memfd_noexec` would make it non-executable; kernels
+    // before 6.3 do not know the flag (EINVAL) and make every such file executable.
+    let mut file = unsafe {
+        let name = c"anydepth-cuda-graphs";
+        let mut fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_EXEC);
+        if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC);
+        }
+        if fd < 0 {
+            return Err(format!(
+                "no in-memory file ({})",
+                std::io::Error::last_os_error()
+            ));
+        }
+        std::fs::File::from_raw_fd(fd)
+    };
+    file.write_all(bytes)
+        .map_err(|e| format!("cannot write the in-memory file ({e})"))?;
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    // SAFETY: `bytes` is the library built from `cuda/graphs.cpp` with the headers of the
+    // LibTorch this process runs (its version checked by the caller); its LibTorch symbols
+    // resolve against that LibTorch, whose CUDA part the caller loaded globally.
+    unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) }
+        .map_err(|e| format!("from memory: {e}"))
+}
+
+/// Loads `bytes` as a shared library from a file in the temporary folder, removed once
+/// loaded: where in-memory files cannot hold code (`vm.memfd_noexec = 2`).
+#[cfg(anydepth_cuda_graphs)]
+fn open_from_temp_file(bytes: &[u8]) -> std::result::Result<Library, String> {
+    use std::io::Write;
+
+    let path = std::env::temp_dir().join(format!("anydepth-cuda-graphs-{}.so", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(bytes));
+    let opened = written
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .and_then(|()| {
+            // SAFETY: as in `open_in_memory`.
+            unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) }
+                .map_err(|e| format!("from {}: {e}", path.display()))
+        });
+    let _ = std::fs::remove_file(&path);
+    opened
 }
 
 /// Calls a shim function that reports failure through a message buffer.

@@ -149,17 +149,19 @@ impl DepthEstimator {
         options: EstimatorOptions,
     ) -> Result<Self> {
         validate_options(&options)?;
-        let graphs = cuda_graphs_wanted(&options)?.then(Mutex::default);
+        check_cuda_graphs(&options)?;
         let (vs, model) = load_store(checkpoint, &options, &config.describe(), |root| {
             DepthAnything::new(root, config)
         })?;
         let device = vs.device();
+        let mut options = options;
+        options.cuda_graphs = cuda_graphs_on(&options, device)?;
         Ok(Self {
+            graphs: options.cuda_graphs.then(Mutex::default),
             _vs: vs,
             model,
             device,
             options,
-            graphs,
         })
     }
 
@@ -170,25 +172,28 @@ impl DepthEstimator {
         let Some(cache) = &self.graphs else {
             return self.model.forward(x);
         };
-        // A panic under the lock (out of memory in a copy) leaves the graphs usable.
+        // A panic while the lock is held changes no graph: they stay usable.
         let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
         let size = x.size();
         if let Some(graph) = cache.graphs.iter_mut().find(|g| g.input_size() == size) {
             return graph.run(x);
         }
         if cache.failed || cache.graphs.len() == MAX_CUDA_GRAPHS {
+            drop(cache);
             return self.model.forward(x);
         }
-        match GraphedForward::capture(x, |x| self.model.forward(x)) {
-            Ok(mut graph) => {
-                // Capturing queues nothing: the first result comes from a replay.
-                let out = graph.run(x);
+        // Capturing queues nothing: the first result comes from a replay.
+        let captured = GraphedForward::capture(x, |x| self.model.forward(x))
+            .and_then(|mut graph| Ok((graph.run(x)?, graph)));
+        match captured {
+            Ok((out, graph)) => {
                 cache.graphs.push(graph);
-                out
+                Ok(out)
             }
             Err(e) if fall_back => {
                 tracing::warn!("{e}; this model runs without CUDA graphs from now on");
                 cache.failed = true;
+                drop(cache);
                 self.model.forward(x)
             }
             Err(e) => Err(e),
@@ -513,9 +518,7 @@ impl EngineLoader for TorchLoader {
         let graphs = if cuda.available {
             crate::cuda_graph::probe()
         } else {
-            crate::cuda_graph::load().and(Err(Error::Invalid(
-                "CUDA graphs need a usable CUDA device".into(),
-            )))
+            crate::cuda_graph::load().and(Err(Error::Invalid("needs a usable CUDA device".into())))
         };
         cuda.graphs_available = graphs.is_ok();
         cuda.graphs_problem = graphs.err().map(|e| e.to_string());
@@ -623,24 +626,33 @@ pub(crate) fn prepare_device(options: &EstimatorOptions) -> Result<Device> {
     Ok(device)
 }
 
-/// Whether a model runs from CUDA graphs: when `options` ask for them and their device is
-/// a CUDA device. Asked for on the CPU, that is an error with `--device cpu`, and a
-/// warning when `--device auto` found no GPU.
+/// Refuses CUDA graphs that cannot run before any weights load: with `--device cpu`, or
+/// with `--device cuda` when this build or LibTorch cannot make them.
 ///
 /// # Errors
-/// When graphs are asked for with `--device cpu`, or are not available in this build.
-fn cuda_graphs_wanted(options: &EstimatorOptions) -> Result<bool> {
+/// Those two cases, saying what to do.
+fn check_cuda_graphs(options: &EstimatorOptions) -> Result<()> {
+    match (options.cuda_graphs, options.device) {
+        (true, DeviceChoice::Cpu) => Err(Error::Invalid(
+            "--cuda-graphs needs a CUDA device (--device cuda)".into(),
+        )),
+        (true, DeviceChoice::Cuda(_)) => crate::cuda_graph::load(),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a model loaded on `device` runs from CUDA graphs: when `options` ask for them
+/// and it is a CUDA device. `--device auto` that found no GPU only warns.
+///
+/// # Errors
+/// When graphs cannot be made here (see [`crate::cuda_graph::load`]).
+fn cuda_graphs_on(options: &EstimatorOptions, device: Device) -> Result<bool> {
     if !options.cuda_graphs {
         return Ok(false);
     }
-    if !resolve_device(options.device)?.is_cuda() {
-        if options.device == DeviceChoice::Auto {
-            tracing::warn!("--cuda-graphs has no effect on the CPU (--device auto found no GPU)");
-            return Ok(false);
-        }
-        return Err(Error::Invalid(
-            "--cuda-graphs needs a CUDA device (--device cuda)".into(),
-        ));
+    if !device.is_cuda() {
+        tracing::warn!("--cuda-graphs has no effect on the CPU (--device auto found no GPU)");
+        return Ok(false);
     }
     crate::cuda_graph::load()?;
     Ok(true)

@@ -1,6 +1,6 @@
 //! CUDA graphs: the shim is built into this crate and loads against this LibTorch (its C++
 //! symbols resolve), refuses the CPU clearly, carries LibTorch's C++ errors across, and on
-//! a GPU replays exactly what runs eagerly. One test in its own binary, because CUDA is
+//! a GPU replays what runs eagerly (to float rounding). One test in its own binary, because CUDA is
 //! loaded once per process.
 
 mod common;
@@ -11,7 +11,7 @@ use anydepth_torch::{cuda, DepthEstimator, DeviceChoice, EstimatorOptions, Model
 use tch::{Device, Kind, Tensor};
 
 #[test]
-fn cuda_graphs_load_refuse_the_cpu_and_replay_exactly() {
+fn cuda_graphs_load_refuse_the_cpu_and_match_eager_runs() {
     let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));
     let dir = cuda::libtorch_dir().expect("libtorch_cpu.so is loaded");
     if !dir.join("libtorch_cuda.so").exists() {
