@@ -372,7 +372,9 @@ impl DepthEstimator {
                     x
                 }
             };
-            let out = self.forward(&x, true)?.to_kind(Kind::Float);
+            let out = self
+                .forward(&x, /* fall_back= */ true)?
+                .to_kind(Kind::Float);
             lap(&mut clock, |t| &mut t.network);
             let predictions = sizes
                 .iter()
@@ -599,7 +601,7 @@ impl DepthEngine for DepthEstimator {
         for i in 0..warmup + iters {
             sync();
             let t0 = std::time::Instant::now();
-            let y = self.forward(&x, false)?;
+            let y = self.forward(&x, /* fall_back= */ false)?;
             sync();
             drop(y);
             if i >= warmup {
