@@ -55,17 +55,20 @@ fn build_graph_shim(lib: &Path) -> Result<(), String> {
     for var in ["CXX", "CUDA_HOME", "CUDA_PATH", "LIBTORCH_CXX11_ABI"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
-    if let Some(root) = lib.parent() {
-        watch(&root.join("include/torch/headeronly/version.h"));
-    }
-    if !lib.join("libtorch_cuda.so").exists() {
-        return Err(format!("the LibTorch in {} has no CUDA", lib.display()));
-    }
     let torch_include = lib
         .parent()
         .map(|root| root.join("include"))
-        .filter(|include| include.join("ATen/cuda/CUDAGraph.h").exists())
-        .ok_or_else(|| format!("no ATen/cuda/CUDAGraph.h beside {}", lib.display()))?;
+        .ok_or_else(|| format!("no folder above {}", lib.display()))?;
+    watch(&torch_include.join("torch/headeronly/version.h"));
+    if !lib.join("libtorch_cuda.so").exists() {
+        return Err(format!("the LibTorch in {} has no CUDA", lib.display()));
+    }
+    if !torch_include.join("ATen/cuda/CUDAGraph.h").exists() {
+        return Err(format!(
+            "no ATen/cuda/CUDAGraph.h in {}",
+            torch_include.display()
+        ));
+    }
     let cuda_include = cuda_headers(&lib.canonicalize().map_err(|e| e.to_string())?).ok_or(
         "no CUDA runtime headers (cuda_runtime_api.h and crt/host_config.h) in $CUDA_HOME, \
          $CUDA_PATH, Triton's beside LibTorch or /usr/local/cuda: set CUDA_HOME to a CUDA \

@@ -181,7 +181,11 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
         for precision, preprocessing, target, graphs in PARITY_CASES:
             if graphs and device != "cuda":
                 continue
-            out = folder / f"{precision}-{preprocessing}{'-graphs' if graphs else ''}"
+            eager_out = folder / f"{precision}-{preprocessing}"
+            out = eager_out.with_name(eager_out.name + "-graphs") if graphs else eager_out
+            row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
+                       precision=precision + (", CUDA graphs" if graphs else ""),
+                       preprocessing=preprocessing, target=target)
             warnings = []
             try:
                 anydepth(binary, "depth", photo, "--weights", weights, "--device", device,
@@ -194,10 +198,7 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
                 # No graphs here (a build without them, another LibTorch): a failed row,
                 # and the other rows still run.
                 log(f"  parity {photo.name} {precision} with CUDA graphs failed: {e}")
-                rows.append(dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
-                                 precision=precision + ", CUDA graphs",
-                                 preprocessing=preprocessing, max_error=float("nan"),
-                                 mean_error=float("nan"), target=target,
+                rows.append(dict(row, max_error=float("nan"), mean_error=float("nan"),
                                  official_max_error=None, ok=False,
                                  graphs_failed=str(e)[-500:]))
                 on_row()
@@ -209,25 +210,20 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
                                                            *HALF_PRECISIONS[precision])[0]
             official = officials.get(precision)
             max_error = float(err.max())
-            if graphs:
-                # The replayed graph runs the same kernels: the same depth as without.
-                eager = np.load(folder / f"{precision}-{preprocessing}"
-                                / f"{photo.stem}.npy").astype(np.float64)
-                graphs_vs_eager = float(np.abs(ours - eager).max() / span)
-            row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
-                       precision=precision + (", CUDA graphs" if graphs else ""),
-                       preprocessing=preprocessing,
-                       max_error=max_error, mean_error=float(err.mean()),
-                       target=target, official_max_error=official,
+            row.update(max_error=max_error, mean_error=float(err.mean()),
+                       official_max_error=official,
                        ok=bool(max_error <= target or (
                            official is not None and max_error <= AS_OFFICIAL * official)))
             if graphs:
+                # The replayed graph runs the same kernels: the same depth as without.
+                eager = np.load(eager_out / f"{photo.stem}.npy").astype(np.float64)
+                row["max_error_to_eager"] = float(np.abs(ours - eager).max() / span)
                 # A capture that fails falls back to running directly, with a warning.
                 fell_back = "without CUDA graphs" in warnings[0]
                 if fell_back:
                     row["graphs_failed"] = warnings[0].strip()[-500:]
-                row["max_error_to_eager"] = graphs_vs_eager
-                row["ok"] = row["ok"] and graphs_vs_eager <= GRAPHS_TO_EAGER and not fell_back
+                row["ok"] = (row["ok"] and row["max_error_to_eager"] <= GRAPHS_TO_EAGER
+                             and not fell_back)
             log(f"  parity {photo.name} {row['precision']} {preprocessing}: max "
                 f"{row['max_error']:.2e}, mean {row['mean_error']:.2e} of range "
                 f"(target {target:g}"
@@ -435,13 +431,15 @@ def markdown(report):
         for r in speed_rows:
             compiled = r.get("official_compile_fp16_ms")
             graphs = r.get("anydepth_fp16_graphs_ms")
+            graphs_cell = (f"{graphs:.2f}" if graphs is not None
+                           else "failed" if "anydepth_fp16_graphs_error" in r else "-")
             lines.append(
                 f"| {r['model']} | {r['batch']} | {r['official_fp32_ms']:.2f} "
                 f"| {r['official_fp16_ms']:.2f} "
                 f"| {'-' if compiled is None else f'{compiled:.2f}'} "
                 f"| {r['anydepth_fp32_ms']:.2f} | {r['anydepth_fp16_ms']:.2f} "
                 f"| {r['anydepth_bf16_ms']:.2f} "
-                f"| {('failed' if 'anydepth_fp16_graphs_error' in r else '-') if graphs is None else f'{graphs:.2f}'} "
+                f"| {graphs_cell} "
                 f"| {r['best_fp16_ratio_to_official_eager']:.2f}x "
                 f"| {r['best_fp16_images_per_s']:.0f} |")
         lines.append("")

@@ -102,7 +102,6 @@ struct Capture {
   Graph graph;
   c10::cuda::CUDAStream side;
   std::optional<c10::cuda::CUDAStreamGuard> guard;
-  bool capturing = false;
 
   explicit Capture(c10::DeviceIndex device)
       : side(c10::cuda::getStreamFromPool(false, device)) {}
@@ -146,7 +145,6 @@ int anydepth_graph_begin(void* handle, char* error, size_t len) {
       [&] {
         c->side.synchronize();
         c10::cuda::CUDACachingAllocator::emptyCache();
-        c->capturing = true;
         c->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
       },
       error, len);
@@ -156,10 +154,7 @@ int anydepth_graph_begin(void* handle, char* error, size_t len) {
 int anydepth_graph_end(void* handle, char* error, size_t len) {
   auto* c = static_cast<Capture*>(handle);
   return guarded(
-      [&] {
-        c->graph.capture_end();
-        c->capturing = false;
-      },
+      [&] { c->graph.capture_end(); },
       error, len);
 }
 
@@ -168,10 +163,7 @@ int anydepth_graph_end(void* handle, char* error, size_t len) {
 // `enter`.
 int anydepth_graph_leave(void* handle, char* error, size_t len) {
   auto* c = static_cast<Capture*>(handle);
-  if (c->capturing) {
-    c->capturing = false;
-    c->graph.abandon_capture();
-  }
+  c->graph.abandon_capture();  // nothing to undo after a successful end, or no begin
   const int status = guarded(
       [&] {
         if (c->guard.has_value()) {

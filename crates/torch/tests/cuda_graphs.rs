@@ -1,7 +1,7 @@
 //! CUDA graphs: the shim is built into this crate and loads against this LibTorch (its C++
 //! symbols resolve), refuses the CPU clearly, carries LibTorch's C++ errors across, and on
-//! a GPU replays what runs eagerly (to float rounding). One test in its own binary, because CUDA is
-//! loaded once per process.
+//! a GPU replays what runs eagerly (to float rounding). One test in its own binary,
+//! because CUDA is loaded once per process.
 
 mod common;
 
@@ -42,14 +42,14 @@ fn cuda_graphs_load_refuse_the_cpu_and_match_eager_runs() {
         "{refused}"
     );
 
-    if let Some(dir) = common::reference_dir() {
-        let weights = dir.join("v2-vits/depth_anything_v2_vits.pth");
+    let weights = common::reference_dir().map(|dir| dir.join("v2-vits/depth_anything_v2_vits.pth"));
+    if let Some(weights) = &weights {
         let options = EstimatorOptions {
             device: DeviceChoice::Cpu,
             cuda_graphs: true,
             ..Default::default()
         };
-        let refused = DepthEstimator::from_checkpoint(&weights, ModelSpec::default(), options)
+        let refused = DepthEstimator::from_checkpoint(weights, ModelSpec::default(), options)
             .expect_err("--cuda-graphs with --device cpu");
         assert!(
             refused
@@ -71,8 +71,8 @@ fn cuda_graphs_load_refuse_the_cpu_and_match_eager_runs() {
     }
     cuda_graph::probe().expect("a graph can be made on the GPU");
     replays_match_eager_runs();
-    if let Some(dir) = common::reference_dir() {
-        estimator_gives_the_same_depth_with_graphs(&dir);
+    if let Some(weights) = &weights {
+        estimator_gives_the_same_depth_with_graphs(weights);
     }
 }
 
@@ -100,15 +100,14 @@ fn replays_match_eager_runs() {
 
 /// The whole V2 estimator: the same depth with graphs as without, for two photo sizes (two
 /// graphs) and the first size again (a replay).
-fn estimator_gives_the_same_depth_with_graphs(dir: &std::path::Path) {
-    let weights = dir.join("v2-vits/depth_anything_v2_vits.pth");
+fn estimator_gives_the_same_depth_with_graphs(weights: &std::path::Path) {
     let load = |cuda_graphs| {
         let options = EstimatorOptions {
             device: DeviceChoice::Cuda(0),
             cuda_graphs,
             ..Default::default()
         };
-        DepthEstimator::from_checkpoint(&weights, ModelSpec::default(), options).expect("loads")
+        DepthEstimator::from_checkpoint(weights, ModelSpec::default(), options).expect("loads")
     };
     let (eager, graphed) = (load(false), load(true));
     let photo = |w: u32, h: u32| {
