@@ -9,7 +9,7 @@
 # Then, on the GPU machine, from a copy of the repository holding .gpu/:
 #   scripts/gpu_check.sh --binary .gpu/bin/anydepth --out OUT
 # The binaries load the LibTorch of the Python there (it must be torch 2.11.0, as here:
-# the CUDA-graph shim refuses another version).
+# the CUDA shim refuses another version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +30,7 @@ for name in anydepth anydepth-torch; do
     exit 1
   fi
 done
-# The CUDA-graph shim is compiled only where the CUDA headers were found (see
+# The CUDA shim (graphs, copy stream) is compiled only where the CUDA headers were found (see
 # crates/torch/build.rs): without it the check's graph rows would fail on the GPU.
 if .gpu/bin/anydepth doctor | grep -q 'has no CUDA graphs'; then
   echo "error: .gpu/bin/anydepth-torch was built without CUDA graphs (see cargo's warnings)" >&2

@@ -5,33 +5,34 @@
 //! `libtorch_cuda` is not linked: the binaries load it at run time when CUDA is asked for
 //! (see `anydepth_torch::cuda`), so one build serves CPU and GPU machines.
 //!
-//! For `anydepth-torch` itself it also builds `cuda/graphs.cpp`, the CUDA-graph shim, into
-//! a shared library that the crate embeds (`anydepth_torch::cuda_graph`). That needs a CUDA
-//! LibTorch's C++ headers and the CUDA runtime's headers; without them, or when the C++
-//! compiler fails, the crate builds without CUDA graphs, says why in a warning (not for a
-//! CPU-only LibTorch, where there is nothing to miss) and at run time when they are asked
-//! for. PyPI's CUDA 13 torch ships no complete set of runtime headers (its
-//! `nvidia/cu13/include` lacks `crt/`), but its Triton does, for CUDA 12.8: the shim
-//! declares nothing that differs between the two, and its few runtime calls exist in both.
+//! For `anydepth-torch` itself it also builds `cuda/shim.cpp` (CUDA graphs and the copy
+//! stream's events) into a shared library that the crate embeds (`anydepth_torch::cuda_shim`).
+//! That needs a CUDA LibTorch's C++ headers and the CUDA runtime's headers; without them,
+//! or when the C++ compiler fails, the crate builds without the shim, says why in a
+//! warning (not for a CPU-only LibTorch, where there is nothing to miss) and at run time
+//! when CUDA graphs are asked for (uploads then run on the compute stream). PyPI's CUDA 13
+//! torch ships no complete set of runtime headers (its `nvidia/cu13/include` lacks `crt/`),
+//! but its Triton does, for CUDA 12.8: the shim declares nothing that differs between the
+//! two, and its few runtime calls exist in both.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    println!("cargo:rustc-check-cfg=cfg(anydepth_cuda_graphs)");
+    println!("cargo:rustc-check-cfg=cfg(anydepth_cuda_shim)");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("anydepth-torch") {
         let lib = Path::new(&lib);
-        match build_graph_shim(lib) {
-            Ok(()) => println!("cargo:rustc-cfg=anydepth_cuda_graphs"),
+        match build_cuda_shim(lib) {
+            Ok(()) => println!("cargo:rustc-cfg=anydepth_cuda_shim"),
             Err(why) => {
                 if lib.join("libtorch_cuda.so").exists() {
-                    println!("cargo:warning=built without CUDA graphs: {why}");
+                    println!("cargo:warning=built without CUDA graphs and copy stream: {why}");
                 }
-                println!("cargo:rustc-env=ANYDEPTH_CUDA_GRAPHS_MISSING={why}");
+                println!("cargo:rustc-env=ANYDEPTH_CUDA_SHIM_MISSING={why}");
             }
         }
     }
@@ -45,9 +46,9 @@ fn watch(path: &Path) {
     }
 }
 
-/// Compiles `cuda/graphs.cpp` into `$OUT_DIR/libanydepth_cuda_graphs.so`.
-fn build_graph_shim(lib: &Path) -> Result<(), String> {
-    let source = Path::new("cuda/graphs.cpp");
+/// Compiles `cuda/shim.cpp` into `$OUT_DIR/libanydepth_cuda_shim.so`.
+fn build_cuda_shim(lib: &Path) -> Result<(), String> {
+    let source = Path::new("cuda/shim.cpp");
     // Again when the source, the compiler or the header folders change, and when LibTorch
     // is replaced (its library folder, a few files, and its version header).
     watch(source);
@@ -77,7 +78,7 @@ fn build_graph_shim(lib: &Path) -> Result<(), String> {
     watch(&cuda_include.join("cuda_runtime_api.h"));
     let version = torch_version(&torch_include)?;
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?)
-        .join("libanydepth_cuda_graphs.so");
+        .join("libanydepth_cuda_shim.so");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     // `CXX` may carry arguments ("ccache g++").
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
@@ -109,8 +110,8 @@ fn build_graph_shim(lib: &Path) -> Result<(), String> {
         ));
     }
     // The shim lays out LibTorch's classes as these headers do: it must run with this
-    // LibTorch version, which `cuda_graph` checks before loading it.
-    println!("cargo:rustc-env=ANYDEPTH_CUDA_GRAPHS_TORCH_VERSION={version}");
+    // LibTorch version, which `cuda_shim` checks before loading it.
+    println!("cargo:rustc-env=ANYDEPTH_CUDA_SHIM_TORCH_VERSION={version}");
     Ok(())
 }
 

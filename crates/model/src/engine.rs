@@ -185,6 +185,43 @@ impl std::ops::AddAssign for StageTimings {
     }
 }
 
+/// Photos made ready for a [`DepthEngine`] by its [`PhotoStager`], ahead of their turn:
+/// network inputs made on the host, or photos already on their way to the GPU. Only the
+/// engine that staged them knows what they hold.
+pub struct StagedPhotos(Box<dyn std::any::Any + Send>);
+
+impl StagedPhotos {
+    /// Wraps what an engine's stager made.
+    pub fn new<T: std::any::Any + Send>(staged: T) -> Self {
+        Self(Box::new(staged))
+    }
+
+    /// What the stager made, if it is a `T`.
+    ///
+    /// # Errors
+    /// Gives `self` back when it holds something else.
+    pub fn downcast<T: std::any::Any>(self) -> std::result::Result<T, Self> {
+        self.0.downcast::<T>().map(|staged| *staged).map_err(Self)
+    }
+}
+
+impl fmt::Debug for StagedPhotos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StagedPhotos")
+    }
+}
+
+/// Prepares photos for a [`DepthEngine`] on another thread than the one that runs it
+/// ([`DepthEngine::stager`]), so that the preparation of the next batch overlaps the
+/// network on the current one.
+pub trait PhotoStager: Send + Sync {
+    /// `images` made ready for [`DepthEngine::predict_staged`].
+    ///
+    /// # Errors
+    /// When an image cannot be prepared (empty, too large) or the device fails.
+    fn stage(&self, images: &[&RgbImage]) -> Result<StagedPhotos>;
+}
+
 /// A loaded depth network: photos in, typed depth maps out.
 pub trait DepthEngine {
     /// The model that runs.
@@ -208,6 +245,24 @@ pub trait DepthEngine {
     /// # Errors
     /// As [`DepthEngine::predict_batch`].
     fn predict_batch_timed(&self, images: &[RgbImage]) -> Result<(Vec<Prediction>, StageTimings)>;
+
+    /// Something that prepares photos for this engine on another thread while it runs
+    /// earlier ones, where that pays; `None` (the default) where it has nothing to
+    /// prepare ahead.
+    fn stager(&self) -> Option<Box<dyn PhotoStager>> {
+        None
+    }
+
+    /// [`DepthEngine::predict_batch`] on `images`, which this engine's
+    /// [`DepthEngine::stager`] made into `staged`.
+    ///
+    /// # Errors
+    /// As [`DepthEngine::predict_batch`], and when `staged` does not come from this
+    /// engine's stager or from these images.
+    fn predict_staged(&self, images: &[RgbImage], staged: StagedPhotos) -> Result<Vec<Prediction>> {
+        drop(staged);
+        self.predict_batch(images)
+    }
 
     /// Depth of one image at its own resolution.
     ///

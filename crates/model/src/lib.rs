@@ -25,7 +25,8 @@ pub mod train;
 pub use config::{Encoder, Head, ModelConfig, Version, VideoConfig};
 pub use engine::{
     ClipDepth, ClipEngine, ClipMode, DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions,
-    ForwardTimings, ModelSpec, Precision, Preprocessing, StageTimings, Tf32, VideoEngine,
+    ForwardTimings, ModelSpec, PhotoStager, Precision, Preprocessing, StageTimings, StagedPhotos,
+    Tf32, VideoEngine,
 };
 pub use error::{Error, Result};
 pub use runtime::RuntimeReport;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anydepth_core::colormap::Colormap;
 use anydepth_core::{load_image, DepthMap, Prediction, RgbImage};
 use anydepth_model::da3::{Da3Engine, RefViewStrategy, ViewsInput};
-use anydepth_model::DepthEngine;
+use anydepth_model::{DepthEngine, PhotoStager, StagedPhotos};
 
 use crate::error::{bail, chain_text, Result};
 use crate::model::ModelRequest;
@@ -60,6 +60,27 @@ pub trait PhotoDepth {
         files: &[&PathBuf],
         images: &[RgbImage],
     ) -> anydepth_model::Result<Vec<Prediction>>;
+
+    /// Something that prepares photos on the thread that decodes them, while the network
+    /// runs on earlier ones (see [`DepthEngine::stager`]); `None` by default.
+    fn stager(&self) -> Option<Box<dyn PhotoStager>> {
+        None
+    }
+
+    /// [`PhotoDepth::predict_photos`] on images that [`PhotoDepth::stager`] made into
+    /// `staged`.
+    ///
+    /// # Errors
+    /// As [`PhotoDepth::predict_photos`].
+    fn predict_staged(
+        &self,
+        files: &[&PathBuf],
+        images: &[RgbImage],
+        staged: StagedPhotos,
+    ) -> anydepth_model::Result<Vec<Prediction>> {
+        drop(staged);
+        self.predict_photos(files, images)
+    }
 }
 
 impl PhotoDepth for &dyn DepthEngine {
@@ -69,6 +90,19 @@ impl PhotoDepth for &dyn DepthEngine {
         images: &[RgbImage],
     ) -> anydepth_model::Result<Vec<Prediction>> {
         self.predict_batch(images)
+    }
+
+    fn stager(&self) -> Option<Box<dyn PhotoStager>> {
+        DepthEngine::stager(*self)
+    }
+
+    fn predict_staged(
+        &self,
+        _files: &[&PathBuf],
+        images: &[RgbImage],
+        staged: StagedPhotos,
+    ) -> anydepth_model::Result<Vec<Prediction>> {
+        DepthEngine::predict_staged(*self, images, staged)
     }
 }
 
@@ -243,7 +277,8 @@ impl DepthJob {
     }
 
     /// Runs `engine` over `todo` in batches and writes every format of each result; the
-    /// next batch is decoded on a second thread meanwhile.
+    /// next batch is decoded, and prepared for the engine where it can be
+    /// ([`PhotoDepth::stager`]), on a second thread meanwhile.
     /// Unreadable inputs and failed batches or writes are listed in the report; the others
     /// are processed.
     ///
@@ -259,13 +294,16 @@ impl DepthJob {
         let mut report = DepthReport::default();
         let mut frame = 0u64;
         let mut chunks = todo.chunks(self.batch);
-        // The next batch is decoded on a second thread while this one runs and is written.
+        let stager = engine.stager();
+        let stager = stager.as_deref();
+        // The next batch is decoded and staged on a second thread while this one runs and
+        // is written.
         std::thread::scope(|scope| -> Result<()> {
-            let mut next = chunks.next().map(decode);
+            let mut next = chunks.next().map(|chunk| decode(chunk, stager));
             while let Some(decoded) = next.take() {
                 let ahead = chunks
                     .next()
-                    .map(|chunk| scope.spawn(move || decode(chunk)));
+                    .map(|chunk| scope.spawn(move || decode(chunk, stager)));
                 self.run_batch(plan, engine, decoded, observer, &mut frame, &mut report)?;
                 // A panic while decoding is a bug: carry it on here.
                 next = ahead.map(|thread| {
@@ -284,14 +322,14 @@ impl DepthJob {
         &self,
         plan: &DepthPlan,
         engine: &dyn PhotoDepth,
-        decoded: Vec<(&PathBuf, std::result::Result<RgbImage, String>)>,
+        decoded: Decoded<'_>,
         observer: &dyn DepthObserver,
         frame: &mut u64,
         report: &mut DepthReport,
     ) -> Result<()> {
         let mut files: Vec<&PathBuf> = Vec::new();
         let mut images: Vec<RgbImage> = Vec::new();
-        for (file, image) in decoded {
+        for (file, image) in decoded.photos {
             observer.item(&sources::stem(file));
             match image {
                 Ok(img) => {
@@ -307,7 +345,17 @@ impl DepthJob {
         if images.is_empty() {
             return Ok(());
         }
-        match engine.predict_photos(&files, &images) {
+        let predicted = match decoded.staged {
+            Some(Ok(staged)) => engine.predict_staged(&files, &images, staged),
+            // Staging failed (an image too large, the device out of memory): the plain path
+            // says why, or runs where only staging failed.
+            Some(Err(why)) => {
+                tracing::debug!("running a batch unstaged: {why}");
+                engine.predict_photos(&files, &images)
+            }
+            None => engine.predict_photos(&files, &images),
+        };
+        match predicted {
             Ok(predictions) => {
                 for ((file, image), prediction) in files.iter().zip(&images).zip(predictions) {
                     // The result goes to the observer while the outputs are written.
@@ -353,10 +401,26 @@ impl DepthJob {
     }
 }
 
-/// Decodes the photos of one batch, each to its image or why it could not be read.
-fn decode(files: &[PathBuf]) -> Vec<(&PathBuf, std::result::Result<RgbImage, String>)> {
-    files
+/// The photos of one batch, decoded, and staged for the engine when it stages them.
+struct Decoded<'a> {
+    /// Each file with its image, or why it could not be read.
+    photos: Vec<(&'a PathBuf, std::result::Result<RgbImage, String>)>,
+    /// The images that were read, in order, made ready by the engine's stager.
+    staged: Option<anydepth_model::Result<StagedPhotos>>,
+}
+
+/// Decodes the photos of one batch and stages those read with `stager`, when given.
+fn decode<'a>(files: &'a [PathBuf], stager: Option<&dyn PhotoStager>) -> Decoded<'a> {
+    let photos: Vec<_> = files
         .iter()
         .map(|file| (file, load_image(file).map_err(|e| e.to_string())))
-        .collect()
+        .collect();
+    let staged = stager.map(|stager| {
+        let images: Vec<&RgbImage> = photos
+            .iter()
+            .filter_map(|(_, image)| image.as_ref().ok())
+            .collect();
+        stager.stage(&images)
+    });
+    Decoded { photos, staged }
 }

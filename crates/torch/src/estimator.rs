@@ -11,10 +11,11 @@ use tch::{nn, Device, Kind, Tensor};
 use anydepth_model::config::{Head, ModelConfig};
 use anydepth_model::engine::{
     ClipEngine, DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions, ForwardTimings,
-    ModelSpec, Precision, Preprocessing, StageTimings,
+    ModelSpec, PhotoStager, Precision, Preprocessing, StageTimings, StagedPhotos,
 };
 use anydepth_model::RuntimeReport;
 
+use crate::copy_stream::{Copied, CopyStream};
 use crate::cuda_graph::GraphedForward;
 use crate::dinov2::cast_linear_layers;
 use crate::error::{Error, Result};
@@ -260,18 +261,44 @@ impl DepthEstimator {
     pub fn predict_batch_with(
         &self,
         images: &[RgbImage],
+        timings: Option<&mut StageTimings>,
+    ) -> Result<Vec<Prediction>> {
+        self.predict_from(images, None, timings)
+    }
+
+    /// [`DepthEstimator::predict_batch`] on `images`, with what a [`Stager`] made of them
+    /// when given; adds the time of each stage to `timings` when given.
+    fn predict_from(
+        &self,
+        images: &[RgbImage],
+        staged: Option<Staged>,
         mut timings: Option<&mut StageTimings>,
     ) -> Result<Vec<Prediction>> {
         let started = Instant::now();
         let on_device = self.preprocesses_on_device();
-        // Exact: the network inputs, made here; on the device: only their sizes, for now.
-        let host: Vec<Preprocessed> = if on_device {
-            Vec::new()
-        } else {
-            images
-                .iter()
-                .map(|img| self.preprocess(img))
-                .collect::<Result<_>>()?
+        // Exact: the network inputs, made here or ahead; on the device: only their sizes,
+        // for now, and the photos when uploaded ahead.
+        let (host, uploaded) = match staged {
+            None if on_device => (Vec::new(), None),
+            None => (
+                images
+                    .iter()
+                    .map(|img| self.preprocess(img))
+                    .collect::<Result<_>>()?,
+                None,
+            ),
+            Some(Staged::Host(inputs)) if !on_device => (inputs, None),
+            Some(Staged::OnDevice { photos, copied }) if on_device => {
+                if let Some(copied) = copied {
+                    copied.wait(&photos)?;
+                }
+                (Vec::new(), Some(photos))
+            }
+            Some(_) => {
+                return Err(Error::Invalid(
+                    "photos staged for another preprocessing mode".into(),
+                ))
+            }
         };
         let sizes: Vec<(u32, u32)> = if on_device {
             images
@@ -281,6 +308,23 @@ impl DepthEstimator {
         } else {
             host.iter().map(|p| (p.width, p.height)).collect()
         };
+        let staged_from_these = if on_device {
+            uploaded.as_ref().is_none_or(|photos: &Vec<Tensor>| {
+                photos.len() == images.len()
+                    && photos.iter().zip(images).all(|(photo, img)| {
+                        photo.size() == [i64::from(img.height), i64::from(img.width), 3]
+                    })
+            })
+        } else {
+            host.len() == images.len()
+                && host.iter().zip(images).all(|(p, img)| {
+                    checked_target_size(img, self.options.input_size)
+                        .is_ok_and(|size| size == (p.width, p.height))
+                })
+        };
+        if !staged_from_these {
+            return Err(Error::Invalid("photos staged from other images".into()));
+        }
         if let Some(timings) = timings.as_deref_mut() {
             timings.preprocess += started.elapsed().as_secs_f64();
         }
@@ -303,6 +347,9 @@ impl DepthEstimator {
                 input: if on_device {
                     BatchInput::OnDevice {
                         size: sizes[group[0]],
+                        uploaded: uploaded
+                            .as_ref()
+                            .map(|photos| group.iter().map(|&i| &photos[i]).collect()),
                     }
                 } else {
                     BatchInput::Host(group.iter().map(|&i| &host[i]).collect())
@@ -343,12 +390,15 @@ impl DepthEstimator {
         let mut clock = timings.map(|timings| StageClock::start(timings, self.device));
         let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<Prediction>> {
             let x = match &batch.input {
-                BatchInput::OnDevice { size } => {
-                    let photos: Vec<Tensor> = batch
-                        .photos
-                        .iter()
-                        .map(|photo| upload(photo, self.device))
-                        .collect();
+                BatchInput::OnDevice { size, uploaded } => {
+                    let photos: Vec<Tensor> = match uploaded {
+                        Some(uploaded) => uploaded.iter().map(|t| t.shallow_clone()).collect(),
+                        None => batch
+                            .photos
+                            .iter()
+                            .map(|photo| upload(photo, self.device))
+                            .collect(),
+                    };
                     lap(&mut clock, |t| &mut t.upload);
                     let x = preprocess_on_device(&photos, *size).to_kind(kind);
                     lap(&mut clock, |t| &mut t.preprocess);
@@ -422,10 +472,94 @@ struct Batch<'a> {
     input: BatchInput<'a>,
 }
 
-/// The network input of a batch: made on the host, or to be made on the device.
+/// The network input of a batch: made on the host, or to be made on the device of size
+/// `size` (from the photos uploaded ahead, when they were).
 enum BatchInput<'a> {
     Host(Vec<&'a Preprocessed>),
-    OnDevice { size: (u32, u32) },
+    OnDevice {
+        size: (u32, u32),
+        uploaded: Option<Vec<&'a Tensor>>,
+    },
+}
+
+/// Stages photos for a [`DepthEstimator`] on another thread ([`DepthEngine::stager`]): makes
+/// their network inputs on the host with exact preprocessing; with device preprocessing,
+/// uploads them, on a copy stream of their own on a GPU when this build has the CUDA shim.
+#[derive(Debug)]
+struct Stager {
+    device: Device,
+    input_size: u32,
+    on_device: bool,
+    copy: Option<CopyStream>,
+}
+
+/// What a [`Stager`] made of a batch of photos.
+enum Staged {
+    /// Exact preprocessing: the network inputs, made on the host.
+    Host(Vec<Preprocessed>),
+    /// Device preprocessing: the photos on the device, and the end of their copy when they
+    /// went up on the copy stream.
+    OnDevice {
+        photos: Vec<Tensor>,
+        copied: Option<Copied>,
+    },
+}
+
+impl Stager {
+    /// A stager for `estimator`.
+    fn new(estimator: &DepthEstimator) -> Self {
+        let on_device = estimator.preprocesses_on_device();
+        let copy = match estimator.device {
+            Device::Cuda(i) if on_device => CopyStream::new(i)
+                .map_err(|why| tracing::debug!("uploads run on the compute stream: {why}"))
+                .ok(),
+            _ => None,
+        };
+        Self {
+            device: estimator.device,
+            input_size: estimator.options.input_size,
+            on_device,
+            copy,
+        }
+    }
+
+    /// Makes `images` ready for the network.
+    fn stage_photos(&self, images: &[&RgbImage]) -> Result<Staged> {
+        if !self.on_device {
+            return images
+                .iter()
+                .map(|img| preprocess(img, self.input_size))
+                .collect::<Result<_>>()
+                .map(Staged::Host);
+        }
+        for img in images {
+            checked_target_size(img, self.input_size)?;
+        }
+        let upload_all =
+            || -> Vec<Tensor> { images.iter().map(|img| upload(img, self.device)).collect() };
+        catch_unwind(AssertUnwindSafe(|| -> Result<Staged> {
+            Ok(match &self.copy {
+                Some(copy) => {
+                    let (photos, copied) = copy.run(upload_all)?;
+                    Staged::OnDevice {
+                        photos,
+                        copied: Some(copied),
+                    }
+                }
+                None => Staged::OnDevice {
+                    photos: upload_all(),
+                    copied: None,
+                },
+            })
+        }))
+        .unwrap_or_else(|panic| Err(inference_failed(panic)))
+    }
+}
+
+impl PhotoStager for Stager {
+    fn stage(&self, images: &[&RgbImage]) -> anydepth_model::Result<StagedPhotos> {
+        Ok(StagedPhotos::new(self.stage_photos(images)?))
+    }
 }
 
 /// Times consecutive stages on `device`, synchronising it at each boundary so that queued
@@ -520,7 +654,7 @@ impl EngineLoader for TorchLoader {
         let graphs = if cuda.available {
             crate::cuda_graph::probe()
         } else {
-            crate::cuda_graph::load().and(Err(Error::Invalid("needs a usable CUDA device".into())))
+            crate::cuda_shim::load().and(Err(Error::Invalid("needs a usable CUDA device".into())))
         };
         cuda.graphs_available = graphs.is_ok();
         cuda.graphs_problem = graphs.err().map(|e| e.to_string());
@@ -577,6 +711,21 @@ impl DepthEngine for DepthEstimator {
         let mut timings = StageTimings::default();
         let predictions = self.predict_batch_with(images, Some(&mut timings))?;
         Ok((predictions, timings))
+    }
+
+    fn stager(&self) -> Option<Box<dyn PhotoStager>> {
+        Some(Box::new(Stager::new(self)))
+    }
+
+    fn predict_staged(
+        &self,
+        images: &[RgbImage],
+        staged: StagedPhotos,
+    ) -> anydepth_model::Result<Vec<Prediction>> {
+        let staged = staged
+            .downcast::<Staged>()
+            .map_err(|_| Error::Invalid("photos staged by another kind of engine".into()))?;
+        Ok(self.predict_from(images, Some(staged), None)?)
     }
 
     fn time_forward(
@@ -638,7 +787,7 @@ fn check_cuda_graphs(options: &EstimatorOptions) -> Result<()> {
         (true, DeviceChoice::Cpu) => Err(Error::Invalid(
             "--cuda-graphs needs a CUDA device (--device cuda)".into(),
         )),
-        (true, DeviceChoice::Cuda(_)) => crate::cuda_graph::load(),
+        (true, DeviceChoice::Cuda(_)) => crate::cuda_shim::load(),
         _ => Ok(()),
     }
 }
@@ -647,7 +796,7 @@ fn check_cuda_graphs(options: &EstimatorOptions) -> Result<()> {
 /// and it is a CUDA device. `--device auto` that found no GPU only warns.
 ///
 /// # Errors
-/// When graphs cannot be made here (see [`crate::cuda_graph::load`]).
+/// When graphs cannot be made here (see [`crate::cuda_shim::load`]).
 fn cuda_graphs_on(options: &EstimatorOptions, device: Device) -> Result<bool> {
     if !options.cuda_graphs {
         return Ok(false);
@@ -656,7 +805,7 @@ fn cuda_graphs_on(options: &EstimatorOptions, device: Device) -> Result<bool> {
         tracing::warn!("--cuda-graphs has no effect on the CPU (--device auto found no GPU)");
         return Ok(false);
     }
-    crate::cuda_graph::load()?;
+    crate::cuda_shim::load()?;
     Ok(true)
 }
 

@@ -8,8 +8,10 @@
 
 #![warn(missing_docs)]
 
+pub mod copy_stream;
 pub mod cuda;
 pub mod cuda_graph;
+pub mod cuda_shim;
 pub mod da3;
 pub mod dinov2;
 pub mod dpt;

@@ -161,6 +161,61 @@ fn batches_give_the_same_depth_as_single_images() {
     }
 }
 
+/// Photos staged on another thread (as `anydepth depth` stages the next batch while the
+/// current one runs) give the same depth as photos run directly, with either
+/// preprocessing; staged photos given with other images, or to an engine that
+/// preprocesses another way, are refused.
+#[test]
+fn staged_photos_give_the_same_depth() {
+    use anydepth_model::DepthEngine;
+
+    let Some(dir) = common::reference_dir() else {
+        return;
+    };
+    let weights = dir.join("v2-vits/depth_anything_v2_vits.pth");
+    let load = |preprocessing| {
+        DepthEstimator::from_checkpoint(
+            &weights,
+            ModelSpec::default(),
+            EstimatorOptions {
+                device: DeviceChoice::Cpu,
+                batch_size: 2,
+                preprocessing,
+                ..Default::default()
+            },
+        )
+        .expect("model loads")
+    };
+    let odd = load_image(&dir.join("odd_45x31.png")).expect("odd image");
+    let small = anydepth_core::RgbImage::new(30, 20, vec![0.25; 30 * 20 * 3]).expect("image");
+    let images = vec![odd.clone(), small.clone(), odd];
+    let refs: Vec<&anydepth_core::RgbImage> = images.iter().collect();
+    let engines = [load(Preprocessing::Exact), load(Preprocessing::Device)];
+    for (engine, other) in engines.iter().zip(engines.iter().rev()) {
+        let stager = DepthEngine::stager(engine).expect("a stager");
+        let stage = || {
+            std::thread::scope(|s| s.spawn(|| stager.stage(&refs)).join())
+                .expect("staging thread")
+                .expect("staged")
+        };
+        let staged = DepthEngine::predict_staged(engine, &images, stage()).expect("staged run");
+        let direct = engine.predict_batch(&images).expect("direct run");
+        for (a, b) in staged.iter().zip(&direct) {
+            assert_eq!(a.values(), b.values(), "staging changed the depth");
+        }
+        let swapped = [small.clone(), images[0].clone(), images[2].clone()];
+        let refused = DepthEngine::predict_staged(engine, &swapped, stage())
+            .expect_err("staged from other images");
+        assert!(refused.to_string().contains("other images"), "{refused}");
+        let refused = DepthEngine::predict_staged(other, &images, stage())
+            .expect_err("staged for another preprocessing");
+        assert!(
+            refused.to_string().contains("preprocessing mode"),
+            "{refused}"
+        );
+    }
+}
+
 #[test]
 fn device_preprocessing_stays_within_1e3_of_exact() {
     let Some(dir) = common::reference_dir() else {

@@ -1,21 +1,24 @@
-//! CUDA graphs: the shim is built into this crate and loads against this LibTorch (its C++
-//! symbols resolve), refuses the CPU clearly, carries LibTorch's C++ errors across, and on
-//! a GPU replays what runs eagerly (to float rounding). One test in its own binary,
-//! because CUDA is loaded once per process.
+//! The CUDA shim: it is built into this crate and loads against this LibTorch (its C++
+//! symbols resolve), refuses the CPU clearly and carries LibTorch's C++ errors across. On
+//! a GPU, CUDA graphs replay what runs eagerly (to float rounding), and photos uploaded on
+//! the copy stream arrive whole. One test in its own binary, because CUDA is loaded once
+//! per process.
 
 mod common;
 
 use anydepth_core::RgbImage;
+use anydepth_torch::copy_stream::CopyStream;
 use anydepth_torch::cuda_graph::{self, GraphedForward};
+use anydepth_torch::cuda_shim;
 use anydepth_torch::{cuda, DepthEstimator, DeviceChoice, EstimatorOptions, ModelSpec};
 use tch::{Device, Kind, Tensor};
 
 #[test]
-fn cuda_graphs_load_refuse_the_cpu_and_match_eager_runs() {
+fn cuda_shim_loads_refuses_the_cpu_and_matches_eager_runs() {
     let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));
     let dir = cuda::libtorch_dir().expect("libtorch_cpu.so is loaded");
     if !dir.join("libtorch_cuda.so").exists() {
-        assert!(cuda_graph::load().is_err());
+        assert!(cuda_shim::load().is_err());
         eprintln!(
             "this LibTorch has no CUDA ({}): no CUDA graphs to check",
             dir.display()
@@ -25,15 +28,15 @@ fn cuda_graphs_load_refuse_the_cpu_and_match_eager_runs() {
     // scripts/setup.sh installs PyPI's torch, whose Triton ships the CUDA runtime headers
     // the shim is compiled with: with them, a build without it has lost the feature.
     let triton = dir.join("../../triton/backends/nvidia/include/cuda_runtime_api.h");
-    if !cuda_graph::built_in() && !triton.exists() {
+    if !cuda_shim::built_in() && !triton.exists() {
         eprintln!("no CUDA runtime headers beside this LibTorch: built without CUDA graphs");
         return;
     }
     assert!(
-        cuda_graph::built_in(),
+        cuda_shim::built_in(),
         "the CUDA-graph shim was not built (see the build warning of anydepth-torch)"
     );
-    cuda_graph::load().expect("the shim's LibTorch symbols resolve");
+    cuda_shim::load().expect("the shim's LibTorch symbols resolve");
 
     let on_cpu = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
     let refused = GraphedForward::capture(&on_cpu, |x| Ok(x * 2.0)).expect_err("CPU tensor");
@@ -66,14 +69,96 @@ fn cuda_graphs_load_refuse_the_cpu_and_match_eager_runs() {
             refused.to_string().contains("CUDA graph creation failed"),
             "{refused}"
         );
+        let refused = CopyStream::new(0).expect_err("no GPU here");
+        assert!(
+            refused.to_string().contains("copy stream creation failed"),
+            "{refused}"
+        );
         eprintln!("no CUDA device: the shim loads and refuses cleanly ({refused})");
         return;
     }
     cuda_graph::probe().expect("a graph can be made on the GPU");
     replays_match_eager_runs();
+    copies_arrive_whole();
     if let Some(weights) = &weights {
         estimator_gives_the_same_depth_with_graphs(weights);
+        staged_uploads_give_the_same_depth(weights);
     }
+}
+
+/// Tensors uploaded on the copy stream from another thread, while the compute stream is
+/// busy, hold what was uploaded once the compute stream has waited for them; their memory
+/// is reused only after that use.
+fn copies_arrive_whole() {
+    let device = Device::Cuda(0);
+    let copy = CopyStream::new(0).expect("copy stream");
+    let busy = Tensor::randn([2048, 2048], (Kind::Float, device));
+    for round in 0..4 {
+        // Keeps the compute stream busy while the copies are queued.
+        let _ = busy.matmul(&busy).matmul(&busy);
+        let (host, uploaded, copied) = std::thread::scope(|s| {
+            s.spawn(|| {
+                let host: Vec<Tensor> = (0..3)
+                    .map(|i| {
+                        let value = f64::from(round * 10 + i);
+                        Tensor::full([480, 640, 3], value, (Kind::Uint8, Device::Cpu))
+                    })
+                    .collect();
+                let upload = |t: &Tensor| {
+                    t.internal_pin_memory(device)
+                        .to_device_(device, Kind::Uint8, true, false)
+                };
+                let (uploaded, copied) = copy
+                    .run(|| host.iter().map(upload).collect::<Vec<_>>())
+                    .expect("copy");
+                (host, uploaded, copied)
+            })
+            .join()
+        })
+        .expect("copy thread");
+        copied.wait(&uploaded).expect("wait");
+        for (u, h) in uploaded.iter().zip(&host) {
+            let diff = (u.to_kind(Kind::Float) - h.to_device(device).to_kind(Kind::Float))
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert_eq!(diff, 0.0, "an upload arrived changed");
+        }
+    }
+}
+
+/// The estimator with device preprocessing gives the same depth from photos staged on
+/// another thread (uploaded on the copy stream) as from photos uploaded as it runs.
+fn staged_uploads_give_the_same_depth(weights: &std::path::Path) {
+    use anydepth_model::DepthEngine;
+
+    let options = EstimatorOptions {
+        device: DeviceChoice::Cuda(0),
+        preprocessing: anydepth_torch::Preprocessing::Device,
+        batch_size: 2,
+        ..Default::default()
+    };
+    let estimator =
+        DepthEstimator::from_checkpoint(weights, ModelSpec::default(), options).expect("loads");
+    let images = [photo(640, 480), photo(300, 500), photo(640, 480)];
+    let refs: Vec<&RgbImage> = images.iter().collect();
+    let stager = DepthEngine::stager(&estimator).expect("a stager");
+    let staged = std::thread::scope(|s| s.spawn(|| stager.stage(&refs)).join())
+        .expect("staging thread")
+        .expect("staged");
+    let staged = DepthEngine::predict_staged(&estimator, &images, staged).expect("staged run");
+    let direct = estimator.predict_batch(&images).expect("direct run");
+    for (a, b) in staged.iter().zip(&direct) {
+        assert_eq!(a.values(), b.values(), "staging changed the depth");
+    }
+}
+
+/// A photo of `w` x `h` with a fixed pattern of 8-bit values.
+fn photo(w: u32, h: u32) -> RgbImage {
+    let data = (0..w * h * 3)
+        .map(|i| (i * 37 % 251) as f32 / 250.0)
+        .collect();
+    RgbImage::new(w, h, data).expect("photo")
 }
 
 /// A small captured function replays what it computes eagerly, on new inputs each time.
@@ -110,12 +195,6 @@ fn estimator_gives_the_same_depth_with_graphs(weights: &std::path::Path) {
         DepthEstimator::from_checkpoint(weights, ModelSpec::default(), options).expect("loads")
     };
     let (eager, graphed) = (load(false), load(true));
-    let photo = |w: u32, h: u32| {
-        let data = (0..w * h * 3)
-            .map(|i| (i * 37 % 251) as f32 / 250.0)
-            .collect();
-        RgbImage::new(w, h, data).expect("photo")
-    };
     for image in [photo(640, 480), photo(300, 500), photo(640, 480)] {
         let a = eager.predict(&image).expect("eager");
         let b = graphed.predict(&image).expect("graphed");

@@ -1,17 +1,20 @@
-// CUDA graphs for anydepth: the few LibTorch C++ entry points that tch does not bind
-// (`at::cuda::CUDAGraph` and the current-stream guard), behind a C interface.
+// The few LibTorch C++ entry points anydepth needs and tch does not bind, behind a C
+// interface: CUDA graphs (`at::cuda::CUDAGraph`), the current-stream guard, and the
+// events and `record_stream` of a copy stream.
 //
 // Built by `crates/torch/build.rs` into a shared library that the binary carries and loads
-// at run time, after LibTorch's CUDA part (see `src/cuda_graph.rs`). It links nothing: its
+// at run time, after LibTorch's CUDA part (see `src/cuda_shim.rs`). It links nothing: its
 // LibTorch symbols resolve against the libtorch_cuda.so and libc10_cuda.so already loaded.
 //
-// Every function but `anydepth_graph_free` returns 0 on success, or 1 with the C++
-// exception's message in `error`.
+// Every function but the `_free` ones returns 0 on success, or 1 with the C++ exception's
+// message in `error`.
 
 #include <ATen/core/CachingHostAllocator.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -19,6 +22,7 @@
 #include <cstddef>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <optional>
 
 namespace {
@@ -184,6 +188,68 @@ int anydepth_graph_replay(void* handle, char* error, size_t len) {
 // Frees the graph and its memory pool (never while a capture is open: `leave` first).
 void anydepth_graph_free(void* handle) {
   delete static_cast<Capture*>(handle);
+}
+
+// A copy stream: a high-priority stream from LibTorch's pool on CUDA device `device`, for
+// host-to-device copies that overlap the network on the compute stream. (Graphs take
+// their side streams from the other, low-priority pool.)
+int anydepth_copy_stream_new(int device, void** out, char* error, size_t len) {
+  return guarded(
+      [&] {
+        const auto index = static_cast<c10::DeviceIndex>(device);
+        *out = new c10::cuda::CUDAStream(c10::cuda::getStreamFromPool(true, index));
+      },
+      error, len);
+}
+
+void anydepth_copy_stream_free(void* stream) {
+  delete static_cast<c10::cuda::CUDAStream*>(stream);
+}
+
+// Makes the copy stream (and its device) current on this thread until
+// `anydepth_copy_end`: tensors made meanwhile are allocated for it and copied on it.
+int anydepth_copy_begin(void* stream, void** guard, char* error, size_t len) {
+  return guarded(
+      [&] {
+        *guard = new c10::cuda::CUDAStreamGuard(*static_cast<c10::cuda::CUDAStream*>(stream));
+      },
+      error, len);
+}
+
+// Records an event after the work queued on the copy stream since `anydepth_copy_begin`,
+// and restores the thread's previous stream and device (also when recording fails).
+int anydepth_copy_end(void* guard, void** event, char* error, size_t len) {
+  auto* g = static_cast<c10::cuda::CUDAStreamGuard*>(guard);
+  const int status = guarded(
+      [&] {
+        auto recorded = std::make_unique<c10::cuda::CUDAEvent>();
+        recorded->record(g->current_stream());
+        *event = recorded.release();
+      },
+      error, len);
+  delete g;
+  return status;
+}
+
+// Makes the current stream of the event's device wait for the copies the event marks, and
+// tells the caching allocator that each of the `n` tensors is used on that stream, so that
+// their memory is not handed back to the copy stream before that use is over.
+int anydepth_copy_wait(void* event, const void* const* tensors, size_t n, char* error,
+                       size_t len) {
+  auto* e = static_cast<c10::cuda::CUDAEvent*>(event);
+  return guarded(
+      [&] {
+        const auto compute = c10::cuda::getCurrentCUDAStream(e->device_index());
+        e->block(compute);
+        for (size_t i = 0; i < n; ++i) {
+          static_cast<const at::Tensor*>(tensors[i])->record_stream(compute);
+        }
+      },
+      error, len);
+}
+
+void anydepth_copy_event_free(void* event) {
+  delete static_cast<c10::cuda::CUDAEvent*>(event);
 }
 
 }  // extern "C"
