@@ -31,9 +31,10 @@ for name in anydepth anydepth-torch; do
   fi
 done
 # The CUDA shim (graphs, copy stream) is compiled only where the CUDA headers were found (see
-# crates/torch/build.rs): without it the check's graph rows would fail on the GPU.
-if .gpu/bin/anydepth doctor | grep -q 'has no CUDA graphs'; then
-  echo "error: .gpu/bin/anydepth-torch was built without CUDA graphs (see cargo's warnings)" >&2
+# crates/torch/build.rs): without it the check's graph rows would fail on the GPU, and
+# uploads would not overlap the network.
+if .gpu/bin/anydepth doctor | grep -q 'has no CUDA shim'; then
+  echo "error: .gpu/bin/anydepth-torch was built without the CUDA shim (see cargo's warnings)" >&2
   exit 1
 fi
 official=$(.venv/bin/python -c 'import os, depth_anything_v2; print(os.path.dirname(depth_anything_v2.__file__))')

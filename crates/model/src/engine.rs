@@ -218,7 +218,9 @@ pub trait PhotoStager: Send + Sync {
     /// `images` made ready for [`DepthEngine::predict_staged`].
     ///
     /// # Errors
-    /// When an image cannot be prepared (empty, too large) or the device fails.
+    /// When the device fails (out of memory). An image the engine cannot use is better
+    /// reported by [`DepthEngine::predict_staged`], as [`DepthEngine::predict_batch`]
+    /// would report it.
     fn stage(&self, images: &[&RgbImage]) -> Result<StagedPhotos>;
 }
 

@@ -347,10 +347,10 @@ impl DepthJob {
         }
         let predicted = match decoded.staged {
             Some(Ok(staged)) => engine.predict_staged(&files, &images, staged),
-            // Staging failed (an image too large, the device out of memory): the plain path
-            // says why, or runs where only staging failed.
+            // Staging failed (the device out of memory, a CUDA error); unusable images are
+            // reported when the batch runs, staged or not.
             Some(Err(why)) => {
-                tracing::debug!("running a batch unstaged: {why}");
+                tracing::warn!("could not prepare a batch ahead ({why}); running it directly");
                 engine.predict_photos(&files, &images)
             }
             None => engine.predict_photos(&files, &images),
@@ -415,12 +415,12 @@ fn decode<'a>(files: &'a [PathBuf], stager: Option<&dyn PhotoStager>) -> Decoded
         .iter()
         .map(|file| (file, load_image(file).map_err(|e| e.to_string())))
         .collect();
-    let staged = stager.map(|stager| {
-        let images: Vec<&RgbImage> = photos
-            .iter()
-            .filter_map(|(_, image)| image.as_ref().ok())
-            .collect();
-        stager.stage(&images)
-    });
+    let images: Vec<&RgbImage> = photos
+        .iter()
+        .filter_map(|(_, image)| image.as_ref().ok())
+        .collect();
+    let staged = stager
+        .filter(|_| !images.is_empty())
+        .map(|stager| stager.stage(&images));
     Decoded { photos, staged }
 }

@@ -191,12 +191,21 @@ void anydepth_graph_free(void* handle) {
 }
 
 // A copy stream: a high-priority stream from LibTorch's pool on CUDA device `device`, for
-// host-to-device copies that overlap the network on the compute stream. (Graphs take
-// their side streams from the other, low-priority pool.)
+// host-to-device copies that overlap the network on the compute stream. Graphs take their
+// side streams from the low-priority pool, so a copy queued from another thread can never
+// land on a stream being captured; a device with a single stream priority, where LibTorch
+// would serve both from one pool, gets no copy stream.
 int anydepth_copy_stream_new(int device, void** out, char* error, size_t len) {
   return guarded(
       [&] {
         const auto index = static_cast<c10::DeviceIndex>(device);
+        c10::cuda::CUDAGuard on_device(index);
+        int least = 0;
+        int greatest = 0;
+        C10_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+        TORCH_CHECK(least != greatest,
+                    "this GPU has a single stream priority, so no copy stream apart from "
+                    "the graphs' streams");
         *out = new c10::cuda::CUDAStream(c10::cuda::getStreamFromPool(true, index));
       },
       error, len);

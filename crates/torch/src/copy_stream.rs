@@ -59,11 +59,6 @@ impl CopyStream {
         Ok(Self { shim, ptr, device })
     }
 
-    /// The CUDA device the stream belongs to.
-    pub fn device(&self) -> usize {
-        self.device
-    }
-
     /// Runs `queue` with this stream (and its device) current on the calling thread, then
     /// restores the thread's previous stream. Returns what `queue` returned, with the mark
     /// of the end of the work it queued, for the compute stream to wait on. A panic in
@@ -86,17 +81,21 @@ impl CopyStream {
         let ended = call("copy stream event", |e, n| unsafe {
             (self.shim.copy_end)(guard, &mut event, e, n)
         });
-        let value = queued.unwrap_or_else(|panic| resume_unwind(panic));
-        ended?;
-        let event = NonNull::new(event)
-            .ok_or_else(|| Error::Invalid("copy stream event returned nothing".into()))?;
-        Ok((
-            value,
-            Copied {
-                shim: self.shim,
-                event,
-            },
-        ))
+        let copied = ended.and_then(|()| {
+            NonNull::new(event)
+                .map(|event| Copied {
+                    shim: self.shim,
+                    event,
+                })
+                .ok_or_else(|| Error::Invalid("copy stream event returned nothing".into()))
+        });
+        match queued {
+            Ok(value) => Ok((value, copied?)),
+            Err(panic) => {
+                drop(copied); // the event, freed before the panic carries on
+                resume_unwind(panic)
+            }
+        }
     }
 }
 

@@ -75,9 +75,9 @@ pub fn load() -> Result<()> {
 fn load_shim() -> std::result::Result<Shim, String> {
     let why = option_env!("ANYDEPTH_CUDA_SHIM_MISSING").unwrap_or("no CUDA LibTorch to build with");
     Err(format!(
-        "this build of anydepth has no CUDA graphs ({why}); rebuild it where the CUDA runtime \
-         headers are found ($CUDA_HOME, or PyPI's torch with Triton), or run without \
-         --cuda-graphs"
+        "this build of anydepth has no CUDA shim, so no CUDA graphs ({why}); rebuild it where \
+         the CUDA runtime headers are found ($CUDA_HOME, or PyPI's torch with Triton), or \
+         run without --cuda-graphs"
     ))
 }
 
@@ -95,22 +95,21 @@ fn load_shim() -> std::result::Result<Shim, String> {
         Some(running) if running.split('+').next() == Some(BUILT_WITH) => {}
         Some(running) => {
             return Err(format!(
-                "this build's CUDA graphs were made for LibTorch {BUILT_WITH} and this is \
+                "this build's CUDA shim was made for LibTorch {BUILT_WITH} and this is \
                  LibTorch {running}: rebuild anydepth against it, or run without --cuda-graphs"
             ));
         }
         None => {
             return Err(format!(
-                "cannot tell the version of the LibTorch in {} (this build's CUDA graphs \
-                 were made for {BUILT_WITH}); run without --cuda-graphs",
+                "cannot tell the version of the LibTorch in {} (this build's CUDA shim \
+                 was made for {BUILT_WITH}); run without --cuda-graphs",
                 libtorch.display()
             ));
         }
     }
     let library = open_in_memory(LIBRARY).or_else(|in_memory| {
-        open_from_temp_file(LIBRARY).map_err(|from_file| {
-            format!("cannot load the CUDA-graph library: {in_memory}; {from_file}")
-        })
+        open_from_temp_file(LIBRARY)
+            .map_err(|from_file| format!("cannot load the CUDA shim: {in_memory}; {from_file}"))
     })?;
     /// The entry point `name` (NUL-terminated), of type `T`.
     ///
@@ -119,7 +118,7 @@ fn load_shim() -> std::result::Result<Shim, String> {
     unsafe fn get<T>(library: &Library, name: &[u8]) -> std::result::Result<Symbol<T>, String> {
         // SAFETY: as the caller promises.
         unsafe { library.get::<T>(name) }
-            .map_err(|e| format!("the CUDA-graph library lacks a function: {e}"))
+            .map_err(|e| format!("the CUDA shim lacks a function: {e}"))
     }
     // SAFETY: each type below is the signature `cuda/shim.cpp` gives the name.
     unsafe {
@@ -153,7 +152,7 @@ fn open_in_memory(bytes: &[u8]) -> std::result::Result<Library, String> {
     // for an executable file where `vm.memfd_noexec` would make it non-executable; kernels
     // before 6.3 do not know the flag (EINVAL) and make every such file executable.
     let mut file = unsafe {
-        let name = c"anydepth-cuda-graphs";
+        let name = c"anydepth-cuda-shim";
         let mut fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_EXEC);
         if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
             fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC);
@@ -182,7 +181,7 @@ fn open_in_memory(bytes: &[u8]) -> std::result::Result<Library, String> {
 fn open_from_temp_file(bytes: &[u8]) -> std::result::Result<Library, String> {
     use std::io::Write;
 
-    let path = std::env::temp_dir().join(format!("anydepth-cuda-graphs-{}.so", std::process::id()));
+    let path = std::env::temp_dir().join(format!("anydepth-cuda-shim-{}.so", std::process::id()));
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

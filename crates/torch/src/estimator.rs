@@ -277,8 +277,8 @@ impl DepthEstimator {
         let started = Instant::now();
         let on_device = self.preprocesses_on_device();
         // Exact: the network inputs, made here or ahead; on the device: only their sizes,
-        // for now, and the photos when uploaded ahead.
-        let (host, uploaded) = match staged {
+        // for now, and the photos when uploaded ahead (each taken once its group runs).
+        let (host, mut uploaded): (Vec<Preprocessed>, Option<Vec<Option<Tensor>>>) = match staged {
             None if on_device => (Vec::new(), None),
             None => (
                 images
@@ -287,12 +287,14 @@ impl DepthEstimator {
                     .collect::<Result<_>>()?,
                 None,
             ),
-            Some(Staged::Host(inputs)) if !on_device => (inputs, None),
+            Some(Staged::Host(inputs)) if !on_device => {
+                (inputs.into_iter().collect::<Result<_>>()?, None)
+            }
             Some(Staged::OnDevice { photos, copied }) if on_device => {
                 if let Some(copied) = copied {
                     copied.wait(&photos)?;
                 }
-                (Vec::new(), Some(photos))
+                (Vec::new(), Some(photos.into_iter().map(Some).collect()))
             }
             Some(_) => {
                 return Err(Error::Invalid(
@@ -308,11 +310,15 @@ impl DepthEstimator {
         } else {
             host.iter().map(|p| (p.width, p.height)).collect()
         };
-        let staged_from_these = if on_device {
-            uploaded.as_ref().is_none_or(|photos: &Vec<Tensor>| {
+        // Staged inputs are checked by their sizes (and device), not their values.
+        let staged_like_these = if on_device {
+            uploaded.as_ref().is_none_or(|photos| {
                 photos.len() == images.len()
                     && photos.iter().zip(images).all(|(photo, img)| {
-                        photo.size() == [i64::from(img.height), i64::from(img.width), 3]
+                        photo.as_ref().is_some_and(|photo| {
+                            photo.device() == self.device
+                                && photo.size() == [i64::from(img.height), i64::from(img.width), 3]
+                        })
                     })
             })
         } else {
@@ -322,8 +328,10 @@ impl DepthEstimator {
                         .is_ok_and(|size| size == (p.width, p.height))
                 })
         };
-        if !staged_from_these {
-            return Err(Error::Invalid("photos staged from other images".into()));
+        if !staged_like_these {
+            return Err(Error::Invalid(
+                "staged photos do not match these images (their sizes or device)".into(),
+            ));
         }
         if let Some(timings) = timings.as_deref_mut() {
             timings.preprocess += started.elapsed().as_secs_f64();
@@ -348,8 +356,8 @@ impl DepthEstimator {
                     BatchInput::OnDevice {
                         size: sizes[group[0]],
                         uploaded: uploaded
-                            .as_ref()
-                            .map(|photos| group.iter().map(|&i| &photos[i]).collect()),
+                            .as_mut()
+                            .map(|photos| group.iter().filter_map(|&i| photos[i].take()).collect()),
                     }
                 } else {
                     BatchInput::Host(group.iter().map(|&i| &host[i]).collect())
@@ -392,7 +400,7 @@ impl DepthEstimator {
             let x = match &batch.input {
                 BatchInput::OnDevice { size, uploaded } => {
                     let photos: Vec<Tensor> = match uploaded {
-                        Some(uploaded) => uploaded.iter().map(|t| t.shallow_clone()).collect(),
+                        Some(uploaded) => uploaded.iter().map(Tensor::shallow_clone).collect(),
                         None => batch
                             .photos
                             .iter()
@@ -478,7 +486,7 @@ enum BatchInput<'a> {
     Host(Vec<&'a Preprocessed>),
     OnDevice {
         size: (u32, u32),
-        uploaded: Option<Vec<&'a Tensor>>,
+        uploaded: Option<Vec<Tensor>>,
     },
 }
 
@@ -495,10 +503,11 @@ struct Stager {
 
 /// What a [`Stager`] made of a batch of photos.
 enum Staged {
-    /// Exact preprocessing: the network inputs, made on the host.
-    Host(Vec<Preprocessed>),
-    /// Device preprocessing: the photos on the device, and the end of their copy when they
-    /// went up on the copy stream.
+    /// Exact preprocessing: the network inputs, made on the host, or why one could not be
+    /// (reported when the batch runs, as without staging).
+    Host(Vec<Result<Preprocessed>>),
+    /// Device preprocessing: the photos on the device as they travelled ([`upload`]), and
+    /// the end of their copy when they went up on the copy stream.
     OnDevice {
         photos: Vec<Tensor>,
         copied: Option<Copied>,
@@ -524,16 +533,18 @@ impl Stager {
     }
 
     /// Makes `images` ready for the network.
+    ///
+    /// # Errors
+    /// When the device fails (out of memory); unusable images are found when the batch
+    /// runs.
     fn stage_photos(&self, images: &[&RgbImage]) -> Result<Staged> {
         if !self.on_device {
-            return images
-                .iter()
-                .map(|img| preprocess(img, self.input_size))
-                .collect::<Result<_>>()
-                .map(Staged::Host);
-        }
-        for img in images {
-            checked_target_size(img, self.input_size)?;
+            return Ok(Staged::Host(
+                images
+                    .iter()
+                    .map(|img| preprocess(img, self.input_size))
+                    .collect(),
+            ));
         }
         let upload_all =
             || -> Vec<Tensor> { images.iter().map(|img| upload(img, self.device)).collect() };

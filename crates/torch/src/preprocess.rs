@@ -168,31 +168,36 @@ pub fn checked_target_size(img: &RgbImage, input_size: u32) -> Result<(u32, u32)
 }
 
 /// Uploads a photo to `device` (from pinned host memory on a GPU, so that the copy does
-/// not block the host) and returns it there as HWC float32 in `[0, 1]`.
+/// not block the host) and returns it there as HWC, in the kind it travelled as
+/// ([`in_unit_range`] makes float32 in `[0, 1]` of it).
 ///
 /// A photo of 8-bit samples (every value `k / 255` for an integer `k`, as
 /// `anydepth_core::load_image` makes of 8-bit files) travels as bytes, a quarter of the
-/// float32 size, and is divided by 255 on the device (equal to the host's values up to
-/// float32 rounding: a GPU may multiply by 1/255 instead); any other photo travels as
-/// float32.
+/// float32 size; any other photo travels as float32.
 pub fn upload(img: &RgbImage, device: Device) -> Tensor {
     let shape = [i64::from(img.height), i64::from(img.width), 3];
     let host = match as_bytes(&img.data) {
         Some(bytes) => Tensor::from_slice(&bytes).view(shape),
         None => Tensor::from_slice(&img.data).view(shape),
     };
-    let on_device = if device.is_cuda() {
+    if device.is_cuda() {
         // `_pin_memory`: `pin_memory(device)`, all tch offers, warns that the device
         // argument is deprecated.
         host.internal_pin_memory(device)
             .to_device_(device, host.kind(), true, false)
     } else {
         host
-    };
-    if on_device.kind() == Kind::Uint8 {
-        on_device.to_kind(Kind::Float) / 255.0
+    }
+}
+
+/// An [`upload`]ed photo as float32 in `[0, 1]`: bytes are divided by 255 where the photo
+/// is (equal to the host's values up to float32 rounding: a GPU may multiply by 1/255
+/// instead).
+pub fn in_unit_range(photo: &Tensor) -> Tensor {
+    if photo.kind() == Kind::Uint8 {
+        photo.to_kind(Kind::Float) / 255.0
     } else {
-        on_device
+        photo.shallow_clone()
     }
 }
 
@@ -207,8 +212,8 @@ fn as_bytes(values: &[f32]) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The network input for photos already on the device ([`upload`]), made there: resized
-/// to `(width, height)` with LibTorch's bicubic interpolation (a = -0.75, half-pixel
+/// The network input for photos already on the device ([`upload`]), made there: brought to
+/// `[0, 1]` ([`in_unit_range`]), resized to `(width, height)` with LibTorch's bicubic interpolation (a = -0.75, half-pixel
 /// centres, replicated borders, as OpenCV's `INTER_CUBIC` but in float32 and with LibTorch's
 /// rounding of coordinates), then normalised with the ImageNet statistics, as a
 /// `N x 3 x height x width` float32 batch.
@@ -218,7 +223,7 @@ pub fn preprocess_on_device(photos: &[Tensor], (width, height): (u32, u32)) -> T
     let resized: Vec<Tensor> = photos
         .iter()
         .map(|photo| {
-            let nchw = photo.permute([2, 0, 1]).unsqueeze(0);
+            let nchw = in_unit_range(photo).permute([2, 0, 1]).unsqueeze(0);
             if nchw.size()[2..] == size {
                 nchw
             } else {
@@ -401,7 +406,7 @@ mod tests {
 
         for data in [eight_bit, vec![0.5; 256 * 3]] {
             let photo = RgbImage::new(256, 1, data.repeat(3)[..256 * 3].to_vec()).expect("photo");
-            let uploaded = upload(&photo, Device::Cpu);
+            let uploaded = in_unit_range(&upload(&photo, Device::Cpu));
             assert_eq!(uploaded.kind(), Kind::Float);
             assert_eq!(uploaded.size(), [1, 256, 3]);
             let back = Vec::<f32>::try_from(uploaded.reshape([-1])).expect("f32");

@@ -29,12 +29,12 @@ fn cuda_shim_loads_refuses_the_cpu_and_matches_eager_runs() {
     // the shim is compiled with: with them, a build without it has lost the feature.
     let triton = dir.join("../../triton/backends/nvidia/include/cuda_runtime_api.h");
     if !cuda_shim::built_in() && !triton.exists() {
-        eprintln!("no CUDA runtime headers beside this LibTorch: built without CUDA graphs");
+        eprintln!("no CUDA runtime headers beside this LibTorch: built without the CUDA shim");
         return;
     }
     assert!(
         cuda_shim::built_in(),
-        "the CUDA-graph shim was not built (see the build warning of anydepth-torch)"
+        "the CUDA shim was not built (see the build warning of anydepth-torch)"
     );
     cuda_shim::load().expect("the shim's LibTorch symbols resolve");
 
@@ -87,43 +87,57 @@ fn cuda_shim_loads_refuses_the_cpu_and_matches_eager_runs() {
 }
 
 /// Tensors uploaded on the copy stream from another thread, while the compute stream is
-/// busy, hold what was uploaded once the compute stream has waited for them; their memory
-/// is reused only after that use.
+/// busy, hold what was uploaded once the compute stream has waited for them; and their
+/// memory, freed while the compute stream still has to read them, is not reused by the
+/// next upload before that read (what `record_stream` is for).
 fn copies_arrive_whole() {
     let device = Device::Cuda(0);
     let copy = CopyStream::new(0).expect("copy stream");
     let busy = Tensor::randn([2048, 2048], (Kind::Float, device));
-    for round in 0..4 {
-        // Keeps the compute stream busy while the copies are queued.
-        let _ = busy.matmul(&busy).matmul(&busy);
-        let (host, uploaded, copied) = std::thread::scope(|s| {
+    let keep_busy = || {
+        let mut x = busy.shallow_clone();
+        for _ in 0..20 {
+            x = x.matmul(&busy).tanh();
+        }
+        x
+    };
+    let upload_from_thread = |value: u8| {
+        std::thread::scope(|s| {
             s.spawn(|| {
                 let host: Vec<Tensor> = (0..3)
-                    .map(|i| {
-                        let value = f64::from(round * 10 + i);
-                        Tensor::full([480, 640, 3], value, (Kind::Uint8, Device::Cpu))
+                    .map(|_| {
+                        Tensor::full([480, 640, 3], i64::from(value), (Kind::Uint8, Device::Cpu))
                     })
                     .collect();
                 let upload = |t: &Tensor| {
                     t.internal_pin_memory(device)
                         .to_device_(device, Kind::Uint8, true, false)
                 };
-                let (uploaded, copied) = copy
-                    .run(|| host.iter().map(upload).collect::<Vec<_>>())
-                    .expect("copy");
-                (host, uploaded, copied)
+                copy.run(|| host.iter().map(upload).collect::<Vec<_>>())
+                    .expect("copy")
             })
             .join()
         })
-        .expect("copy thread");
+        .expect("copy thread")
+    };
+    let elements = 480 * 640 * 3;
+    for round in 1..=4u8 {
+        let _busy = keep_busy();
+        let (uploaded, copied) = upload_from_thread(round);
         copied.wait(&uploaded).expect("wait");
-        for (u, h) in uploaded.iter().zip(&host) {
-            let diff = (u.to_kind(Kind::Float) - h.to_device(device).to_kind(Kind::Float))
-                .abs()
-                .max()
-                .double_value(&[]);
-            assert_eq!(diff, 0.0, "an upload arrived changed");
+        // Queued behind more busy work, then the photos' memory is given back at once.
+        let _busy = keep_busy();
+        let sums: Vec<Tensor> = uploaded.iter().map(|u| u.sum(Kind::Int64)).collect();
+        drop(uploaded);
+        let (overwriting, _) = upload_from_thread(200);
+        for sum in &sums {
+            assert_eq!(
+                sum.int64_value(&[]),
+                i64::from(round) * elements,
+                "an upload arrived changed, or was overwritten before it was read"
+            );
         }
+        drop(overwriting);
     }
 }
 
