@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use anydepth_core::colormap::Colormap;
 use anydepth_core::{load_image, DepthMap, Prediction, RgbImage};
 use anydepth_model::da3::{Da3Engine, RefViewStrategy, ViewsInput};
@@ -200,7 +202,7 @@ pub trait DepthObserver: Sync {
     /// The input about to be read.
     fn item(&self, _name: &str) {}
 
-    /// One input is done (written or failed).
+    /// One input is done (written or failed); called from the threads that write.
     fn advance(&self) {}
 
     /// Whether [`DepthObserver::log`] wants the results.
@@ -208,7 +210,8 @@ pub trait DepthObserver: Sync {
         false
     }
 
-    /// The `frame`-th result, on a second thread while its files are written.
+    /// The `frame`-th result, in order, on a second thread while the files of its batch
+    /// are written.
     ///
     /// # Errors
     /// Whatever the observer met; it ends the job.
@@ -276,9 +279,9 @@ impl DepthJob {
         (todo, kept)
     }
 
-    /// Runs `engine` over `todo` in batches and writes every format of each result; the
-    /// next batch is decoded, and prepared for the engine where it can be
-    /// ([`PhotoDepth::stager`]), on a second thread meanwhile.
+    /// Runs `engine` over `todo` in batches and writes every format of each result, the
+    /// photos of a batch in parallel; the next batch is decoded (in parallel) and prepared
+    /// for the engine where it can be ([`PhotoDepth::stager`]) meanwhile.
     /// Unreadable inputs and failed batches or writes are listed in the report; the others
     /// are processed.
     ///
@@ -357,20 +360,39 @@ impl DepthJob {
         };
         match predicted {
             Ok(predictions) => {
-                for ((file, image), prediction) in files.iter().zip(&images).zip(predictions) {
-                    // The result goes to the observer while the outputs are written.
-                    let log = observer
-                        .logs()
-                        .then_some(|| observer.log(*frame, file, image, &prediction));
-                    let outcome =
-                        crate::run_beside(log, || self.write_all(plan, file, image, &prediction))?;
+                let results: Vec<(&PathBuf, &RgbImage, Prediction)> = files
+                    .iter()
+                    .zip(&images)
+                    .zip(predictions)
+                    .map(|((&file, image), prediction)| (file, image, prediction))
+                    .collect();
+                // The results go to the observer, in order, while the outputs are written,
+                // photos in parallel.
+                let first = *frame;
+                let log = observer.logs().then_some(|| {
+                    results.iter().zip(first..).try_for_each(
+                        |((file, image, prediction), frame)| {
+                            observer.log(frame, file, image, prediction)
+                        },
+                    )
+                });
+                let outcomes: Vec<Result<()>> = crate::run_beside(log, || {
+                    results
+                        .par_iter()
+                        .map(|(file, image, prediction)| {
+                            let outcome = self.write_all(plan, file, image, prediction);
+                            observer.advance();
+                            outcome
+                        })
+                        .collect()
+                })?;
+                for ((file, _, _), outcome) in results.iter().zip(outcomes) {
                     match outcome {
                         Ok(()) => report.written += 1,
                         Err(e) => report.failures.push(((*file).clone(), chain_text(&e))),
                     }
-                    *frame += 1;
-                    observer.advance();
                 }
+                *frame += results.len() as u64;
             }
             Err(e) => {
                 for file in files {
@@ -409,10 +431,11 @@ struct Decoded<'a> {
     staged: Option<anydepth_model::Result<StagedPhotos>>,
 }
 
-/// Decodes the photos of one batch and stages those read with `stager`, when given.
+/// Decodes the photos of one batch, in parallel, and stages those read with `stager`, when
+/// given.
 fn decode<'a>(files: &'a [PathBuf], stager: Option<&dyn PhotoStager>) -> Decoded<'a> {
     let photos: Vec<_> = files
-        .iter()
+        .par_iter()
         .map(|file| (file, load_image(file).map_err(|e| e.to_string())))
         .collect();
     let images: Vec<&RgbImage> = photos
