@@ -116,6 +116,10 @@ AS_OFFICIAL = 1.25
 # the range: the same kernels give the same result, up to cuDNN picking another algorithm
 # on the capture's stream.
 GRAPHS_TO_EAGER = 1e-4
+# Most photos run together, each batch staged (decoded and uploaded, on the copy stream on
+# a GPU) while the one before runs, may differ from the same photos run one by one: the
+# same kernels on the same input.
+STAGED_TO_SINGLE = 1e-5
 
 
 def depth_errors(depth, size, ref, span):
@@ -169,14 +173,18 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
     official code's own error at that precision, ok) to `rows`, calling `on_row` after
     each, as `speed` does; returns `rows`. A CUDA-graphs row also has its max error to the
     same precision run directly (`max_error_to_eager`) and, when the capture failed,
-    `graphs_failed`. TensorFloat-32 is off (`main`) but in the official bf16 head, as in
-    ours."""
+    `graphs_failed`. With several photos, a last row per photo runs them all at once, one
+    per batch, so that each is staged while the one before runs; it also has its max error
+    to the same photo run alone (`max_error_to_single`). TensorFloat-32 is off (`main`) but
+    in the official bf16 head, as in ours."""
+    refs = {}  # photo: (official fp32 depth, its range)
     for photo in photo_paths:
         image = cv2.imread(str(photo))
         with torch.no_grad():
             ref = model.float().infer_image(image, 518)
         ref = np.asarray(ref, dtype=np.float64)
         span = float(ref.max() - ref.min())
+        refs[photo] = (ref, span)
         officials = {}  # the official code's error at each reduced precision
         for precision, preprocessing, target, graphs in PARITY_CASES:
             if graphs and device != "cuda":
@@ -232,7 +240,47 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
                 + ")")
             rows.append(row)
             on_row()
+    if len(photo_paths) > 1:
+        staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row)
     return rows
+
+
+def staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row):
+    """The photos in one `anydepth depth` run, fp32 with device preprocessing, one per
+    batch: each after the first is decoded and uploaded (on the copy stream, on a GPU)
+    while the one before runs. Rows as `parity`'s, held to the fp32 device target and to
+    the same photo run alone (`max_error_to_single`)."""
+    target = next(t for p, pre, t, g in PARITY_CASES if (p, pre, g) == ("fp32", "device", False))
+    alone, staged = folder / "fp32-device", folder / "fp32-device-staged"
+    try:
+        anydepth(binary, "depth", *photo_paths, "--weights", weights, "--device", device,
+                 "--precision", "fp32", "--preprocess", "device", "--batch", "1",
+                 "--formats", "npy", "--out", staged, "--force", "--quiet")
+        failure = None
+    except RuntimeError as e:
+        log(f"  parity of staged photos failed: {e}")
+        failure = str(e)[-500:]
+    for photo in photo_paths:
+        ref, span = refs[photo]
+        row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
+                   precision="fp32, staged", preprocessing="device", target=target,
+                   official_max_error=None)
+        if failure is not None:
+            rows.append(dict(row, max_error=float("nan"), mean_error=float("nan"), ok=False,
+                             staged_failed=failure))
+            on_row()
+            continue
+        ours = np.load(staged / f"{photo.stem}.npy").astype(np.float64)
+        err = np.abs(ours - ref) / span
+        single = np.load(alone / f"{photo.stem}.npy").astype(np.float64)
+        row.update(max_error=float(err.max()), mean_error=float(err.mean()),
+                   max_error_to_single=float(np.abs(ours - single).max() / span))
+        row["ok"] = bool(row["max_error"] <= target
+                         and row["max_error_to_single"] <= STAGED_TO_SINGLE)
+        log(f"  parity {photo.name} staged: max {row['max_error']:.2e} of range (target "
+            f"{target:g}; to one by one {row['max_error_to_single']:.2e})")
+        rows.append(row)
+        on_row()
 
 
 def time_official(model, batch, size, dtype, iters, device, compiled=False):
@@ -296,7 +344,47 @@ def speed(binary, models, batches, iters, device, compile_fp16, rows, on_row):
             log(f"  speed {row}")
             rows.append(row)
             on_row()
+    if len(photo_paths) > 1:
+        staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row)
     return rows
+
+
+def staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row):
+    """The photos in one `anydepth depth` run, fp32 with device preprocessing, one per
+    batch: each after the first is decoded and uploaded (on the copy stream, on a GPU)
+    while the one before runs. Rows as `parity`'s, held to the fp32 device target and to
+    the same photo run alone (`max_error_to_single`)."""
+    target = next(t for p, pre, t, g in PARITY_CASES if (p, pre, g) == ("fp32", "device", False))
+    alone, staged = folder / "fp32-device", folder / "fp32-device-staged"
+    try:
+        anydepth(binary, "depth", *photo_paths, "--weights", weights, "--device", device,
+                 "--precision", "fp32", "--preprocess", "device", "--batch", "1",
+                 "--formats", "npy", "--out", staged, "--force", "--quiet")
+        failure = None
+    except RuntimeError as e:
+        log(f"  parity of staged photos failed: {e}")
+        failure = str(e)[-500:]
+    for photo in photo_paths:
+        ref, span = refs[photo]
+        row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
+                   precision="fp32, staged", preprocessing="device", target=target,
+                   official_max_error=None)
+        if failure is not None:
+            rows.append(dict(row, max_error=float("nan"), mean_error=float("nan"), ok=False,
+                             staged_failed=failure))
+            on_row()
+            continue
+        ours = np.load(staged / f"{photo.stem}.npy").astype(np.float64)
+        err = np.abs(ours - ref) / span
+        single = np.load(alone / f"{photo.stem}.npy").astype(np.float64)
+        row.update(max_error=float(err.max()), mean_error=float(err.mean()),
+                   max_error_to_single=float(np.abs(ours - single).max() / span))
+        row["ok"] = bool(row["max_error"] <= target
+                         and row["max_error_to_single"] <= STAGED_TO_SINGLE)
+        log(f"  parity {photo.name} staged: max {row['max_error']:.2e} of range (target "
+            f"{target:g}; to one by one {row['max_error_to_single']:.2e})")
+        rows.append(row)
+        on_row()
 
 
 def end_to_end(binary, model, weights, photo, iters, device):
@@ -411,8 +499,12 @@ def markdown(report):
             verdict = ("NO" if not r["ok"] else "yes" if within else "as official")
             if "max_error_to_eager" in r:
                 verdict += f" (to eager {r['max_error_to_eager']:.1e})"
+            if "max_error_to_single" in r:
+                verdict += f" (to one by one {r['max_error_to_single']:.1e})"
             if "graphs_failed" in r:
                 verdict += " (CUDA graphs failed: see graphs_failed in the JSON)"
+            if "staged_failed" in r:
+                verdict += " (the run failed: see staged_failed in the JSON)"
             lines.append(f"| {r['photo']} | {r['size']} | {r['precision']} "
                          f"| {r['preprocessing']} | {r['max_error']:.2e} "
                          f"| {r['mean_error']:.2e} | {r['target']:g} "

@@ -305,6 +305,12 @@ pub fn run(args: TrainArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     if args.model.cuda_graphs {
         bail!("training runs without CUDA graphs: drop --cuda-graphs");
     }
+    if args.model.tf32 {
+        bail!(
+            "training keeps TensorFloat-32 off, so that every step runs the same float32 \
+             arithmetic on any GPU: drop --tf32"
+        );
+    }
     let spec = args.model.spec(args.max_depth)?;
     let mut options = args.run.options(args.model.input_size, args.model.device)?;
     options.max_depth_m = args.max_depth;

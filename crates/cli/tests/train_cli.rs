@@ -451,6 +451,31 @@ fn bad_input_stops_before_training() {
     ]);
     assert_code(&result, 2);
     assert!(common::stderr(&result).contains("multiple of 14"));
+
+    // Options that inference has and training refuses rather than ignores.
+    for (flag, told) in [
+        ("--tf32", "drop --tf32"),
+        ("--cuda-graphs", "drop --cuda-graphs"),
+    ] {
+        let result = anydepth(&[
+            "train",
+            "--weights",
+            s(&init),
+            "--dataset",
+            "list",
+            s(&list),
+            "--out",
+            s(&out),
+            "--device",
+            "cpu",
+            flag,
+            "-q",
+        ]);
+        assert_code(&result, 2);
+        let message = common::stderr(&result);
+        assert!(message.contains(told), "{message}");
+    }
+    assert!(!out.exists(), "a checkpoint was written");
 }
 
 /// The shipped photos: seven to train on, two held out.
