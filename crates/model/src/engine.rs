@@ -104,8 +104,8 @@ pub struct EstimatorOptions {
     pub preprocessing: Preprocessing,
     /// Capture the V1/V2 network as a CUDA graph for each of the first four input shapes
     /// (batch size included) it meets and replay it: one launch instead of hundreds, for
-    /// small batches; other shapes run directly. CUDA devices only; each graph keeps its
-    /// own activation memory.
+    /// small batches; other shapes run directly. CUDA devices only; the graphs share one
+    /// memory pool for their activations.
     pub cuda_graphs: bool,
 }
 

@@ -139,17 +139,20 @@ int anydepth_graph_enter(void* handle, char* error, size_t len) {
       error, len);
 }
 
-// Starts capturing the work this thread queues on the side stream, into the graph's own
-// memory pool. The allocator's cached blocks are returned to the device first, as
+// Starts capturing the work this thread queues on the side stream, into the memory pool
+// of the graph `share` (captured earlier on the same device), or a pool of its own when
+// `share` is null. The allocator's cached blocks are returned to the device first, as
 // PyTorch's `torch.cuda.graph` does, since none can be reclaimed while a capture is open.
 // Other threads may keep using CUDA meanwhile.
-int anydepth_graph_begin(void* handle, char* error, size_t len) {
+int anydepth_graph_begin(void* handle, void* share, char* error, size_t len) {
   auto* c = static_cast<Capture*>(handle);
   return guarded(
       [&] {
+        const auto pool = share != nullptr ? static_cast<Capture*>(share)->graph.pool()
+                                           : c10::MempoolId_t{0, 0};
         c->side.synchronize();
         c10::cuda::CUDACachingAllocator::emptyCache();
-        c->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+        c->graph.capture_begin(pool, cudaStreamCaptureModeThreadLocal);
       },
       error, len);
 }

@@ -99,10 +99,22 @@ impl GraphedForward {
     /// work only: no copy to or from the host, no host synchronisation. Call it with
     /// gradients off.
     ///
+    /// With `share_memory_with`, a graph captured before on the same device, the new
+    /// graph takes its activations from that graph's memory pool instead of a pool of its
+    /// own, so that graphs of one network for several shapes hold about one pass's
+    /// activations in all. Each replay may then overwrite the other graph's activations
+    /// and captured output, which is safe as [`GraphedForward::run`] uses them: the graphs
+    /// must run one at a time on one stream (through `&mut`, or behind one lock), each run
+    /// copying its output out before the next replay.
+    ///
     /// # Errors
     /// When `example` is not on a CUDA device, CUDA graphs are unavailable, or `forward`
     /// fails or cannot be captured.
-    pub fn capture(example: &Tensor, forward: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+    pub fn capture(
+        example: &Tensor,
+        share_memory_with: Option<&GraphedForward>,
+        forward: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Self> {
         /// One capture at a time in this process: LibTorch hands out its pool streams
         /// round-robin (two captures could share one), and the device's random generator
         /// is in capture mode while one is open.
@@ -121,7 +133,12 @@ impl GraphedForward {
             for _ in 0..WARMUP_RUNS {
                 drop(forward(&input)?);
             }
-            graph.step("capture", &graph.shim.graph_begin)?;
+            let share = share_memory_with.map_or(std::ptr::null_mut(), |g| g.graph.ptr.as_ptr());
+            // SAFETY: both are live graphs made by `anydepth_graph_new`; `share` has been
+            // captured (a `GraphedForward` exists only after a successful capture).
+            call("CUDA graph capture", |e, n| unsafe {
+                (graph.shim.graph_begin)(graph.ptr.as_ptr(), share, e, n)
+            })?;
             let output = forward(&input)?;
             graph.step("capture", &graph.shim.graph_end)?;
             Ok(output)

@@ -22,6 +22,8 @@ pub(crate) type NewFn = unsafe extern "C" fn(c_int, *mut *mut c_void, *mut c_cha
 pub(crate) type StepFn = unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> c_int;
 pub(crate) type MakeFn =
     unsafe extern "C" fn(*mut c_void, *mut *mut c_void, *mut c_char, usize) -> c_int;
+pub(crate) type PairFn =
+    unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_char, usize) -> c_int;
 pub(crate) type WaitFn =
     unsafe extern "C" fn(*mut c_void, *const *const c_void, usize, *mut c_char, usize) -> c_int;
 pub(crate) type FreeFn = unsafe extern "C" fn(*mut c_void);
@@ -30,7 +32,7 @@ pub(crate) type FreeFn = unsafe extern "C" fn(*mut c_void);
 pub(crate) struct Shim {
     pub(crate) graph_new: Symbol<NewFn>,
     pub(crate) graph_enter: Symbol<StepFn>,
-    pub(crate) graph_begin: Symbol<StepFn>,
+    pub(crate) graph_begin: Symbol<PairFn>,
     pub(crate) graph_end: Symbol<StepFn>,
     pub(crate) graph_leave: Symbol<StepFn>,
     pub(crate) graph_replay: Symbol<StepFn>,
@@ -125,7 +127,7 @@ fn load_shim() -> std::result::Result<Shim, String> {
         Ok(Shim {
             graph_new: get::<NewFn>(&library, b"anydepth_graph_new\0")?,
             graph_enter: get::<StepFn>(&library, b"anydepth_graph_enter\0")?,
-            graph_begin: get::<StepFn>(&library, b"anydepth_graph_begin\0")?,
+            graph_begin: get::<PairFn>(&library, b"anydepth_graph_begin\0")?,
             graph_end: get::<StepFn>(&library, b"anydepth_graph_end\0")?,
             graph_leave: get::<StepFn>(&library, b"anydepth_graph_leave\0")?,
             graph_replay: get::<StepFn>(&library, b"anydepth_graph_replay\0")?,

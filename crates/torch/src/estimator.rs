@@ -103,8 +103,8 @@ pub struct DepthEstimator {
     options: EstimatorOptions,
 }
 
-/// Input shapes captured as CUDA graphs per model: the first ones it meets. Each graph
-/// keeps the activations of a forward pass at its shape.
+/// Input shapes captured as CUDA graphs per model: the first ones it meets. The graphs
+/// share one memory pool, which holds about the activations of the largest shape.
 const MAX_CUDA_GRAPHS: usize = 4;
 
 /// The CUDA graphs of a model: one per input shape for the first [`MAX_CUDA_GRAPHS`]
@@ -184,7 +184,8 @@ impl DepthEstimator {
             return self.model.forward(x);
         }
         // Capturing queues nothing: the first result comes from a replay.
-        let captured = GraphedForward::capture(x, |x| self.model.forward(x))
+        // One memory pool for all of them: they run one at a time, behind this lock.
+        let captured = GraphedForward::capture(x, cache.graphs.first(), |x| self.model.forward(x))
             .and_then(|mut graph| Ok((graph.run(x)?, graph)));
         match captured {
             Ok((out, graph)) => {

@@ -39,7 +39,7 @@ fn cuda_shim_loads_refuses_the_cpu_and_matches_eager_runs() {
     cuda_shim::load().expect("the shim's LibTorch symbols resolve");
 
     let on_cpu = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
-    let refused = GraphedForward::capture(&on_cpu, |x| Ok(x * 2.0)).expect_err("CPU tensor");
+    let refused = GraphedForward::capture(&on_cpu, None, |x| Ok(x * 2.0)).expect_err("CPU tensor");
     assert!(
         refused.to_string().contains("need a CUDA device"),
         "{refused}"
@@ -175,14 +175,15 @@ fn photo(w: u32, h: u32) -> RgbImage {
     RgbImage::new(w, h, data).expect("photo")
 }
 
-/// A small captured function replays what it computes eagerly, on new inputs each time.
+/// A small captured function replays what it computes eagerly, on new inputs each time,
+/// alone and beside a second graph sharing its memory.
 fn replays_match_eager_runs() {
     let _guard = tch::no_grad_guard();
     let device = Device::Cuda(0);
     let weight = Tensor::randn([64, 64], (Kind::Float, device));
     let forward = |x: &Tensor| Ok((x.matmul(&weight).relu() + 1.0).softmax(-1, Kind::Float));
     let first = Tensor::randn([8, 64], (Kind::Float, device));
-    let mut graph = GraphedForward::capture(&first, forward).expect("capture");
+    let mut graph = GraphedForward::capture(&first, None, forward).expect("capture");
     for _ in 0..3 {
         let x = Tensor::randn([8, 64], (Kind::Float, device));
         let replayed = graph.run(&x).expect("replay");
@@ -195,6 +196,23 @@ fn replays_match_eager_runs() {
     }
     let other = Tensor::randn([4, 64], (Kind::Float, device));
     assert!(graph.run(&other).is_err(), "another shape must be refused");
+
+    // A graph for that shape in the first one's memory pool: replays of the two,
+    // alternating, still match their eager runs.
+    let mut second = GraphedForward::capture(&other, Some(&graph), forward).expect("shared pool");
+    for _ in 0..3 {
+        for g in [&mut graph, &mut second] {
+            let x = Tensor::randn(g.input_size(), (Kind::Float, device));
+            let diff = (g.run(&x).expect("replay") - forward(&x).expect("eager"))
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(
+                diff <= 1e-6,
+                "a replay in a shared pool differs from the eager run by {diff}"
+            );
+        }
+    }
 }
 
 /// The whole V2 estimator: the same depth with graphs as without, for two photo sizes (two
