@@ -344,47 +344,7 @@ def speed(binary, models, batches, iters, device, compile_fp16, rows, on_row):
             log(f"  speed {row}")
             rows.append(row)
             on_row()
-    if len(photo_paths) > 1:
-        staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row)
     return rows
-
-
-def staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row):
-    """The photos in one `anydepth depth` run, fp32 with device preprocessing, one per
-    batch: each after the first is decoded and uploaded (on the copy stream, on a GPU)
-    while the one before runs. Rows as `parity`'s, held to the fp32 device target and to
-    the same photo run alone (`max_error_to_single`)."""
-    target = next(t for p, pre, t, g in PARITY_CASES if (p, pre, g) == ("fp32", "device", False))
-    alone, staged = folder / "fp32-device", folder / "fp32-device-staged"
-    try:
-        anydepth(binary, "depth", *photo_paths, "--weights", weights, "--device", device,
-                 "--precision", "fp32", "--preprocess", "device", "--batch", "1",
-                 "--formats", "npy", "--out", staged, "--force", "--quiet")
-        failure = None
-    except RuntimeError as e:
-        log(f"  parity of staged photos failed: {e}")
-        failure = str(e)[-500:]
-    for photo in photo_paths:
-        ref, span = refs[photo]
-        row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
-                   precision="fp32, staged", preprocessing="device", target=target,
-                   official_max_error=None)
-        if failure is not None:
-            rows.append(dict(row, max_error=float("nan"), mean_error=float("nan"), ok=False,
-                             staged_failed=failure))
-            on_row()
-            continue
-        ours = np.load(staged / f"{photo.stem}.npy").astype(np.float64)
-        err = np.abs(ours - ref) / span
-        single = np.load(alone / f"{photo.stem}.npy").astype(np.float64)
-        row.update(max_error=float(err.max()), mean_error=float(err.mean()),
-                   max_error_to_single=float(np.abs(ours - single).max() / span))
-        row["ok"] = bool(row["max_error"] <= target
-                         and row["max_error_to_single"] <= STAGED_TO_SINGLE)
-        log(f"  parity {photo.name} staged: max {row['max_error']:.2e} of range (target "
-            f"{target:g}; to one by one {row['max_error_to_single']:.2e})")
-        rows.append(row)
-        on_row()
 
 
 def end_to_end(binary, model, weights, photo, iters, device):
