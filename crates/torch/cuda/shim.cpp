@@ -64,6 +64,9 @@ bool quietly(F&& body) {
 // the pool is never released (`reset` releases it only after a successful end), and the
 // device's random generator stays in capture mode.
 struct Graph : at::cuda::CUDAGraph {
+  // `capture_begin` returned: this capture holds a reference to its memory pool.
+  bool began = false;
+
   void abandon_capture() {
     if (capture_ended_ || capture_dev_ == UNDEFINED_DEVICE) {
       return;  // ended (the destructor releases the pool), or never began
@@ -79,16 +82,20 @@ struct Graph : at::cuda::CUDAGraph {
     }
     (void)cudaGetLastError();  // the capture's error is not the next call's
     if (mempool_id_.first != 0 || mempool_id_.second != 0) {
-      // Release only pools whose redirection this call ended: one `capture_end` ended
-      // already was released or is about to be.
-      if (quietly([&] {
-            c10::cuda::CUDACachingAllocator::endAllocateToPool(capture_dev_, mempool_id_);
-          })) {
+      // The pool's reference is this capture's when `capture_begin` returned, or when
+      // the redirection this call ends was begun (a `capture_begin` that failed later);
+      // a `capture_end` that failed after ending the redirection still holds it.
+      const bool device_ended = quietly([&] {
+        c10::cuda::CUDACachingAllocator::endAllocateToPool(capture_dev_, mempool_id_);
+      });
+      if (device_ended || began) {
         quietly([&] {
           c10::cuda::CUDACachingAllocator::releasePool(capture_dev_, mempool_id_);
         });
       }
-      if (quietly([&] { at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(mempool_id_); })) {
+      const bool host_ended = quietly(
+          [&] { at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(mempool_id_); });
+      if (host_ended || began) {
         quietly([&] { at::getHostAllocator(at::kCUDA)->release_pool(mempool_id_); });
       }
     }
@@ -109,6 +116,7 @@ struct Capture {
 
   explicit Capture(c10::DeviceIndex device)
       : side(c10::cuda::getStreamFromPool(false, device)) {}
+  explicit Capture(const c10::cuda::CUDAStream& stream) : side(stream) {}
 };
 
 }  // namespace
@@ -122,6 +130,19 @@ int anydepth_graph_new(int device, void** out, char* error, size_t len) {
         const auto index = static_cast<c10::DeviceIndex>(device);
         c10::cuda::CUDAGuard on_device(index);
         *out = new Capture(index);
+      },
+      error, len);
+}
+
+// A new graph captured on the side stream of `other`: graphs that share a memory pool
+// must be captured on one stream, since the caching allocator reuses a freed block only
+// for the stream it was allocated on.
+int anydepth_graph_new_beside(void* other, void** out, char* error, size_t len) {
+  return guarded(
+      [&] {
+        const auto& side = static_cast<Capture*>(other)->side;
+        c10::cuda::CUDAGuard on_device(side.device_index());
+        *out = new Capture(side);
       },
       error, len);
 }
@@ -140,8 +161,8 @@ int anydepth_graph_enter(void* handle, char* error, size_t len) {
 }
 
 // Starts capturing the work this thread queues on the side stream, into the memory pool
-// of the graph `share` (captured earlier on the same device), or a pool of its own when
-// `share` is null. The allocator's cached blocks are returned to the device first, as
+// of the graph `share` (captured earlier on the same side stream, see
+// `anydepth_graph_new_beside`), or a pool of its own when `share` is null. The allocator's cached blocks are returned to the device first, as
 // PyTorch's `torch.cuda.graph` does, since none can be reclaimed while a capture is open.
 // Other threads may keep using CUDA meanwhile.
 int anydepth_graph_begin(void* handle, void* share, char* error, size_t len) {
@@ -153,6 +174,7 @@ int anydepth_graph_begin(void* handle, void* share, char* error, size_t len) {
         c->side.synchronize();
         c10::cuda::CUDACachingAllocator::emptyCache();
         c->graph.capture_begin(pool, cudaStreamCaptureModeThreadLocal);
+        c->graph.began = true;
       },
       error, len);
 }

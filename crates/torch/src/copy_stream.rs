@@ -10,13 +10,13 @@
 //! neither streams nor events, so both go through the CUDA shim ([`crate::cuda_shim`]).
 #![allow(unsafe_code)]
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_void;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use tch::Tensor;
 
-use crate::cuda_shim::{call, shim, Shim};
+use crate::cuda_shim::{call, new_on_device, shim, Shim};
 use crate::error::{Error, Result};
 
 /// A high-priority CUDA stream from LibTorch's pool, for host-to-device copies.
@@ -47,15 +47,7 @@ impl CopyStream {
     /// When the CUDA shim is missing or LibTorch cannot make the stream (no such device).
     pub fn new(device: usize) -> Result<Self> {
         let shim = shim()?;
-        let index = c_int::try_from(device)
-            .map_err(|_| Error::Invalid(format!("no CUDA device {device}")))?;
-        let mut ptr = std::ptr::null_mut();
-        // SAFETY: `anydepth_copy_stream_new` writes a new stream to `ptr` when it returns 0.
-        call("copy stream creation", |e, n| unsafe {
-            (shim.copy_stream_new)(index, &mut ptr, e, n)
-        })?;
-        let ptr = NonNull::new(ptr)
-            .ok_or_else(|| Error::Invalid("copy stream creation returned nothing".into()))?;
+        let ptr = new_on_device("copy stream", &shim.copy_stream_new, device)?;
         Ok(Self { shim, ptr, device })
     }
 

@@ -10,7 +10,7 @@
 //! tensor, replays, and returns a copy of the captured output.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::{Mutex, PoisonError};
@@ -18,7 +18,7 @@ use std::sync::{Mutex, PoisonError};
 use libloading::os::unix::Symbol;
 use tch::{Device, Tensor};
 
-use crate::cuda_shim::{call, shim, Shim, StepFn};
+use crate::cuda_shim::{call, new_on_device, shim, Shim, StepFn};
 use crate::error::{Error, Result};
 
 /// Ordinary runs before the capture, on the capture's stream: LibTorch and cuDNN
@@ -49,16 +49,26 @@ impl Handle {
     /// A graph on CUDA device `device`.
     fn new(device: usize) -> Result<Self> {
         let shim = shim()?;
-        let device = c_int::try_from(device)
-            .map_err(|_| Error::Invalid(format!("no CUDA device {device}")))?;
+        let ptr = new_on_device("CUDA graph", &shim.graph_new, device)?;
+        Ok(Self { shim, ptr })
+    }
+
+    /// A graph captured on the side stream of `other`, so that it can use `other`'s
+    /// memory pool: the caching allocator reuses a freed block only for the stream it was
+    /// allocated on.
+    fn beside(other: &Handle) -> Result<Self> {
         let mut ptr = std::ptr::null_mut();
-        // SAFETY: `anydepth_graph_new` writes a new graph to `ptr` when it returns 0.
+        // SAFETY: `other` is a live graph; `anydepth_graph_new_beside` writes a new graph
+        // to `ptr` when it returns 0.
         call("CUDA graph creation", |e, n| unsafe {
-            (shim.graph_new)(device, &mut ptr, e, n)
+            (other.shim.graph_new_beside)(other.ptr.as_ptr(), &mut ptr, e, n)
         })?;
         let ptr = NonNull::new(ptr)
             .ok_or_else(|| Error::Invalid("CUDA graph creation returned nothing".into()))?;
-        Ok(Self { shim, ptr })
+        Ok(Self {
+            shim: other.shim,
+            ptr,
+        })
     }
 
     fn step(&self, name: &str, f: &Symbol<StepFn>) -> Result<()> {
@@ -100,9 +110,9 @@ impl GraphedForward {
     /// gradients off.
     ///
     /// With `share_memory_with`, a graph captured before on the same device, the new
-    /// graph takes its activations from that graph's memory pool instead of a pool of its
-    /// own, so that graphs of one network for several shapes hold about one pass's
-    /// activations in all. Each replay may then overwrite the other graph's activations
+    /// graph is captured on the same side stream and takes its activations from that
+    /// graph's memory pool instead of a pool of its own, so that graphs of one network for
+    /// several shapes hold about the activations of the largest in all. Each replay may then overwrite the other graph's activations
     /// and captured output, which is safe as [`GraphedForward::run`] uses them: the graphs
     /// must run one at a time on one stream (through `&mut`, or behind one lock), each run
     /// copying its output out before the next replay.
@@ -125,8 +135,20 @@ impl GraphedForward {
                 "CUDA graphs need a CUDA device (--device cuda)".into(),
             ));
         };
+        if let Some(other) = share_memory_with {
+            if other.input.device() != example.device() {
+                return Err(Error::Invalid(format!(
+                    "a CUDA graph on {:?} cannot share the memory of one on {:?}",
+                    example.device(),
+                    other.input.device()
+                )));
+            }
+        }
         let _capturing = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-        let graph = Handle::new(device)?;
+        let graph = match share_memory_with {
+            Some(other) => Handle::beside(&other.graph)?,
+            None => Handle::new(device)?,
+        };
         let input = copy_of(example)?;
         graph.step("set-up", &graph.shim.graph_enter)?;
         let captured = catch_unwind(AssertUnwindSafe(|| -> Result<Tensor> {
@@ -134,8 +156,8 @@ impl GraphedForward {
                 drop(forward(&input)?);
             }
             let share = share_memory_with.map_or(std::ptr::null_mut(), |g| g.graph.ptr.as_ptr());
-            // SAFETY: both are live graphs made by `anydepth_graph_new`; `share` has been
-            // captured (a `GraphedForward` exists only after a successful capture).
+            // SAFETY: both are live graphs on one side stream (`Handle::beside`); `share`
+            // has been captured (a `GraphedForward` exists only after a successful capture).
             call("CUDA graph capture", |e, n| unsafe {
                 (graph.shim.graph_begin)(graph.ptr.as_ptr(), share, e, n)
             })?;

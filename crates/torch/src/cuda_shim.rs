@@ -9,6 +9,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ptr::NonNull;
 use std::sync::OnceLock;
 
 use libloading::os::unix::{Library, Symbol, RTLD_LOCAL, RTLD_NOW};
@@ -22,7 +23,7 @@ pub(crate) type NewFn = unsafe extern "C" fn(c_int, *mut *mut c_void, *mut c_cha
 pub(crate) type StepFn = unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> c_int;
 pub(crate) type MakeFn =
     unsafe extern "C" fn(*mut c_void, *mut *mut c_void, *mut c_char, usize) -> c_int;
-pub(crate) type PairFn =
+pub(crate) type BeginFn =
     unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_char, usize) -> c_int;
 pub(crate) type WaitFn =
     unsafe extern "C" fn(*mut c_void, *const *const c_void, usize, *mut c_char, usize) -> c_int;
@@ -32,7 +33,8 @@ pub(crate) type FreeFn = unsafe extern "C" fn(*mut c_void);
 pub(crate) struct Shim {
     pub(crate) graph_new: Symbol<NewFn>,
     pub(crate) graph_enter: Symbol<StepFn>,
-    pub(crate) graph_begin: Symbol<PairFn>,
+    pub(crate) graph_new_beside: Symbol<MakeFn>,
+    pub(crate) graph_begin: Symbol<BeginFn>,
     pub(crate) graph_end: Symbol<StepFn>,
     pub(crate) graph_leave: Symbol<StepFn>,
     pub(crate) graph_replay: Symbol<StepFn>,
@@ -127,7 +129,8 @@ fn load_shim() -> std::result::Result<Shim, String> {
         Ok(Shim {
             graph_new: get::<NewFn>(&library, b"anydepth_graph_new\0")?,
             graph_enter: get::<StepFn>(&library, b"anydepth_graph_enter\0")?,
-            graph_begin: get::<PairFn>(&library, b"anydepth_graph_begin\0")?,
+            graph_new_beside: get::<MakeFn>(&library, b"anydepth_graph_new_beside\0")?,
+            graph_begin: get::<BeginFn>(&library, b"anydepth_graph_begin\0")?,
             graph_end: get::<StepFn>(&library, b"anydepth_graph_end\0")?,
             graph_leave: get::<StepFn>(&library, b"anydepth_graph_leave\0")?,
             graph_replay: get::<StepFn>(&library, b"anydepth_graph_replay\0")?,
@@ -198,6 +201,27 @@ fn open_from_temp_file(bytes: &[u8]) -> std::result::Result<Library, String> {
         });
     let _ = std::fs::remove_file(&path);
     opened
+}
+
+/// A new object of the shim on CUDA device `device`, made by `new` (one of the
+/// `anydepth_*_new` functions); `what` names it in errors ("CUDA graph").
+///
+/// # Errors
+/// When the device index is out of range or the shim refuses, with its message.
+pub(crate) fn new_on_device(
+    what: &str,
+    new: &Symbol<NewFn>,
+    device: usize,
+) -> Result<NonNull<c_void>> {
+    let index =
+        c_int::try_from(device).map_err(|_| Error::Invalid(format!("no CUDA device {device}")))?;
+    let mut ptr = std::ptr::null_mut();
+    // SAFETY: every `anydepth_*_new` takes a device index and writes a new object to `ptr`
+    // when it returns 0.
+    call(&format!("{what} creation"), |e, n| unsafe {
+        new(index, &mut ptr, e, n)
+    })?;
+    NonNull::new(ptr).ok_or_else(|| Error::Invalid(format!("{what} creation returned nothing")))
 }
 
 /// Calls a shim function that reports failure through a message buffer; `what` names the

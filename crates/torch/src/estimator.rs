@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use anydepth_core::{DepthMap, Prediction, RgbImage};
+use rayon::prelude::*;
 use tch::{nn, Device, Kind, Tensor};
 
 use anydepth_model::config::{Head, ModelConfig};
@@ -281,13 +282,11 @@ impl DepthEstimator {
         // for now, and the photos when uploaded ahead (each taken once its group runs).
         let (host, mut uploaded): (Vec<Preprocessed>, Option<Vec<Option<Tensor>>>) = match staged {
             None if on_device => (Vec::new(), None),
-            None => (
-                images
-                    .iter()
-                    .map(|img| self.preprocess(img))
-                    .collect::<Result<_>>()?,
-                None,
-            ),
+            None => {
+                let size = self.options.input_size;
+                let inputs = images.par_iter().map(|img| preprocess(img, size));
+                (inputs.collect::<Result<_>>()?, None)
+            }
             Some(Staged::Host(inputs)) if !on_device => {
                 (inputs.into_iter().collect::<Result<_>>()?, None)
             }
@@ -540,11 +539,9 @@ impl Stager {
     /// runs.
     fn stage_photos(&self, images: &[&RgbImage]) -> Result<Staged> {
         if !self.on_device {
+            let size = self.input_size;
             return Ok(Staged::Host(
-                images
-                    .iter()
-                    .map(|img| preprocess(img, self.input_size))
-                    .collect(),
+                images.par_iter().map(|img| preprocess(img, size)).collect(),
             ));
         }
         let upload_all =
