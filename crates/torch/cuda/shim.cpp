@@ -162,9 +162,10 @@ int anydepth_graph_enter(void* handle, char* error, size_t len) {
 
 // Starts capturing the work this thread queues on the side stream, into the memory pool
 // of the graph `share` (captured earlier on the same side stream, see
-// `anydepth_graph_new_beside`), or a pool of its own when `share` is null. The allocator's cached blocks are returned to the device first, as
-// PyTorch's `torch.cuda.graph` does, since none can be reclaimed while a capture is open.
-// Other threads may keep using CUDA meanwhile.
+// `anydepth_graph_new_beside`), or a pool of its own when `share` is null. The
+// allocator's cached blocks are returned to the device first, as PyTorch's
+// `torch.cuda.graph` does, since none can be reclaimed while a capture is open (the
+// shared pool keeps its own). Other threads may keep using CUDA meanwhile.
 int anydepth_graph_begin(void* handle, void* share, char* error, size_t len) {
   auto* c = static_cast<Capture*>(handle);
   return guarded(
@@ -210,7 +211,8 @@ int anydepth_graph_replay(void* handle, char* error, size_t len) {
   return guarded([&] { c->graph.replay(); }, error, len);
 }
 
-// Frees the graph and its memory pool (never while a capture is open: `leave` first).
+// Frees the graph and its share of its memory pool, which goes with the last graph that
+// uses it (never while a capture is open: `leave` first).
 void anydepth_graph_free(void* handle) {
   delete static_cast<Capture*>(handle);
 }

@@ -110,12 +110,13 @@ impl GraphedForward {
     /// gradients off.
     ///
     /// With `share_memory_with`, a graph captured before on the same device, the new
-    /// graph is captured on the same side stream and takes its activations from that
-    /// graph's memory pool instead of a pool of its own, so that graphs of one network for
-    /// several shapes hold about the activations of the largest in all. Each replay may then overwrite the other graph's activations
-    /// and captured output, which is safe as [`GraphedForward::run`] uses them: the graphs
-    /// must run one at a time on one stream (through `&mut`, or behind one lock), each run
-    /// copying its output out before the next replay.
+    /// graph is captured on that graph's side stream and takes its activations from its
+    /// memory pool instead of a pool of its own, so that the graphs of one network for
+    /// several shapes hold about the activations of the largest. A replay may then
+    /// overwrite the other graph's activations and captured output, which is safe as
+    /// [`GraphedForward::run`] uses them: the graphs run one at a time on one stream
+    /// (through `&mut`, or behind one lock), each run copying its output out before the
+    /// next replay.
     ///
     /// # Errors
     /// When `example` is not on a CUDA device, CUDA graphs are unavailable, or `forward`

@@ -280,8 +280,8 @@ impl DepthEstimator {
         let on_device = self.preprocesses_on_device();
         // Exact: the network inputs, made here or ahead; on the device: only their sizes,
         // for now, and the photos when uploaded ahead (each taken once its group runs).
-        let (host, mut uploaded): (Vec<Preprocessed>, Option<Vec<Option<Tensor>>>) = match staged {
-            None if on_device => (Vec::new(), None),
+        let (host, mut uploaded) = match staged {
+            None if on_device => (Vec::new(), None::<Vec<Option<Tensor>>>),
             None => {
                 let size = self.options.input_size;
                 let inputs = images.par_iter().map(|img| preprocess(img, size));
@@ -310,25 +310,7 @@ impl DepthEstimator {
         } else {
             host.iter().map(|p| (p.width, p.height)).collect()
         };
-        // Staged inputs are checked by their sizes (and device), not their values.
-        let staged_like_these = if on_device {
-            uploaded.as_ref().is_none_or(|photos| {
-                photos.len() == images.len()
-                    && photos.iter().zip(images).all(|(photo, img)| {
-                        photo.as_ref().is_some_and(|photo| {
-                            photo.device() == self.device
-                                && photo.size() == [i64::from(img.height), i64::from(img.width), 3]
-                        })
-                    })
-            })
-        } else {
-            host.len() == images.len()
-                && host.iter().zip(images).all(|(p, img)| {
-                    checked_target_size(img, self.options.input_size)
-                        .is_ok_and(|size| size == (p.width, p.height))
-                })
-        };
-        if !staged_like_these {
+        if !self.made_from(images, &host, uploaded.as_deref()) {
             return Err(Error::Invalid(
                 "staged photos do not match these images (their sizes or device)".into(),
             ));
@@ -373,6 +355,34 @@ impl DepthEstimator {
             .into_iter()
             .map(|p| p.ok_or_else(|| Error::Invalid("missing prediction".into())))
             .collect()
+    }
+
+    /// Whether the network inputs `host` (exact preprocessing) or the photos `uploaded`
+    /// (device preprocessing; `None` when not uploaded yet) were made from `images` for
+    /// this model, as far as their sizes and device tell.
+    fn made_from(
+        &self,
+        images: &[RgbImage],
+        host: &[Preprocessed],
+        uploaded: Option<&[Option<Tensor>]>,
+    ) -> bool {
+        if !self.preprocesses_on_device() {
+            return host.len() == images.len()
+                && host.iter().zip(images).all(|(input, img)| {
+                    checked_target_size(img, self.options.input_size)
+                        .is_ok_and(|size| size == (input.width, input.height))
+                });
+        }
+        let Some(photos) = uploaded else {
+            return true;
+        };
+        photos.len() == images.len()
+            && photos.iter().zip(images).all(|(photo, img)| {
+                photo.as_ref().is_some_and(|photo| {
+                    let shape = [i64::from(img.height), i64::from(img.width), 3];
+                    photo.device() == self.device && photo.size() == shape
+                })
+            })
     }
 
     /// Whether photos are resized and normalised on the device (see [`Preprocessing`]).

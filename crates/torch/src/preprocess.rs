@@ -213,10 +213,10 @@ fn as_bytes(values: &[f32]) -> Option<Vec<u8>> {
 }
 
 /// The network input for photos already on the device ([`upload`]), made there: brought to
-/// `[0, 1]` ([`in_unit_range`]), resized to `(width, height)` with LibTorch's bicubic interpolation (a = -0.75, half-pixel
-/// centres, replicated borders, as OpenCV's `INTER_CUBIC` but in float32 and with LibTorch's
-/// rounding of coordinates), then normalised with the ImageNet statistics, as a
-/// `N x 3 x height x width` float32 batch.
+/// `[0, 1]` ([`in_unit_range`]), resized to `(width, height)` with LibTorch's bicubic
+/// interpolation (a = -0.75, half-pixel centres, replicated borders, as OpenCV's
+/// `INTER_CUBIC` but in float32 and with LibTorch's rounding of coordinates), then
+/// normalised with the ImageNet statistics, as a `N x 3 x height x width` float32 batch.
 pub fn preprocess_on_device(photos: &[Tensor], (width, height): (u32, u32)) -> Tensor {
     let device = photos.first().map_or(Device::Cpu, Tensor::device);
     let size = [i64::from(height), i64::from(width)];
