@@ -530,7 +530,7 @@ impl Stager {
         let on_device = estimator.preprocesses_on_device();
         let copy = match estimator.device {
             Device::Cuda(i) if on_device => CopyStream::new(i)
-                .map_err(|why| tracing::debug!("uploads run on the compute stream: {why}"))
+                .map_err(|why| tracing::info!("uploads run on the compute stream: {why}"))
                 .ok(),
             _ => None,
         };
