@@ -6,8 +6,8 @@
 #      the official fp32, target 1e-2, beside the official code's own error run the same
 #      way (fp16: weights cast; bf16: encoder under autocast, head in fp32, TF32); fp16
 #      replayed from CUDA graphs, within 1e-4 of the range of fp16 run eagerly; the
-#      photos in one run, each staged on the copy stream while the one before runs,
-#      within 1e-5 of the range of each run alone;
+#      photos in one run, each staged on the copy stream while the one before runs
+#      (fp32; fp16 with CUDA graphs), within 1e-5 (1e-4) of the range of each run alone;
 #   3. speed side by side with the official code (eager fp32, eager fp16, torch.compile
 #      fp16; ours also fp16 with CUDA graphs): V2-S and V2-L at 518x518, batch 1 and 16,
 #      and a 1920x1080 photo end to end;

@@ -120,6 +120,9 @@ GRAPHS_TO_EAGER = 1e-4
 # a GPU) while the one before runs, may differ from the same photos run one by one: the
 # same kernels on the same input.
 STAGED_TO_SINGLE = 1e-5
+# The staged runs, as (precision, CUDA graphs); the graphs one is held to GRAPHS_TO_EAGER
+# of the same photo replayed alone (cuDNN may pick another algorithm as memory differs).
+STAGED_CASES = [("fp32", False), ("fp16", True)]
 
 
 def depth_errors(depth, size, ref, span):
@@ -246,41 +249,55 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
 
 
 def staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row):
-    """The photos in one `anydepth depth` run, fp32 with device preprocessing, one per
-    batch: each after the first is decoded and uploaded (on the copy stream, on a GPU)
-    while the one before runs. Rows as `parity`'s, held to the fp32 device target and to
-    the same photo run alone (`max_error_to_single`)."""
-    target = next(t for p, pre, t, g in PARITY_CASES if (p, pre, g) == ("fp32", "device", False))
-    alone, staged = folder / "fp32-device", folder / "fp32-device-staged"
-    try:
-        anydepth(binary, "depth", *photo_paths, "--weights", weights, "--device", device,
-                 "--precision", "fp32", "--preprocess", "device", "--batch", "1",
-                 "--formats", "npy", "--out", staged, "--force", "--quiet")
-        failure = None
-    except RuntimeError as e:
-        log(f"  parity of staged photos failed: {e}")
-        failure = str(e)[-500:]
-    for photo in photo_paths:
-        ref, span = refs[photo]
-        row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
-                   precision="fp32, staged", preprocessing="device", target=target,
-                   official_max_error=None)
-        if failure is not None:
-            rows.append(dict(row, max_error=float("nan"), mean_error=float("nan"), ok=False,
-                             staged_failed=failure))
-            on_row()
+    """The photos in one `anydepth depth` run with device preprocessing, one per batch:
+    each after the first is decoded and uploaded (on the copy stream, on a GPU) while the
+    one before runs; in fp32, and on a GPU also in fp16 with CUDA graphs (captured while
+    the next photo goes up). Rows as `parity`'s, held to the precision's target and to the
+    same photo run alone (`max_error_to_single`)."""
+    for precision, graphs in STAGED_CASES:
+        if graphs and device != "cuda":
             continue
-        ours = np.load(staged / f"{photo.stem}.npy").astype(np.float64)
-        err = np.abs(ours - ref) / span
-        single = np.load(alone / f"{photo.stem}.npy").astype(np.float64)
-        row.update(max_error=float(err.max()), mean_error=float(err.mean()),
-                   max_error_to_single=float(np.abs(ours - single).max() / span))
-        row["ok"] = bool(row["max_error"] <= target
-                         and row["max_error_to_single"] <= STAGED_TO_SINGLE)
-        log(f"  parity {photo.name} staged: max {row['max_error']:.2e} of range (target "
-            f"{target:g}; to one by one {row['max_error_to_single']:.2e})")
-        rows.append(row)
-        on_row()
+        target = next(t for p, pre, t, g in PARITY_CASES
+                      if (p, pre, g) == (precision, "device", graphs))
+        name = f"{precision}-device" + ("-graphs" if graphs else "")
+        alone, staged = folder / name, folder / f"{name}-staged"
+        to_single = GRAPHS_TO_EAGER if graphs else STAGED_TO_SINGLE
+        warnings = []
+        try:
+            anydepth(binary, "depth", *photo_paths, "--weights", weights, "--device", device,
+                     "--precision", precision, "--preprocess", "device", "--batch", "1",
+                     "--formats", "npy", "--out", staged, "--force", "--quiet",
+                     *(["--cuda-graphs"] if graphs else []), stderr=warnings)
+            # A capture that fails falls back to running directly, with a warning.
+            fell_back = graphs and "without CUDA graphs" in warnings[0]
+            failure = warnings[0].strip()[-500:] if fell_back else None
+        except RuntimeError as e:
+            log(f"  parity of staged photos ({name}) failed: {e}")
+            failure = str(e)[-500:]
+        for photo in photo_paths:
+            ref, span = refs[photo]
+            row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
+                       precision=precision + (", CUDA graphs" if graphs else "") + ", staged",
+                       preprocessing="device", target=target, official_max_error=None)
+            single_file = alone / f"{photo.stem}.npy"
+            if failure is None and not single_file.exists():
+                failure = f"no run of {photo.name} alone to compare with ({name})"
+            if failure is not None:
+                rows.append(dict(row, max_error=float("nan"), mean_error=float("nan"),
+                                 ok=False, staged_failed=failure))
+                on_row()
+                continue
+            ours = np.load(staged / f"{photo.stem}.npy").astype(np.float64)
+            err = np.abs(ours - ref) / span
+            single = np.load(single_file).astype(np.float64)
+            row.update(max_error=float(err.max()), mean_error=float(err.mean()),
+                       max_error_to_single=float(np.abs(ours - single).max() / span))
+            row["ok"] = bool(row["max_error"] <= target
+                             and row["max_error_to_single"] <= to_single)
+            log(f"  parity {photo.name} {row['precision']}: max {row['max_error']:.2e} of "
+                f"range (target {target:g}; to one by one {row['max_error_to_single']:.2e})")
+            rows.append(row)
+            on_row()
 
 
 def time_official(model, batch, size, dtype, iters, device, compiled=False):
@@ -464,7 +481,7 @@ def markdown(report):
             if "graphs_failed" in r:
                 verdict += " (CUDA graphs failed: see graphs_failed in the JSON)"
             if "staged_failed" in r:
-                verdict += " (the run failed: see staged_failed in the JSON)"
+                verdict += " (staged run failed: see staged_failed in the JSON)"
             lines.append(f"| {r['photo']} | {r['size']} | {r['precision']} "
                          f"| {r['preprocessing']} | {r['max_error']:.2e} "
                          f"| {r['mean_error']:.2e} | {r['target']:g} "
