@@ -104,6 +104,10 @@ struct Graph : at::cuda::CUDAGraph {
     for (auto& entry : captured_generator_states_) {
       entry.first->capturing_ = false;
     }
+    // Undone: a second call releases nothing (the destructor releases only after a
+    // successful end).
+    began = false;
+    mempool_id_ = {0, 0};
   }
 };
 

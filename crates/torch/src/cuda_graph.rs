@@ -72,7 +72,7 @@ impl Handle {
     }
 
     fn step(&self, name: &str, f: &Symbol<StepFn>) -> Result<()> {
-        // SAFETY: `ptr` is a live graph made by `anydepth_graph_new`.
+        // SAFETY: `ptr` is a live graph made by `anydepth_graph_new` or `_new_beside`.
         call(&format!("CUDA graph {name}"), |e, n| unsafe {
             f(self.ptr.as_ptr(), e, n)
         })
@@ -81,7 +81,7 @@ impl Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        // SAFETY: `ptr` came from `anydepth_graph_new` and is freed once, here.
+        // SAFETY: `ptr` came from `anydepth_graph_new` or `_new_beside` and is freed once, here.
         unsafe { (self.shim.graph_free)(self.ptr.as_ptr()) }
     }
 }

@@ -109,7 +109,7 @@ pub struct DepthEstimator {
 const MAX_CUDA_GRAPHS: usize = 4;
 
 /// The CUDA graphs of a model: one per input shape for the first [`MAX_CUDA_GRAPHS`]
-/// shapes it meets. Other shapes run directly, and so does everything after a capture
+/// shapes it meets. Other shapes run directly, and so do the shapes met after a capture
 /// failed (once is enough to know, and a failed capture can cost memory).
 #[derive(Debug, Default)]
 struct GraphCache {
@@ -194,7 +194,7 @@ impl DepthEstimator {
                 Ok(out)
             }
             Err(e) if fall_back => {
-                tracing::warn!("{e}; this model runs without CUDA graphs from now on");
+                tracing::warn!("{e}; shapes this model meets from now on run without CUDA graphs");
                 cache.failed = true;
                 drop(cache);
                 self.model.forward(x)
@@ -549,9 +549,12 @@ impl Stager {
     /// runs.
     fn stage_photos(&self, images: &[&RgbImage]) -> Result<Staged> {
         if !self.on_device {
-            let size = self.input_size;
+            // One photo at a time: this runs beside the network, which has the cores.
             return Ok(Staged::Host(
-                images.par_iter().map(|img| preprocess(img, size)).collect(),
+                images
+                    .iter()
+                    .map(|img| preprocess(img, self.input_size))
+                    .collect(),
             ));
         }
         let upload_all =

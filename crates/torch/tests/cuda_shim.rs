@@ -176,7 +176,8 @@ fn photo(w: u32, h: u32) -> RgbImage {
 }
 
 /// A small captured function replays what it computes eagerly, on new inputs each time,
-/// alone and beside a second graph sharing its memory.
+/// alone and beside graphs sharing its memory, also after a capture into that memory
+/// failed and after the first graph is gone.
 fn replays_match_eager_runs() {
     let _guard = tch::no_grad_guard();
     let device = Device::Cuda(0);
@@ -212,6 +213,34 @@ fn replays_match_eager_runs() {
                 "a replay in a shared pool differs from the eager run by {diff}"
             );
         }
+    }
+
+    // A capture into the shared pool that fails (reading a value back to the host is not
+    // allowed while capturing) leaves the pool usable: a third graph captured after it,
+    // and the second, still replay what runs eagerly once the first graph is gone.
+    let third_input = Tensor::randn([2, 64], (Kind::Float, device));
+    let failing = |x: &Tensor| {
+        let _ = x.sum(Kind::Float).double_value(&[]);
+        forward(x)
+    };
+    let refused = GraphedForward::capture(&third_input, Some(&graph), failing);
+    assert!(
+        refused.is_err(),
+        "a read back to the host cannot be captured"
+    );
+    let mut third =
+        GraphedForward::capture(&third_input, Some(&graph), forward).expect("after a failure");
+    drop(graph);
+    for g in [&mut second, &mut third] {
+        let x = Tensor::randn(g.input_size(), (Kind::Float, device));
+        let diff = (g.run(&x).expect("replay") - forward(&x).expect("eager"))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(
+            diff <= 1e-6,
+            "a replay after the pool's first graph went differs by {diff}"
+        );
     }
 }
 
