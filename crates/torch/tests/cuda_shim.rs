@@ -183,17 +183,22 @@ fn replays_match_eager_runs() {
     let device = Device::Cuda(0);
     let weight = Tensor::randn([64, 64], (Kind::Float, device));
     let forward = |x: &Tensor| Ok((x.matmul(&weight).relu() + 1.0).softmax(-1, Kind::Float));
+    // A replay of `graph` on a new input gives what `forward` computes eagerly.
+    let matches_eager = |graph: &mut GraphedForward, when: &str| {
+        let x = Tensor::randn(graph.input_size(), (Kind::Float, device));
+        let diff = (graph.run(&x).expect("replay") - forward(&x).expect("eager"))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(
+            diff <= 1e-6,
+            "a replay {when} differs from the eager run by {diff}"
+        );
+    };
     let first = Tensor::randn([8, 64], (Kind::Float, device));
     let mut graph = GraphedForward::capture(&first, None, forward).expect("capture");
     for _ in 0..3 {
-        let x = Tensor::randn([8, 64], (Kind::Float, device));
-        let replayed = graph.run(&x).expect("replay");
-        let eager = forward(&x).expect("eager");
-        let diff = (replayed - eager).abs().max().double_value(&[]);
-        assert!(
-            diff <= 1e-6,
-            "a replay differs from the eager run by {diff}"
-        );
+        matches_eager(&mut graph, "alone");
     }
     let other = Tensor::randn([4, 64], (Kind::Float, device));
     assert!(graph.run(&other).is_err(), "another shape must be refused");
@@ -202,17 +207,8 @@ fn replays_match_eager_runs() {
     // alternating, still match their eager runs.
     let mut second = GraphedForward::capture(&other, Some(&graph), forward).expect("shared pool");
     for _ in 0..3 {
-        for g in [&mut graph, &mut second] {
-            let x = Tensor::randn(g.input_size(), (Kind::Float, device));
-            let diff = (g.run(&x).expect("replay") - forward(&x).expect("eager"))
-                .abs()
-                .max()
-                .double_value(&[]);
-            assert!(
-                diff <= 1e-6,
-                "a replay in a shared pool differs from the eager run by {diff}"
-            );
-        }
+        matches_eager(&mut graph, "in a shared pool");
+        matches_eager(&mut second, "in a shared pool");
     }
 
     // A capture into the shared pool that fails (reading a value back to the host is not
@@ -231,17 +227,8 @@ fn replays_match_eager_runs() {
     let mut third =
         GraphedForward::capture(&third_input, Some(&graph), forward).expect("after a failure");
     drop(graph);
-    for g in [&mut second, &mut third] {
-        let x = Tensor::randn(g.input_size(), (Kind::Float, device));
-        let diff = (g.run(&x).expect("replay") - forward(&x).expect("eager"))
-            .abs()
-            .max()
-            .double_value(&[]);
-        assert!(
-            diff <= 1e-6,
-            "a replay after the pool's first graph went differs by {diff}"
-        );
-    }
+    matches_eager(&mut second, "after the pool's first graph went");
+    matches_eager(&mut third, "after the pool's first graph went");
 }
 
 /// The whole V2 estimator: the same depth with graphs as without, for two photo sizes (two
