@@ -410,54 +410,9 @@ fn bad_input_stops_before_training() {
         ],
     );
     let out = dir.path().join("out.pth");
-    let result = anydepth(&[
-        "train",
-        "--weights",
-        s(&init),
-        "--dataset",
-        "list",
-        s(&list),
-        "--out",
-        s(&out),
-        "--steps",
-        "2",
-        "--batch",
-        "1",
-        "--input-size",
-        "42",
-        "--device",
-        "cpu",
-        "-q",
-    ]);
-    assert_code(&result, 2);
-    let message = common::stderr(&result);
-    assert!(message.contains("valid depth pixel"), "{message}");
-    assert!(!out.exists(), "a checkpoint was written");
-
-    let result = anydepth(&[
-        "train",
-        "--weights",
-        s(&init),
-        "--dataset",
-        "list",
-        s(&list),
-        "--out",
-        s(&out),
-        "--input-size",
-        "50",
-        "--device",
-        "cpu",
-        "-q",
-    ]);
-    assert_code(&result, 2);
-    assert!(common::stderr(&result).contains("multiple of 14"));
-
-    // Options that inference has and training refuses rather than ignores.
-    for (flag, told) in [
-        ("--tf32", "drop --tf32"),
-        ("--cuda-graphs", "drop --cuda-graphs"),
-    ] {
-        let result = anydepth(&[
+    // `train` on the list into `out` on the CPU, with `extra` arguments.
+    let train = |extra: &[&str]| {
+        let mut args = vec![
             "train",
             "--weights",
             s(&init),
@@ -468,9 +423,27 @@ fn bad_input_stops_before_training() {
             s(&out),
             "--device",
             "cpu",
-            flag,
             "-q",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        anydepth(&args)
+    };
+    let result = train(&["--steps", "2", "--batch", "1", "--input-size", "42"]);
+    assert_code(&result, 2);
+    let message = common::stderr(&result);
+    assert!(message.contains("valid depth pixel"), "{message}");
+    assert!(!out.exists(), "a checkpoint was written");
+
+    let result = train(&["--input-size", "50"]);
+    assert_code(&result, 2);
+    assert!(common::stderr(&result).contains("multiple of 14"));
+
+    // Options that inference has and training refuses rather than ignores.
+    for (flag, told) in [
+        ("--tf32", "drop --tf32"),
+        ("--cuda-graphs", "drop --cuda-graphs"),
+    ] {
+        let result = train(&[flag]);
         assert_code(&result, 2);
         let message = common::stderr(&result);
         assert!(message.contains(told), "{message}");

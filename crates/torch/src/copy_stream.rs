@@ -16,8 +16,8 @@ use std::ptr::NonNull;
 
 use tch::Tensor;
 
-use crate::cuda_shim::{call, new_on_device, shim, Shim};
-use crate::error::{Error, Result};
+use crate::cuda_shim::{call, made, new_on_device, shim, Shim};
+use crate::error::Result;
 
 /// A high-priority CUDA stream from LibTorch's pool, for host-to-device copies.
 pub struct CopyStream {
@@ -74,12 +74,10 @@ impl CopyStream {
             (self.shim.copy_end)(guard, &mut event, e, n)
         });
         let copied = ended.and_then(|()| {
-            NonNull::new(event)
-                .map(|event| Copied {
-                    shim: self.shim,
-                    event,
-                })
-                .ok_or_else(|| Error::Invalid("copy stream event returned nothing".into()))
+            made("copy stream event", event).map(|event| Copied {
+                shim: self.shim,
+                event,
+            })
         });
         match queued {
             Ok(value) => Ok((value, copied?)),

@@ -18,7 +18,7 @@ use std::sync::{Mutex, PoisonError};
 use libloading::os::unix::Symbol;
 use tch::{Device, Tensor};
 
-use crate::cuda_shim::{call, new_on_device, shim, Shim, StepFn};
+use crate::cuda_shim::{call, made, new_on_device, shim, Shim, StepFn};
 use crate::error::{Error, Result};
 
 /// Ordinary runs before the capture, on the capture's stream: LibTorch and cuDNN
@@ -63,11 +63,9 @@ impl Handle {
         call("CUDA graph creation", |e, n| unsafe {
             (other.shim.graph_new_beside)(other.ptr.as_ptr(), &mut ptr, e, n)
         })?;
-        let ptr = NonNull::new(ptr)
-            .ok_or_else(|| Error::Invalid("CUDA graph creation returned nothing".into()))?;
         Ok(Self {
             shim: other.shim,
-            ptr,
+            ptr: made("CUDA graph", ptr)?,
         })
     }
 

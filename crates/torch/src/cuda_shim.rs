@@ -221,6 +221,12 @@ pub(crate) fn new_on_device(
     call(&format!("{what} creation"), |e, n| unsafe {
         new(index, &mut ptr, e, n)
     })?;
+    made(what, ptr)
+}
+
+/// `ptr`, which a shim call that succeeded wrote; `what` names it in the error for a null
+/// pointer ("CUDA graph").
+pub(crate) fn made(what: &str, ptr: *mut c_void) -> Result<NonNull<c_void>> {
     NonNull::new(ptr).ok_or_else(|| Error::Invalid(format!("{what} creation returned nothing")))
 }
 

@@ -280,6 +280,7 @@ impl DepthEstimator {
         let on_device = self.preprocesses_on_device();
         // Exact: the network inputs, made here or ahead; on the device: only their sizes,
         // for now, and the photos when uploaded ahead (each taken once its group runs).
+        let was_staged = staged.is_some();
         let (host, mut uploaded) = match staged {
             None if on_device => (Vec::new(), None::<Vec<Option<Tensor>>>),
             None => {
@@ -310,7 +311,7 @@ impl DepthEstimator {
         } else {
             host.iter().map(|p| (p.width, p.height)).collect()
         };
-        if !self.made_from(images, &host, uploaded.as_deref()) {
+        if was_staged && !self.made_from(images, &host, uploaded.as_deref()) {
             return Err(Error::Invalid(
                 "staged photos do not match these images (their sizes or device)".into(),
             ));
@@ -357,9 +358,9 @@ impl DepthEstimator {
             .collect()
     }
 
-    /// Whether the network inputs `host` (exact preprocessing) or the photos `uploaded`
-    /// (device preprocessing; `None` when not uploaded yet) were made from `images` for
-    /// this model, as far as their sizes and device tell.
+    /// Whether the staged network inputs `host` (exact preprocessing) or photos `uploaded`
+    /// (device preprocessing) were made from `images` for this model, as far as their
+    /// sizes and device tell.
     fn made_from(
         &self,
         images: &[RgbImage],
@@ -374,7 +375,7 @@ impl DepthEstimator {
                 });
         }
         let Some(photos) = uploaded else {
-            return true;
+            return false;
         };
         photos.len() == images.len()
             && photos.iter().zip(images).all(|(photo, img)| {
