@@ -10,7 +10,8 @@
 #      (fp32; fp16 with CUDA graphs), within 1e-5 (1e-4) of the range of each run alone;
 #   3. speed side by side with the official code (eager fp32, eager fp16, torch.compile
 #      fp16; ours also fp16 with CUDA graphs): V2-S and V2-L at 518x518, batch 1 and 16,
-#      and a 1920x1080 photo end to end;
+#      with the device memory each held at the peak; a 1920x1080 photo end to end, and
+#      a folder of 48 copies of it in photos/s (`anydepth depth --batch 16`);
 #   4. training on the GPU: `anydepth train` and `anydepth distill` (V2-S, batch 8 at
 #      518x518) with their step times, beside the official PyTorch loop's.
 # Writes gpu_check.json, gpu_check.md, doctor.txt and doctor.json into --out (default
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary=$(realpath "$2"); shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) passthrough+=("$1"); shift ;;
   esac
 done

@@ -5,8 +5,8 @@
 //! `libtorch_cuda` is not linked: the binaries load it at run time when CUDA is asked for
 //! (see `anydepth_torch::cuda`), so one build serves CPU and GPU machines.
 //!
-//! For `anydepth-torch` itself it also builds `cuda/shim.cpp` (CUDA graphs and the copy
-//! stream's events) into a shared library that the crate embeds (`anydepth_torch::cuda_shim`).
+//! For `anydepth-torch` itself it also builds `cuda/shim.cpp` (CUDA graphs, the copy
+//! stream's events, the caching allocator's statistics) into a shared library that the crate embeds (`anydepth_torch::cuda_shim`).
 //! That needs a CUDA LibTorch's C++ headers and the CUDA runtime's headers; without them,
 //! or when the C++ compiler fails, the crate builds without the shim, says why in a
 //! warning (not for a CPU-only LibTorch, where there is nothing to miss) and at run time

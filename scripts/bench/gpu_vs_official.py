@@ -13,7 +13,10 @@ Speed (network only, median of --iters after a warm-up):
     and fp16 (and bf16, whose head stays fp32, and on a GPU fp16 with CUDA graphs), for
     V2-S and V2-L at 518x518, batch 1 and 16;
   - a 1920x1080 photo end to end: official `cv2.imread` + `infer_image` (fp32) against
-    `anydepth bench --photo` (fp32 and fp16), with anydepth's stages.
+    `anydepth bench --photo` (fp32 and fp16), with anydepth's stages; and a folder of 48
+    copies of it with the depth written as .npy, photos/s: the official loop one photo
+    after another against `anydepth depth --batch 16` (fp32 and fp16).
+  - on a GPU, each network timing's device memory at the peak (weights, input, passes).
 Training (V2-S metric, batch 8 at 518x518, fp32): the median step of the plain PyTorch
 loop (scripts/bench/train_step.py, random input) against `anydepth train`'s steps on
 generated 640x480 photos (data loading included), and a short `anydepth distill` run
@@ -36,6 +39,8 @@ import argparse
 import copy
 import json
 import os
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -308,12 +313,21 @@ def staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row
 
 def time_official(model, batch, size, dtype, iters, device, compiled=False):
     """Median seconds of a forward pass of a copy of `model` converted to `dtype` (the
-    model itself keeps its float32 weights)."""
+    model itself keeps its float32 weights), and on a GPU the most MiB the caching
+    allocator had allocated meanwhile for that copy, its input and its passes, as
+    `anydepth bench` counts it in a process of its own (cuBLAS's workspaces made again)."""
+    on_gpu = device == "cuda"
+    if on_gpu:
+        torch._C._cuda_clearCublasWorkspaces()
+        torch.cuda.empty_cache()
+    allocated_before = torch.cuda.memory_allocated() if on_gpu else 0
     net = copy.deepcopy(model).to(dtype)
     if compiled:
         net = torch.compile(net)
     x = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     times = []
     with torch.no_grad():
         for i in range(3 + iters):
@@ -323,16 +337,29 @@ def time_official(model, batch, size, dtype, iters, device, compiled=False):
             sync()
             if i >= 3:
                 times.append(time.perf_counter() - t0)
-    del net
-    return statistics.median(times)
+    peak_mib = ((torch.cuda.max_memory_allocated() - allocated_before) / 2**20 if on_gpu
+                else None)
+    del net, x
+    if on_gpu:
+        torch.cuda.empty_cache()
+    return statistics.median(times), peak_mib
 
 
 def time_anydepth(binary, weights, batch, size, precision, iters, device, *extra):
+    """Median seconds of `anydepth bench`'s network timing, and the MiB it allocated and
+    reserved at the peak and reserved after, where it reports them (on a GPU), else None."""
     out = anydepth(binary, "bench", "--weights", weights, "--device", device, "--precision",
                    precision, "--batch", batch, "--size", f"{size}x{size}", "--iters", iters,
                    "--warmup", 3, *extra)
-    line = next(l for l in out.splitlines() if l.startswith("network"))
-    return float(line.split(":")[1].split("ms")[0]) / 1e3
+    lines = out.splitlines()
+    line = next(l for l in lines if l.startswith("network"))
+    seconds = float(line.split(":")[1].split("ms")[0]) / 1e3
+    memory = next((l for l in lines if l.startswith("device memory:")), None)
+    if memory is None:
+        return seconds, None
+    values = [float(part.split("MiB")[0]) for part in memory.split(":", 1)[1].split(",")]
+    return seconds, dict(zip(["peak_allocated_mib", "peak_reserved_mib", "reserved_after_mib"],
+                             values))
 
 
 def speed(binary, models, batches, iters, device, compile_fp16, rows, on_row):
@@ -342,22 +369,31 @@ def speed(binary, models, batches, iters, device, compile_fp16, rows, on_row):
     for encoder, (model, weights) in models.items():
         for batch in batches:
             row = dict(model=f"V2-{encoder[3:].upper()}", input="518x518", batch=batch)
-            row["official_fp32_ms"] = time_official(model, batch, 518, torch.float32, iters,
-                                                    device) * 1e3
-            row["official_fp16_ms"] = time_official(model, batch, 518, half, iters,
-                                                    device) * 1e3
+
+            def official(name, dtype, compiled=False):
+                seconds, peak_mib = time_official(model, batch, 518, dtype, iters, device,
+                                                  compiled)
+                row[f"official_{name}_ms"] = seconds * 1e3
+                if peak_mib is not None:
+                    row[f"official_{name}_peak_allocated_mib"] = peak_mib
+
+            def ours(name, precision, *extra):
+                seconds, memory = time_anydepth(binary, weights, batch, 518, precision, iters,
+                                                device, *extra)
+                row[f"anydepth_{name}_ms"] = seconds * 1e3
+                for key, value in (memory or {}).items():
+                    row[f"anydepth_{name}_{key}"] = value
+
+            official("fp32", torch.float32)
+            official("fp16", half)
             if compile_fp16:
-                row["official_compile_fp16_ms"] = time_official(
-                    model, batch, 518, half, iters, device, compiled=True) * 1e3
+                official("compile_fp16", half, compiled=True)
             # bf16 keeps the DPT head in fp32: its cost against fp16 on a GPU.
             for precision in ["fp32", "fp16", "bf16"]:
-                row[f"anydepth_{precision}_ms"] = time_anydepth(
-                    binary, weights, batch, 518, precision, iters, device) * 1e3
+                ours(precision, precision)
             if device == "cuda":
                 try:
-                    row["anydepth_fp16_graphs_ms"] = time_anydepth(
-                        binary, weights, batch, 518, "fp16", iters, device,
-                        "--cuda-graphs") * 1e3
+                    ours("fp16_graphs", "fp16", "--cuda-graphs")
                 except RuntimeError as e:  # the capture failed: the rest still counts
                     row["anydepth_fp16_graphs_error"] = str(e)[-500:]
                     log(f"  CUDA graphs failed: {e}")
@@ -394,6 +430,63 @@ def end_to_end(binary, model, weights, photo, iters, device):
         row[f"anydepth_{precision}_ms"] = total - write
         row[f"anydepth_{precision}_stages"] = stages
     log(f"  end to end {row}")
+    return row
+
+
+def end_to_end_section(section, binary, model, weights, photo, folder, iters, device, small):
+    """The photo row, then the folder row, into `section` (which keeps the photo row when
+    the folder fails)."""
+    section["photo"] = end_to_end(binary, model, weights, photo, iters, device)
+    section["folder"] = folder_throughput(binary, model, weights, photo, folder,
+                                          4 if small else 48, 2 if small else 16, device)
+    return section
+
+
+def folder_throughput(binary, model, weights, photo, folder, count, batch, device):
+    """Photos per second over a folder of `count` copies of `photo`, each depth map
+    written as .npy: the official loop (`cv2.imread`, `infer_image`, `np.save`, one photo
+    after another, after a warm-up) against `anydepth depth` on the folder (decoding, the
+    network and writing overlap there). Ours is the rate past the first batch, which
+    pays for a new process's first use of the GPU: the photos beyond it over the time
+    its summary gives a run of them all beyond that of the first batch alone."""
+    def copies(name, n):
+        folder_n = folder / name
+        folder_n.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            shutil.copyfile(photo, folder_n / f"photo{i:03}{photo.suffix}")
+        return folder_n
+
+    photos_dir, first_batch_dir = copies("photos", count), copies("first_batch", batch)
+    official_out = folder / "official"
+    official_out.mkdir(exist_ok=True)
+    files = sorted(photos_dir.iterdir())
+    with torch.no_grad():
+        model.float().infer_image(cv2.imread(str(files[0])), 518)  # warm-up
+        t0 = time.perf_counter()
+        for path in files:
+            depth = model.infer_image(cv2.imread(str(path)), 518)
+            np.save(official_out / f"{path.stem}.npy", depth)
+        official_s = time.perf_counter() - t0
+    row = dict(photos=count, photo="1920x1080", batch=batch,
+               official_fp32_photos_per_s=count / official_s)
+
+    def depth_seconds(inputs, out):
+        stderr = []
+        anydepth(binary, "depth", inputs, "--out", out, "--weights", weights, "--device",
+                 device, "--precision", precision, "--batch", batch, "--formats", "npy",
+                 stderr=stderr)
+        summary = stderr[-1]  # the run's whole stderr; the summary ends it
+        took = re.search(r" in ([0-9.]+) s \(", summary)
+        if took is None:
+            raise RuntimeError(f"no time in the summary of anydepth depth:\n{summary}")
+        return float(took.group(1))
+
+    for precision in ["fp32", "fp16"]:
+        first = depth_seconds(first_batch_dir, folder / f"first_{precision}")
+        whole = depth_seconds(photos_dir, folder / f"anydepth_{precision}")
+        row[f"anydepth_{precision}_photos_per_s"] = (count - batch) / (whole - first)
+        row[f"anydepth_{precision}_whole_run_photos_per_s"] = count / whole
+    log(f"  folder {row}")
     return row
 
 
@@ -518,17 +611,52 @@ def markdown(report):
                 f"| {r['best_fp16_ratio_to_official_eager']:.2f}x "
                 f"| {r['best_fp16_images_per_s']:.0f} |")
         lines.append("")
-    e = report.get("end_to_end")
-    if failed(e):
-        lines += failed_block("1920x1080 photo end to end", e)
-    elif e:
+        if any("official_fp32_peak_allocated_mib" in r for r in speed_rows):
+            cell = lambda r, key: f"{r[key]:.0f}" if key in r else "-"
+            lines += ["## Network, device memory at the peak (MiB): weights, input and passes",
+                      "", "Allocated by the caching allocator (its blocks: rounded sizes, "
+                      "cuBLAS workspaces); for CUDA graphs also what stays reserved after "
+                      "the passes, their pool included.", "",
+                      "| model | batch | official fp32 | official fp16 "
+                      "| official compile fp16 | anydepth fp32 | anydepth fp16 "
+                      "| anydepth bf16 | anydepth fp16 graphs | graphs reserved after |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
+            for r in speed_rows:
+                lines.append(
+                    f"| {r['model']} | {r['batch']} "
+                    f"| {cell(r, 'official_fp32_peak_allocated_mib')} "
+                    f"| {cell(r, 'official_fp16_peak_allocated_mib')} "
+                    f"| {cell(r, 'official_compile_fp16_peak_allocated_mib')} "
+                    f"| {cell(r, 'anydepth_fp32_peak_allocated_mib')} "
+                    f"| {cell(r, 'anydepth_fp16_peak_allocated_mib')} "
+                    f"| {cell(r, 'anydepth_bf16_peak_allocated_mib')} "
+                    f"| {cell(r, 'anydepth_fp16_graphs_peak_allocated_mib')} "
+                    f"| {cell(r, 'anydepth_fp16_graphs_reserved_after_mib')} |")
+            lines.append("")
+    e2e = report.get("end_to_end")
+    if failed(e2e):
+        lines += failed_block("1920x1080 photo end to end", e2e)
+    elif e2e:
+        e, f = e2e["photo"], e2e["folder"]
         lines += ["## 1920x1080 photo end to end, ms per photo, nothing written", "",
                   "| official fp32 (imread + infer_image, median) | anydepth fp32 (mean) "
                   "| anydepth fp16 (mean) |",
                   "|---|---|---|",
                   f"| {e['official_fp32_ms']:.2f} | {e['anydepth_fp32_ms']:.2f} "
                   f"| {e['anydepth_fp16_ms']:.2f} |", "", "anydepth fp16 stages:", "", "```",
-                  *e["anydepth_fp16_stages"], "```", ""]
+                  *e["anydepth_fp16_stages"], "```", "",
+                  f"## A folder of {f['photos']} such photos, .npy written, photos/s", "",
+                  "Ours past the first batch (in brackets: the whole run, the first use of "
+                  "the GPU included).", "",
+                  "| official fp32 (imread + infer_image + np.save, one by one) "
+                  f"| anydepth depth fp32 (batch {f['batch']}) "
+                  f"| anydepth depth fp16 (batch {f['batch']}) |",
+                  "|---|---|---|",
+                  f"| {f['official_fp32_photos_per_s']:.1f} "
+                  f"| {f['anydepth_fp32_photos_per_s']:.1f} "
+                  f"({f['anydepth_fp32_whole_run_photos_per_s']:.1f}) "
+                  f"| {f['anydepth_fp16_photos_per_s']:.1f} "
+                  f"({f['anydepth_fp16_whole_run_photos_per_s']:.1f}) |", ""]
     tr = report.get("training")
     if failed(tr):
         lines += failed_block("Training", tr)
@@ -630,8 +758,9 @@ def main():
             speed=lambda: speed(args.anydepth, models, [1] if small else [1, 16], args.iters,
                                 device, not (args.no_compile or small),
                                 report.setdefault("speed", []), save),
-            end_to_end=lambda: end_to_end(args.anydepth, *models["vits"], big, args.iters,
-                                          device),
+            end_to_end=lambda: end_to_end_section(
+                report.setdefault("end_to_end", {}), args.anydepth, *models["vits"], big,
+                tmp / "folder", args.iters, device, small),
             training=lambda: training(args.anydepth, tmp / "training", device, small,
                                       models["vits"][1]),
         )

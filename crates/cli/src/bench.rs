@@ -122,6 +122,17 @@ pub fn run(args: BenchArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         t * 1e3,
         args.batch as f64 / t
     );
+    if let Some(memory) = timings.memory {
+        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+        // Weights, input and passes: the estimator drops what loading left cached first.
+        println!(
+            "device memory: {:.1} MiB allocated at the peak, {:.1} MiB reserved at the peak, \
+             {:.1} MiB reserved after",
+            mib(memory.peak_allocated),
+            mib(memory.peak_reserved),
+            mib(memory.reserved)
+        );
+    }
 
     if let Some(photo) = &args.photo {
         time_pipeline(&*estimator, photo, &args)?;

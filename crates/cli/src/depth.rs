@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anydepth_core::{Prediction, RgbImage};
 use anydepth_model::da3::checkpoint_model;
@@ -182,7 +183,8 @@ pub fn run(args: DepthArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
         recording: recording.as_ref(),
         colormap: args.colormap,
     };
-    let report = match da3 {
+    // The job's time, after the model loaded.
+    let (report, took) = match da3 {
         Some(model) => {
             anydepth_model::da3::check_process_res(args.process_res)?;
             let request = Da3ModelRequest::from_weights(&args.model, model);
@@ -195,30 +197,47 @@ pub fn run(args: DepthArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
                 camera: args.camera.clone(),
                 notes: &notes,
             };
-            job.run(&plan, &photos, &todo, &observer)?
+            let started = Instant::now();
+            (
+                job.run(&plan, &photos, &todo, &observer)?,
+                started.elapsed(),
+            )
         }
         None => {
             let (engine, _weights) =
                 args.model
                     .load(loader, args.max_depth, args.batch, &mut progress)?;
             drop(download);
-            job.run(&plan, &engine.as_ref(), &todo, &observer)?
+            let started = Instant::now();
+            (
+                job.run(&plan, &engine.as_ref(), &todo, &observer)?,
+                started.elapsed(),
+            )
         }
     };
     bar.finish_and_clear();
 
-    let code = summarise(&report, out_dir, kept.len(), args.quiet);
+    let code = summarise(&report, took, out_dir, kept.len(), args.quiet);
     viz::finish(recording)?;
     Ok(code)
 }
 
-/// Prints what was written, kept and failed; exit code 1 when something failed.
-fn summarise(report: &DepthReport, out_dir: &Path, kept: usize, quiet: bool) -> ExitCode {
+/// Prints what was written in `took` (with the rate), kept and failed; exit code 1 when
+/// something failed.
+fn summarise(
+    report: &DepthReport,
+    took: Duration,
+    out_dir: &Path,
+    kept: usize,
+    quiet: bool,
+) -> ExitCode {
     if !quiet {
+        let seconds = took.as_secs_f64();
         eprintln!(
-            "{} written to {}, {kept} kept, {} failed",
+            "{} written to {} in {seconds:.2} s ({:.2} photos/s), {kept} kept, {} failed",
             report.written,
             out_dir.display(),
+            report.written as f64 / seconds.max(1e-9),
             report.failures.len()
         );
     }

@@ -147,11 +147,32 @@ impl EstimatorOptions {
     }
 }
 
-/// Timings of the bare network, in seconds per forward pass (after the warm-up).
+/// Timings of the bare network, in seconds per forward pass (after the warm-up), and on a
+/// GPU the memory it held.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ForwardTimings {
     /// Seconds of each timed forward pass, in order.
     pub seconds: Vec<f64>,
+    /// On a CUDA device, where the engine can read it: the device memory after the timed
+    /// passes, with its peaks over the warm-up and the timed passes (weights, input and
+    /// passes; nothing left cached from loading).
+    pub memory: Option<DeviceMemory>,
+}
+
+/// Memory of a GPU held through LibTorch's caching allocator, in bytes. Allocated bytes
+/// are its blocks in use (sizes rounded up, and library workspaces such as cuBLAS's
+/// included), not the tensors' exact sizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceMemory {
+    /// Allocated now.
+    pub allocated: u64,
+    /// The most allocated at once since the peaks were last reset.
+    pub peak_allocated: u64,
+    /// Reserved from the device now: tensors, the allocator's cache of freed blocks, and
+    /// CUDA graphs' memory pools.
+    pub reserved: u64,
+    /// The most reserved at once since the peaks were last reset.
+    pub peak_reserved: u64,
 }
 
 /// Where the time of [`DepthEngine::predict_batch_timed`] went, in seconds. On a GPU the

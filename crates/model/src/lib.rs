@@ -24,9 +24,9 @@ pub mod train;
 
 pub use config::{Encoder, Head, ModelConfig, Version, VideoConfig};
 pub use engine::{
-    ClipDepth, ClipEngine, ClipMode, DepthEngine, DeviceChoice, EngineLoader, EstimatorOptions,
-    ForwardTimings, ModelSpec, PhotoStager, Precision, Preprocessing, StageTimings, StagedPhotos,
-    Tf32, VideoEngine,
+    ClipDepth, ClipEngine, ClipMode, DepthEngine, DeviceChoice, DeviceMemory, EngineLoader,
+    EstimatorOptions, ForwardTimings, ModelSpec, PhotoStager, Precision, Preprocessing,
+    StageTimings, StagedPhotos, Tf32, VideoEngine,
 };
 pub use error::{Error, Result};
 pub use runtime::RuntimeReport;

@@ -250,7 +250,10 @@ mod tests {
             _warmup: usize,
             _iters: usize,
         ) -> anydepth_model::Result<ForwardTimings> {
-            Ok(ForwardTimings { seconds: vec![] })
+            Ok(ForwardTimings {
+                seconds: vec![],
+                memory: None,
+            })
         }
     }
 

@@ -119,7 +119,10 @@ impl DepthEngine for FakeEngine {
         _warmup: usize,
         _iters: usize,
     ) -> anydepth_model::Result<ForwardTimings> {
-        Ok(ForwardTimings { seconds: vec![] })
+        Ok(ForwardTimings {
+            seconds: vec![],
+            memory: None,
+        })
     }
 }
 

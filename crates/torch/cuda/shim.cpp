@@ -1,6 +1,6 @@
 // The few LibTorch C++ entry points anydepth needs and tch does not bind, behind a C
-// interface: CUDA graphs (`at::cuda::CUDAGraph`), the current-stream guard, and the
-// events and `record_stream` of a copy stream.
+// interface: CUDA graphs (`at::cuda::CUDAGraph`), the current-stream guard, the events
+// and `record_stream` of a copy stream, and the caching allocator's memory statistics.
 //
 // Built by `crates/torch/build.rs` into a shared library that the binary carries and loads
 // at run time, after LibTorch's CUDA part (see `src/cuda_shim.rs`). It links nothing: its
@@ -9,6 +9,7 @@
 // Every function but the `_free` ones returns 0 on success, or 1 with the C++ exception's
 // message in `error`.
 
+#include <ATen/Context.h>
 #include <ATen/core/CachingHostAllocator.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
@@ -20,6 +21,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -45,6 +47,15 @@ int guarded(F&& body, char* error, size_t len) {
   } catch (...) {
     return fail("unknown C++ exception", error, len);
   }
+}
+
+// CUDA device `device` as LibTorch indexes it, checked, with LibTorch's CUDA state (the
+// caching allocator's included) made if nothing has used CUDA yet.
+c10::DeviceIndex checked_device(int device) {
+  TORCH_CHECK(device >= 0 && device < c10::cuda::device_count(), "no CUDA device ", device,
+              " (", static_cast<int>(c10::cuda::device_count()), " found)");
+  at::globalContext().lazyInitDevice(c10::DeviceType::CUDA);
+  return static_cast<c10::DeviceIndex>(device);
 }
 
 // Runs `body`, dropping any exception: for clean-up after a failure already reported.
@@ -131,7 +142,7 @@ extern "C" {
 int anydepth_graph_new(int device, void** out, char* error, size_t len) {
   return guarded(
       [&] {
-        const auto index = static_cast<c10::DeviceIndex>(device);
+        const auto index = checked_device(device);
         c10::cuda::CUDAGuard on_device(index);
         *out = new Capture(index);
       },
@@ -229,7 +240,7 @@ void anydepth_graph_free(void* handle) {
 int anydepth_copy_stream_new(int device, void** out, char* error, size_t len) {
   return guarded(
       [&] {
-        const auto index = static_cast<c10::DeviceIndex>(device);
+        const auto index = checked_device(device);
         c10::cuda::CUDAGuard on_device(index);
         int least = 0;
         int greatest = 0;
@@ -290,6 +301,39 @@ int anydepth_copy_wait(void* event, const void* const* tensors, size_t n, char* 
 
 void anydepth_copy_event_free(void* event) {
   delete static_cast<c10::cuda::CUDAEvent*>(event);
+}
+
+// The caching allocator's bytes on CUDA device `device`, into `bytes[0..4]`: held by
+// tensors now and at the peak, reserved from the device (tensors, the allocator's cache
+// and CUDA graphs' pools) now and at the peak; peaks since the last
+// `anydepth_memory_reset_peaks`, or since LibTorch started.
+int anydepth_memory_stats(int device, int64_t* bytes, char* error, size_t len) {
+  return guarded(
+      [&] {
+        const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(checked_device(device));
+        constexpr auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+        bytes[0] = stats.allocated_bytes[all].current;
+        bytes[1] = stats.allocated_bytes[all].peak;
+        bytes[2] = stats.reserved_bytes[all].current;
+        bytes[3] = stats.reserved_bytes[all].peak;
+      },
+      error, len);
+}
+
+// Returns the caching allocator's unused blocks to the devices (`torch.cuda.empty_cache`),
+// so that what it reserves afterwards is what is in use.
+int anydepth_memory_release_cached(char* error, size_t len) {
+  return guarded([&] { c10::cuda::CUDACachingAllocator::emptyCache(); }, error, len);
+}
+
+// Starts the peaks of `anydepth_memory_stats` on CUDA device `device` again from the bytes
+// held now.
+int anydepth_memory_reset_peaks(int device, char* error, size_t len) {
+  return guarded(
+      [&] {
+        c10::cuda::CUDACachingAllocator::resetPeakStats(checked_device(device));
+      },
+      error, len);
 }
 
 }  // extern "C"

@@ -1,6 +1,7 @@
 //! The CUDA shim: `cuda/shim.cpp`, a small C interface over the LibTorch C++ entry points
 //! tch does not bind: `at::cuda::CUDAGraph` ([`crate::cuda_graph`]), the current-stream
-//! guard, and events and `record_stream` for a copy stream ([`crate::copy_stream`]).
+//! guard, events and `record_stream` for a copy stream ([`crate::copy_stream`]), and the
+//! caching allocator's memory statistics ([`crate::cuda_memory`]).
 //!
 //! The build compiles it into a shared library that this crate embeds; [`load`] loads it,
 //! after LibTorch's CUDA part ([`crate::cuda::load`]), from an in-memory file. A build made
@@ -28,6 +29,9 @@ pub(crate) type BeginFn =
 pub(crate) type WaitFn =
     unsafe extern "C" fn(*mut c_void, *const *const c_void, usize, *mut c_char, usize) -> c_int;
 pub(crate) type FreeFn = unsafe extern "C" fn(*mut c_void);
+pub(crate) type StatsFn = unsafe extern "C" fn(c_int, *mut i64, *mut c_char, usize) -> c_int;
+pub(crate) type DeviceFn = unsafe extern "C" fn(c_int, *mut c_char, usize) -> c_int;
+pub(crate) type CallFn = unsafe extern "C" fn(*mut c_char, usize) -> c_int;
 
 /// The shim's entry points (see `cuda/shim.cpp`).
 pub(crate) struct Shim {
@@ -45,6 +49,9 @@ pub(crate) struct Shim {
     pub(crate) copy_end: Symbol<MakeFn>,
     pub(crate) copy_wait: Symbol<WaitFn>,
     pub(crate) copy_event_free: Symbol<FreeFn>,
+    pub(crate) memory_stats: Symbol<StatsFn>,
+    pub(crate) memory_reset_peaks: Symbol<DeviceFn>,
+    pub(crate) memory_release_cached: Symbol<CallFn>,
     // Last, so that the symbols above go first; the library is never unloaded anyway.
     _library: Library,
 }
@@ -141,6 +148,9 @@ fn load_shim() -> std::result::Result<Shim, String> {
             copy_end: get::<MakeFn>(&library, b"anydepth_copy_end\0")?,
             copy_wait: get::<WaitFn>(&library, b"anydepth_copy_wait\0")?,
             copy_event_free: get::<FreeFn>(&library, b"anydepth_copy_event_free\0")?,
+            memory_stats: get::<StatsFn>(&library, b"anydepth_memory_stats\0")?,
+            memory_reset_peaks: get::<DeviceFn>(&library, b"anydepth_memory_reset_peaks\0")?,
+            memory_release_cached: get::<CallFn>(&library, b"anydepth_memory_release_cached\0")?,
             _library: library,
         })
     }
@@ -213,8 +223,7 @@ pub(crate) fn new_on_device(
     new: &Symbol<NewFn>,
     device: usize,
 ) -> Result<NonNull<c_void>> {
-    let index =
-        c_int::try_from(device).map_err(|_| Error::Invalid(format!("no CUDA device {device}")))?;
+    let index = device_index(device)?;
     let mut ptr = std::ptr::null_mut();
     // SAFETY: every `anydepth_*_new` takes a device index and writes a new object to `ptr`
     // when it returns 0.
@@ -222,6 +231,14 @@ pub(crate) fn new_on_device(
         new(index, &mut ptr, e, n)
     })?;
     made(what, ptr)
+}
+
+/// CUDA device `device` as the shim takes it.
+///
+/// # Errors
+/// When `device` is beyond any device index.
+pub(crate) fn device_index(device: usize) -> Result<c_int> {
+    c_int::try_from(device).map_err(|_| Error::Invalid(format!("no CUDA device {device}")))
 }
 
 /// `ptr`, which a shim call that succeeded wrote; `what` names it in the error for a null

@@ -769,6 +769,24 @@ impl DepthEngine for DepthEstimator {
             [batch as i64, 3, i64::from(height), i64::from(width)],
             (self.input_kind(), self.device),
         );
+        // The memory from here on: the weights, the input and the passes, without what
+        // loading left cached (the copies the weights were converted from). Without the
+        // shim the timings still count and the memory is left out (`-v` says why).
+        let memory_unread = |why: Error| tracing::info!("device memory not measured: {why}");
+        let gpu = match self.device {
+            Device::Cuda(index) => {
+                match crate::cuda_memory::release_cached()
+                    .and_then(|()| crate::cuda_memory::reset_peaks(index))
+                {
+                    Ok(()) => Some(index),
+                    Err(why) => {
+                        memory_unread(why);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let mut seconds = Vec::with_capacity(iters);
         for i in 0..warmup + iters {
             sync();
@@ -780,7 +798,12 @@ impl DepthEngine for DepthEstimator {
                 seconds.push(t0.elapsed().as_secs_f64());
             }
         }
-        Ok(ForwardTimings { seconds })
+        let memory = gpu.and_then(|index| {
+            crate::cuda_memory::device_memory(index)
+                .map_err(memory_unread)
+                .ok()
+        });
+        Ok(ForwardTimings { seconds, memory })
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod copy_stream;
 pub mod cuda;
 pub mod cuda_graph;
+pub mod cuda_memory;
 pub mod cuda_shim;
 pub mod da3;
 pub mod dinov2;

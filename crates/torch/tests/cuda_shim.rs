@@ -1,16 +1,17 @@
 //! The CUDA shim: it is built into this crate and loads against this LibTorch (its C++
 //! symbols resolve), refuses the CPU clearly and carries LibTorch's C++ errors across. On
-//! a GPU, CUDA graphs replay what runs eagerly (to float rounding), and photos uploaded on
-//! the copy stream arrive whole. One test in its own binary, because CUDA is loaded once
-//! per process.
+//! a GPU, CUDA graphs replay what runs eagerly (to float rounding), graphs sharing a memory
+//! pool reserve less than graphs with pools of their own, and photos uploaded on the copy
+//! stream arrive whole. One test in its own binary, because CUDA is loaded once per
+//! process.
 
 mod common;
 
 use anydepth_core::RgbImage;
 use anydepth_torch::copy_stream::CopyStream;
 use anydepth_torch::cuda_graph::{self, GraphedForward};
-use anydepth_torch::cuda_shim;
 use anydepth_torch::{cuda, DepthEstimator, DeviceChoice, EstimatorOptions, ModelSpec};
+use anydepth_torch::{cuda_memory, cuda_shim};
 use tch::{Device, Kind, Tensor};
 
 #[test]
@@ -74,11 +75,17 @@ fn cuda_shim_loads_refuses_the_cpu_and_matches_eager_runs() {
             refused.to_string().contains("copy stream creation failed"),
             "{refused}"
         );
+        let refused = cuda_memory::device_memory(0).expect_err("no GPU here");
+        assert!(
+            refused.to_string().contains("no CUDA device 0"),
+            "{refused}"
+        );
         eprintln!("no CUDA device: the shim loads and refuses cleanly ({refused})");
         return;
     }
     cuda_graph::probe().expect("a graph can be made on the GPU");
     replays_match_eager_runs();
+    a_shared_pool_reserves_less();
     copies_arrive_whole();
     if let Some(weights) = &weights {
         estimator_gives_the_same_depth_with_graphs(weights);
@@ -256,4 +263,60 @@ fn estimator_gives_the_same_depth_with_graphs(weights: &std::path::Path) {
             "graphs changed the depth by {diff:.2e} of its range"
         );
     }
+}
+
+/// A graph captured into another's memory pool reuses the blocks the other's capture freed:
+/// the device memory reserved grows far less than for the same graph in a pool of its own.
+fn a_shared_pool_reserves_less() {
+    // Another allocator backend, or none, reserves differently.
+    if let Ok(setting) = std::env::var("PYTORCH_CUDA_ALLOC_CONF") {
+        if setting.contains("cudaMallocAsync") {
+            eprintln!("PYTORCH_CUDA_ALLOC_CONF={setting}: pools not compared");
+            return;
+        }
+    }
+    if std::env::var_os("PYTORCH_NO_CUDA_MEMORY_CACHING").is_some() {
+        eprintln!("PYTORCH_NO_CUDA_MEMORY_CACHING is set: pools not compared");
+        return;
+    }
+    let _guard = tch::no_grad_guard();
+    let device = Device::Cuda(0);
+    let weight = Tensor::randn([1024, 1024], (Kind::Float, device));
+    // Sixteen intermediates held at once, 4 MiB each for 1024 rows, freed by the end.
+    let forward = |x: &Tensor| {
+        let mut held = vec![x.matmul(&weight).relu()];
+        for _ in 1..16 {
+            let next = held[held.len() - 1].matmul(&weight).relu();
+            held.push(next);
+        }
+        Ok(Tensor::stack(&held, 0).sum_dim_intlist(0, false, Kind::Float))
+    };
+    let reserved = || {
+        let memory = cuda_memory::device_memory(0).expect("device memory");
+        assert!(memory.peak_allocated >= memory.allocated, "{memory:?}");
+        assert!(memory.peak_reserved >= memory.reserved, "{memory:?}");
+        assert!(memory.reserved >= memory.allocated, "{memory:?}");
+        i64::try_from(memory.reserved).expect("bytes")
+    };
+    let example = |rows| Tensor::randn([rows, 1024], (Kind::Float, device));
+    let (large, small) = (example(1024), example(960));
+    let first = GraphedForward::capture(&large, None, forward).expect("first graph");
+    let before = reserved();
+    let shared = GraphedForward::capture(&small, Some(&first), forward).expect("shared");
+    let after_shared = reserved();
+    let own = GraphedForward::capture(&small, None, forward).expect("own pool");
+    let after_own = reserved();
+    let (grew_shared, grew_own) = (after_shared - before, after_own - after_shared);
+    // Each graph also keeps a copy of its input; one of its own also has a side stream of
+    // its own, and with it a cuBLAS workspace.
+    eprintln!(
+        "reserved by a second graph: {:.1} MiB in a shared pool, {:.1} MiB in its own",
+        grew_shared as f64 / f64::from(1 << 20),
+        grew_own as f64 / f64::from(1 << 20)
+    );
+    assert!(
+        grew_shared * 2 < grew_own,
+        "a graph in a shared pool reserved {grew_shared} bytes, in its own {grew_own}"
+    );
+    drop((first, shared, own));
 }
