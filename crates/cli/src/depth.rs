@@ -197,22 +197,14 @@ pub fn run(args: DepthArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
                 camera: args.camera.clone(),
                 notes: &notes,
             };
-            let started = Instant::now();
-            (
-                job.run(&plan, &photos, &todo, &observer)?,
-                started.elapsed(),
-            )
+            timed(|| job.run(&plan, &photos, &todo, &observer))?
         }
         None => {
             let (engine, _weights) =
                 args.model
                     .load(loader, args.max_depth, args.batch, &mut progress)?;
             drop(download);
-            let started = Instant::now();
-            (
-                job.run(&plan, &engine.as_ref(), &todo, &observer)?,
-                started.elapsed(),
-            )
+            timed(|| job.run(&plan, &engine.as_ref(), &todo, &observer))?
         }
     };
     bar.finish_and_clear();
@@ -220,6 +212,14 @@ pub fn run(args: DepthArgs, loader: &dyn EngineLoader) -> Result<ExitCode> {
     let code = summarise(&report, took, out_dir, kept.len(), args.quiet);
     viz::finish(recording)?;
     Ok(code)
+}
+
+/// What `run` returned, with the time it took.
+fn timed<T, E>(
+    run: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<(T, Duration), E> {
+    let started = Instant::now();
+    run().map(|done| (done, started.elapsed()))
 }
 
 /// Prints what was written in `took` (with the rate), kept and failed; exit code 1 when
