@@ -114,6 +114,12 @@ def anydepth(binary, *args, stderr=None):
     return done.stdout
 
 
+# The network timings, as (column, key prefix in a speed row), in table order.
+NETWORK_RUNS = [("official fp32", "official_fp32"), ("official fp16", "official_fp16"),
+                ("official compile fp16", "official_compile_fp16"),
+                ("anydepth fp32", "anydepth_fp32"), ("anydepth fp16", "anydepth_fp16"),
+                ("anydepth bf16", "anydepth_bf16"),
+                ("anydepth fp16 graphs", "anydepth_fp16_graphs")]
 # How `--precision fp16|bf16` runs V2, as (kind, mode of `official_half_error`).
 HALF_PRECISIONS = {"fp16": (torch.float16, "weights"), "bf16": (torch.bfloat16, "encoder")}
 # A reduced-precision row that misses its target still passes when it is within this
@@ -225,11 +231,11 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
             err = np.abs(ours - ref) / span
             if precision in HALF_PRECISIONS and precision not in officials:
                 officials[precision] = official_half_error(model, image, ref, span,
-                                                           *HALF_PRECISIONS[precision])[0]
-            official = officials.get(precision)
+                                                           *HALF_PRECISIONS[precision])
+            official, official_mean = officials.get(precision, (None, None))
             max_error = float(err.max())
             row.update(max_error=max_error, mean_error=float(err.mean()),
-                       official_max_error=official,
+                       official_max_error=official, official_mean_error=official_mean,
                        ok=bool(max_error <= target or (
                            official is not None and max_error <= AS_OFFICIAL * official)))
             if graphs:
@@ -245,7 +251,8 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
             log(f"  parity {photo.name} {row['precision']} {preprocessing}: max "
                 f"{row['max_error']:.2e}, mean {row['mean_error']:.2e} of range "
                 f"(target {target:g}"
-                + (f"; official {precision} {official:.2e}" if official is not None else "")
+                + (f"; official {precision} max {official:.2e}, mean {official_mean:.2e}"
+                   if official is not None else "")
                 + (f"; to eager {row['max_error_to_eager']:.2e}" if graphs else "")
                 + ")")
             rows.append(row)
@@ -283,10 +290,11 @@ def staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row
             failure = str(e)[-500:]
         for photo in photo_paths:
             ref, span, officials = refs[photo]
-            official = officials.get(precision)
+            official, official_mean = officials.get(precision, (None, None))
             row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
                        precision=precision + (", CUDA graphs" if graphs else "") + ", staged",
-                       preprocessing="device", target=target, official_max_error=official)
+                       preprocessing="device", target=target, official_max_error=official,
+                       official_mean_error=official_mean)
             single_file = alone / f"{photo.stem}.npy"
             why_not = failure or (None if single_file.exists() else
                                   f"no run of {photo.name} alone to compare with ({name})")
@@ -567,10 +575,13 @@ def markdown(report):
     elif parity_rows is not None:
         lines += ["## Parity (V2-S, random weights, TF32 off except in bf16's fp32 head)", "",
                   "| photo | size | precision | preprocessing | max error / range "
-                  "| mean error / range | target | official, run the same way | ok |",
+                  "| mean error / range | target | official, run the same way: max (mean) "
+                  "| ok |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in parity_rows:
-            official = r.get("official_max_error")
+            official, official_mean = r.get("official_max_error"), r.get("official_mean_error")
+            official_cell = ("-" if official is None else f"{official:.2e}" + (
+                "" if official_mean is None else f" ({official_mean:.2e})"))
             within = r["max_error"] <= r["target"]
             verdict = ("NO" if not r["ok"] else "yes" if within else "as official")
             if "max_error_to_eager" in r:
@@ -584,54 +595,44 @@ def markdown(report):
             lines.append(f"| {r['photo']} | {r['size']} | {r['precision']} "
                          f"| {r['preprocessing']} | {r['max_error']:.2e} "
                          f"| {r['mean_error']:.2e} | {r['target']:g} "
-                         f"| {'-' if official is None else f'{official:.2e}'} | {verdict} |")
+                         f"| {official_cell} | {verdict} |")
         lines.append("")
     speed_rows = report.get("speed")
     if failed(speed_rows):
         lines += failed_block("Network", speed_rows)
         speed_rows = speed_rows.get("rows")  # those finished before the failure
     if speed_rows:
+        runs = " | ".join(label for label, _ in NETWORK_RUNS)
+        rule = "---|" * len(NETWORK_RUNS)
+
+        def cell(r, run, figure, fmt):
+            """Run `run`'s `figure` in row `r`, "failed" where the run failed."""
+            value = r.get(f"{run}_{figure}")
+            return (format(value, fmt) if value is not None
+                    else "failed" if f"{run}_error" in r else "-")
+
         lines += ["## Network, median ms per batch", "",
-                  "| model | batch | official fp32 | official fp16 | official compile fp16 "
-                  "| anydepth fp32 | anydepth fp16 | anydepth bf16 | anydepth fp16 graphs "
-                  "| best fp16 ratio | best anydepth fp16 images/s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  f"| model | batch | {runs} | best fp16 ratio | best anydepth fp16 images/s |",
+                  f"|---|---|{rule}---|---|"]
         for r in speed_rows:
-            compiled = r.get("official_compile_fp16_ms")
-            graphs = r.get("anydepth_fp16_graphs_ms")
-            graphs_cell = (f"{graphs:.2f}" if graphs is not None
-                           else "failed" if "anydepth_fp16_graphs_error" in r else "-")
+            times = " | ".join(cell(r, run, "ms", ".2f") for _, run in NETWORK_RUNS)
             lines.append(
-                f"| {r['model']} | {r['batch']} | {r['official_fp32_ms']:.2f} "
-                f"| {r['official_fp16_ms']:.2f} "
-                f"| {'-' if compiled is None else f'{compiled:.2f}'} "
-                f"| {r['anydepth_fp32_ms']:.2f} | {r['anydepth_fp16_ms']:.2f} "
-                f"| {r['anydepth_bf16_ms']:.2f} "
-                f"| {graphs_cell} "
+                f"| {r['model']} | {r['batch']} | {times} "
                 f"| {r['best_fp16_ratio_to_official_eager']:.2f}x "
                 f"| {r['best_fp16_images_per_s']:.0f} |")
         lines.append("")
         if any("official_fp32_peak_allocated_mib" in r for r in speed_rows):
-            cell = lambda r, key: f"{r[key]:.0f}" if key in r else "-"
             lines += ["## Network, device memory at the peak (MiB): weights, input and passes",
                       "", "Allocated by the caching allocator (its blocks: rounded sizes, "
                       "cuBLAS workspaces); for CUDA graphs also what stays reserved after "
                       "the passes, their pool included.", "",
-                      "| model | batch | official fp32 | official fp16 "
-                      "| official compile fp16 | anydepth fp32 | anydepth fp16 "
-                      "| anydepth bf16 | anydepth fp16 graphs | graphs reserved after |",
-                      "|---|---|---|---|---|---|---|---|---|---|"]
+                      f"| model | batch | {runs} | graphs reserved after |",
+                      f"|---|---|{rule}---|"]
             for r in speed_rows:
-                lines.append(
-                    f"| {r['model']} | {r['batch']} "
-                    f"| {cell(r, 'official_fp32_peak_allocated_mib')} "
-                    f"| {cell(r, 'official_fp16_peak_allocated_mib')} "
-                    f"| {cell(r, 'official_compile_fp16_peak_allocated_mib')} "
-                    f"| {cell(r, 'anydepth_fp32_peak_allocated_mib')} "
-                    f"| {cell(r, 'anydepth_fp16_peak_allocated_mib')} "
-                    f"| {cell(r, 'anydepth_bf16_peak_allocated_mib')} "
-                    f"| {cell(r, 'anydepth_fp16_graphs_peak_allocated_mib')} "
-                    f"| {cell(r, 'anydepth_fp16_graphs_reserved_after_mib')} |")
+                peaks = " | ".join(cell(r, run, "peak_allocated_mib", ".0f")
+                                   for _, run in NETWORK_RUNS)
+                lines.append(f"| {r['model']} | {r['batch']} | {peaks} "
+                             f"| {cell(r, 'anydepth_fp16_graphs', 'reserved_after_mib', '.0f')} |")
             lines.append("")
     e2e = report.get("end_to_end")
     if failed(e2e):

@@ -86,9 +86,8 @@ pub fn load() -> Result<()> {
 fn load_shim() -> std::result::Result<Shim, String> {
     let why = option_env!("ANYDEPTH_CUDA_SHIM_MISSING").unwrap_or("no CUDA LibTorch to build with");
     Err(format!(
-        "this build of anydepth has no CUDA shim, so no CUDA graphs ({why}); rebuild it where \
-         the CUDA runtime headers are found ($CUDA_HOME, or PyPI's torch with Triton), or \
-         run without --cuda-graphs"
+        "this build of anydepth has no CUDA shim ({why}); rebuild it where the CUDA runtime \
+         headers are found ($CUDA_HOME, or PyPI's torch with Triton)"
     ))
 }
 
@@ -107,13 +106,13 @@ fn load_shim() -> std::result::Result<Shim, String> {
         Some(running) => {
             return Err(format!(
                 "this build's CUDA shim was made for LibTorch {BUILT_WITH} and this is \
-                 LibTorch {running}: rebuild anydepth against it, or run without --cuda-graphs"
+                 LibTorch {running}: rebuild anydepth against it"
             ));
         }
         None => {
             return Err(format!(
                 "cannot tell the version of the LibTorch in {} (this build's CUDA shim \
-                 was made for {BUILT_WITH}); run without --cuda-graphs",
+                 was made for {BUILT_WITH})",
                 libtorch.display()
             ));
         }

@@ -56,7 +56,7 @@ pub(crate) fn resize_bilinear_aligned(x: &Tensor, h: i64, w: i64) -> Tensor {
 
 /// How one level of tokens is brought to its pyramid resolution.
 #[derive(Debug)]
-pub(crate) enum Resize {
+enum Resize {
     Up(nn::ConvTranspose2D),
     Same,
     Down(nn::Conv2D),
@@ -140,8 +140,8 @@ impl FusionBlock {
 /// 3x3 convolution to the fusion width (`scratch.layerN_rn`).
 #[derive(Debug)]
 pub(crate) struct Reassemble {
-    pub(crate) projects: Vec<nn::Conv2D>,
-    pub(crate) resize_layers: Vec<Resize>,
+    projects: Vec<nn::Conv2D>,
+    resize_layers: Vec<Resize>,
     pub(crate) layer_rn: Vec<nn::Conv2D>,
 }
 
@@ -175,6 +175,32 @@ impl Reassemble {
                 })
                 .collect(),
         }
+    }
+
+    /// Each level's tokens (`(b, grid_h * grid_w, c)`, finest first) as a map through its
+    /// projection, `between`, and its resize.
+    pub(crate) fn project_and_resize(
+        &self,
+        tokens: &[Tensor],
+        (grid_h, grid_w): (i64, i64),
+        between: impl Fn(Tensor) -> Tensor,
+    ) -> Vec<Tensor> {
+        tokens
+            .iter()
+            .zip(&self.projects)
+            .zip(&self.resize_layers)
+            .map(|((t, project), resize)| {
+                let (b, _n, c) = t.size3().unwrap_or((0, 0, 0));
+                // (b, h, w, c) seen as (b, c, h, w): channels-last memory without a copy,
+                // which every convolution of the head then keeps (oneDNN on the CPU and
+                // cuDNN's NHWC kernels are faster on it).
+                let map = t
+                    .reshape([b, grid_h, grid_w, c])
+                    .permute([0, 3, 1, 2])
+                    .apply(project);
+                between(map).apply(resize)
+            })
+            .collect()
     }
 }
 
@@ -277,21 +303,9 @@ impl DptHead {
         frames: i64,
         cached: Option<&[Tensor]>,
     ) -> (Tensor, Vec<Tensor>) {
-        let reassembled: Vec<Tensor> = tokens
-            .iter()
-            .zip(&self.reassemble.projects)
-            .zip(&self.reassemble.resize_layers)
-            .map(|((t, project), resize)| {
-                let (b, _n, c) = t.size3().unwrap_or((0, 0, 0));
-                // (b, h, w, c) seen as (b, c, h, w): channels-last memory without a copy,
-                // which every convolution of the head then keeps (oneDNN on the CPU and
-                // cuDNN's NHWC kernels are faster on it).
-                t.reshape([b, grid_h, grid_w, c])
-                    .permute([0, 3, 1, 2])
-                    .apply(project)
-                    .apply(resize)
-            })
-            .collect();
+        let reassembled = self
+            .reassemble
+            .project_and_resize(tokens, (grid_h, grid_w), |map| map);
         let mut to_cache = Vec::new();
         let mut temporal = |i: usize, x: Tensor| -> Tensor {
             let Some(module) = self.motion_modules.get(i) else {

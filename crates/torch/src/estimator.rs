@@ -833,9 +833,18 @@ fn check_cuda_graphs(options: &EstimatorOptions) -> Result<()> {
         (true, DeviceChoice::Cpu) => Err(Error::Invalid(
             "--cuda-graphs needs a CUDA device (--device cuda)".into(),
         )),
-        (true, DeviceChoice::Cuda(_)) => crate::cuda_shim::load(),
+        (true, DeviceChoice::Cuda(_)) => load_shim_for_graphs(),
         _ => Ok(()),
     }
+}
+
+/// Loads the CUDA shim for CUDA graphs, saying so where it cannot.
+fn load_shim_for_graphs() -> Result<()> {
+    crate::cuda_shim::load().map_err(|why| {
+        Error::Invalid(format!(
+            "no CUDA graphs: {why}; or run without --cuda-graphs"
+        ))
+    })
 }
 
 /// Whether a model loaded on `device` runs from CUDA graphs: when `options` ask for them
@@ -851,7 +860,7 @@ fn cuda_graphs_on(options: &EstimatorOptions, device: Device) -> Result<bool> {
         tracing::warn!("--cuda-graphs has no effect on the CPU (--device auto found no GPU)");
         return Ok(false);
     }
-    crate::cuda_shim::load()?;
+    load_shim_for_graphs()?;
     Ok(true)
 }
 

@@ -223,23 +223,16 @@ impl Head {
                 x
             }
         };
-        let rn: Vec<Tensor> = features
+        let normed: Vec<Tensor> = match &self.norm {
+            Some(norm) => features.iter().map(|t| t.apply(norm)).collect(),
+            None => features.iter().map(Tensor::shallow_clone).collect(),
+        };
+        let rn: Vec<Tensor> = self
+            .reassemble
+            .project_and_resize(&normed, (grid_h, grid_w), embed)
             .iter()
-            .zip(&self.reassemble.projects)
-            .zip(&self.reassemble.resize_layers)
             .zip(&self.reassemble.layer_rn)
-            .map(|(((t, project), resize), rn)| {
-                let t = match &self.norm {
-                    Some(norm) => t.apply(norm),
-                    None => t.shallow_clone(),
-                };
-                let (b, _n, c) = t.size3().unwrap_or((0, 0, 0));
-                let x = t
-                    .permute([0, 2, 1])
-                    .reshape([b, c, grid_h, grid_w])
-                    .apply(project);
-                embed(x).apply(resize).apply(rn)
-            })
+            .map(|(x, rn)| x.apply(rn))
             .collect();
 
         let fused = self.fusion.forward(&rn).apply(&self.output_conv1);
