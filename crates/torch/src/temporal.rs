@@ -35,6 +35,47 @@ fn layer_norm(p: nn::Path, dim: i64) -> nn::LayerNorm {
     nn::layer_norm(p, vec![dim], nn::LayerNormConfig::default())
 }
 
+/// Most sequences (one per pixel and batch item) one attention call takes. CUDA's fused
+/// attention kernels put the sequences on a grid axis of at most 65535 blocks and fail
+/// beyond it ("invalid configuration argument"). The finest map with a motion module, at
+/// twice the patch grid, passes that from an input size of about 1344 on 16:9 video. The
+/// official code splits its xFormers calls at the same count.
+const MAX_SEQUENCES: i64 = 65535;
+
+/// Scaled dot-product attention of `q` on `k` and `v` (`(sequences, heads, length,
+/// head_dim)`), in calls of at most `max_sequences` sequences. The default scale is
+/// 1/sqrt(head_dim), as in the reference.
+fn attention_in_parts(q: &Tensor, k: &Tensor, v: &Tensor, max_sequences: i64) -> Tensor {
+    let attend = |q: &Tensor, k: &Tensor, v: &Tensor| {
+        Tensor::scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            None::<Tensor>,
+            0.0,
+            /* is_causal= */ false,
+            None,
+            /* enable_gqa= */ false,
+        )
+    };
+    let sequences = q.size().first().copied().unwrap_or(0);
+    if sequences <= max_sequences {
+        return attend(q, k, v);
+    }
+    let parts: Vec<Tensor> = (0..sequences)
+        .step_by(usize::try_from(max_sequences.max(1)).unwrap_or(1))
+        .map(|start| {
+            let n = max_sequences.min(sequences - start);
+            attend(
+                &q.narrow(0, start, n),
+                &k.narrow(0, start, n),
+                &v.narrow(0, start, n),
+            )
+        })
+        .collect();
+    Tensor::cat(&parts, 0)
+}
+
 /// Attention across frames, with a sinusoidal position encoding over the frame index
 /// (`pos_encoder.pe`, read from the checkpoint).
 #[derive(Debug)]
@@ -91,17 +132,7 @@ impl TemporalAttention {
             t.reshape([batch * pixels, n, self.heads, head_dim])
                 .transpose(1, 2)
         };
-        // The default scale is 1/sqrt(head_dim), as in the reference.
-        let out = Tensor::scaled_dot_product_attention(
-            &split(&q),
-            &split(&k),
-            &split(&v),
-            None::<Tensor>,
-            0.0,
-            /* is_causal= */ false,
-            None,
-            /* enable_gqa= */ false,
-        );
+        let out = attention_in_parts(&split(&q), &split(&k), &split(&v), MAX_SEQUENCES);
         let queries = length - queries_from;
         let out = out
             .transpose(1, 2)
@@ -229,5 +260,29 @@ impl TemporalModule {
             .reshape([bf, h, w, channels])
             .permute([0, 3, 1, 2]);
         (out + x, to_cache)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn attention_in_parts_equals_one_call() {
+        tch::manual_seed(0);
+        let opts = (Kind::Float, Device::Cpu);
+        let (q, k, v) = (
+            Tensor::randn([10, 2, 3, 4], opts),
+            Tensor::randn([10, 2, 5, 4], opts),
+            Tensor::randn([10, 2, 5, 4], opts),
+        );
+        let whole = attention_in_parts(&q, &k, &v, 10);
+        for max in [1, 3, 4, 9] {
+            let parts = attention_in_parts(&q, &k, &v, max);
+            assert_eq!(parts.size(), whole.size());
+            let diff = (&parts - &whole).abs().max().double_value(&[]);
+            assert!(diff < 1e-6, "parts of {max}: {diff}");
+        }
     }
 }
