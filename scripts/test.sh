@@ -13,5 +13,9 @@ scripts/setup.sh
 .venv/bin/python scripts/reference/video_reference.py
 .venv/bin/python scripts/reference/da3_reference.py
 export ANYDEPTH_REQUIRE_REFERENCES=1
+# Tests run two at a time, and each LibTorch inside starts an OpenMP team as wide as the
+# machine. With OpenMP's default waiting, idle threads spin and starve the other team:
+# two training runs at once took 171 s instead of 50 s with passive waiting, on 2 cores.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 cargo test --workspace "$@"
 cargo test -p anydepth-video --no-default-features
