@@ -13,9 +13,10 @@ scripts/setup.sh
 .venv/bin/python scripts/reference/video_reference.py
 .venv/bin/python scripts/reference/da3_reference.py
 export ANYDEPTH_REQUIRE_REFERENCES=1
-# Tests run two at a time, and each LibTorch inside starts an OpenMP team as wide as the
-# machine. With OpenMP's default waiting, idle threads spin and starve the other team:
-# two training runs at once took 171 s instead of 50 s with passive waiting, on 2 cores.
+# Tests run as many at a time as there are cores, and each LibTorch inside starts an
+# OpenMP team as wide as the machine. With OpenMP's default waiting, idle threads spin and
+# starve the other teams: on 2 cores, two training runs at once took 171 s instead of 51 s
+# with passive waiting, and the suite 37 min instead of 23 (docs/BENCHMARKS.md).
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 cargo test --workspace "$@"
 cargo test -p anydepth-video --no-default-features

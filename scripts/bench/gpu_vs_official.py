@@ -114,7 +114,8 @@ def anydepth(binary, *args, stderr=None):
     return done.stdout
 
 
-# The network timings, as (column, key prefix in a speed row), in table order.
+# The network timings, as (column, key prefix in a speed row), in table order: the names
+# `speed` records (`official(...)`, `ours(...)`); a name missing here is not shown.
 NETWORK_RUNS = [("official fp32", "official_fp32"), ("official fp16", "official_fp16"),
                 ("official compile fp16", "official_compile_fp16"),
                 ("anydepth fp32", "anydepth_fp32"), ("anydepth fp16", "anydepth_fp16"),

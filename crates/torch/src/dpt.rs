@@ -178,15 +178,16 @@ impl Reassemble {
     }
 
     /// Each level's tokens (`(b, grid_h * grid_w, c)`, finest first) as a map through its
-    /// projection, `between`, and its resize.
+    /// projection, `between`, and its resize. `tokens` is taken one level at a time, so a
+    /// level made for the call (normalised, say) is freed once it is projected.
     pub(crate) fn project_and_resize(
         &self,
-        tokens: &[Tensor],
+        tokens: impl IntoIterator<Item = Tensor>,
         (grid_h, grid_w): (i64, i64),
         between: impl Fn(Tensor) -> Tensor,
     ) -> Vec<Tensor> {
         tokens
-            .iter()
+            .into_iter()
             .zip(&self.projects)
             .zip(&self.resize_layers)
             .map(|((t, project), resize)| {
@@ -303,9 +304,11 @@ impl DptHead {
         frames: i64,
         cached: Option<&[Tensor]>,
     ) -> (Tensor, Vec<Tensor>) {
-        let reassembled = self
-            .reassemble
-            .project_and_resize(tokens, (grid_h, grid_w), |map| map);
+        let reassembled = self.reassemble.project_and_resize(
+            tokens.iter().map(Tensor::shallow_clone),
+            (grid_h, grid_w),
+            |map| map,
+        );
         let mut to_cache = Vec::new();
         let mut temporal = |i: usize, x: Tensor| -> Tensor {
             let Some(module) = self.motion_modules.get(i) else {

@@ -58,12 +58,13 @@ fn attention_in_parts(q: &Tensor, k: &Tensor, v: &Tensor, max_sequences: i64) ->
             /* enable_gqa= */ false,
         )
     };
+    let max_sequences = max_sequences.max(1);
     let sequences = q.size().first().copied().unwrap_or(0);
     if sequences <= max_sequences {
         return attend(q, k, v);
     }
     let parts: Vec<Tensor> = (0..sequences)
-        .step_by(usize::try_from(max_sequences.max(1)).unwrap_or(1))
+        .step_by(usize::try_from(max_sequences).unwrap_or(1))
         .map(|start| {
             let n = max_sequences.min(sequences - start);
             attend(

@@ -223,14 +223,14 @@ impl Head {
                 x
             }
         };
-        let normed: Vec<Tensor> = match &self.norm {
-            Some(norm) => features.iter().map(|t| t.apply(norm)).collect(),
-            None => features.iter().map(Tensor::shallow_clone).collect(),
-        };
+        let normed = features.iter().map(|t| match &self.norm {
+            Some(norm) => t.apply(norm),
+            None => t.shallow_clone(),
+        });
         let rn: Vec<Tensor> = self
             .reassemble
-            .project_and_resize(&normed, (grid_h, grid_w), embed)
-            .iter()
+            .project_and_resize(normed, (grid_h, grid_w), embed)
+            .into_iter()
             .zip(&self.reassemble.layer_rn)
             .map(|(x, rn)| x.apply(rn))
             .collect();
