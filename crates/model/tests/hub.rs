@@ -105,7 +105,12 @@ fn serve_one(mut stream: TcpStream, reply: &Reply) -> std::io::Result<String> {
     stream.write_all(out.as_bytes())?;
     stream.write_all(&reply.body)?;
     stream.flush()?;
-    stream.shutdown(std::net::Shutdown::Write)?;
+    // A client that has read the whole reply may close first; then shutting down fails with
+    // "not connected", and the request still counts.
+    match stream.shutdown(std::net::Shutdown::Write) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotConnected => return Err(e),
+        _ => {}
+    }
     Ok(head)
 }
 
@@ -354,7 +359,10 @@ fn sha256_from_linked_etag_across_a_redirect() -> anyhow::Result<()> {
         r.to_ascii_lowercase()
             .contains("authorization: bearer hf_secret")
     };
-    assert!(has_token(&requests[0]), "token goes to the endpoint");
+    assert!(
+        has_token(&requests[0]),
+        "token goes to the endpoint: {requests:?}"
+    );
     // Same origin here, so the token is sent on the redirect too.
     assert!(has_token(&requests[1]));
     Ok(())
@@ -436,8 +444,16 @@ fn no_checksum_anywhere_is_refused() -> anyhow::Result<()> {
 
 #[test]
 fn unreachable_endpoint_suggests_weights_flag() -> anyhow::Result<()> {
-    // A port that was just closed refuses connections.
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    // A socket bound but not listening refuses connections, and holds its port for the whole
+    // test. (A listener closed at once would free the port for another test's server, which
+    // would then answer this request instead of its own.)
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    let port = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| anyhow::anyhow!("not an IP socket"))?
+        .port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let cache = tempfile::tempdir()?;
     let hub = hub(&endpoint, cache.path());
