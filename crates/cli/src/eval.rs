@@ -137,7 +137,7 @@ pub struct EvalArgs {
     pub poses: Option<PathBuf>,
 
     /// Format of --poses [default: recognised from the content]: tum, plain, log, colmap,
-    /// nerf.
+    /// nerf, cameras (anydepth's cameras.json).
     #[arg(long, value_name = "FORMAT", requires = "poses")]
     pub pose_format: Option<PoseFormat>,
 

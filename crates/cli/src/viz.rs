@@ -1,4 +1,5 @@
-//! The Rerun options every command takes, and the glue from a command's results to
+//! The Rerun options of the commands that log (`depth`, `cloud`, `mesh`, `fuse`, `views`,
+//! `train`, `distill`), and the glue from a command's results to
 //! [`anydepth_viz`]. Without any of the options nothing is logged and nothing is converted.
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The Rerun options of every command: recordings saved with `--save`, read back with
+//! The Rerun options of the commands that log: recordings saved with `--save`, read back with
 //! Rerun's own decoder (entity paths, archetypes, counts against the command's own output
 //! files), a missing viewer, a URL nobody listens at, and `--serve`.
 //!

@@ -63,7 +63,7 @@ pub struct FuseRequest {
     pub poses: Option<PathBuf>,
 
     /// Format of --poses [default: recognised from the content]: tum, plain, log, colmap,
-    /// nerf.
+    /// nerf, cameras (anydepth's cameras.json).
     #[cfg_attr(feature = "clap", arg(long, value_name = "FORMAT", requires = "poses"))]
     pub pose_format: Option<PoseFormat>,
 
@@ -89,7 +89,8 @@ pub struct FuseRequest {
     pub process_res: u32,
 
     /// Depth Anything 3 weights: fuse only pixels with at least this confidence (>= 1)
-    /// [default: the 40th percentile over all views].
+    /// [default: the 40th percentile over all views, at least 1.05 and at most the 90th
+    /// percentile].
     #[cfg_attr(feature = "clap", arg(long, value_name = "C"))]
     pub conf_threshold: Option<f32>,
 
