@@ -16,10 +16,13 @@
 #      518x518) with their step times, beside the official PyTorch loop's.
 # Writes gpu_check.json, gpu_check.md, doctor.txt and doctor.json into --out (default
 # out/gpu-check). Where there is no GPU it prints "no CUDA device", checks nothing, exits 0.
+# `--device cpu --iters 1` runs the same steps on the CPU instead (one photo, V2-S, batch
+# 1): a rehearsal of the whole check, bundle and all, on a machine without a GPU.
 #
 #   scripts/gpu_check.sh                          # builds target/release first
 #   scripts/gpu_check.sh --binary DIR/anydepth    # a built anydepth, anydepth-torch beside it
 #   scripts/gpu_check.sh --binary .gpu/bin/anydepth   # after scripts/gpu_bundle.sh
+#   scripts/gpu_check.sh --binary .gpu/bin/anydepth --device cpu --iters 1   # rehearsal
 #
 # Needs a Python with a CUDA torch and OpenCV (PYTHON, else .venv/bin/python, else python3)
 # and the official code (the `depth_anything_v2` package of jkp-depth-anything-v2; where it
@@ -32,11 +35,18 @@ set -euo pipefail
 
 binary=""
 out=out/gpu-check
+device=cuda
 passthrough=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary=$(realpath "$2"); shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
+    --device)
+      case "${2:-}" in
+        cuda|cpu) device=$2 ;;
+        *) echo "error: --device takes cuda or cpu, not '${2:-}'" >&2; exit 2 ;;
+      esac
+      shift 2 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) passthrough+=("$1"); shift ;;
   esac
@@ -50,7 +60,7 @@ if [ -z "$python" ]; then
 fi
 # A GPU: nvidia-smi lists one, or (without nvidia-smi) that Python's torch sees one.
 gpus=$(nvidia-smi -L 2>/dev/null || true)
-if ! grep -q '^GPU' <<<"$gpus" &&
+if [ "$device" = cuda ] && ! grep -q '^GPU' <<<"$gpus" &&
    ! "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   echo "no CUDA device"
   exit 0
@@ -59,7 +69,8 @@ if [ -d .gpu/site ]; then export PYTHONPATH=$PWD/.gpu/site${PYTHONPATH:+:$PYTHON
 if [ -z "${ANYDEPTH_DATA:-}" ] && [ ! -d ../shared/data/photos ] && [ -d .gpu/data/photos ]; then
   export ANYDEPTH_DATA=$PWD/.gpu/data
 fi
-if ! "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+if [ "$device" = cuda ] &&
+   ! "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   echo "error: $python has no CUDA torch, though nvidia-smi sees a GPU" >&2
   exit 2
 fi
@@ -88,4 +99,4 @@ mkdir -p "$out"
 "$binary" doctor | tee "$out/doctor.txt"
 "$binary" doctor --json > "$out/doctor.json"
 exec env PYTHONUNBUFFERED=1 "$python" scripts/bench/gpu_vs_official.py --anydepth "$binary" \
-  --out "$out" ${passthrough[@]+"${passthrough[@]}"}
+  --out "$out" --device "$device" ${passthrough[@]+"${passthrough[@]}"}

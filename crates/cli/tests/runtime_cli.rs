@@ -186,3 +186,54 @@ fn doctor_reports_an_engine_that_cannot_start_and_exits_1() {
         "{text}"
     );
 }
+
+/// `scripts/gpu_check.sh` on a machine without a GPU: `no CUDA device`, nothing checked or
+/// written, exit 0; a device it does not know is refused before anything runs.
+#[test]
+fn gpu_check_without_a_gpu_says_so_and_exits_0() {
+    let gpus = std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    let doctor = anydepth(&["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).expect("doctor --json");
+    if gpus.lines().any(|line| line.starts_with("GPU"))
+        || report["runtime"]["cuda"]["available"] == true
+    {
+        eprintln!("skipping: this machine has a GPU, where the script runs the whole check");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_dir = dir.path().join("gpu-check");
+    let script = |args: &[&str]| {
+        std::process::Command::new("bash")
+            .arg(root.join("scripts/gpu_check.sh"))
+            .args([
+                "--binary",
+                env!("CARGO_BIN_EXE_anydepth"),
+                "--out",
+                s(&out_dir),
+            ])
+            .args(args)
+            .output()
+            .expect("bash runs")
+    };
+
+    let out = script(&[]);
+    assert_ok(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no CUDA device"
+    );
+    assert!(!out_dir.exists(), "nothing is written without a GPU");
+
+    let out = script(&["--device", "gpu"]);
+    common::assert_code(&out, 2);
+    assert!(
+        common::stderr(&out).contains("--device takes cuda or cpu"),
+        "{}",
+        common::stderr(&out)
+    );
+}
