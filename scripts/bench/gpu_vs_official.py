@@ -55,12 +55,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "reference"))
-from make_references import OfficialModel, PRESETS, make_non_degenerate  # noqa: E402
+from make_references import OfficialModel, make_non_degenerate  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 from train_step import step_times  # noqa: E402
 
-PRESETS.setdefault("vitl", dict(features=256, out_channels=[256, 512, 1024, 1024]))
 DATA = Path(os.environ.get("ANYDEPTH_DATA", ROOT.parent / "shared" / "data"))
 # (precision, --preprocess, target max error as a share of the depth range, CUDA graphs);
 # a CUDA-graphs case compares with the same case without graphs, listed before it.

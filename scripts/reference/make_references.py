@@ -3,7 +3,7 @@
 that anydepth's parity tests compare against.
 
 Checkpoints are written by the reference code itself:
-  * official `.pth` (V2-S, V2-B relative) by the official Depth Anything V2 code
+  * official `.pth` (V2-S, V2-B, V2-L relative) by the official Depth Anything V2 code
     (`depth_anything_v2`, from the PyPI package jkp-depth-anything-v2), `state_dict()`;
   * Hugging Face safetensors + config.json (V1-S relative, V2-S metric indoor) by
     `transformers` (`DepthAnythingForDepthEstimation.save_pretrained`).
@@ -42,13 +42,15 @@ import tae_reference  # beside this file
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ANYDEPTH_DATA", ROOT.parent / "shared" / "data"))
-VERSION = 4  # bump when outputs change
+VERSION = 5  # bump when outputs change
 
-PRESETS = {
+PRESETS = {  # the official run.py's model_configs
     "vits": dict(features=64, out_channels=[48, 96, 192, 384]),
     "vitb": dict(features=128, out_channels=[96, 192, 384, 768]),
+    "vitl": dict(features=256, out_channels=[256, 512, 1024, 1024]),
+    "vitg": dict(features=384, out_channels=[1536, 1536, 1536, 1536]),
 }
-DEPTHS = {"vits": 12, "vitb": 12}
+DEPTHS = {"vits": 12, "vitb": 12, "vitl": 24, "vitg": 40}
 
 
 class OfficialModel(DepthAnythingV2):
@@ -253,15 +255,20 @@ def main():
         (odd_image(out / "odd_45x31.png"), 518),  # tiny, odd-sized: upscaled
         (photos / "demo08.jpg", 266),  # another input size
     ]
-    samples = [DepthAnythingV2.image2tensor(None, cv2.imread(str(p)), s)[0] for p, s in images]
     cases = []
+    every = range(len(images))
     specs = [
-        ("v2-vits", "official", dict(encoder="vits"), 1),
-        ("v2-vitb", "official", dict(encoder="vitb"), 2),
-        ("v1-vits", "hf", dict(version="v1", metric_max_depth=None), 3),
-        ("v2-vits-metric-indoor", "hf", dict(version="v2", metric_max_depth=20.0), 4),
+        ("v2-vits", "official", dict(encoder="vits"), 1, every),
+        ("v2-vitb", "official", dict(encoder="vitb"), 2, every),
+        ("v1-vits", "hf", dict(version="v1", metric_max_depth=None), 3, every),
+        ("v2-vits-metric-indoor", "hf", dict(version="v2", metric_max_depth=20.0), 4, every),
+        # V2-L's other layer choice and head widths; one photo at 266 keeps it cheap.
+        ("v2-vitl", "official", dict(encoder="vitl"), 5, [3]),
     ]
-    for name, layout, kw, seed in specs:
+    for name, layout, kw, seed, chosen in specs:
+        case_images = [images[i] for i in chosen]
+        samples = [DepthAnythingV2.image2tensor(None, cv2.imread(str(p)), s)[0]
+                   for p, s in case_images]
         done = out / name / "case.json"
         if done.exists() and json.loads(done.read_text()).get("version") == VERSION:
             cases.append(json.loads(done.read_text())["case"])
@@ -274,7 +281,7 @@ def main():
         else:
             model, weights = hf_checkpoint(out / name, kw["version"], kw["metric_max_depth"], seed, samples)
         results = []
-        for i, (image, input_size) in enumerate(images):
+        for i, (image, input_size) in zip(chosen, case_images):
             raw = cv2.imread(str(image))
             with torch.no_grad():
                 tensor, (h, w) = model.image2tensor(raw, input_size)
