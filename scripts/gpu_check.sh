@@ -52,7 +52,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 python=${PYTHON:-}
-if [ -n "$python" ] && [ -e "$python" ]; then python=$(realpath "$python"); fi
+# Absolute, but links kept: a virtual environment's python is a link to the system's,
+# and only the link finds the environment's packages.
+if [ -n "$python" ] && [ -e "$python" ]; then python=$(realpath -s "$python"); fi
 cd "$(dirname "$0")/.."
 
 if [ -z "$python" ]; then
