@@ -204,7 +204,7 @@ fn gpu_check_without_a_gpu_says_so_and_exits_0() {
         eprintln!("skipping: this machine has a GPU, where the script runs the whole check");
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = common::project_root();
     let dir = tempfile::tempdir().expect("temp dir");
     let out_dir = dir.path().join("gpu-check");
     let script = |args: &[&str]| {

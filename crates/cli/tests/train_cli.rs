@@ -94,7 +94,7 @@ fn abs_rel(weights: &Path, list: &Path, json: &Path) -> f64 {
 /// Runs `scripts/reference/SCRIPT ARGS...` in the project's virtual environment; `None`
 /// (and a message) where there is none.
 fn reference_script(script: &str, args: &[&std::ffi::OsStr]) -> Option<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = common::project_root();
     let python = root.join(".venv/bin/python");
     if !python.exists() {
         common::missing(&format!("no virtual environment at {}", python.display()));

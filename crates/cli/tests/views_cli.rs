@@ -13,13 +13,9 @@ use anydepth_core::pose::{read_trajectory, write_plain_trajectory, PoseFormat};
 use nalgebra::Matrix4;
 
 mod common;
-use common::{anydepth, assert_code, assert_ok, s, stderr};
+use common::{anydepth, assert_code, assert_ok, project_root, s, stderr};
 
 const TOLERANCE: f64 = 1e-3;
-
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The references' folder and the case's manifest entry.
 fn reference(case: &str) -> Option<(PathBuf, serde_json::Value)> {

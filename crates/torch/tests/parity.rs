@@ -3,11 +3,12 @@
 //! `scripts/reference/make_references.py` writes random-weight checkpoints in the official
 //! `.pth` layout (V2-S, V2-B, V2-L) and the Hugging Face safetensors layout (V1-S, V2-S
 //! metric), and the official `infer_image` output for photos of two aspects, a tiny
-//! odd-sized image and a second input size (V2-L: one photo at the second size). Here the same files go through anydepth: decoding, the
-//! preprocessing, the network and the resize back must give the reference's depth within
-//! 1e-4 of its range (fp32 accumulation order differs between implementations), and the
-//! preprocessed tensor must match the official `image2tensor`. In fp16 and bf16 the depth
-//! must stay within 1e-2 of the range (1.25e-2 for the metric model in bf16).
+//! odd-sized image and a second input size (V2-L: one photo at the second size). Here the
+//! same files go through anydepth: decoding, the preprocessing, the network and the resize
+//! back must give the reference's depth within 1e-4 of its range (fp32 accumulation order
+//! differs between implementations), and the preprocessed tensor must match the official
+//! `image2tensor`. In fp16 and bf16 the depth must stay within 1e-2 of the range (1.25e-2
+//! for the metric model in bf16).
 
 mod common;
 

@@ -30,6 +30,11 @@ pub fn engine_binary() -> PathBuf {
     engine
 }
 
+/// The repository's root folder.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// Runs `anydepth <args>` to the end.
 pub fn anydepth(args: &[&str]) -> Output {
     command().args(args).output().expect("anydepth runs")
