@@ -8,12 +8,14 @@
 #      replayed from CUDA graphs, within 1e-4 of the range of fp16 run eagerly; the
 #      photos in one run, each staged on the copy stream while the one before runs
 #      (fp32; fp16 with CUDA graphs), within 1e-5 (1e-4) of the range of each run alone;
-#   3. speed side by side with the official code (eager fp32, eager fp16, torch.compile
-#      fp16; ours also fp16 with CUDA graphs): V2-S and V2-L at 518x518, batch 1 and 16,
-#      with the device memory each held at the peak; a 1920x1080 photo end to end, and
-#      a folder of 48 copies of it in photos/s (`anydepth depth --batch 16`);
+#   3. speed side by side with the official code (eager fp32, eager fp16; ours also fp16
+#      with CUDA graphs): V2-S and V2-L at 518x518, batch 1 and 16, with the device
+#      memory each held at the peak; a 1920x1080 photo end to end, and a folder of 48
+#      copies of it in photos/s (`anydepth depth --batch 16`);
 #   4. training on the GPU: `anydepth train` and `anydepth distill` (V2-S, batch 8 at
-#      518x518) with their step times, beside the official PyTorch loop's.
+#      518x518) with their step times, beside the official PyTorch loop's;
+#   5. the official fp16 under torch.compile, added to the speed table: last, since it
+#      compiles for every model and batch, and a compiler failure must cost nothing else.
 # Writes gpu_check.json, gpu_check.md, doctor.txt and doctor.json into --out (default
 # out/gpu-check). Where there is no GPU it prints "no CUDA device", checks nothing, exits 0.
 # `--device cpu --iters 1` runs the same steps on the CPU instead (one photo, V2-S, batch
@@ -30,7 +32,7 @@
 # scripts/gpu_bundle.sh prepares .gpu/ for a machine without Rust, FFmpeg or a package
 # index: binaries built without FFmpeg, the official code and two photos.
 # Other flags go to scripts/bench/gpu_vs_official.py (--iters N, --no-compile,
-# --sections parity,speed,end_to_end,training).
+# --sections parity,speed,end_to_end,training,compile).
 set -euo pipefail
 
 binary=""

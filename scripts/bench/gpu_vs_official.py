@@ -9,9 +9,11 @@ Parity (V2-S, photos at their own size, `anydepth depth` against `infer_image`):
     error, target 1e-2 of the range; on a GPU also fp16 replayed from CUDA graphs
     (`--cuda-graphs`), which must give what fp16 gives.
 Speed (network only, median of --iters after a warm-up):
-  - official eager fp32, eager fp16 and torch.compile fp16 against `anydepth bench` fp32
-    and fp16 (and bf16, whose head stays fp32, and on a GPU fp16 with CUDA graphs), for
-    V2-S and V2-L at 518x518, batch 1 and 16;
+  - official eager fp32 and eager fp16 against `anydepth bench` fp32 and fp16 (and bf16,
+    whose head stays fp32, and on a GPU fp16 with CUDA graphs), for V2-S and V2-L at
+    518x518, batch 1 and 16; the official fp16 under torch.compile is added to these rows
+    by the last section, `compile`, so that compiling (a while per model and batch) and
+    any failure of the compiler come after every other figure;
   - a 1920x1080 photo end to end: official `cv2.imread` + `infer_image` (fp32) against
     `anydepth bench --photo` (fp32 and fp16), with anydepth's stages; and a folder of 48
     copies of it with the depth written as .npy, photos/s: the official loop one photo
@@ -28,7 +30,8 @@ reduced-precision row that misses its target passes when it is within 1.25x of t
 official code's own error run the way ours is (fp16: weights cast; bf16: the encoder
 under autocast, the DPT head in fp32 with TF32 convolutions), which the table shows
 beside it.
-`--sections` runs some of them.
+`--sections` runs some of them, in the order above (`--device cpu` leaves out `compile`
+unless it is named).
 
 Usage (scripts/gpu_check.sh runs it):
   python3 scripts/bench/gpu_vs_official.py --anydepth target/release/anydepth --out DIR
@@ -321,9 +324,10 @@ def staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row
 
 def time_official(model, batch, size, dtype, iters, device, compiled=False):
     """Median seconds of a forward pass of a copy of `model` converted to `dtype` (the
-    model itself keeps its float32 weights), and on a GPU the most MiB the caching
-    allocator had allocated meanwhile for that copy, its input and its passes, as
-    `anydepth bench` counts it in a process of its own (cuBLAS's workspaces made again)."""
+    model itself keeps its float32 weights); on a GPU the most MiB the caching allocator
+    had allocated meanwhile for that copy, its input and its passes, as `anydepth bench`
+    counts it in a process of its own (cuBLAS's workspaces made again), else None; and
+    the seconds of the first pass (under torch.compile: compiling it)."""
     on_gpu = device == "cuda"
     if on_gpu:
         torch._C._cuda_clearCublasWorkspaces()
@@ -338,19 +342,18 @@ def time_official(model, batch, size, dtype, iters, device, compiled=False):
         torch.cuda.reset_peak_memory_stats()
     times = []
     with torch.no_grad():
-        for i in range(3 + iters):
+        for _ in range(3 + iters):
             sync()
             t0 = time.perf_counter()
             net(x)
             sync()
-            if i >= 3:
-                times.append(time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
     peak_mib = ((torch.cuda.max_memory_allocated() - allocated_before) / 2**20 if on_gpu
                 else None)
     del net, x
     if on_gpu:
         torch.cuda.empty_cache()
-    return statistics.median(times), peak_mib
+    return statistics.median(times[3:]), peak_mib, times[0]
 
 
 def time_anydepth(binary, weights, batch, size, precision, iters, device, *extra):
@@ -370,20 +373,35 @@ def time_anydepth(binary, weights, batch, size, precision, iters, device, *extra
                              values))
 
 
-def speed(binary, models, batches, iters, device, compile_fp16, rows, on_row):
+def half_kind(device):
+    """The official code's half precision: fp16 on a GPU, bf16 on the CPU."""
+    return torch.float16 if device == "cuda" else torch.bfloat16
+
+
+def model_name(encoder):
+    return f"V2-{encoder[3:].upper()}"
+
+
+def record_official(row, name, timing):
+    """`time_official`'s median and peak memory into `row`, under `official_{name}_`."""
+    seconds, peak_mib, _ = timing
+    row[f"official_{name}_ms"] = seconds * 1e3
+    if peak_mib is not None:
+        row[f"official_{name}_peak_allocated_mib"] = peak_mib
+
+
+def speed(binary, models, batches, iters, device, rows, on_row):
     """Appends a row per model and batch to `rows`, calling `on_row` after each (the
-    report holds `rows` and is saved then: the longest section keeps its finished rows)."""
-    half = torch.float16 if device == "cuda" else torch.bfloat16
+    report holds `rows` and is saved then: the longest section keeps its finished rows).
+    The official code under torch.compile is the `compile` section's."""
+    half = half_kind(device)
     for encoder, (model, weights) in models.items():
         for batch in batches:
-            row = dict(model=f"V2-{encoder[3:].upper()}", input="518x518", batch=batch)
+            row = dict(model=model_name(encoder), input="518x518", batch=batch)
 
-            def official(name, dtype, compiled=False):
-                seconds, peak_mib = time_official(model, batch, 518, dtype, iters, device,
-                                                  compiled)
-                row[f"official_{name}_ms"] = seconds * 1e3
-                if peak_mib is not None:
-                    row[f"official_{name}_peak_allocated_mib"] = peak_mib
+            def official(name, dtype):
+                record_official(row, name, time_official(model, batch, 518, dtype, iters,
+                                                         device))
 
             def ours(name, precision, *extra):
                 seconds, memory = time_anydepth(binary, weights, batch, 518, precision, iters,
@@ -394,8 +412,6 @@ def speed(binary, models, batches, iters, device, compile_fp16, rows, on_row):
 
             official("fp32", torch.float32)
             official("fp16", half)
-            if compile_fp16:
-                official("compile_fp16", half, compiled=True)
             # bf16 keeps the DPT head in fp32: its cost against fp16 on a GPU.
             for precision in ["fp32", "fp16", "bf16"]:
                 ours(precision, precision)
@@ -406,12 +422,42 @@ def speed(binary, models, batches, iters, device, compile_fp16, rows, on_row):
                     row["anydepth_fp16_graphs_error"] = str(e)[-500:]
                     log(f"  CUDA graphs failed: {e}")
             best = min(row["anydepth_fp16_ms"], row.get("anydepth_fp16_graphs_ms", float("inf")))
+            row["best_fp16_ms"] = best
             row["best_fp16_images_per_s"] = batch / best * 1e3
             row["best_fp16_ratio_to_official_eager"] = best / row["official_fp16_ms"]
             log(f"  speed {row}")
             rows.append(row)
             on_row()
     return rows
+
+
+def compile_baseline(models, rows, iters, device, on_row):
+    """The official network under torch.compile in half precision, added to the speed rows
+    already measured (`rows`), calling `on_row` after each: the last section, since
+    compiling takes a while for every model and batch size, and a compiler that fails
+    must cost no other figure. A row whose compilation fails keeps its error."""
+    if not rows:
+        raise RuntimeError("no speed rows to add torch.compile to: run the speed section")
+    by_name = {model_name(encoder): model for encoder, (model, _) in models.items()}
+    compiled = 0
+    for row in rows:
+        try:
+            timing = time_official(by_name[row["model"]], row["batch"], 518, half_kind(device),
+                                   iters, device, compiled=True)
+        except Exception as e:  # the compiler's errors are of many kinds
+            row["official_compile_fp16_error"] = str(e)[-500:]
+            log(f"  torch.compile {row['model']} batch {row['batch']} failed: {e}")
+        else:
+            record_official(row, "compile_fp16", timing)
+            row["official_compile_fp16_first_pass_s"] = timing[2]
+            compiled += 1
+            log(f"  torch.compile {row['model']} batch {row['batch']}: "
+                f"{row['official_compile_fp16_ms']:.2f} ms, first pass {timing[2]:.1f} s")
+        on_row()
+    if not compiled:
+        raise RuntimeError("torch.compile failed for every row (see the speed rows' "
+                           "official_compile_fp16_error)")
+    return dict(compiled_rows=compiled)
 
 
 def end_to_end(binary, model, weights, photo, iters, device):
@@ -560,6 +606,12 @@ def failed(section):
     return isinstance(section, dict) and "error" in section
 
 
+def speed_rows(report):
+    """The speed section's rows: all of them, or those finished before it failed."""
+    rows = report.get("speed")
+    return rows.get("rows", []) if failed(rows) else rows or []
+
+
 def failed_block(title, section):
     return [f"## {title}", "", "failed:", "", "```", section["error"], "```", ""]
 
@@ -597,11 +649,10 @@ def markdown(report):
                          f"| {r['mean_error']:.2e} | {r['target']:g} "
                          f"| {official_cell} | {verdict} |")
         lines.append("")
-    speed_rows = report.get("speed")
-    if failed(speed_rows):
-        lines += failed_block("Network", speed_rows)
-        speed_rows = speed_rows.get("rows")  # those finished before the failure
-    if speed_rows:
+    if failed(report.get("speed")):
+        lines += failed_block("Network", report["speed"])
+    rows = speed_rows(report)
+    if rows:
         runs = " | ".join(label for label, _ in NETWORK_RUNS)
         rule = "---|" * len(NETWORK_RUNS)
 
@@ -611,29 +662,45 @@ def markdown(report):
             return (format(value, fmt) if value is not None
                     else "failed" if f"{run}_error" in r else "-")
 
+        def to_compiled(r):
+            """anydepth's best fp16 over the official compiled fp16, "-" without it."""
+            compiled = r.get("official_compile_fp16_ms")
+            return "-" if compiled is None else f"{r['best_fp16_ms'] / compiled:.2f}x"
+
         lines += ["## Network, median ms per batch", "",
-                  f"| model | batch | {runs} | best fp16 ratio | best anydepth fp16 images/s |",
-                  f"|---|---|{rule}---|---|"]
-        for r in speed_rows:
+                  "Ratios: anydepth's best fp16 (eager or CUDA graphs) over the official "
+                  "eager fp16 and over the official compiled fp16.", "",
+                  f"| model | batch | {runs} | best fp16 ratio | to compiled "
+                  "| best anydepth fp16 images/s |",
+                  f"|---|---|{rule}---|---|---|"]
+        for r in rows:
             times = " | ".join(cell(r, run, "ms", ".2f") for _, run in NETWORK_RUNS)
             lines.append(
                 f"| {r['model']} | {r['batch']} | {times} "
-                f"| {r['best_fp16_ratio_to_official_eager']:.2f}x "
+                f"| {r['best_fp16_ratio_to_official_eager']:.2f}x | {to_compiled(r)} "
                 f"| {r['best_fp16_images_per_s']:.0f} |")
         lines.append("")
-        if any("official_fp32_peak_allocated_mib" in r for r in speed_rows):
+        first_passes = [f"{r['model']} batch {r['batch']} "
+                        f"{r['official_compile_fp16_first_pass_s']:.0f} s"
+                        for r in rows if "official_compile_fp16_first_pass_s" in r]
+        if first_passes:
+            lines += ["torch.compile's first pass (compiling): " + ", ".join(first_passes),
+                      ""]
+        if any("official_fp32_peak_allocated_mib" in r for r in rows):
             lines += ["## Network, device memory at the peak (MiB): weights, input and passes",
                       "", "Allocated by the caching allocator (its blocks: rounded sizes, "
                       "cuBLAS workspaces); for CUDA graphs also what stays reserved after "
                       "the passes, their pool included.", "",
                       f"| model | batch | {runs} | graphs reserved after |",
                       f"|---|---|{rule}---|"]
-            for r in speed_rows:
+            for r in rows:
                 peaks = " | ".join(cell(r, run, "peak_allocated_mib", ".0f")
                                    for _, run in NETWORK_RUNS)
                 lines.append(f"| {r['model']} | {r['batch']} | {peaks} "
                              f"| {cell(r, 'anydepth_fp16_graphs', 'reserved_after_mib', '.0f')} |")
             lines.append("")
+    if failed(report.get("compile")):
+        lines += failed_block("Official code under torch.compile", report["compile"])
     e2e = report.get("end_to_end")
     if failed(e2e):
         lines += failed_block("1920x1080 photo end to end", e2e)
@@ -682,7 +749,7 @@ def markdown(report):
     return "\n".join(lines)
 
 
-SECTIONS = ["parity", "speed", "end_to_end", "training"]
+SECTIONS = ["parity", "speed", "end_to_end", "training", "compile"]
 
 
 def main():
@@ -691,23 +758,31 @@ def main():
     ap.add_argument("--out", required=True, help="folder for gpu_check.json and .md")
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    ap.add_argument("--sections", default=",".join(SECTIONS),
-                    help=f"which to run, comma-separated (default: all of {','.join(SECTIONS)})")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="skip the compile section (the official code under torch.compile)")
+    ap.add_argument("--sections",
+                    help=f"which to run, comma-separated, in this order: {','.join(SECTIONS)} "
+                         "(default: all; with --device cpu all but compile)")
     args = ap.parse_args()
     # float32 without TensorFloat-32 on both sides in every section (anydepth's default;
     # PyTorch would allow it in convolutions).
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    sections = list(dict.fromkeys(name for name in args.sections.split(",") if name))
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown or not sections:
-        ap.error(f"--sections takes some of {SECTIONS}, got {args.sections!r}")
     device = args.device
+    small = device == "cpu"  # checking the script itself: tiny settings
+    if args.sections is None:  # compiling on the CPU takes minutes: only when named
+        asked = [name for name in SECTIONS if not (small and name == "compile")]
+    else:
+        asked = [name for name in args.sections.split(",") if name]
+    unknown = sorted(set(asked) - set(SECTIONS))
+    if unknown or not asked:
+        ap.error(f"--sections takes some of {SECTIONS}, got {args.sections!r}")
+    # In the listed order: the compile section fills in the speed section's rows.
+    sections = [name for name in SECTIONS
+                if name in asked and not (args.no_compile and name == "compile")]
     if device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device")
         return 0
-    small = device == "cpu"  # checking the script itself: tiny settings
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -757,13 +832,14 @@ def main():
             parity=lambda: parity(args.anydepth, *models["vits"], photo_paths, device,
                                   tmp / "parity", report.setdefault("parity", []), save),
             speed=lambda: speed(args.anydepth, models, [1] if small else [1, 16], args.iters,
-                                device, not (args.no_compile or small),
-                                report.setdefault("speed", []), save),
+                                device, report.setdefault("speed", []), save),
             end_to_end=lambda: end_to_end_section(
                 report.setdefault("end_to_end", {}), args.anydepth, *models["vits"], big,
                 tmp / "folder", args.iters, device, small),
             training=lambda: training(args.anydepth, tmp / "training", device, small,
                                       models["vits"][1]),
+            compile=lambda: compile_baseline(models, speed_rows(report), args.iters, device,
+                                             save),
         )
         for name in sections:
             log(name)
