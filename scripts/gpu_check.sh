@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU path in one command, for a machine with an NVIDIA GPU:
 #   1. `anydepth doctor` (LibTorch, CUDA, driver, cuDNN, GPUs);
-#   2. parity on CUDA against the official code: fp32 with TF32 off within 1e-4 of the
-#      depth range (exact preprocessing) and 1e-3 (on the device); fp16 and bf16 against
+#   2. parity on CUDA against the official code (V2-S on two photos, V2-L on one): fp32
+#      with TF32 off within 1e-4 of the depth range (exact preprocessing) and 1e-3 (on the device); fp16 and bf16 against
 #      the official fp32, target 1e-2, beside the official code's own error run the same
 #      way (fp16: weights cast; bf16: encoder under autocast, head in fp32, TF32); fp16
 #      replayed from CUDA graphs, within 1e-4 of the range of fp16 run eagerly; the

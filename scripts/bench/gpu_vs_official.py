@@ -2,7 +2,8 @@
 """The GPU check: parity and speed of `anydepth` against the official Depth Anything V2
 code on the same GPU, the same random-weight checkpoints and the same inputs.
 
-Parity (V2-S, photos at their own size, `anydepth depth` against `infer_image`):
+Parity (V2-S on each photo at its own size, and on a GPU V2-L on the first: `anydepth
+depth` against `infer_image`):
   - fp32, TensorFloat-32 off on both sides, exact preprocessing: max error within 1e-4 of
     the depth range; with preprocessing on the device: within 1e-3;
   - fp16 and bf16 (preprocessing on the device) against the official fp32: max and mean
@@ -73,6 +74,15 @@ PARITY_CASES = [("fp32", "exact", 1e-4, False), ("fp32", "device", 1e-3, False),
 
 def log(message):
     print(message, file=sys.stderr, flush=True)
+
+
+def half_kind(device):
+    """The official code's half precision: fp16 on a GPU, bf16 on the CPU."""
+    return torch.float16 if device == "cuda" else torch.bfloat16
+
+
+def model_name(encoder):
+    return f"V2-{encoder[3:].upper()}"
 
 
 def checkpoint(encoder, folder, device, seed=0):
@@ -187,10 +197,21 @@ def official_half_error(model, image, ref, span, kind, mode="weights"):
     return depth_errors(depth, size, ref, span)
 
 
-def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
-    """Appends rows of (photo, precision, preprocessing, max error, mean error, target, the
-    official code's own error at that precision, ok) to `rows`, calling `on_row` after
-    each, as `speed` does; returns `rows`. A CUDA-graphs row also has its max error to the
+def parity_section(binary, models, photo_paths, device, folder, rows, on_row):
+    """`parity` of V2-S on every photo, then, where the check made a V2-L checkpoint, of
+    V2-L on the first photo: the only look on a GPU at a large encoder in reduced
+    precision and in a CUDA graph. Returns `rows`."""
+    for encoder, photos_here in [("vits", photo_paths), ("vitl", photo_paths[:1])]:
+        if encoder in models:
+            parity(binary, model_name(encoder), *models[encoder], photos_here, device,
+                   folder / encoder, rows, on_row)
+    return rows
+
+
+def parity(binary, label, model, weights, photo_paths, device, folder, rows, on_row):
+    """Appends rows of (model `label`, photo, precision, preprocessing, max error, mean
+    error, target, the official code's own error at that precision, ok) to `rows`, calling
+    `on_row` after each, as `speed` does. A CUDA-graphs row also has its max error to the
     same precision run directly (`max_error_to_eager`) and, when the capture failed,
     `graphs_failed`. With several photos, a last row per photo runs them all at once, one
     per batch, so that each is staged while the one before runs; it also has its max error
@@ -210,7 +231,7 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
                 continue
             eager_out = folder / f"{precision}-{preprocessing}"
             out = eager_out.with_name(eager_out.name + "-graphs") if graphs else eager_out
-            row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
+            row = dict(model=label, photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
                        precision=precision + (", CUDA graphs" if graphs else ""),
                        preprocessing=preprocessing, target=target)
             warnings = []
@@ -251,7 +272,7 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
                     row["graphs_failed"] = warnings[0].strip()[-500:]
                 row["ok"] = (row["ok"] and row["max_error_to_eager"] <= GRAPHS_TO_EAGER
                              and not fell_back)
-            log(f"  parity {photo.name} {row['precision']} {preprocessing}: max "
+            log(f"  parity {label} {photo.name} {row['precision']} {preprocessing}: max "
                 f"{row['max_error']:.2e}, mean {row['mean_error']:.2e} of range "
                 f"(target {target:g}"
                 + (f"; official {precision} max {official:.2e}, mean {official_mean:.2e}"
@@ -261,11 +282,10 @@ def parity(binary, model, weights, photo_paths, device, folder, rows, on_row):
             rows.append(row)
             on_row()
     if len(photo_paths) > 1:
-        staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row)
-    return rows
+        staged_rows(binary, label, weights, photo_paths, refs, device, folder, rows, on_row)
 
 
-def staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row):
+def staged_rows(binary, label, weights, photo_paths, refs, device, folder, rows, on_row):
     """The photos in one `anydepth depth` run with device preprocessing, one per batch:
     each after the first is decoded and uploaded (on the copy stream, on a GPU) while the
     one before runs; in fp32, and on a GPU also in fp16 with CUDA graphs (captured while
@@ -294,7 +314,7 @@ def staged_rows(binary, weights, photo_paths, refs, device, folder, rows, on_row
         for photo in photo_paths:
             ref, span, officials = refs[photo]
             official, official_mean = officials.get(precision, (None, None))
-            row = dict(photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
+            row = dict(model=label, photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
                        precision=precision + (", CUDA graphs" if graphs else "") + ", staged",
                        preprocessing="device", target=target, official_max_error=official,
                        official_mean_error=official_mean)
@@ -371,15 +391,6 @@ def time_anydepth(binary, weights, batch, size, precision, iters, device, *extra
     values = [float(part.split("MiB")[0]) for part in memory.split(":", 1)[1].split(",")]
     return seconds, dict(zip(["peak_allocated_mib", "peak_reserved_mib", "reserved_after_mib"],
                              values))
-
-
-def half_kind(device):
-    """The official code's half precision: fp16 on a GPU, bf16 on the CPU."""
-    return torch.float16 if device == "cuda" else torch.bfloat16
-
-
-def model_name(encoder):
-    return f"V2-{encoder[3:].upper()}"
 
 
 def record_official(row, name, timing):
@@ -625,11 +636,11 @@ def markdown(report):
     if failed(parity_rows):
         lines += failed_block("Parity", parity_rows)
     elif parity_rows is not None:
-        lines += ["## Parity (V2-S, random weights, TF32 off except in bf16's fp32 head)", "",
-                  "| photo | size | precision | preprocessing | max error / range "
+        lines += ["## Parity (random weights, TF32 off except in bf16's fp32 head)", "",
+                  "| model | photo | size | precision | preprocessing | max error / range "
                   "| mean error / range | target | official, run the same way: max (mean) "
                   "| ok |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in parity_rows:
             official, official_mean = r.get("official_max_error"), r.get("official_mean_error")
             official_cell = ("-" if official is None else f"{official:.2e}" + (
@@ -644,7 +655,8 @@ def markdown(report):
                 verdict += " (CUDA graphs failed: see graphs_failed in the JSON)"
             if "staged_failed" in r:
                 verdict += " (staged run failed: see staged_failed in the JSON)"
-            lines.append(f"| {r['photo']} | {r['size']} | {r['precision']} "
+            lines.append(f"| {r['model']} | {r['photo']} | {r['size']} "
+                         f"| {r['precision']} "
                          f"| {r['preprocessing']} | {r['max_error']:.2e} "
                          f"| {r['mean_error']:.2e} | {r['target']:g} "
                          f"| {official_cell} | {verdict} |")
@@ -820,7 +832,8 @@ def main():
         tmp = Path(tmp)
         try:
             photo_paths, big = photos(tmp, 1 if small else 2)
-            encoders = ["vits"] if small or "speed" not in sections else ["vits", "vitl"]
+            large = not small and bool({"parity", "speed"} & set(sections))
+            encoders = ["vits", "vitl"] if large else ["vits"]
             log("making random-weight checkpoints")
             models = {e: checkpoint(e, tmp, device) for e in encoders}
         except Exception as e:  # nothing can run; say why in the report
@@ -829,8 +842,9 @@ def main():
             save()
             return 1
         runs = dict(
-            parity=lambda: parity(args.anydepth, *models["vits"], photo_paths, device,
-                                  tmp / "parity", report.setdefault("parity", []), save),
+            parity=lambda: parity_section(args.anydepth, models, photo_paths, device,
+                                          tmp / "parity", report.setdefault("parity", []),
+                                          save),
             speed=lambda: speed(args.anydepth, models, [1] if small else [1, 16], args.iters,
                                 device, report.setdefault("speed", []), save),
             end_to_end=lambda: end_to_end_section(
