@@ -2,12 +2,13 @@
 # The GPU path in one command, for a machine with an NVIDIA GPU:
 #   1. `anydepth doctor` (LibTorch, CUDA, driver, cuDNN, GPUs);
 #   2. parity on CUDA against the official code (V2-S on two photos, V2-L on one): fp32
-#      with TF32 off within 1e-4 of the depth range (exact preprocessing) and 1e-3 (on the device); fp16 and bf16 against
-#      the official fp32, target 1e-2, beside the official code's own error run the same
-#      way (fp16: weights cast; bf16: encoder under autocast, head in fp32, TF32); fp16
-#      replayed from CUDA graphs, within 1e-4 of the range of fp16 run eagerly; the
-#      photos in one run, each staged on the copy stream while the one before runs
-#      (fp32; fp16 with CUDA graphs), within 1e-5 (1e-4) of the range of each run alone;
+#      with TF32 off within 1e-4 of the depth range (exact preprocessing) and 1e-3 (on
+#      the device); fp16 and bf16 against the official fp32, target 1e-2, beside the
+#      official code's own error run the same way (fp16: weights cast; bf16: encoder
+#      under autocast, head in fp32, TF32); fp16 replayed from CUDA graphs, within 1e-4
+#      of the range of fp16 run eagerly; the photos in one run, each staged on the copy
+#      stream while the one before runs (fp32; fp16 with CUDA graphs), within 1e-5
+#      (1e-4) of the range of each run alone;
 #   3. speed side by side with the official code (eager fp32, eager fp16; ours also fp16
 #      with CUDA graphs): V2-S and V2-L at 518x518, batch 1 and 16, with the device
 #      memory each held at the peak; a 1920x1080 photo end to end, and a folder of 48
@@ -19,7 +20,8 @@
 # Writes gpu_check.json, gpu_check.md, doctor.txt and doctor.json into --out (default
 # out/gpu-check). Where there is no GPU it prints "no CUDA device", checks nothing, exits 0.
 # `--device cpu --iters 1` runs the same steps on the CPU instead (one photo, V2-S, batch
-# 1): a rehearsal of the whole check, bundle and all, on a machine without a GPU.
+# 1; step 5 only when `--sections` names it, since compiling there takes minutes): a
+# rehearsal of the check, bundle and all, on a machine without a GPU.
 #
 #   scripts/gpu_check.sh                          # builds target/release first
 #   scripts/gpu_check.sh --binary DIR/anydepth    # a built anydepth, anydepth-torch beside it

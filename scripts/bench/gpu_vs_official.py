@@ -24,19 +24,19 @@ Training (V2-S metric, batch 8 at 518x518, fp32): the median step of the plain P
 loop (scripts/bench/train_step.py, random input) against `anydepth train`'s steps on
 generated 640x480 photos (data loading included), and a short `anydepth distill` run
 (labels made on the GPU) with its images/s.
-Writes gpu_check.json and gpu_check.md into --out after each section and each speed
-row, and on SIGTERM (a run cut short keeps what it measured); a section that fails is
-reported and the next one runs. Exits 1 when a parity row fails or a section failed; a
-reduced-precision row that misses its target passes when it is within 1.25x of the
-official code's own error run the way ours is (fp16: weights cast; bf16: the encoder
-under autocast, the DPT head in fp32 with TF32 convolutions), which the table shows
-beside it.
+Writes gpu_check.json and gpu_check.md into --out after each section and each row, and
+on SIGTERM (a run cut short keeps what it measured); a section that fails is reported and
+the next one runs. Exits 1 when a parity row fails or a section failed (torch.compile
+fails its section only when no row compiled); a reduced-precision row that misses its
+target passes when it is within 1.25x of the official code's own error run the way ours
+is (fp16: weights cast; bf16: the encoder under autocast, the DPT head in fp32 with TF32
+convolutions), which the table shows beside it.
 `--sections` runs some of them, in the order above (`--device cpu` leaves out `compile`
-unless it is named).
+unless it is named; `compile` needs `speed`).
 
 Usage (scripts/gpu_check.sh runs it):
   python3 scripts/bench/gpu_vs_official.py --anydepth target/release/anydepth --out DIR
-`--device cpu` runs the same steps on the CPU with one photo, V2-S and batch 1 (pass
+`--device cpu` runs the same steps on the CPU with one photo, V2-S alone and batch 1 (pass
 --iters 1), to check the script itself on a machine without a GPU (the official
 `infer_image` moves its input to CUDA wherever CUDA exists)."""
 import argparse
@@ -76,7 +76,7 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def half_kind(device):
+def half_dtype(device):
     """The official code's half precision: fp16 on a GPU, bf16 on the CPU."""
     return torch.float16 if device == "cuda" else torch.bfloat16
 
@@ -127,7 +127,8 @@ def anydepth(binary, *args, stderr=None):
 
 
 # The network timings, as (column, key prefix in a speed row), in table order: the names
-# `speed` records (`official(...)`, `ours(...)`); a name missing here is not shown.
+# `speed` (`official(...)`, `ours(...)`) and `compile_section` record; a name missing
+# here is not shown.
 NETWORK_RUNS = [("official fp32", "official_fp32"), ("official fp16", "official_fp16"),
                 ("official compile fp16", "official_compile_fp16"),
                 ("anydepth fp32", "anydepth_fp32"), ("anydepth fp16", "anydepth_fp16"),
@@ -201,10 +202,17 @@ def parity_section(binary, models, photo_paths, device, folder, rows, on_row):
     """`parity` of V2-S on every photo, then, where the check made a V2-L checkpoint, of
     V2-L on the first photo: the only look on a GPU at a large encoder in reduced
     precision and in a CUDA graph. Returns `rows`."""
+    failures = []
     for encoder, photos_here in [("vits", photo_paths), ("vitl", photo_paths[:1])]:
         if encoder in models:
-            parity(binary, model_name(encoder), *models[encoder], photos_here, device,
-                   folder / encoder, rows, on_row)
+            try:
+                parity(binary, model_name(encoder), *models[encoder], photos_here, device,
+                       folder / encoder, rows, on_row)
+            except Exception as e:  # the next model still runs
+                log(f"  parity of {model_name(encoder)} failed: {e}")
+                failures.append(f"{model_name(encoder)}: {e}")
+    if failures:
+        raise RuntimeError("\n".join(failures))
     return rows
 
 
@@ -245,7 +253,7 @@ def parity(binary, label, model, weights, photo_paths, device, folder, rows, on_
                     raise
                 # No graphs here (a build without them, another LibTorch): a failed row,
                 # and the other rows still run.
-                log(f"  parity {photo.name} {precision} with CUDA graphs failed: {e}")
+                log(f"  parity {label} {photo.name} {precision} with CUDA graphs failed: {e}")
                 rows.append(dict(row, max_error=float("nan"), mean_error=float("nan"),
                                  official_max_error=None, ok=False,
                                  graphs_failed=str(e)[-500:]))
@@ -309,7 +317,7 @@ def staged_rows(binary, label, weights, photo_paths, refs, device, folder, rows,
             fell_back = graphs and "without CUDA graphs" in warnings[0]
             failure = warnings[0].strip()[-500:] if fell_back else None
         except RuntimeError as e:
-            log(f"  parity of staged photos ({name}) failed: {e}")
+            log(f"  parity {label} of staged photos ({name}) failed: {e}")
             failure = str(e)[-500:]
         for photo in photo_paths:
             ref, span, officials = refs[photo]
@@ -336,7 +344,7 @@ def staged_rows(binary, label, weights, photo_paths, refs, device, folder, rows,
             within = max_error <= target or (
                 official is not None and max_error <= AS_OFFICIAL * official)
             row["ok"] = bool(within and row["max_error_to_single"] <= to_single)
-            log(f"  parity {photo.name} {row['precision']}: max {max_error:.2e} of range "
+            log(f"  parity {label} {photo.name} {row['precision']}: max {max_error:.2e} of range "
                 f"(target {target:g}; to one by one {row['max_error_to_single']:.2e})")
             rows.append(row)
             on_row()
@@ -393,9 +401,9 @@ def time_anydepth(binary, weights, batch, size, precision, iters, device, *extra
                              values))
 
 
-def record_official(row, name, timing):
-    """`time_official`'s median and peak memory into `row`, under `official_{name}_`."""
-    seconds, peak_mib, _ = timing
+def record_official(row, name, seconds, peak_mib):
+    """An official timing (`time_official`'s median and peak memory) into `row`, under
+    `official_{name}_`."""
     row[f"official_{name}_ms"] = seconds * 1e3
     if peak_mib is not None:
         row[f"official_{name}_peak_allocated_mib"] = peak_mib
@@ -405,14 +413,14 @@ def speed(binary, models, batches, iters, device, rows, on_row):
     """Appends a row per model and batch to `rows`, calling `on_row` after each (the
     report holds `rows` and is saved then: the longest section keeps its finished rows).
     The official code under torch.compile is the `compile` section's."""
-    half = half_kind(device)
+    half = half_dtype(device)
     for encoder, (model, weights) in models.items():
         for batch in batches:
             row = dict(model=model_name(encoder), input="518x518", batch=batch)
 
             def official(name, dtype):
-                record_official(row, name, time_official(model, batch, 518, dtype, iters,
-                                                         device))
+                seconds, peak_mib, _ = time_official(model, batch, 518, dtype, iters, device)
+                record_official(row, name, seconds, peak_mib)
 
             def ours(name, precision, *extra):
                 seconds, memory = time_anydepth(binary, weights, batch, 518, precision, iters,
@@ -442,28 +450,36 @@ def speed(binary, models, batches, iters, device, rows, on_row):
     return rows
 
 
-def compile_baseline(models, rows, iters, device, on_row):
+def compile_section(models, rows, iters, device, on_row):
     """The official network under torch.compile in half precision, added to the speed rows
     already measured (`rows`), calling `on_row` after each: the last section, since
     compiling takes a while for every model and batch size, and a compiler that fails
-    must cost no other figure. A row whose compilation fails keeps its error."""
-    if not rows:
-        raise RuntimeError("no speed rows to add torch.compile to: run the speed section")
+    must cost no other figure. A row whose compilation fails keeps its error; when the
+    first one fails, the others are not tried (a missing compiler fails them all)."""
     by_name = {model_name(encoder): model for encoder, (model, _) in models.items()}
     compiled = 0
+    first_failure = None
     for row in rows:
+        if first_failure is not None and not compiled:
+            row["official_compile_fp16_error"] = f"not tried: the first failed ({first_failure})"
+            on_row()
+            continue
+        torch._dynamo.reset()  # each row compiles afresh, at its own static shape
         try:
-            timing = time_official(by_name[row["model"]], row["batch"], 518, half_kind(device),
-                                   iters, device, compiled=True)
+            seconds, peak_mib, first_pass_s = time_official(
+                by_name[row["model"]], row["batch"], 518, half_dtype(device), iters, device,
+                compiled=True)
         except Exception as e:  # the compiler's errors are of many kinds
             row["official_compile_fp16_error"] = str(e)[-500:]
+            first_failure = first_failure or type(e).__name__
             log(f"  torch.compile {row['model']} batch {row['batch']} failed: {e}")
         else:
-            record_official(row, "compile_fp16", timing)
-            row["official_compile_fp16_first_pass_s"] = timing[2]
+            record_official(row, "compile_fp16", seconds, peak_mib)
+            row["official_compile_fp16_first_pass_s"] = first_pass_s
+            row["best_fp16_ratio_to_official_compile"] = row["best_fp16_ms"] / (seconds * 1e3)
             compiled += 1
             log(f"  torch.compile {row['model']} batch {row['batch']}: "
-                f"{row['official_compile_fp16_ms']:.2f} ms, first pass {timing[2]:.1f} s")
+                f"{row['official_compile_fp16_ms']:.2f} ms, first pass {first_pass_s:.1f} s")
         on_row()
     if not compiled:
         raise RuntimeError("torch.compile failed for every row (see the speed rows' "
@@ -617,9 +633,10 @@ def failed(section):
     return isinstance(section, dict) and "error" in section
 
 
-def speed_rows(report):
-    """The speed section's rows: all of them, or those finished before it failed."""
-    rows = report.get("speed")
+def finished_rows(report, section):
+    """The rows of the parity or speed section: all of them, or those finished before it
+    failed."""
+    rows = report.get(section)
     return rows.get("rows", []) if failed(rows) else rows or []
 
 
@@ -632,10 +649,10 @@ def markdown(report):
              f"torch {report['torch']}; anydepth doctor: see doctor.txt", ""]
     if "setup" in report:
         lines += failed_block("Setup (photos and checkpoints)", report["setup"])
-    parity_rows = report.get("parity")
-    if failed(parity_rows):
-        lines += failed_block("Parity", parity_rows)
-    elif parity_rows is not None:
+    if failed(report.get("parity")):
+        lines += failed_block("Parity", report["parity"])
+    parity_rows = finished_rows(report, "parity")
+    if parity_rows:
         lines += ["## Parity (random weights, TF32 off except in bf16's fp32 head)", "",
                   "| model | photo | size | precision | preprocessing | max error / range "
                   "| mean error / range | target | official, run the same way: max (mean) "
@@ -663,7 +680,7 @@ def markdown(report):
         lines.append("")
     if failed(report.get("speed")):
         lines += failed_block("Network", report["speed"])
-    rows = speed_rows(report)
+    rows = finished_rows(report, "speed")
     if rows:
         runs = " | ".join(label for label, _ in NETWORK_RUNS)
         rule = "---|" * len(NETWORK_RUNS)
@@ -676,8 +693,8 @@ def markdown(report):
 
         def to_compiled(r):
             """anydepth's best fp16 over the official compiled fp16, "-" without it."""
-            compiled = r.get("official_compile_fp16_ms")
-            return "-" if compiled is None else f"{r['best_fp16_ms'] / compiled:.2f}x"
+            ratio = r.get("best_fp16_ratio_to_official_compile")
+            return "-" if ratio is None else f"{ratio:.2f}x"
 
         lines += ["## Network, median ms per batch", "",
                   "Ratios: anydepth's best fp16 (eager or CUDA graphs) over the official "
@@ -792,6 +809,10 @@ def main():
     # In the listed order: the compile section fills in the speed section's rows.
     sections = [name for name in SECTIONS
                 if name in asked and not (args.no_compile and name == "compile")]
+    if not sections:
+        ap.error("--no-compile leaves no section to run")
+    if "compile" in sections and "speed" not in sections:
+        ap.error("the compile section adds to the speed section's rows: name speed too")
     if device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device")
         return 0
@@ -832,8 +853,8 @@ def main():
         tmp = Path(tmp)
         try:
             photo_paths, big = photos(tmp, 1 if small else 2)
-            large = not small and bool({"parity", "speed"} & set(sections))
-            encoders = ["vits", "vitl"] if large else ["vits"]
+            with_vitl = not small and bool({"parity", "speed"} & set(sections))
+            encoders = ["vits", "vitl"] if with_vitl else ["vits"]
             log("making random-weight checkpoints")
             models = {e: checkpoint(e, tmp, device) for e in encoders}
         except Exception as e:  # nothing can run; say why in the report
@@ -852,8 +873,8 @@ def main():
                 tmp / "folder", args.iters, device, small),
             training=lambda: training(args.anydepth, tmp / "training", device, small,
                                       models["vits"][1]),
-            compile=lambda: compile_baseline(models, speed_rows(report), args.iters, device,
-                                             save),
+            compile=lambda: compile_section(models, finished_rows(report, "speed"),
+                                            args.iters, device, save),
         )
         for name in sections:
             log(name)
