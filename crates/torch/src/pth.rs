@@ -388,6 +388,10 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
         .read_to_end(&mut pickle)
         .map_err(|e| e.to_string())?;
     let mut storages: HashMap<String, Tensor> = HashMap::new();
+    // One buffer for every storage, each copied from it into its tensor: a fresh buffer
+    // per storage made the kernel supply (and zero) new pages for the whole checkpoint
+    // once more, which showed in reading a 5 GB V2-G file.
+    let mut bytes = Vec::new();
     let mut load_storage = |key: &str, kind: Kind| -> Result<Tensor, String> {
         if let Some(t) = storages.get(key) {
             return Ok(t.shallow_clone());
@@ -395,7 +399,8 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
         let mut entry = zip
             .by_name(&format!("{prefix}data/{key}"))
             .map_err(|e| format!("storage {key}: {e}"))?;
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        bytes.clear();
+        bytes.reserve(entry.size() as usize);
         entry
             .read_to_end(&mut bytes)
             .map_err(|e| format!("storage {key}: {e}"))?;
