@@ -78,9 +78,11 @@ def main():
         fresh = OfficialModel(args.encoder).eval()
         fresh.load_state_dict(torch.load(weights, map_location="cpu"))
         with torch.no_grad():
-            fresh.infer_image(raw, args.input_size)
+            reloaded = fresh.infer_image(raw, args.input_size)
         official_whole_s = time.perf_counter() - started
         del fresh
+        if not np.array_equal(np.asarray(reloaded, dtype=np.float32), expected):
+            sys.exit("the official model loaded from the checkpoint gives another depth")
 
         out = work / "anydepth"
         started = time.perf_counter()

@@ -24,13 +24,14 @@ Training (V2-S metric, batch 8 at 518x518, fp32): the median step of the plain P
 loop (scripts/bench/train_step.py, random input) against `anydepth train`'s steps on
 generated 640x480 photos (data loading included), and a short `anydepth distill` run
 (labels made on the GPU) with its images/s.
-Writes gpu_check.json and gpu_check.md into --out after each section and each row, and
-on SIGTERM (a run cut short keeps what it measured); a section that fails is reported and
-the next one runs. Exits 1 when a parity row fails or a section failed (torch.compile
-fails its section only when no row compiled); a reduced-precision row that misses its
-target passes when it is within 1.25x of the official code's own error run the way ours
-is (fp16: weights cast; bf16: the encoder under autocast, the DPT head in fp32 with TF32
-convolutions), which the table shows beside it.
+Writes gpu_check.json and gpu_check.md into --out after each section, after each row of
+the parity, speed and compile sections, and on SIGTERM (a run cut short keeps what it
+measured); a section that fails is reported and the next one runs. Exits 1 when a parity
+row fails or a section but `compile` failed (that one times only the official code, and
+fails when no row compiled); a reduced-precision row that misses its target passes when
+it is within 1.25x of the official code's own error run the way ours is (fp16: weights
+cast; bf16: the encoder under autocast, the DPT head in fp32 with TF32 convolutions),
+which the table shows beside it.
 `--sections` runs some of them, in the order above (`--device cpu` leaves out `compile`
 unless it is named; `compile` needs `speed`).
 
@@ -456,35 +457,39 @@ def compile_section(models, rows, iters, device, on_row):
     compiling takes a while for every model and batch size, and a compiler that fails
     must cost no other figure. A row whose compilation fails keeps its error; when the
     first one fails, the others are not tried (a missing compiler fails them all)."""
+    if not rows:
+        raise RuntimeError("no speed rows to add torch.compile to (the speed section failed "
+                           "before its first row)")
     by_name = {model_name(encoder): model for encoder, (model, _) in models.items()}
-    compiled = 0
-    first_failure = None
+    compiled_rows = 0
+    first_failure_type = None
     for row in rows:
-        if first_failure is not None and not compiled:
-            row["official_compile_fp16_error"] = f"not tried: the first failed ({first_failure})"
+        if first_failure_type is not None and not compiled_rows:
+            row["official_compile_fp16_error"] = (
+                f"not tried: the first failed ({first_failure_type})")
             on_row()
             continue
-        torch._dynamo.reset()  # each row compiles afresh, at its own static shape
         try:
+            torch._dynamo.reset()  # each row compiles afresh, at its own static shape
             seconds, peak_mib, first_pass_s = time_official(
                 by_name[row["model"]], row["batch"], 518, half_dtype(device), iters, device,
                 compiled=True)
         except Exception as e:  # the compiler's errors are of many kinds
             row["official_compile_fp16_error"] = str(e)[-500:]
-            first_failure = first_failure or type(e).__name__
+            first_failure_type = first_failure_type or type(e).__name__
             log(f"  torch.compile {row['model']} batch {row['batch']} failed: {e}")
         else:
             record_official(row, "compile_fp16", seconds, peak_mib)
             row["official_compile_fp16_first_pass_s"] = first_pass_s
             row["best_fp16_ratio_to_official_compile"] = row["best_fp16_ms"] / (seconds * 1e3)
-            compiled += 1
+            compiled_rows += 1
             log(f"  torch.compile {row['model']} batch {row['batch']}: "
                 f"{row['official_compile_fp16_ms']:.2f} ms, first pass {first_pass_s:.1f} s")
         on_row()
-    if not compiled:
+    if not compiled_rows:
         raise RuntimeError("torch.compile failed for every row (see the speed rows' "
                            "official_compile_fp16_error)")
-    return dict(compiled_rows=compiled)
+    return dict(compiled_rows=compiled_rows)
 
 
 def end_to_end(binary, model, weights, photo, iters, device):
@@ -636,8 +641,8 @@ def failed(section):
 def finished_rows(report, section):
     """The rows of the parity or speed section: all of them, or those finished before it
     failed."""
-    rows = report.get(section)
-    return rows.get("rows", []) if failed(rows) else rows or []
+    value = report.get(section)  # the rows, or the error with the rows before it
+    return value.get("rows", []) if failed(value) else value or []
 
 
 def failed_block(title, section):
@@ -680,8 +685,8 @@ def markdown(report):
         lines.append("")
     if failed(report.get("speed")):
         lines += failed_block("Network", report["speed"])
-    rows = finished_rows(report, "speed")
-    if rows:
+    speed_rows = finished_rows(report, "speed")
+    if speed_rows:
         runs = " | ".join(label for label, _ in NETWORK_RUNS)
         rule = "---|" * len(NETWORK_RUNS)
 
@@ -702,7 +707,7 @@ def markdown(report):
                   f"| model | batch | {runs} | best fp16 ratio | to compiled "
                   "| best anydepth fp16 images/s |",
                   f"|---|---|{rule}---|---|---|"]
-        for r in rows:
+        for r in speed_rows:
             times = " | ".join(cell(r, run, "ms", ".2f") for _, run in NETWORK_RUNS)
             lines.append(
                 f"| {r['model']} | {r['batch']} | {times} "
@@ -711,18 +716,18 @@ def markdown(report):
         lines.append("")
         first_passes = [f"{r['model']} batch {r['batch']} "
                         f"{r['official_compile_fp16_first_pass_s']:.0f} s"
-                        for r in rows if "official_compile_fp16_first_pass_s" in r]
+                        for r in speed_rows if "official_compile_fp16_first_pass_s" in r]
         if first_passes:
             lines += ["torch.compile's first pass (compiling): " + ", ".join(first_passes),
                       ""]
-        if any("official_fp32_peak_allocated_mib" in r for r in rows):
+        if any("official_fp32_peak_allocated_mib" in r for r in speed_rows):
             lines += ["## Network, device memory at the peak (MiB): weights, input and passes",
                       "", "Allocated by the caching allocator (its blocks: rounded sizes, "
                       "cuBLAS workspaces); for CUDA graphs also what stays reserved after "
                       "the passes, their pool included.", "",
                       f"| model | batch | {runs} | graphs reserved after |",
                       f"|---|---|{rule}---|"]
-            for r in rows:
+            for r in speed_rows:
                 peaks = " | ".join(cell(r, run, "peak_allocated_mib", ".0f")
                                    for _, run in NETWORK_RUNS)
                 lines.append(f"| {r['model']} | {r['batch']} | {peaks} "
@@ -890,15 +895,16 @@ def main():
             save()
     save()
     print(markdown(report))
-    parity_rows = report.get("parity")
-    parity_ran = isinstance(parity_rows, list)  # ran, and did not fail
-    missed = [r for r in parity_rows if not r["ok"]] if parity_ran else []
+    parity_rows = finished_rows(report, "parity")
+    missed = [r for r in parity_rows if not r["ok"]]
     errors = [name for name in sections if failed(report.get(name))]
-    if parity_ran:
+    if parity_rows:
         log(f"parity: {len(parity_rows) - len(missed)} of {len(parity_rows)} rows pass")
     log(f"done in {report['seconds']:.0f} s"
         + (f"; failed: {', '.join(errors)}" if errors else ""))
-    return 1 if missed or errors else 0
+    # The compile section times the official code alone: its failure is reported, and
+    # fails nothing of anydepth's.
+    return 1 if missed or set(errors) - {"compile"} else 0
 
 
 if __name__ == "__main__":
