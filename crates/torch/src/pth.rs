@@ -400,7 +400,7 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
             .by_name(&format!("{prefix}data/{key}"))
             .map_err(|e| format!("storage {key}: {e}"))?;
         bytes.clear();
-        bytes.reserve(entry.size() as usize);
+        bytes.reserve_exact(entry.size() as usize);
         entry
             .read_to_end(&mut bytes)
             .map_err(|e| format!("storage {key}: {e}"))?;
