@@ -217,6 +217,16 @@ def parity_section(binary, models, photo_paths, device, folder, rows, on_row):
     return rows
 
 
+def parity_row(label, photo, ref, precision, graphs, preprocessing, target, staged=False):
+    """What a parity row says of its run before any figure: model, photo and size (of the
+    official depth `ref`), precision (with CUDA graphs and staging named), preprocessing
+    and target."""
+    return dict(model=label, photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
+                precision=precision + (", CUDA graphs" if graphs else "")
+                + (", staged" if staged else ""),
+                preprocessing=preprocessing, target=target)
+
+
 def parity(binary, label, model, weights, photo_paths, device, folder, rows, on_row):
     """Appends rows of (model `label`, photo, precision, preprocessing, max error, mean
     error, target, the official code's own error at that precision, ok) to `rows`, calling
@@ -240,9 +250,7 @@ def parity(binary, label, model, weights, photo_paths, device, folder, rows, on_
                 continue
             eager_out = folder / f"{precision}-{preprocessing}"
             out = eager_out.with_name(eager_out.name + "-graphs") if graphs else eager_out
-            row = dict(model=label, photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
-                       precision=precision + (", CUDA graphs" if graphs else ""),
-                       preprocessing=preprocessing, target=target)
+            row = parity_row(label, photo, ref, precision, graphs, preprocessing, target)
             warnings = []
             try:
                 anydepth(binary, "depth", photo, "--weights", weights, "--device", device,
@@ -323,10 +331,8 @@ def staged_rows(binary, label, weights, photo_paths, refs, device, folder, rows,
         for photo in photo_paths:
             ref, span, officials = refs[photo]
             official, official_mean = officials.get(precision, (None, None))
-            row = dict(model=label, photo=photo.name, size=f"{ref.shape[1]}x{ref.shape[0]}",
-                       precision=precision + (", CUDA graphs" if graphs else "") + ", staged",
-                       preprocessing="device", target=target, official_max_error=official,
-                       official_mean_error=official_mean)
+            row = parity_row(label, photo, ref, precision, graphs, "device", target, staged=True)
+            row.update(official_max_error=official, official_mean_error=official_mean)
             single_file = alone / f"{photo.stem}.npy"
             why_not = failure or (None if single_file.exists() else
                                   f"no run of {photo.name} alone to compare with ({name})")
@@ -677,8 +683,7 @@ def markdown(report):
                 verdict += " (CUDA graphs failed: see graphs_failed in the JSON)"
             if "staged_failed" in r:
                 verdict += " (staged run failed: see staged_failed in the JSON)"
-            lines.append(f"| {r['model']} | {r['photo']} | {r['size']} "
-                         f"| {r['precision']} "
+            lines.append(f"| {r['model']} | {r['photo']} | {r['size']} | {r['precision']} "
                          f"| {r['preprocessing']} | {r['max_error']:.2e} "
                          f"| {r['mean_error']:.2e} | {r['target']:g} "
                          f"| {official_cell} | {verdict} |")
