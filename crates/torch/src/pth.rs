@@ -5,10 +5,18 @@
 //! lists, numbers, strings, and tensors rebuilt by `torch._utils._rebuild_tensor_v2` /
 //! `_rebuild_parameter` from storages kept beside the pickle. Anything else (arbitrary
 //! classes) is refused, so loading a checkpoint never runs code.
+//!
+//! [`StateDict::open`] reads the pickle alone: every tensor's name, kind, shape and place in
+//! its storage. The storages are read afterwards, one at a time, by
+//! [`StateDict::for_each_tensor`], so a caller can copy each tensor where it belongs and let
+//! it go before the next is read (a 5 GB checkpoint then never sits in memory beside the
+//! network it fills). [`read_state_dict`] reads them all.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use tch::{Kind, Tensor};
 
@@ -25,7 +33,7 @@ enum Value {
     Dict(Vec<(Value, Value)>),
     Global(String, String),
     Storage { key: String, kind: Kind },
-    Tensor(Tensor),
+    Tensor(TensorEntry),
     Mark,
 }
 
@@ -47,7 +55,7 @@ impl Value {
                 key: key.clone(),
                 kind: *kind,
             },
-            Value::Tensor(t) => Value::Tensor(t.shallow_clone()),
+            Value::Tensor(t) => Value::Tensor(t.clone()),
             Value::Mark => Value::Mark,
         }
     }
@@ -82,12 +90,56 @@ fn storage_kind(name: &str) -> Option<Kind> {
     })
 }
 
+/// Where one tensor of a state dict lies: a strided view of one of the archive's storages.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorEntry {
+    storage: String,
+    kind: Kind,
+    offset: i64,
+    size: Vec<i64>,
+    stride: Vec<i64>,
+}
+
+impl TensorEntry {
+    /// The tensor's shape.
+    pub fn size(&self) -> &[i64] {
+        &self.size
+    }
+
+    /// The tensor's element kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The number of elements of its storage it reaches (0 for an empty tensor), or an
+    /// error for negative offsets, sizes or strides.
+    fn storage_elements_needed(&self) -> Result<i64, String> {
+        if self.offset < 0 || self.size.iter().chain(&self.stride).any(|&v| v < 0) {
+            return Err("negative offset, size or stride".into());
+        }
+        if self.size.contains(&0) {
+            return Ok(0);
+        }
+        let last = self
+            .size
+            .iter()
+            .zip(&self.stride)
+            .try_fold(self.offset, |last, (&n, &s)| {
+                (n - 1)
+                    .checked_mul(s)
+                    .and_then(|step| last.checked_add(step))
+            })
+            .and_then(|last| last.checked_add(1))
+            .ok_or("tensor extent overflows")?;
+        Ok(last)
+    }
+}
+
 struct Unpickler<'a> {
     data: &'a [u8],
     pos: usize,
     stack: Vec<Value>,
     memo: HashMap<u32, Value>,
-    load_storage: &'a mut dyn FnMut(&str, Kind) -> Result<Tensor, String>,
 }
 
 impl Unpickler<'_> {
@@ -355,12 +407,16 @@ impl Unpickler<'_> {
                 };
                 let size = args[2].int_list()?;
                 let stride = args[3].int_list()?;
-                let storage = (self.load_storage)(key, *kind)?;
-                let tensor = storage
-                    .f_as_strided(&size, &stride, offset)
-                    .and_then(|t| t.f_contiguous())
-                    .map_err(|e| format!("tensor outside its storage: {e}"))?;
-                Ok(Value::Tensor(tensor))
+                if size.len() != stride.len() {
+                    return Err("tensor size and stride differ in length".into());
+                }
+                Ok(Value::Tensor(TensorEntry {
+                    storage: key.clone(),
+                    kind: *kind,
+                    offset,
+                    size,
+                    stride,
+                }))
             }
             ("torch._utils", "_rebuild_parameter") if !args.is_empty() => Ok(args.swap_remove(0)),
             (m, n) => Err(format!(
@@ -370,88 +426,208 @@ impl Unpickler<'_> {
     }
 }
 
-/// Reads the named tensors of a `torch.save`d state dict (nested dicts are flattened with
-/// dots; a dict under `state_dict` or `model` is taken as the state dict).
-pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| format!("not a zip archive as torch.save writes ({e})"))?;
-    let pkl_name = zip
-        .file_names()
-        .map(str::to_string)
-        .find(|n| n.ends_with("data.pkl") && n.matches('/').count() == 1)
-        .ok_or("no data.pkl in the archive")?;
-    let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
-    let mut pickle = Vec::new();
-    zip.by_name(&pkl_name)
-        .map_err(|e| e.to_string())?
-        .read_to_end(&mut pickle)
-        .map_err(|e| e.to_string())?;
-    let mut storages: HashMap<String, Tensor> = HashMap::new();
-    // One buffer for every storage, each copied from it into its tensor: a fresh buffer
-    // per storage made the kernel supply (and zero) new pages for the whole checkpoint
-    // once more, which showed in reading a 5 GB V2-G file.
-    let mut bytes = Vec::new();
-    let mut load_storage = |key: &str, kind: Kind| -> Result<Tensor, String> {
-        if let Some(t) = storages.get(key) {
-            return Ok(t.shallow_clone());
-        }
-        let mut entry = zip
-            .by_name(&format!("{prefix}data/{key}"))
-            .map_err(|e| format!("storage {key}: {e}"))?;
-        bytes.clear();
-        bytes.reserve_exact(entry.size() as usize);
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("storage {key}: {e}"))?;
-        let elt = kind.elt_size_in_bytes();
-        if bytes.len() % elt != 0 {
-            return Err(format!(
-                "storage {key}: {} bytes is not whole elements",
-                bytes.len()
-            ));
-        }
-        let t = Tensor::f_from_data_size(&bytes, &[(bytes.len() / elt) as i64], kind)
-            .map_err(|e| e.to_string())?;
-        storages.insert(key.to_string(), t.shallow_clone());
-        Ok(t)
-    };
-    let root = Unpickler {
-        data: &pickle,
-        pos: 0,
-        stack: Vec::new(),
-        memo: HashMap::new(),
-        load_storage: &mut load_storage,
-    }
-    .run()?;
-    let root = match root {
-        Value::Dict(items) => {
-            let nested = items.iter().position(|(k, v)| {
-                matches!(k, Value::Str(s) if s == "state_dict" || s == "model")
-                    && matches!(v, Value::Dict(_))
-            });
-            match nested {
-                Some(i) => items
-                    .into_iter()
-                    .nth(i)
-                    .map(|(_, v)| v)
-                    .unwrap_or(Value::None),
-                None => Value::Dict(items),
-            }
-        }
-        other => return Err(format!("the pickle holds {other:?}, not a dict of tensors")),
-    };
-    let mut out = Vec::new();
-    flatten("", root, &mut out);
-    if out.is_empty() {
-        return Err("no tensors in the checkpoint".into());
-    }
-    Ok(out)
+/// A `torch.save`d state dict's index: each tensor's name and where it lies, read from the
+/// pickle without reading the storages. It keeps the file open, so the tensors are read
+/// from the file that was indexed even if another is saved under its name meanwhile.
+#[derive(Debug)]
+pub struct StateDict {
+    /// The file, read by one caller at a time.
+    file: Mutex<File>,
+    /// The archive's folder (`archive/`, or the name the file was saved under).
+    prefix: String,
+    entries: Vec<(String, TensorEntry)>,
 }
 
-fn flatten(prefix: &str, value: Value, out: &mut Vec<(String, Tensor)>) {
+impl StateDict {
+    /// Reads the pickle of a `torch.save`d state dict (nested dicts are flattened with
+    /// dots; a dict under `state_dict` or `model` is taken as the state dict) and checks that
+    /// every tensor lies within its storage.
+    ///
+    /// # Errors
+    /// When the file is no zip archive as `torch.save` writes, its pickle is not a plain
+    /// state dict, it holds no tensors, or a tensor reaches beyond its storage (as far as
+    /// the archive's directory tells; the data itself is checked as it is read).
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let mut zip = open_archive(&file)?;
+        let pkl_name = zip
+            .file_names()
+            .map(str::to_string)
+            .find(|n| n.ends_with("data.pkl") && n.matches('/').count() == 1)
+            .ok_or("no data.pkl in the archive")?;
+        let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
+        let mut pickle = Vec::new();
+        zip.by_name(&pkl_name)
+            .map_err(|e| e.to_string())?
+            .read_to_end(&mut pickle)
+            .map_err(|e| e.to_string())?;
+        let root = Unpickler {
+            data: &pickle,
+            pos: 0,
+            stack: Vec::new(),
+            memo: HashMap::new(),
+        }
+        .run()?;
+        let root = match root {
+            Value::Dict(items) => {
+                let nested = items.iter().position(|(k, v)| {
+                    matches!(k, Value::Str(s) if s == "state_dict" || s == "model")
+                        && matches!(v, Value::Dict(_))
+                });
+                match nested {
+                    Some(i) => items
+                        .into_iter()
+                        .nth(i)
+                        .map(|(_, v)| v)
+                        .unwrap_or(Value::None),
+                    None => Value::Dict(items),
+                }
+            }
+            other => return Err(format!("the pickle holds {other:?}, not a dict of tensors")),
+        };
+        let mut entries = Vec::new();
+        flatten("", root, &mut entries);
+        if entries.is_empty() {
+            return Err("no tensors in the checkpoint".into());
+        }
+        for (name, entry) in &entries {
+            let key = &entry.storage;
+            let bytes = zip
+                .by_name(&format!("{prefix}data/{key}"))
+                .map_err(|e| format!("storage {key} of {name}: {e}"))?
+                .size();
+            let available = bytes / entry.kind.elt_size_in_bytes() as u64;
+            let needed = entry
+                .storage_elements_needed()
+                .map_err(|e| format!("{name}: {e}"))?;
+            if needed as u64 > available {
+                return Err(format!(
+                    "{name} needs {needed} elements of storage {key}, which holds {available}"
+                ));
+            }
+        }
+        drop(zip);
+        Ok(Self {
+            file: Mutex::new(file),
+            prefix,
+            entries,
+        })
+    }
+
+    /// The tensors' names (as saved) and places, in the pickle's order.
+    pub fn entries(&self) -> &[(String, TensorEntry)] {
+        &self.entries
+    }
+
+    /// Reads the storages of the entries `wanted` (indices into [`StateDict::entries`]) one
+    /// at a time, in the order those entries first use them, and hands `f` each wanted
+    /// tensor (contiguous, on the CPU) with its index. Only one storage, and the tensors
+    /// made from it, are held at once, beside what `f` keeps.
+    ///
+    /// # Errors
+    /// When the file cannot be read, a storage does not hold its tensors, or `f` fails.
+    pub fn for_each_tensor(
+        &self,
+        wanted: impl IntoIterator<Item = usize>,
+        mut f: impl FnMut(usize, Tensor) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut wanted: Vec<usize> = wanted.into_iter().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut by_storage: Vec<(&str, Vec<usize>)> = Vec::new();
+        let mut slot_of: HashMap<&str, usize> = HashMap::new();
+        for i in wanted {
+            let (_, entry) = self
+                .entries
+                .get(i)
+                .ok_or_else(|| format!("no tensor {i} in the state dict"))?;
+            let slot = *slot_of.entry(&entry.storage).or_insert_with(|| {
+                by_storage.push((&entry.storage, Vec::new()));
+                by_storage.len() - 1
+            });
+            by_storage[slot].1.push(i);
+        }
+        let file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut zip = open_archive(&file)?;
+        // One buffer for every storage, each copied from it into its tensor: a fresh buffer
+        // per storage made the kernel supply (and zero) new pages for the whole checkpoint
+        // once more, which showed in reading a 5 GB V2-G file.
+        let mut bytes = Vec::new();
+        for (key, entry_indices) in by_storage {
+            let mut stored = zip
+                .by_name(&format!("{}data/{key}", self.prefix))
+                .map_err(|e| format!("storage {key}: {e}"))?;
+            bytes.clear();
+            usize::try_from(stored.size())
+                .ok()
+                .and_then(|size| bytes.try_reserve_exact(size).ok())
+                .ok_or_else(|| format!("storage {key}: {} bytes do not fit", stored.size()))?;
+            stored
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("storage {key}: {e}"))?;
+            let kind = self.entries[entry_indices[0]].1.kind;
+            let elt = kind.elt_size_in_bytes();
+            if bytes.len() % elt != 0 {
+                return Err(format!(
+                    "storage {key}: {} bytes is not whole elements",
+                    bytes.len()
+                ));
+            }
+            let storage = Tensor::f_from_data_size(&bytes, &[(bytes.len() / elt) as i64], kind)
+                .map_err(|e| e.to_string())?;
+            for i in entry_indices {
+                let entry = &self.entries[i].1;
+                if entry.kind != kind {
+                    return Err(format!("storage {key} is read as two kinds"));
+                }
+                let tensor = storage
+                    .f_as_strided(&entry.size, &entry.stride, entry.offset)
+                    .and_then(|t| t.f_contiguous())
+                    .map_err(|e| format!("{}: outside its storage: {e}", self.entries[i].0))?;
+                f(i, tensor)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every tensor, in the pickle's order.
+    ///
+    /// # Errors
+    /// As [`StateDict::for_each_tensor`].
+    pub fn into_tensors(self) -> Result<Vec<(String, Tensor)>, String> {
+        let mut tensors: Vec<Option<Tensor>> = std::iter::repeat_with(|| None)
+            .take(self.entries.len())
+            .collect();
+        self.for_each_tensor(0..self.entries.len(), |i, tensor| {
+            tensors[i] = Some(tensor);
+            Ok(())
+        })?;
+        Ok(self
+            .entries
+            .into_iter()
+            .zip(tensors)
+            .filter_map(|((name, _), tensor)| Some((name, tensor?)))
+            .collect())
+    }
+}
+
+/// The zip archive of a `torch.save`d file (read through a shared handle, which seeks).
+fn open_archive(file: &File) -> Result<zip::ZipArchive<&File>, String> {
+    zip::ZipArchive::new(file).map_err(|e| format!("not a zip archive as torch.save writes ({e})"))
+}
+
+/// Reads the named tensors of a `torch.save`d state dict, in the pickle's order (see
+/// [`StateDict::open`]).
+///
+/// # Errors
+/// As [`StateDict::open`] and [`StateDict::for_each_tensor`].
+pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
+    StateDict::open(path)?.into_tensors()
+}
+
+fn flatten(prefix: &str, value: Value, out: &mut Vec<(String, TensorEntry)>) {
     match value {
-        Value::Tensor(t) => out.push((prefix.to_string(), t)),
+        Value::Tensor(entry) => out.push((prefix.to_string(), entry)),
         Value::Dict(items) => {
             for (k, v) in items {
                 let key = match k {

@@ -46,7 +46,7 @@ const TEMPORAL_TENSOR: &str = "head.motion_modules.0.temporal_transformer.proj_i
 
 /// Whether `checkpoint` holds Video Depth Anything (it has motion modules).
 pub fn is_video_checkpoint(checkpoint: &Checkpoint) -> bool {
-    checkpoint.tensors.contains_key(TEMPORAL_TENSOR)
+    checkpoint.contains(TEMPORAL_TENSOR)
 }
 
 /// The network, with its variables named like the official checkpoints (`pretrained.*`,

@@ -25,6 +25,13 @@ pub struct CheckpointHints {
 }
 
 /// Tensors of a checkpoint under official names, with what was recognised.
+///
+/// A `.pth` file of official names is indexed, not read: its tensors' names and shapes come
+/// from its pickle, and their data is read one storage at a time when they are copied into
+/// a model ([`Checkpoint::copy_into`]), so a model is loaded with little more memory than
+/// the model itself; a damaged storage is reported then. Safetensors files, and `.pth`
+/// files of Hugging Face names (whose query, key and value are fused on reading), are read
+/// whole.
 #[derive(Debug)]
 pub struct Checkpoint {
     /// The file it was read from.
@@ -33,12 +40,24 @@ pub struct Checkpoint {
     pub encoder: Encoder,
     /// What the file's name or `config.json` say about the model.
     pub hints: CheckpointHints,
-    /// The tensors, under the official checkpoints' names.
-    pub tensors: BTreeMap<String, Tensor>,
+    tensors: Tensors,
+}
+
+/// A checkpoint's tensors under the official names.
+#[derive(Debug)]
+enum Tensors {
+    /// In memory.
+    Loaded(BTreeMap<String, Tensor>),
+    /// A `.pth` file's index, and the entry of the file behind each official name.
+    Indexed {
+        state_dict: crate::pth::StateDict,
+        entry_of: BTreeMap<String, usize>,
+    },
 }
 
 impl Checkpoint {
-    /// Reads a `.pth`/`.pt` (PyTorch zip) or `.safetensors` file.
+    /// Reads a `.safetensors` file, or indexes a `.pth`/`.pt` (PyTorch zip) one: its tensors
+    /// are read when they are needed (see [`Checkpoint`]).
     ///
     /// # Errors
     /// When the file cannot be read, is of neither format, or holds no ViT encoder.
@@ -59,21 +78,39 @@ impl Checkpoint {
             .and_then(|e| e.to_str())
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let (raw, mut hints) = if ext == "safetensors" {
-            let raw = Tensor::read_safetensors(path).map_err(|e| checkpoint_err(e.to_string()))?;
-            (raw, hints_from_hf_config(path)?)
-        } else {
-            let raw = crate::pth::read_state_dict(path).map_err(|e| {
-                checkpoint_err(format!(
-                    "not a PyTorch state_dict saved with torch.save, nor safetensors: {e}"
-                ))
-            })?;
-            (raw, CheckpointHints::default())
-        };
         let name_hints = hints_from_file_name(path);
-        hints.version = hints.version.or(name_hints.version);
-        hints.head = hints.head.or(name_hints.head);
-        Self::from_tensors(path, raw, hints)
+        let with_name_hints = |mut hints: CheckpointHints| {
+            hints.version = hints.version.or(name_hints.version);
+            hints.head = hints.head.or(name_hints.head);
+            hints
+        };
+        if ext == "safetensors" {
+            let raw = Tensor::read_safetensors(path).map_err(|e| checkpoint_err(e.to_string()))?;
+            return Self::from_tensors(path, raw, with_name_hints(hints_from_hf_config(path)?));
+        }
+        let not_pth = |e: String| {
+            checkpoint_err(format!(
+                "not a PyTorch state_dict saved with torch.save, nor safetensors: {e}"
+            ))
+        };
+        let state_dict = crate::pth::StateDict::open(path).map_err(not_pth)?;
+        let hints = with_name_hints(CheckpointHints::default());
+        // A later name wins, as in the state dict PyTorch would load.
+        let entry_of: BTreeMap<String, usize> = state_dict
+            .entries()
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (without_module_prefix(name), i))
+            .collect();
+        if entry_of.keys().any(|name| is_hf_name(name)) {
+            let raw = state_dict.into_tensors().map_err(not_pth)?;
+            return Self::from_tensors(path, raw, hints);
+        }
+        let tensors = Tensors::Indexed {
+            state_dict,
+            entry_of,
+        };
+        Self::recognised(path, tensors, hints)
     }
 
     /// A checkpoint from named tensors in either layout; `path` only labels errors.
@@ -90,11 +127,20 @@ impl Checkpoint {
             path: path.to_path_buf(),
         };
         let tensors = to_official_names(raw).map_err(unknown)?;
-        let encoder = recognise_encoder(&tensors).map_err(unknown)?;
+        Self::recognised(path, Tensors::Loaded(tensors), hints)
+    }
+
+    /// A checkpoint of `tensors`, whose shapes tell its encoder.
+    fn recognised(path: &Path, tensors: Tensors, hints: CheckpointHints) -> Result<Self> {
+        let shapes = tensors.shapes();
+        let encoder = recognise_encoder(&shapes).map_err(|reason| Error::UnknownModel {
+            reason,
+            path: path.to_path_buf(),
+        })?;
         tracing::debug!(
             path = %path.display(),
             encoder = encoder.name(),
-            tensors = tensors.len(),
+            tensors = shapes.len(),
             "read checkpoint"
         );
         Ok(Self {
@@ -103,6 +149,68 @@ impl Checkpoint {
             hints,
             tensors,
         })
+    }
+
+    /// The tensors' official names and shapes.
+    pub fn shapes(&self) -> BTreeMap<String, Vec<i64>> {
+        self.tensors.shapes()
+    }
+
+    /// Whether it holds a tensor of this official name.
+    pub fn contains(&self, name: &str) -> bool {
+        match &self.tensors {
+            Tensors::Loaded(tensors) => tensors.contains_key(name),
+            Tensors::Indexed { entry_of, .. } => entry_of.contains_key(name),
+        }
+    }
+
+    /// The tensors under their official names, read from the file if it was indexed.
+    ///
+    /// # Errors
+    /// When the file cannot be read, or has changed since it was indexed.
+    pub fn tensors(&self) -> Result<BTreeMap<String, Tensor>> {
+        let mut out = BTreeMap::new();
+        self.for_each_tensor(|name, tensor| {
+            out.insert(name.to_string(), tensor);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands `f` every tensor with its official name; an indexed file's are read one
+    /// storage at a time, each let go once `f` returns unless `f` keeps it.
+    fn for_each_tensor(&self, mut f: impl FnMut(&str, Tensor) -> Result<()>) -> Result<()> {
+        match &self.tensors {
+            Tensors::Loaded(tensors) => tensors
+                .iter()
+                .try_for_each(|(name, tensor)| f(name, tensor.shallow_clone())),
+            Tensors::Indexed {
+                state_dict,
+                entry_of,
+            } => {
+                let mut name_of = vec![""; state_dict.entries().len()];
+                for (name, &i) in entry_of {
+                    name_of[i] = name.as_str();
+                }
+                // `f`'s own error, kept whole while the reader stops on a placeholder.
+                let mut failed = None;
+                let read = state_dict.for_each_tensor(entry_of.values().copied(), |i, tensor| {
+                    f(name_of[i], tensor).map_err(|e| {
+                        let reason = e.to_string();
+                        failed = Some(e);
+                        reason
+                    })
+                });
+                match (failed, read) {
+                    (Some(e), _) => Err(e),
+                    (None, Err(reason)) => Err(Error::Checkpoint {
+                        reason,
+                        path: self.path.clone(),
+                    }),
+                    (None, Ok(())) => Ok(()),
+                }
+            }
+        }
     }
 
     /// The model this checkpoint holds, with what the caller says (`spec`) overriding what
@@ -133,18 +241,11 @@ impl Checkpoint {
     /// [`Checkpoint::verify`].
     ///
     /// # Errors
-    /// As [`Checkpoint::verify`], or when libtorch cannot copy.
+    /// As [`Checkpoint::verify`], when an indexed file cannot be read (or changed since), or
+    /// when libtorch cannot copy.
     pub fn copy_into(&self, variables: &HashMap<String, Tensor>, model: &str) -> Result<()> {
         self.verify(variables, model)?;
-        tch::no_grad(|| -> Result<()> {
-            for (name, src) in &self.tensors {
-                if let Some(var) = variables.get(name) {
-                    let mut var = var.shallow_clone();
-                    var.f_copy_(src)?;
-                }
-            }
-            Ok(())
-        })
+        tch::no_grad(|| self.for_each_tensor(|name, src| copy_into_variable(variables, name, &src)))
     }
 
     /// Checks that the tensors' names and shapes are exactly the model's `variables`.
@@ -152,35 +253,70 @@ impl Checkpoint {
     /// # Errors
     /// [`Error::TensorMismatch`] naming every missing, unexpected and mis-shaped tensor.
     pub fn verify(&self, variables: &HashMap<String, Tensor>, model: &str) -> Result<()> {
-        verify_tensors(&self.tensors, variables, model, &self.path)
+        verify_shapes(&self.shapes(), variables, model, &self.path)
     }
 }
 
-/// Checks that `tensors` (read from `path`) are exactly a model's `variables`, by name and
-/// shape.
+impl Tensors {
+    fn shapes(&self) -> BTreeMap<String, Vec<i64>> {
+        match self {
+            Tensors::Loaded(tensors) => shapes_of(tensors),
+            Tensors::Indexed {
+                state_dict,
+                entry_of,
+            } => entry_of
+                .iter()
+                .map(|(name, &i)| (name.clone(), state_dict.entries()[i].1.size().to_vec()))
+                .collect(),
+        }
+    }
+}
+
+/// Copies `src` into the variable called `name`, if the model has one.
+pub(crate) fn copy_into_variable(
+    variables: &HashMap<String, Tensor>,
+    name: &str,
+    src: &Tensor,
+) -> Result<()> {
+    if let Some(var) = variables.get(name) {
+        var.shallow_clone().f_copy_(src)?;
+    }
+    Ok(())
+}
+
+/// The names and shapes of `tensors`.
+pub(crate) fn shapes_of(tensors: &BTreeMap<String, Tensor>) -> BTreeMap<String, Vec<i64>> {
+    tensors
+        .iter()
+        .map(|(name, tensor)| (name.clone(), tensor.size()))
+        .collect()
+}
+
+/// Checks that the tensors of `shapes` (read from `path`) are exactly a model's
+/// `variables`, by name and shape.
 ///
 /// # Errors
 /// [`Error::TensorMismatch`] naming every missing, unexpected and mis-shaped tensor.
-pub(crate) fn verify_tensors(
-    tensors: &BTreeMap<String, Tensor>,
+pub(crate) fn verify_shapes(
+    shapes: &BTreeMap<String, Vec<i64>>,
     variables: &HashMap<String, Tensor>,
     model: &str,
     path: &Path,
 ) -> Result<()> {
     let missing: Vec<&String> = variables
         .keys()
-        .filter(|k| !tensors.contains_key(*k))
+        .filter(|k| !shapes.contains_key(*k))
         .collect();
-    let unexpected: Vec<&String> = tensors
+    let unexpected: Vec<&String> = shapes
         .keys()
         .filter(|k| !variables.contains_key(*k))
         .collect();
-    let mis_shaped: Vec<String> = tensors
+    let mis_shaped: Vec<String> = shapes
         .iter()
-        .filter_map(|(name, t)| {
+        .filter_map(|(name, shape)| {
             let var = variables.get(name)?;
-            (var.size() != t.size())
-                .then(|| format!("{name}: file {:?}, model {:?}", t.size(), var.size()))
+            (&var.size() != shape)
+                .then(|| format!("{name}: file {shape:?}, model {:?}", var.size()))
         })
         .collect();
     if !missing.is_empty() || !unexpected.is_empty() || !mis_shaped.is_empty() {
@@ -214,17 +350,14 @@ pub(crate) fn verify_tensors(
 }
 
 /// The model size from the width of the position embedding and the number of blocks.
-fn recognise_encoder(tensors: &BTreeMap<String, Tensor>) -> std::result::Result<Encoder, String> {
-    let pos = tensors
+fn recognise_encoder(shapes: &BTreeMap<String, Vec<i64>>) -> std::result::Result<Encoder, String> {
+    let pos = shapes
         .get("pretrained.pos_embed")
         .ok_or("no position embedding (`pretrained.pos_embed` / `backbone.embeddings.position_embeddings`)")?;
-    let dim = *pos
-        .size()
-        .last()
-        .ok_or("position embedding has no dimensions")?;
+    let dim = *pos.last().ok_or("position embedding has no dimensions")?;
     let encoder = Encoder::from_embed_dim(dim)
         .ok_or_else(|| format!("embedding width {dim} is none of 384, 768, 1024, 1536"))?;
-    let blocks = tensors
+    let blocks = shapes
         .keys()
         .filter_map(|k| k.strip_prefix("pretrained.blocks."))
         .filter_map(|k| k.split('.').next()?.parse::<usize>().ok())
@@ -311,14 +444,9 @@ fn to_official_names(
 ) -> std::result::Result<BTreeMap<String, Tensor>, String> {
     let raw: Vec<(String, Tensor)> = raw
         .into_iter()
-        .map(|(k, t)| {
-            (
-                k.strip_prefix("module.").map(str::to_string).unwrap_or(k),
-                t,
-            )
-        })
+        .map(|(k, t)| (without_module_prefix(&k), t))
         .collect();
-    let is_hf = raw.iter().any(|(k, _)| k.starts_with("backbone."));
+    let is_hf = raw.iter().any(|(k, _)| is_hf_name(k));
     if !is_hf {
         return Ok(raw.into_iter().collect());
     }
@@ -348,6 +476,16 @@ fn to_official_names(
         }
     }
     Ok(out)
+}
+
+/// A name as saved from `nn.DataParallel` (`module.` first) without that prefix.
+fn without_module_prefix(name: &str) -> String {
+    name.strip_prefix("module.").unwrap_or(name).to_string()
+}
+
+/// Whether a tensor name is Hugging Face's (`backbone.*`) rather than the official one.
+fn is_hf_name(name: &str) -> bool {
+    name.starts_with("backbone.")
 }
 
 /// `backbone.encoder.layer.N.attention.attention.{query,key,value}.{weight,bias}`.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anydepth_torch::export::{to_hf_names, write_hf_safetensors, write_pth};
+use anydepth_torch::pth::StateDict;
 use anydepth_torch::weights::{Checkpoint, CheckpointHints};
 use anydepth_torch::{Encoder, Error, Head, ModelConfig, Version};
 use tch::{Device, Kind, Tensor};
@@ -85,6 +86,11 @@ fn assert_identical(ours: &BTreeMap<String, Tensor>, expected: &BTreeMap<String,
         assert_eq!(o.size(), t.size(), "{name}: shape");
         assert!(bytes(o) == bytes(t), "{name}: values differ");
     }
+}
+
+/// A checkpoint's tensors, read from its file if it was indexed.
+fn tensors_of(checkpoint: &Checkpoint) -> BTreeMap<String, Tensor> {
+    checkpoint.tensors().expect("reads the tensors")
 }
 
 fn as_list(tensors: &BTreeMap<String, Tensor>) -> Vec<(String, Tensor)> {
@@ -165,6 +171,115 @@ fn pth_round_trips_bit_for_bit_through_our_reader() {
         assert!(bytes(ours) == bytes(original), "{name}: values differ");
     }
     assert_eq!(listing(dir.path()), ["mixed.pth"], "no temporary file left");
+}
+
+/// A copy of the `.pth` archive `from` at `to`, with the storage `key` cut to its first
+/// `keep` bytes.
+fn with_truncated_storage(from: &Path, to: &Path, key: &str, keep: usize) {
+    use std::io::{Read, Write};
+    let file = std::fs::File::open(from).expect("opens the archive");
+    let mut archive = zip::ZipArchive::new(file).expect("a zip archive");
+    let mut out = zip::ZipWriter::new(std::fs::File::create(to).expect("creates the copy"));
+    let stored =
+        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).expect("an entry");
+        let name = entry.name().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).expect("reads the entry");
+        if name.ends_with(&format!("/data/{key}")) {
+            bytes.truncate(keep);
+        }
+        out.start_file(name, stored).expect("starts the entry");
+        out.write_all(&bytes).expect("writes the entry");
+    }
+    out.finish().expect("finishes the copy");
+}
+
+#[test]
+fn pth_tensors_beyond_their_storage_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("mixed.pth");
+    write_pth(&path, &mixed_tensors()).expect("writes");
+    let state_dict = StateDict::open(&path).expect("indexes the file");
+    assert_eq!(state_dict.entries()[0].1.size(), [3, 4, 5]);
+
+    // `encoder.weight` (60 floats) is storage 0.
+    let short = dir.path().join("short.pth");
+    with_truncated_storage(&path, &short, "0", 40);
+    let err = StateDict::open(&short).expect_err("a short storage is refused");
+    assert!(
+        err.contains("encoder.weight needs 60 elements of storage 0, which holds 10"),
+        "{err}"
+    );
+
+    // The indexed file overwritten before its tensors were read: an error, not a crash.
+    std::fs::copy(&short, &path).expect("overwrites the file");
+    let err = state_dict
+        .for_each_tensor(0..state_dict.entries().len(), |_, _| Ok(()))
+        .expect_err("the storage no longer holds the tensor");
+    assert!(err.contains("encoder.weight: outside its storage"), "{err}");
+}
+
+/// `torch.save` of views sharing two storages (tied, offset, strided, a scalar, empty, in
+/// fp32 and fp16), and beside it each view saved as a clone on a storage of its own.
+const TORCH_SHARED_STORAGES: &str = r#"
+import collections, sys, torch
+torch.manual_seed(0)
+base = torch.randn(4, 6)
+halves = torch.randn(10).half()
+shared = collections.OrderedDict([
+    ("base", base), ("tied", base), ("row", base[2]), ("cols", base[:, 1:4]),
+    ("transposed", base.t()), ("tail", halves[3:]), ("scalar", base[1, 2]),
+    ("halves", halves), ("empty", base[:0]),
+])
+torch.save(shared, sys.argv[1])
+torch.save(collections.OrderedDict((k, v.clone()) for k, v in shared.items()), sys.argv[2])
+"#;
+
+#[test]
+fn pth_views_sharing_a_storage_read_as_torch_saved_them() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shared = dir.path().join("shared.pth");
+    let separate = dir.path().join("separate.pth");
+    run_python(&python, TORCH_SHARED_STORAGES, &[&shared, &separate]);
+    let index = StateDict::open(&shared).expect("indexes the shared file");
+    assert_eq!(index.entries().len(), 9);
+    let ours = anydepth_torch::pth::read_state_dict(&shared).expect("reads the shared file");
+    let clones = anydepth_torch::pth::read_state_dict(&separate).expect("reads the clones");
+    let names: Vec<&str> = ours.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "base",
+            "tied",
+            "row",
+            "cols",
+            "transposed",
+            "tail",
+            "scalar",
+            "halves",
+            "empty"
+        ]
+    );
+    for ((name, view), (_, clone)) in ours.iter().zip(&clones) {
+        assert_eq!(view.kind(), clone.kind(), "{name}: dtype");
+        assert_eq!(view.size(), clone.size(), "{name}: shape");
+        assert!(bytes(view) == bytes(clone), "{name}: values differ");
+    }
+    // Some of them only: each is still the right view of its storage.
+    let mut picked = Vec::new();
+    index
+        .for_each_tensor([4, 2], |i, tensor| {
+            picked.push((i, tensor));
+            Ok(())
+        })
+        .expect("reads two");
+    assert_eq!(picked.len(), 2);
+    for (i, tensor) in &picked {
+        assert!(bytes(tensor) == bytes(&clones[*i].1), "{}", clones[*i].0);
+    }
 }
 
 /// torch.load reads our file as the same OrderedDict; torch.save of what it read gives
@@ -260,7 +375,7 @@ fn pth_of_v2_small_loads_into_the_official_model() {
     let checkpoint = Checkpoint::read(&original).expect("reads reference");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("depth_anything_v2_vits.pth");
-    write_pth(&path, &as_list(&checkpoint.tensors)).expect("writes");
+    write_pth(&path, &as_list(&tensors_of(&checkpoint))).expect("writes");
     let out = run_python(&python, OFFICIAL_LOAD_CHECK, &[&path, &original]);
     assert!(out.contains("official model loads"), "{out}");
     eprintln!("{}", out.trim());
@@ -268,7 +383,7 @@ fn pth_of_v2_small_loads_into_the_official_model() {
     let back = Checkpoint::read(&path).expect("our reader reads it");
     assert_eq!(back.encoder, Encoder::Vits);
     assert_eq!(back.hints, checkpoint.hints, "hints from the file name");
-    assert_identical(&back.tensors, &checkpoint.tensors);
+    assert_identical(&tensors_of(&back), &tensors_of(&checkpoint));
 }
 
 // ------------------------------------------------------------------------ Hugging Face
@@ -279,11 +394,11 @@ fn hugging_face_names_invert_the_reader_on_v2_small() {
         return;
     };
     let official = Checkpoint::read(&original).expect("reads reference");
-    let hf = to_hf_names(&as_list(&official.tensors)).expect("every name maps");
+    let hf = to_hf_names(&as_list(&tensors_of(&official))).expect("every name maps");
     // Each block's qkv weight and bias become three tensors each.
     assert_eq!(
         hf.len(),
-        official.tensors.len() + 4 * 12,
+        official.shapes().len() + 4 * 12,
         "qkv split in three"
     );
     assert!(hf
@@ -291,7 +406,7 @@ fn hugging_face_names_invert_the_reader_on_v2_small() {
         .all(|(n, _)| !n.starts_with("pretrained.") && !n.starts_with("depth_head.")));
     let back = Checkpoint::from_tensors(Path::new("hf"), hf, CheckpointHints::default())
         .expect("reads the renamed tensors");
-    assert_identical(&back.tensors, &official.tensors);
+    assert_identical(&tensors_of(&back), &tensors_of(&official));
 
     // The names are exactly those transformers writes (its own V2-S metric checkpoint).
     let Some(hf_file) = reference("v2-vits-metric-indoor/model.safetensors") else {
@@ -299,7 +414,7 @@ fn hugging_face_names_invert_the_reader_on_v2_small() {
     };
     let theirs = Tensor::read_safetensors(&hf_file).expect("reads safetensors");
     let metric = Checkpoint::read(&hf_file).expect("reads HF reference");
-    let ours = to_hf_names(&as_list(&metric.tensors)).expect("every name maps");
+    let ours = to_hf_names(&as_list(&tensors_of(&metric))).expect("every name maps");
     let ours: BTreeMap<String, Tensor> = ours.into_iter().collect();
     let theirs: BTreeMap<String, Tensor> = theirs.into_iter().collect();
     assert_identical(&ours, &theirs);
@@ -379,7 +494,7 @@ fn check_hf_export(
     let official = Checkpoint::read(source).expect("reads reference");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("model.safetensors");
-    write_hf_safetensors(&path, &as_list(&official.tensors), &config).expect("writes");
+    write_hf_safetensors(&path, &as_list(&tensors_of(&official)), &config).expect("writes");
     assert_eq!(
         listing(dir.path()),
         ["config.json", "model.safetensors"],
@@ -396,7 +511,7 @@ fn check_hf_export(
         },
         "{name}: hints from config.json"
     );
-    assert_identical(&back.tensors, &official.tensors);
+    assert_identical(&tensors_of(&back), &tensors_of(&official));
 
     let (kind, max_depth) = match config.head {
         Head::Relative => ("relative", 1.0),
@@ -459,7 +574,7 @@ fn hugging_face_config_tells_v1_and_outdoor_apart() {
         ),
     ] {
         let path = dir.path().join("model.safetensors");
-        write_hf_safetensors(&path, &as_list(&official.tensors), &config).expect("writes");
+        write_hf_safetensors(&path, &as_list(&tensors_of(&official)), &config).expect("writes");
         let back = Checkpoint::read(&path).expect("reads back");
         assert_eq!(
             back.hints.version,
@@ -472,7 +587,7 @@ fn hugging_face_config_tells_v1_and_outdoor_apart() {
     let wrong = ModelConfig::v2(Encoder::Vitb);
     let err = write_hf_safetensors(
         &dir.path().join("b.safetensors"),
-        &as_list(&official.tensors),
+        &as_list(&tensors_of(&official)),
         &wrong,
     )
     .expect_err("a ViT-S is not a ViT-B");

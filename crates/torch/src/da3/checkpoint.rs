@@ -16,7 +16,7 @@ use tch::{Device, Tensor};
 use anydepth_model::da3::Da3Model;
 
 use crate::error::{Error, Result};
-use crate::weights::verify_tensors;
+use crate::weights::{copy_into_variable, shapes_of, verify_shapes};
 
 /// The file name of the weights in a released folder.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -97,20 +97,16 @@ impl Da3Checkpoint {
     /// [`Error::TensorMismatch`] naming every missing, unexpected and mis-shaped tensor, or
     /// a LibTorch failure.
     pub fn copy_into(&self, variables: &HashMap<String, Tensor>) -> Result<()> {
-        verify_tensors(
-            &self.tensors,
+        verify_shapes(
+            &shapes_of(&self.tensors),
             variables,
             self.model.model_name(),
             &self.path,
         )?;
-        tch::no_grad(|| -> Result<()> {
-            for (name, src) in &self.tensors {
-                if let Some(var) = variables.get(name) {
-                    let mut var = var.shallow_clone();
-                    var.f_copy_(src)?;
-                }
-            }
-            Ok(())
+        tch::no_grad(|| {
+            self.tensors
+                .iter()
+                .try_for_each(|(name, src)| copy_into_variable(variables, name, src))
         })
     }
 }
