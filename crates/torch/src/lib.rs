@@ -23,6 +23,7 @@ pub mod network;
 pub mod preprocess;
 pub mod pth;
 mod rope;
+pub mod safetensors_file;
 pub mod temporal;
 pub mod train;
 pub mod video;

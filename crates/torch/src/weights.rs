@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 use crate::error::{Error, Result};
+use crate::safetensors_file::SafetensorsFile;
 use anydepth_model::config::{Encoder, Head, ModelConfig, Version};
 use anydepth_model::ModelSpec;
 
@@ -26,12 +27,10 @@ pub struct CheckpointHints {
 
 /// Tensors of a checkpoint under official names, with what was recognised.
 ///
-/// A `.pth` file of official names is indexed, not read: its tensors' names and shapes come
-/// from its pickle, and their data is read one storage at a time when they are copied into
-/// a model ([`Checkpoint::copy_into`]), so a model is loaded with little more memory than
-/// the model itself; a damaged storage is reported then. Safetensors files, and `.pth`
-/// files of Hugging Face names (whose query, key and value are fused on reading), are read
-/// whole.
+/// A file is indexed, not read: its tensors' names and shapes come from its header (a
+/// `.pth`'s pickle, a safetensors file's JSON), and their data is read one tensor at a time
+/// when they are copied into a model ([`Checkpoint::copy_into`]), so a model is loaded with
+/// little more memory than the model itself; a damaged tensor is reported then.
 #[derive(Debug)]
 pub struct Checkpoint {
     /// The file it was read from.
@@ -48,11 +47,84 @@ pub struct Checkpoint {
 enum Tensors {
     /// In memory.
     Loaded(BTreeMap<String, Tensor>),
-    /// A `.pth` file's index, and the entry of the file behind each official name.
+    /// A file's index, and where each official tensor lies in it.
     Indexed {
-        state_dict: crate::pth::StateDict,
-        entry_of: BTreeMap<String, usize>,
+        file: IndexedFile,
+        sources: BTreeMap<String, Source>,
     },
+}
+
+/// A checkpoint file whose tensors are read one at a time.
+#[derive(Debug)]
+enum IndexedFile {
+    Pth(crate::pth::StateDict),
+    Safetensors(SafetensorsFile),
+}
+
+/// Where an official tensor comes from, by index among the file's (or the given) tensors.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// One tensor.
+    Entry(usize),
+    /// Hugging Face's separate query, key and value, concatenated into `qkv`.
+    FusedQkv([usize; 3]),
+}
+
+impl Source {
+    fn entries(self) -> impl Iterator<Item = usize> {
+        let (one, three) = match self {
+            Source::Entry(i) => (Some(i), None),
+            Source::FusedQkv(parts) => (None, Some(parts)),
+        };
+        one.into_iter().chain(three.into_iter().flatten())
+    }
+
+    /// Its shape, from the shapes of the tensors it is made of.
+    fn size(self, size_of: impl Fn(usize) -> Vec<i64>) -> Vec<i64> {
+        match self {
+            Source::Entry(i) => size_of(i),
+            Source::FusedQkv(parts) => {
+                let mut size = size_of(parts[0]);
+                if let Some(rows) = size.first_mut() {
+                    *rows = parts
+                        .iter()
+                        .map(|&i| size_of(i).first().copied().unwrap_or(0))
+                        .sum();
+                }
+                size
+            }
+        }
+    }
+}
+
+impl IndexedFile {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            IndexedFile::Pth(file) => file.entries().iter().map(|(n, _)| n.as_str()).collect(),
+            IndexedFile::Safetensors(file) => {
+                file.entries().iter().map(|(n, _)| n.as_str()).collect()
+            }
+        }
+    }
+
+    fn size(&self, i: usize) -> Vec<i64> {
+        let size = match self {
+            IndexedFile::Pth(file) => file.entries().get(i).map(|(_, e)| e.size()),
+            IndexedFile::Safetensors(file) => file.entries().get(i).map(|(_, e)| e.size()),
+        };
+        size.map(<[i64]>::to_vec).unwrap_or_default()
+    }
+
+    fn for_each_tensor(
+        &self,
+        wanted: impl IntoIterator<Item = usize>,
+        f: impl FnMut(usize, Tensor) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
+        match self {
+            IndexedFile::Pth(file) => file.for_each_tensor(wanted, f),
+            IndexedFile::Safetensors(file) => file.for_each_tensor(wanted, f),
+        }
+    }
 }
 
 impl Checkpoint {
@@ -84,33 +156,23 @@ impl Checkpoint {
             hints.head = hints.head.or(name_hints.head);
             hints
         };
-        if ext == "safetensors" {
-            let raw = Tensor::read_safetensors(path).map_err(|e| checkpoint_err(e.to_string()))?;
-            return Self::from_tensors(path, raw, with_name_hints(hints_from_hf_config(path)?));
-        }
-        let not_pth = |e: String| {
-            checkpoint_err(format!(
-                "not a PyTorch state_dict saved with torch.save, nor safetensors: {e}"
-            ))
+        let (file, hints) = if ext == "safetensors" {
+            let file = SafetensorsFile::open(path).map_err(checkpoint_err)?;
+            (IndexedFile::Safetensors(file), hints_from_hf_config(path)?)
+        } else {
+            let file = crate::pth::StateDict::open(path).map_err(|e| {
+                checkpoint_err(format!(
+                    "not a PyTorch state_dict saved with torch.save, nor safetensors: {e}"
+                ))
+            })?;
+            (IndexedFile::Pth(file), CheckpointHints::default())
         };
-        let state_dict = crate::pth::StateDict::open(path).map_err(not_pth)?;
-        let hints = with_name_hints(CheckpointHints::default());
-        // A later name wins, as in the state dict PyTorch would load.
-        let entry_of: BTreeMap<String, usize> = state_dict
-            .entries()
-            .iter()
-            .enumerate()
-            .map(|(i, (name, _))| (without_module_prefix(name), i))
-            .collect();
-        if entry_of.keys().any(|name| is_hf_name(name)) {
-            let raw = state_dict.into_tensors().map_err(not_pth)?;
-            return Self::from_tensors(path, raw, hints);
-        }
-        let tensors = Tensors::Indexed {
-            state_dict,
-            entry_of,
-        };
-        Self::recognised(path, tensors, hints)
+        let sources = official_sources(&file.names()).map_err(|reason| Error::UnknownModel {
+            reason,
+            path: path.to_path_buf(),
+        })?;
+        let tensors = Tensors::Indexed { file, sources };
+        Self::recognised(path, tensors, with_name_hints(hints))
     }
 
     /// A checkpoint from named tensors in either layout; `path` only labels errors.
@@ -126,7 +188,19 @@ impl Checkpoint {
             reason,
             path: path.to_path_buf(),
         };
-        let tensors = to_official_names(raw).map_err(unknown)?;
+        let names: Vec<&str> = raw.iter().map(|(name, _)| name.as_str()).collect();
+        let sources = official_sources(&names).map_err(unknown)?;
+        let tensors = sources
+            .into_iter()
+            .map(|(name, source)| {
+                let parts: Vec<&Tensor> = source.entries().map(|i| &raw[i].1).collect();
+                let tensor = match parts.as_slice() {
+                    [one] => one.shallow_clone(),
+                    parts => Tensor::f_cat(parts, 0)?,
+                };
+                Ok((name, tensor))
+            })
+            .collect::<Result<_>>()?;
         Self::recognised(path, Tensors::Loaded(tensors), hints)
     }
 
@@ -160,7 +234,7 @@ impl Checkpoint {
     pub fn contains(&self, name: &str) -> bool {
         match &self.tensors {
             Tensors::Loaded(tensors) => tensors.contains_key(name),
-            Tensors::Indexed { entry_of, .. } => entry_of.contains_key(name),
+            Tensors::Indexed { sources, .. } => sources.contains_key(name),
         }
     }
 
@@ -184,22 +258,49 @@ impl Checkpoint {
             Tensors::Loaded(tensors) => tensors
                 .iter()
                 .try_for_each(|(name, tensor)| f(name, tensor.shallow_clone())),
-            Tensors::Indexed {
-                state_dict,
-                entry_of,
-            } => {
-                let mut name_of = vec![""; state_dict.entries().len()];
-                for (name, &i) in entry_of {
-                    name_of[i] = name.as_str();
+            Tensors::Indexed { file, sources } => {
+                // Each wanted entry: the official name it goes to, and its part of a
+                // fused `qkv` (whose parts wait until all three are read).
+                let mut target_of: HashMap<usize, (&str, Option<usize>)> = HashMap::new();
+                for (name, source) in sources {
+                    match *source {
+                        Source::Entry(i) => {
+                            target_of.insert(i, (name, None));
+                        }
+                        Source::FusedQkv(parts) => {
+                            for (part, i) in parts.into_iter().enumerate() {
+                                target_of.insert(i, (name, Some(part)));
+                            }
+                        }
+                    }
                 }
+                let mut waiting: HashMap<&str, [Option<Tensor>; 3]> = HashMap::new();
                 // `f`'s own error, kept whole while the reader stops on a placeholder.
                 let mut failed = None;
-                let read = state_dict.for_each_tensor(entry_of.values().copied(), |i, tensor| {
-                    f(name_of[i], tensor).map_err(|e| {
+                let mut hand_over = |name: &str, tensor: Tensor| {
+                    f(name, tensor).map_err(|e| {
                         let reason = e.to_string();
                         failed = Some(e);
                         reason
                     })
+                };
+                let wanted: Vec<usize> = target_of.keys().copied().collect();
+                let read = file.for_each_tensor(wanted, |i, tensor| {
+                    let Some(&(name, part)) = target_of.get(&i) else {
+                        return Ok(());
+                    };
+                    let Some(part) = part else {
+                        return hand_over(name, tensor);
+                    };
+                    let slots = waiting.entry(name).or_default();
+                    slots[part] = Some(tensor);
+                    if let [Some(q), Some(k), Some(v)] = slots {
+                        let fused = Tensor::f_cat(&[&*q, &*k, &*v], 0)
+                            .map_err(|e| format!("{name}: {e}"))?;
+                        waiting.remove(name);
+                        return hand_over(name, fused);
+                    }
+                    Ok(())
                 });
                 match (failed, read) {
                     (Some(e), _) => Err(e),
@@ -261,12 +362,9 @@ impl Tensors {
     fn shapes(&self) -> BTreeMap<String, Vec<i64>> {
         match self {
             Tensors::Loaded(tensors) => shapes_of(tensors),
-            Tensors::Indexed {
-                state_dict,
-                entry_of,
-            } => entry_of
+            Tensors::Indexed { file, sources } => sources
                 .iter()
-                .map(|(name, &i)| (name.clone(), state_dict.entries()[i].1.size().to_vec()))
+                .map(|(name, source)| (name.clone(), source.size(|i| file.size(i))))
                 .collect(),
         }
     }
@@ -437,43 +535,39 @@ fn hints_from_hf_config(weights: &Path) -> Result<CheckpointHints> {
     Ok(hints)
 }
 
-/// Renames tensors to the official layout; Hugging Face names are translated and the
-/// separate query/key/value projections fused into `qkv`.
-fn to_official_names(
-    raw: Vec<(String, Tensor)>,
-) -> std::result::Result<BTreeMap<String, Tensor>, String> {
-    let raw: Vec<(String, Tensor)> = raw
-        .into_iter()
-        .map(|(k, t)| (without_module_prefix(&k), t))
-        .collect();
-    let is_hf = raw.iter().any(|(k, _)| is_hf_name(k));
+/// Where each tensor of the official layout comes from among `names` (a file's or given
+/// tensors' names, by index): Hugging Face names are translated, and their separate
+/// query/key/value projections fused into `qkv`; a `module.` prefix is dropped. Of two
+/// tensors under one official name, the later wins, as in the state dict PyTorch loads.
+fn official_sources(names: &[&str]) -> std::result::Result<BTreeMap<String, Source>, String> {
+    let names: Vec<String> = names.iter().map(|n| without_module_prefix(n)).collect();
+    let is_hf = names.iter().any(|n| is_hf_name(n));
     if !is_hf {
-        return Ok(raw.into_iter().collect());
+        return Ok(names
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| (name, Source::Entry(i)))
+            .collect());
     }
     let mut out = BTreeMap::new();
-    let mut qkv: BTreeMap<(String, &'static str), [Option<Tensor>; 3]> = BTreeMap::new();
-    for (name, tensor) in raw {
-        if let Some((block, part, which)) = split_hf_qkv(&name) {
-            let slot = qkv.entry((block, which)).or_default();
-            slot[part] = Some(tensor);
+    let mut qkv: BTreeMap<(String, &'static str), [Option<usize>; 3]> = BTreeMap::new();
+    for (i, name) in names.iter().enumerate() {
+        if let Some((block, part, which)) = split_hf_qkv(name) {
+            qkv.entry((block, which)).or_default()[part] = Some(i);
             continue;
         }
-        out.insert(hf_to_official(&name), tensor);
+        out.insert(hf_to_official(name), Source::Entry(i));
     }
     for ((block, which), parts) in qkv {
-        match parts {
-            [Some(q), Some(k), Some(v)] => {
-                out.insert(
-                    format!("pretrained.blocks.{block}.attn.qkv.{which}"),
-                    Tensor::cat(&[q, k, v], 0),
-                );
-            }
-            _ => {
-                return Err(format!(
-                    "layer {block}: query, key and value {which} are not all present"
-                ))
-            }
-        }
+        let [Some(q), Some(k), Some(v)] = parts else {
+            return Err(format!(
+                "layer {block}: query, key and value {which} are not all present"
+            ));
+        };
+        out.insert(
+            format!("pretrained.blocks.{block}.attn.qkv.{which}"),
+            Source::FusedQkv([q, k, v]),
+        );
     }
     Ok(out)
 }

@@ -15,6 +15,7 @@ use std::process::Command;
 
 use anydepth_torch::export::{to_hf_names, write_hf_safetensors, write_pth};
 use anydepth_torch::pth::StateDict;
+use anydepth_torch::safetensors_file::SafetensorsFile;
 use anydepth_torch::weights::{Checkpoint, CheckpointHints};
 use anydepth_torch::{Encoder, Error, Head, ModelConfig, Version};
 use tch::{Device, Kind, Tensor};
@@ -219,6 +220,47 @@ fn pth_tensors_beyond_their_storage_are_refused() {
         .for_each_tensor(0..state_dict.entries().len(), |_, _| Ok(()))
         .expect_err("the storage no longer holds the tensor");
     assert!(err.contains("encoder.weight: outside its storage"), "{err}");
+}
+
+#[test]
+fn safetensors_are_read_one_tensor_at_a_time_and_short_files_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("mixed.safetensors");
+    let tensors: Vec<(String, Tensor)> = mixed_tensors()
+        .into_iter()
+        .map(|(name, tensor)| (name, tensor.contiguous()))
+        .collect();
+    Tensor::write_safetensors(&tensors, &path).expect("writes");
+    let file = SafetensorsFile::open(&path).expect("indexes the file");
+    assert_eq!(file.entries().len(), tensors.len());
+    let mut read = BTreeMap::new();
+    file.for_each_tensor(0..tensors.len(), |i, tensor| {
+        read.insert(file.entries()[i].0.clone(), tensor);
+        Ok(())
+    })
+    .expect("reads every tensor");
+    let expected: BTreeMap<String, Tensor> = tensors.into_iter().collect();
+    assert_identical(&read, &expected);
+
+    // The last tensor's bytes cut short: refused when indexed, an error when read.
+    let bytes = std::fs::metadata(&path).expect("size").len();
+    let cut = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("opens for writing");
+    cut.set_len(bytes - 4).expect("truncates");
+    let err = SafetensorsFile::open(&path).expect_err("a short file is refused");
+    assert!(err.contains("beyond the file's"), "{err}");
+    let count = file.entries().len();
+    let err = file
+        .for_each_tensor(0..count, |_, _| Ok(()))
+        .expect_err("the file no longer holds the last tensor");
+    assert!(
+        file.entries()
+            .iter()
+            .any(|(name, _)| err.starts_with(&format!("{name}: "))),
+        "names the tensor: {err}"
+    );
 }
 
 /// `torch.save` of views sharing two storages (tied, offset, strided, a scalar, empty, in
