@@ -16,7 +16,8 @@ use tch::{Device, Tensor};
 use anydepth_model::da3::Da3Model;
 
 use crate::error::{Error, Result};
-use crate::weights::{copy_into_variable, shapes_of, verify_shapes};
+use crate::safetensors_file::SafetensorsFile;
+use crate::weights::{copy_into_variable, verify_shapes};
 
 /// The file name of the weights in a released folder.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -31,15 +32,17 @@ const UNUSED_PREFIXES: [&str; 2] = ["gs_head.", "gs_adapter."];
 /// Memory kept free beyond the weights, for activations and the rest of the process.
 const MEMORY_MARGIN_BYTES: u64 = 2 << 30;
 
-/// A Depth Anything 3 checkpoint, read and checked.
+/// A Depth Anything 3 checkpoint, indexed and checked: its tensors are read one at a time
+/// when they are copied into a network ([`Da3Checkpoint::copy_into`]).
 #[derive(Debug)]
 pub struct Da3Checkpoint {
     /// The weights file.
     pub path: PathBuf,
     /// The model `config.json` names.
     pub model: Da3Model,
-    /// Tensors without the `model.` prefix.
-    pub tensors: BTreeMap<String, Tensor>,
+    file: SafetensorsFile,
+    /// The file's entry behind each tensor the network has (names without `model.`).
+    entry_of: BTreeMap<String, usize>,
 }
 
 impl Da3Checkpoint {
@@ -70,23 +73,21 @@ impl Da3Checkpoint {
                 named
             }
         };
-        let file_bytes = std::fs::metadata(&weights)
-            .map_err(|e| Error::Checkpoint {
-                reason: e.to_string(),
-                path: weights.clone(),
-            })?
-            .len();
-        check_memory(model, file_bytes, device)?;
-        let raw = Tensor::read_safetensors(&weights).map_err(|e| Error::Checkpoint {
-            reason: e.to_string(),
+        check_memory(model, device)?;
+        let file = SafetensorsFile::open(&weights).map_err(|reason| Error::Checkpoint {
+            reason,
             path: weights.clone(),
         })?;
-        let tensors = official_names(raw, &weights)?;
-        tracing::debug!(path = %weights.display(), model = %model, tensors = tensors.len(), "read Depth Anything 3 checkpoint");
+        let entry_of = official_entries(&file).map_err(|reason| Error::Checkpoint {
+            reason,
+            path: weights.clone(),
+        })?;
+        tracing::debug!(path = %weights.display(), model = %model, tensors = entry_of.len(), "read Depth Anything 3 checkpoint");
         Ok(Self {
             path: weights,
             model,
-            tensors,
+            file,
+            entry_of,
         })
     }
 
@@ -97,16 +98,26 @@ impl Da3Checkpoint {
     /// [`Error::TensorMismatch`] naming every missing, unexpected and mis-shaped tensor, or
     /// a LibTorch failure.
     pub fn copy_into(&self, variables: &HashMap<String, Tensor>) -> Result<()> {
-        verify_shapes(
-            &shapes_of(&self.tensors),
-            variables,
-            self.model.model_name(),
-            &self.path,
-        )?;
+        let shapes = self
+            .entry_of
+            .iter()
+            .map(|(name, &i)| (name.clone(), self.file.entries()[i].1.size().to_vec()))
+            .collect();
+        verify_shapes(&shapes, variables, self.model.model_name(), &self.path)?;
+        let mut name_of = vec![""; self.file.entries().len()];
+        for (name, &i) in &self.entry_of {
+            name_of[i] = name.as_str();
+        }
         tch::no_grad(|| {
-            self.tensors
-                .iter()
-                .try_for_each(|(name, src)| copy_into_variable(variables, name, src))
+            self.file
+                .for_each_tensor(self.entry_of.values().copied(), |i, src| {
+                    copy_into_variable(variables, name_of[i], &src)
+                        .map_err(|e| format!("{}: {e}", name_of[i]))
+                })
+                .map_err(|reason| Error::Checkpoint {
+                    reason,
+                    path: self.path.clone(),
+                })
         })
     }
 }
@@ -138,17 +149,22 @@ fn model_from_config(config: &Path) -> Result<Da3Model> {
 }
 
 /// The tensors without the wrapper's `model.` prefix, Giant's unused heads left out, copies
-/// of the shared LayerNorm folded into the one stored.
-fn official_names(raw: Vec<(String, Tensor)>, path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let mut tensors = BTreeMap::new();
-    for (name, tensor) in raw {
-        let name = name.strip_prefix("model.").unwrap_or(&name).to_string();
+/// The file's entry behind each tensor the network has: names without `model.`, Giant's
+/// unused splat head left out, and copies of the ray head's shared LayerNorm under the
+/// other levels' names checked to equal the stored one (read now: they are small) and
+/// dropped, or taken as it where it is absent.
+fn official_entries(
+    file: &SafetensorsFile,
+) -> std::result::Result<BTreeMap<String, usize>, String> {
+    let mut entry_of = BTreeMap::new();
+    for (i, (name, _)) in file.entries().iter().enumerate() {
+        let name = name.strip_prefix("model.").unwrap_or(name);
         if UNUSED_PREFIXES.iter().any(|p| name.starts_with(p)) {
             continue;
         }
-        tensors.insert(name, tensor);
+        entry_of.insert(name.to_string(), i);
     }
-    let copies: Vec<String> = tensors
+    let copies: Vec<String> = entry_of
         .keys()
         .filter(|name| {
             (1..4)
@@ -161,43 +177,33 @@ fn official_names(raw: Vec<(String, Tensor)>, path: &Path) -> Result<BTreeMap<St
             continue;
         };
         let stored = format!("{SHARED_NORM}.{suffix}");
-        let Some(copy) = tensors.remove(&name) else {
+        let Some(copy) = entry_of.remove(&name) else {
             continue;
         };
-        match tensors.get(&stored) {
-            Some(original) if original.size() == copy.size() && original.equal(&copy) => {}
-            Some(_) => {
-                return Err(Error::Checkpoint {
-                    reason: format!(
-                        "{name} should be the same tensor as {stored} (the ray head's levels \
-                         share one LayerNorm), but differs"
-                    ),
-                    path: path.to_path_buf(),
-                })
-            }
-            None => {
-                tensors.insert(stored, copy);
-            }
+        let Some(&original) = entry_of.get(&stored) else {
+            entry_of.insert(stored, copy);
+            continue;
+        };
+        let mut pair = Vec::new();
+        file.for_each_tensor([original, copy], |_, tensor| {
+            pair.push(tensor);
+            Ok(())
+        })?;
+        if !matches!(pair.as_slice(), [a, b] if a.size() == b.size() && a.equal(b)) {
+            return Err(format!(
+                "{name} should be the same tensor as {stored} (the ray head's levels share \
+                 one LayerNorm), but differs"
+            ));
         }
     }
-    Ok(tensors)
+    Ok(entry_of)
 }
 
-/// Refuses a model the machine cannot hold: the file is read into host memory, then the
-/// network is built in fp32 on `device` (and cast to `precision` afterwards).
-fn check_memory(model: Da3Model, file_bytes: u64, device: Device) -> Result<()> {
-    // The file is read into host memory first, on every device.
-    let host_available = available_host_memory();
+/// Refuses a model the machine cannot hold: the network is built in fp32 on `device` (and
+/// cast to `precision` afterwards), and the file read into it one tensor at a time.
+fn check_memory(model: Da3Model, device: Device) -> Result<()> {
     match device {
         Device::Cuda(index) => {
-            if let Some(available) = host_available {
-                refuse_if_short(
-                    model,
-                    file_bytes + MEMORY_MARGIN_BYTES / 2,
-                    available,
-                    "this machine",
-                )?;
-            }
             let total = crate::cuda::report()
                 .gpus
                 .iter()
@@ -214,10 +220,10 @@ fn check_memory(model: Da3Model, file_bytes: u64, device: Device) -> Result<()> 
                 None => Ok(()),
             }
         }
-        _ => match host_available {
+        _ => match available_host_memory() {
             Some(available) => refuse_if_short(
                 model,
-                file_bytes + fp32_bytes(model) + MEMORY_MARGIN_BYTES,
+                fp32_bytes(model) + MEMORY_MARGIN_BYTES,
                 available,
                 "this machine",
             ),
@@ -257,40 +263,59 @@ fn available_host_memory() -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// The entries a safetensors file of `tensors` gives, by name.
+    fn entries_of(tensors: &[(String, Tensor)]) -> std::result::Result<Vec<String>, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join(WEIGHTS_FILE);
+        Tensor::write_safetensors(tensors, &path).map_err(|e| e.to_string())?;
+        let file = SafetensorsFile::open(&path)?;
+        let entry_of = official_entries(&file)?;
+        Ok(entry_of
+            .iter()
+            .map(|(name, &i)| format!("{name} <- {}", file.entries()[i].0))
+            .collect())
+    }
+
     #[test]
     fn copies_of_the_shared_norm_are_folded_and_the_prefix_dropped() {
         let norm = Tensor::from_slice(&[1.0f32, 2.0]);
-        let raw = vec![
+        let copy = "head.scratch.output_conv2_aux.3.2.weight";
+        let tensors = vec![
             (format!("model.{SHARED_NORM}.weight"), norm.copy()),
-            (
-                "model.head.scratch.output_conv2_aux.3.2.weight".to_string(),
-                norm.copy(),
-            ),
+            (format!("model.{copy}"), norm.copy()),
             ("model.gs_head.x".to_string(), norm.copy()),
         ];
-        let tensors = official_names(raw, Path::new("x")).expect("equal copies");
         assert_eq!(
-            tensors.keys().collect::<Vec<_>>(),
-            vec![&format!("{SHARED_NORM}.weight")]
+            entries_of(&tensors).expect("equal copies"),
+            [format!(
+                "{SHARED_NORM}.weight <- model.{SHARED_NORM}.weight"
+            )]
         );
-        let raw = vec![
+        // Only a copy: it is taken as the shared one.
+        let only_copy = vec![(format!("model.{copy}"), norm.copy())];
+        assert_eq!(
+            entries_of(&only_copy).expect("a copy alone"),
+            [format!("{SHARED_NORM}.weight <- model.{copy}")]
+        );
+        let differing = vec![
             (format!("model.{SHARED_NORM}.weight"), norm.copy()),
             (
                 "model.head.scratch.output_conv2_aux.1.2.weight".to_string(),
                 norm.copy() * 2.0,
             ),
         ];
-        assert!(official_names(raw, Path::new("x")).is_err());
+        let err = entries_of(&differing).expect_err("a differing copy");
+        assert!(err.contains("but differs"), "{err}");
     }
 
     #[test]
     fn giant_is_refused_where_memory_is_short() {
         // Giant's fp32 weights alone are 4.6 GB.
-        let needed = 4_600_000_000 + fp32_bytes(Da3Model::Giant) + MEMORY_MARGIN_BYTES;
-        let err = refuse_if_short(Da3Model::Giant, needed, 8 << 30, "this machine")
-            .expect_err("8 GiB is too little");
+        let needed = fp32_bytes(Da3Model::Giant) + MEMORY_MARGIN_BYTES;
+        let err = refuse_if_short(Da3Model::Giant, needed, 6 << 30, "this machine")
+            .expect_err("6 GiB is too little");
         assert!(
-            err.to_string().contains("da3-giant needs about 10.6 GiB"),
+            err.to_string().contains("da3-giant needs about 6.3 GiB"),
             "{err}"
         );
         assert!(refuse_if_short(Da3Model::Giant, needed, 32 << 30, "this machine").is_ok());
