@@ -106,11 +106,6 @@ impl TensorEntry {
         &self.size
     }
 
-    /// The tensor's element kind.
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
-
     /// The number of elements of its storage it reaches (0 for an empty tensor), or an
     /// error for negative offsets, sizes or strides.
     fn storage_elements_needed(&self) -> Result<i64, String> {

@@ -27,11 +27,6 @@ impl SafetensorsEntry {
     pub fn size(&self) -> &[i64] {
         &self.size
     }
-
-    /// The tensor's element kind.
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
 }
 
 /// A safetensors file's index, read from its header. It keeps the file open, so the
@@ -49,7 +44,8 @@ pub struct SafetensorsFile {
 
 impl SafetensorsFile {
     /// Reads the header of a safetensors file and checks that every tensor's byte range
-    /// lies within the file and holds exactly its elements.
+    /// lies within the file and holds exactly its elements (ranges may overlap or leave
+    /// gaps: each tensor is read from its own).
     ///
     /// # Errors
     /// When the file cannot be read or its header is not a safetensors header: not JSON, an
@@ -61,7 +57,7 @@ impl SafetensorsFile {
         file.read_exact(&mut length)
             .map_err(|e| format!("no safetensors header length: {e}"))?;
         let header_bytes = u64::from_le_bytes(length);
-        if header_bytes > MAX_HEADER_BYTES || header_bytes > file_bytes - 8 {
+        if header_bytes > MAX_HEADER_BYTES || header_bytes > file_bytes.saturating_sub(8) {
             return Err(format!(
                 "a header of {header_bytes} bytes in a file of {file_bytes}: not safetensors"
             ));
@@ -130,10 +126,15 @@ impl SafetensorsFile {
             bytes
                 .try_reserve_exact(length)
                 .map_err(|_| format!("{name}: {length} bytes do not fit in memory"))?;
-            bytes.resize(length, 0);
             file.seek(SeekFrom::Start(self.data_start + entry.begin))
-                .and_then(|_| file.read_exact(&mut bytes))
+                .and_then(|_| (&mut *file).take(length as u64).read_to_end(&mut bytes))
                 .map_err(|e| format!("{name}: {e}"))?;
+            if bytes.len() != length {
+                return Err(format!(
+                    "{name}: the file ends {} bytes into the tensor's {length}",
+                    bytes.len()
+                ));
+            }
             let tensor = Tensor::f_from_data_size(&bytes, &entry.size, entry.kind)
                 .map_err(|e| format!("{name}: {e}"))?;
             f(i, tensor)?;
@@ -194,4 +195,71 @@ fn dtype_kind(dtype: &str) -> Option<Kind> {
         "BOOL" => Kind::Bool,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens a file of `header` (its length first) and `data` bytes.
+    fn open_with(header: &str, data: usize) -> Result<SafetensorsFile, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("t.safetensors");
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(bytes.len() + data, 0);
+        std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+        SafetensorsFile::open(&path)
+    }
+
+    #[test]
+    fn headers_are_checked_against_their_tensors_and_the_file() {
+        let two_floats = r#""a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#;
+        let file = open_with(
+            &format!(r#"{{"__metadata__":{{"format":"pt"}},{two_floats}}}"#),
+            8,
+        )
+        .expect("metadata is skipped");
+        assert_eq!(file.entries().len(), 1);
+        assert_eq!(file.entries()[0].1.size(), [2]);
+
+        for (header, data, expected) in [
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#,
+                8,
+                "a: bytes 0..4 for a F32 tensor of shape [2] (8 bytes)",
+            ),
+            (
+                r#"{"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#,
+                8,
+                "a: unsupported dtype Q4",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                4,
+                "a: bytes 0..8 lie beyond the file's 4 bytes of data",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2]}}"#,
+                8,
+                "a: no data_offsets",
+            ),
+            (r#"["a"]"#, 0, "not a JSON object"),
+            (r#"{}"#, 0, "no tensors"),
+        ] {
+            let err = open_with(header, data).expect_err(header);
+            assert!(err.contains(expected), "{header}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_header_longer_than_the_file_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.safetensors");
+        let mut bytes = 1000u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        std::fs::write(&path, bytes).expect("writes");
+        let err = SafetensorsFile::open(&path).expect_err("too long a header");
+        assert!(err.contains("not safetensors"), "{err}");
+    }
 }

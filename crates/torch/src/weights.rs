@@ -128,8 +128,8 @@ impl IndexedFile {
 }
 
 impl Checkpoint {
-    /// Reads a `.safetensors` file, or indexes a `.pth`/`.pt` (PyTorch zip) one: its tensors
-    /// are read when they are needed (see [`Checkpoint`]).
+    /// Indexes a `.pth`/`.pt` (PyTorch zip) or `.safetensors` file: its tensors are read
+    /// when they are needed (see [`Checkpoint`]).
     ///
     /// # Errors
     /// When the file cannot be read, is of neither format, or holds no ViT encoder.
@@ -171,6 +171,20 @@ impl Checkpoint {
             reason,
             path: path.to_path_buf(),
         })?;
+        for (name, source) in &sources {
+            let Source::FusedQkv(parts) = *source else {
+                continue;
+            };
+            let sizes = parts.map(|i| file.size(i));
+            if sizes.iter().any(|size| size.get(1..) != sizes[0].get(1..)) {
+                return Err(Error::UnknownModel {
+                    reason: format!(
+                        "{name}: query, key and value of shapes {sizes:?} cannot be joined"
+                    ),
+                    path: path.to_path_buf(),
+                });
+            }
+        }
         let tensors = Tensors::Indexed { file, sources };
         Self::recognised(path, tensors, with_name_hints(hints))
     }
@@ -251,8 +265,9 @@ impl Checkpoint {
         Ok(out)
     }
 
-    /// Hands `f` every tensor with its official name; an indexed file's are read one
-    /// storage at a time, each let go once `f` returns unless `f` keeps it.
+    /// Hands `f` every tensor with its official name; an indexed file's are read one at a
+    /// time (a `.pth`'s one storage at a time), each let go once `f` returns unless `f`
+    /// keeps it.
     fn for_each_tensor(&self, mut f: impl FnMut(&str, Tensor) -> Result<()>) -> Result<()> {
         match &self.tensors {
             Tensors::Loaded(tensors) => tensors
@@ -308,7 +323,13 @@ impl Checkpoint {
                         reason,
                         path: self.path.clone(),
                     }),
-                    (None, Ok(())) => Ok(()),
+                    (None, Ok(())) => match waiting.keys().next() {
+                        Some(name) => Err(Error::Checkpoint {
+                            reason: format!("{name}: query, key and value were not all read"),
+                            path: self.path.clone(),
+                        }),
+                        None => Ok(()),
+                    },
                 }
             }
         }

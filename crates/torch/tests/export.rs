@@ -263,6 +263,56 @@ fn safetensors_are_read_one_tensor_at_a_time_and_short_files_refused() {
     );
 }
 
+/// A ViT-S in Hugging Face's names, as far as recognising it needs (the position embedding
+/// and 12 layers' query, key and value), with `value_width` columns in the values' weights.
+fn hugging_face_attention(value_width: i64) -> Vec<(String, Tensor)> {
+    let opts = (Kind::Float, Device::Cpu);
+    let mut tensors = vec![(
+        "backbone.embeddings.position_embeddings".to_string(),
+        Tensor::randn([1, 2, 384], opts),
+    )];
+    for layer in 0..12 {
+        // Different rows per part, so a swapped order shows in the shape too.
+        for (rows, proj) in [(2, "query"), (3, "key"), (4, "value")] {
+            let width = if proj == "value" { value_width } else { 3 };
+            let prefix = format!("backbone.encoder.layer.{layer}.attention.attention.{proj}");
+            tensors.push((
+                format!("{prefix}.weight"),
+                Tensor::randn([rows, width], opts),
+            ));
+            tensors.push((format!("{prefix}.bias"), Tensor::randn([rows], opts)));
+        }
+    }
+    tensors
+}
+
+#[test]
+fn hugging_face_query_key_and_value_are_fused_as_they_are_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("model.safetensors");
+    let tensors = hugging_face_attention(3);
+    Tensor::write_safetensors(&tensors, &path).expect("writes");
+    let indexed = Checkpoint::read(&path).expect("indexes the file");
+    assert_eq!(indexed.encoder, Encoder::Vits);
+    let qkv = "pretrained.blocks.5.attn.qkv.weight";
+    assert_eq!(indexed.shapes()[qkv], [9, 3]);
+    let read = tensors_of(&indexed);
+    let part = |proj: &str| {
+        let name = format!("backbone.encoder.layer.5.attention.attention.{proj}.weight");
+        let (_, tensor) = tensors.iter().find(|(n, _)| *n == name).expect("the part");
+        tensor.shallow_clone()
+    };
+    let expected = Tensor::cat(&[part("query"), part("key"), part("value")], 0);
+    assert!(bytes(&read[qkv]) == bytes(&expected), "q, k, v in order");
+    let in_memory = Checkpoint::from_tensors(&path, tensors, CheckpointHints::default())
+        .expect("the same tensors given in memory");
+    assert_identical(&read, &tensors_of(&in_memory));
+
+    Tensor::write_safetensors(&hugging_face_attention(5), &path).expect("writes");
+    let err = Checkpoint::read(&path).expect_err("values of another width");
+    assert!(err.to_string().contains("cannot be joined"), "{err}");
+}
+
 /// `torch.save` of views sharing two storages (tied, offset, strided, a scalar, empty, in
 /// fp32 and fp16), and beside it each view saved as a clone on a storage of its own.
 const TORCH_SHARED_STORAGES: &str = r#"

@@ -73,11 +73,11 @@ impl Da3Checkpoint {
                 named
             }
         };
-        check_memory(model, device)?;
         let file = SafetensorsFile::open(&weights).map_err(|reason| Error::Checkpoint {
             reason,
             path: weights.clone(),
         })?;
+        check_memory(model, device)?;
         let entry_of = official_entries(&file).map_err(|reason| Error::Checkpoint {
             reason,
             path: weights.clone(),
@@ -148,7 +148,6 @@ fn model_from_config(config: &Path) -> Result<Da3Model> {
     })
 }
 
-/// The tensors without the wrapper's `model.` prefix, Giant's unused heads left out, copies
 /// The file's entry behind each tensor the network has: names without `model.`, Giant's
 /// unused splat head left out, and copies of the ray head's shared LayerNorm under the
 /// other levels' names checked to equal the stored one (read now: they are small) and
@@ -189,7 +188,10 @@ fn official_entries(
             pair.push(tensor);
             Ok(())
         })?;
-        if !matches!(pair.as_slice(), [a, b] if a.size() == b.size() && a.equal(b)) {
+        let same = |a: &Tensor, b: &Tensor| {
+            a.kind() == b.kind() && a.size() == b.size() && a.f_equal(b).unwrap_or(false)
+        };
+        if !matches!(pair.as_slice(), [a, b] if same(a, b)) {
             return Err(format!(
                 "{name} should be the same tensor as {stored} (the ray head's levels share \
                  one LayerNorm), but differs"
