@@ -19,6 +19,7 @@ pub mod dpt;
 pub mod error;
 pub mod estimator;
 pub mod export;
+mod file_read;
 pub mod network;
 pub mod preprocess;
 pub mod pth;

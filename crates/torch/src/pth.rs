@@ -20,6 +20,8 @@ use std::sync::{Mutex, PoisonError};
 
 use tch::{Kind, Tensor};
 
+use crate::file_read::{ascending_once, read_into};
+
 /// A pickled value, as far as state dicts need.
 #[derive(Debug)]
 enum Value {
@@ -526,12 +528,9 @@ impl StateDict {
         wanted: impl IntoIterator<Item = usize>,
         mut f: impl FnMut(usize, Tensor) -> Result<(), String>,
     ) -> Result<(), String> {
-        let mut wanted: Vec<usize> = wanted.into_iter().collect();
-        wanted.sort_unstable();
-        wanted.dedup();
         let mut by_storage: Vec<(&str, Vec<usize>)> = Vec::new();
         let mut slot_of: HashMap<&str, usize> = HashMap::new();
-        for i in wanted {
+        for i in ascending_once(wanted) {
             let (_, entry) = self
                 .entries
                 .get(i)
@@ -544,22 +543,13 @@ impl StateDict {
         }
         let file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         let mut zip = open_archive(&file)?;
-        // One buffer for every storage, each copied from it into its tensor: a fresh buffer
-        // per storage made the kernel supply (and zero) new pages for the whole checkpoint
-        // once more, which showed in reading a 5 GB V2-G file.
         let mut bytes = Vec::new();
         for (key, entry_indices) in by_storage {
-            let mut stored = zip
+            let stored = zip
                 .by_name(&format!("{}data/{key}", self.prefix))
                 .map_err(|e| format!("storage {key}: {e}"))?;
-            bytes.clear();
-            usize::try_from(stored.size())
-                .ok()
-                .and_then(|size| bytes.try_reserve_exact(size).ok())
-                .ok_or_else(|| format!("storage {key}: {} bytes do not fit", stored.size()))?;
-            stored
-                .read_to_end(&mut bytes)
-                .map_err(|e| format!("storage {key}: {e}"))?;
+            let size = stored.size();
+            read_into(&mut bytes, stored, size).map_err(|e| format!("storage {key}: {e}"))?;
             let kind = self.entries[entry_indices[0]].1.kind;
             let elt = kind.elt_size_in_bytes();
             if bytes.len() % elt != 0 {

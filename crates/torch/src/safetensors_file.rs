@@ -9,6 +9,8 @@ use std::sync::{Mutex, PoisonError};
 
 use tch::{Kind, Tensor};
 
+use crate::file_read::{ascending_once, read_into};
+
 /// The largest header accepted (the format's own readers refuse more than 100 MB).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
 
@@ -110,31 +112,17 @@ impl SafetensorsFile {
         wanted: impl IntoIterator<Item = usize>,
         mut f: impl FnMut(usize, Tensor) -> Result<(), String>,
     ) -> Result<(), String> {
-        let mut wanted: Vec<usize> = wanted.into_iter().collect();
-        wanted.sort_unstable();
-        wanted.dedup();
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         let mut bytes = Vec::new();
-        for i in wanted {
+        for i in ascending_once(wanted) {
             let (name, entry) = self
                 .entries
                 .get(i)
                 .ok_or_else(|| format!("no tensor {i} in the safetensors file"))?;
-            let length = usize::try_from(entry.end - entry.begin)
-                .map_err(|_| format!("{name}: too large for this machine"))?;
-            bytes.clear();
-            bytes
-                .try_reserve_exact(length)
-                .map_err(|_| format!("{name}: {length} bytes do not fit in memory"))?;
             file.seek(SeekFrom::Start(self.data_start + entry.begin))
-                .and_then(|_| (&mut *file).take(length as u64).read_to_end(&mut bytes))
+                .map_err(|e| e.to_string())
+                .and_then(|_| read_into(&mut bytes, &mut *file, entry.end - entry.begin))
                 .map_err(|e| format!("{name}: {e}"))?;
-            if bytes.len() != length {
-                return Err(format!(
-                    "{name}: the file ends {} bytes into the tensor's {length}",
-                    bytes.len()
-                ));
-            }
             let tensor = Tensor::f_from_data_size(&bytes, &entry.size, entry.kind)
                 .map_err(|e| format!("{name}: {e}"))?;
             f(i, tensor)?;
