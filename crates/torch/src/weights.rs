@@ -71,12 +71,11 @@ enum Source {
 }
 
 impl Source {
-    fn entries(self) -> impl Iterator<Item = usize> {
-        let (one, three) = match self {
-            Source::Entry(i) => (Some(i), None),
-            Source::FusedQkv(parts) => (None, Some(parts)),
-        };
-        one.into_iter().chain(three.into_iter().flatten())
+    fn entries(&self) -> &[usize] {
+        match self {
+            Source::Entry(i) => std::slice::from_ref(i),
+            Source::FusedQkv(parts) => parts,
+        }
     }
 
     /// Its shape, from the shapes of the tensors it is made of.
@@ -207,7 +206,7 @@ impl Checkpoint {
         let tensors = sources
             .into_iter()
             .map(|(name, source)| {
-                let parts: Vec<&Tensor> = source.entries().map(|i| &raw[i].1).collect();
+                let parts: Vec<&Tensor> = source.entries().iter().map(|&i| &raw[i].1).collect();
                 let tensor = match parts.as_slice() {
                     [one] => one.shallow_clone(),
                     parts => Tensor::f_cat(parts, 0)?,
@@ -382,7 +381,10 @@ impl Checkpoint {
 impl Tensors {
     fn shapes(&self) -> BTreeMap<String, Vec<i64>> {
         match self {
-            Tensors::Loaded(tensors) => shapes_of(tensors),
+            Tensors::Loaded(tensors) => tensors
+                .iter()
+                .map(|(name, tensor)| (name.clone(), tensor.size()))
+                .collect(),
             Tensors::Indexed { file, sources } => sources
                 .iter()
                 .map(|(name, source)| (name.clone(), source.size(|i| file.size(i))))
@@ -401,14 +403,6 @@ pub(crate) fn copy_into_variable(
         var.shallow_clone().f_copy_(src)?;
     }
     Ok(())
-}
-
-/// The names and shapes of `tensors`.
-pub(crate) fn shapes_of(tensors: &BTreeMap<String, Tensor>) -> BTreeMap<String, Vec<i64>> {
-    tensors
-        .iter()
-        .map(|(name, tensor)| (name.clone(), tensor.size()))
-        .collect()
 }
 
 /// Checks that the tensors of `shapes` (read from `path`) are exactly a model's
